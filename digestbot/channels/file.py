@@ -1,0 +1,42 @@
+"""The outbox: writes each email as an `.eml` file and each Slack post as a `.json` payload.
+
+Used when `[email]` or `[slack]` is absent, and by `digestbot demo`: nothing leaves the machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from email.headerregistry import Address
+from pathlib import Path
+
+from ..models import Message
+from . import Channel, Envelope
+from .email import build_email
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class FileChannel(Channel):
+    """Writes into `[bot] outbox`: `<digest>-<target>.eml` for email, `.json` for Slack."""
+
+    kind = "file"
+
+    def __init__(self, outbox: Path, format: str, sender: Address | None = None):
+        self.outbox, self.format = outbox, format
+        self.sender = sender or Address(display_name="digestbot", addr_spec="digestbot@localhost")
+
+    def send(self, message: Message, envelope: Envelope) -> str:
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        stem = _UNSAFE.sub("_", f"{envelope.message_id.strip('<>').split('@')[0]}-{envelope.target}")
+        if self.format == "email":
+            path = self.outbox / f"{stem}.eml"
+            data = bytes(build_email(message, envelope, self.sender))
+        else:
+            path = self.outbox / f"{stem}.json"
+            payload = {"channel": envelope.target, "text": message.slack_text, "blocks": message.slack_blocks}
+            data = json.dumps(payload, indent=2, ensure_ascii=False).encode()
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)  # a reader never sees half a file
+        return str(path)

@@ -1,0 +1,226 @@
+"""The command line, and the only composition root: it builds config, store, http, matcher, channels.
+
+Every command is a thin function over the library; `print` lives here and nowhere else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__, config as config_module, pipeline
+from .channels import Channel
+from .channels.email import SmtpChannel
+from .channels.file import FileChannel
+from .channels.slack import SlackChannel
+from .errors import ConfigError, DigestbotError
+from .http import Http
+from .matching import Interest, Matcher
+from .render import Renderer
+from .store import Store
+
+log = logging.getLogger("digestbot")
+
+
+def default_config() -> str:
+    return os.environ.get("DIGESTBOT_CONFIG") or "config.toml"
+
+
+def load_config(args: argparse.Namespace) -> config_module.Config:
+    return config_module.load(args.config)
+
+
+def interests(config: config_module.Config) -> list[Interest]:
+    return [Interest(sub.id, sub.query, tuple((t, config.topics[t].query) for t in sub.topics))
+            for sub in config.subscriptions]
+
+
+def open_store(config: config_module.Config) -> Store:
+    store = Store(config.database_url, busy_timeout=config.bot.busy_timeout)
+    store.create_tables()
+    return store
+
+
+def channel_factory(config: config_module.Config):
+    def open_channel(kind: str) -> Channel:
+        if kind == "email" and config.email:
+            e = config.email
+            password = config.secret(e.password_env, "email.password_env")
+            return SmtpChannel(e.host, e.port, e.security, e.sender_address, e.username, password, e.timeout)
+        if kind == "slack" and config.slack:
+            token = config.secret(config.slack.token_env, "slack.token_env")
+            return SlackChannel(token, config.slack.base_url)
+        sender = config.email.sender_address if config.email else None
+        return FileChannel(config.outbox, kind, sender)
+    return open_channel
+
+
+def build_context(config: config_module.Config, http: Http | None = None) -> pipeline.Context:
+    templates = config.resolve(config.bot.templates) if config.bot.templates else None
+    return pipeline.Context(config=config, store=open_store(config), http=http or Http(),
+                            matcher=Matcher(interests(config)), renderer=Renderer(templates),
+                            open_channel=channel_factory(config))
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    ctx = build_context(config)
+    if not args.once:
+        from . import scheduler
+
+        print(f"digestbot {__version__}: {len(config.sources)} sources, {len(config.subscriptions)} "
+              f"subscriptions; Ctrl-C to stop", file=sys.stderr)
+        scheduler.serve(ctx)
+        return 0
+    polls, sends = pipeline.run_once(ctx, now(), send=not args.no_send)
+    report_run(polls, sends, sent_anything=not args.no_send)
+    return 1 if any(p.error for p in polls) or sends.failed else 0
+
+
+def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> None:
+    for p in polls:
+        if p.error:
+            print(f"{p.source}: FAILED: {p.error}")
+        else:
+            print(f"{p.source}: {p.seen} papers listed, {p.new} new, {p.matched} matches")
+    if not sent_anything:
+        print("--no-send: recorded everything, sent nothing")
+    for name, channel, target, count in sends.sent:
+        print(f"sent {name!r}: {count} papers to {target} ({channel})")
+    for name, target, error in sends.failed:
+        print(f"FAILED {name!r} to {target}: {error}")
+    if sent_anything and not sends.sent and not sends.failed:
+        print("nothing due to send")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    for problem in config_module.check_secrets(config):
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"{config.path}: OK ({len(config.sources)} sources, {len(config.topics)} topics, "
+          f"{len(config.subscriptions)} subscriptions)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    store = open_store(config)
+    states = store.source_states()
+    print(f"database: {store.url.split('///')[-1]}  papers: {store.count_papers()}")
+    print("\nsources:")
+    for options in config.sources:
+        st = states.get(options.name)
+        if st is None:
+            print(f"  {options.name:<20} never polled")
+            continue
+        error = f"  last error {st.last_error_at:%Y-%m-%d %H:%M}: {st.last_error}" if st.last_error else ""
+        success = f"{st.last_success:%Y-%m-%d %H:%M}" if st.last_success else "never"
+        print(f"  {options.name:<20} last success {success}, {st.papers_seen} listed in all, "
+              f"{st.last_new} new last time{error}")
+    print("\ndeliveries (per paper):")
+    counts = store.delivery_counts()
+    for channel in sorted({c for c, _ in counts}):
+        line = ", ".join(f"{s} {counts.get((channel, s), 0)}" for s in ("pending", "sent", "failed"))
+        print(f"  {channel:<8} {line}")
+    for row in store.digests("failed"):
+        print(f"  failed: {row.subscription} -> {row.target}: {row.last_error}")
+    return 0
+
+
+def cmd_papers(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    papers = open_store(config).papers(days=args.days)
+    if args.json:
+        print(json.dumps([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
+                           "url": p.link, "published": p.published.isoformat() if p.published else None,
+                           "upvotes": p.upvotes, "sources": list(p.sources)} for p in papers], indent=2))
+        return 0
+    for p in papers:
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
+    print(f"{len(papers)} papers", file=sys.stderr)
+    return 0
+
+
+def cmd_sources_check(args: argparse.Namespace) -> int:
+    from . import sources
+    from .models import SourceMemory
+
+    config = load_config(args)
+    source = sources.build(config.source(args.name), Http())
+    papers = source.collect(now(), SourceMemory())
+    for p in papers:
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
+    print(f"{args.name}: {len(papers)} papers (nothing stored)", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo
+
+    return run_demo(Path(args.dir), report_run)
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digestbot", description="Watch paper listings; send each subscriber the new papers on their topics.")
+    parser.add_argument("-c", "--config", default=default_config(),
+                        help="config file (default: $DIGESTBOT_CONFIG, then ./config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--version", action="version", version=f"digestbot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="poll sources and send digests (daemon; --once for one pass)")
+    run.add_argument("--once", action="store_true", help="poll every source once, send what is due, exit")
+    run.add_argument("--no-send", action="store_true", help="with --once: record what is listed now, send nothing")
+    run.set_defaults(func=cmd_run)
+
+    sub.add_parser("check", help="validate the config file").set_defaults(func=cmd_check)
+    sub.add_parser("status", help="sources, papers and deliveries at a glance").set_defaults(func=cmd_status)
+
+    papers = sub.add_parser("papers", help="list stored papers, newest first")
+    papers.add_argument("--days", type=float, help="only papers first seen in the last N days")
+    papers.add_argument("--json", action="store_true", help="one JSON array")
+    papers.set_defaults(func=cmd_papers)
+
+    src = sub.add_parser("sources", help="work with sources").add_subparsers(dest="sources_command", required=True)
+    check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
+    check.add_argument("name")
+    check.set_defaults(func=cmd_sources_check)
+
+    demo = sub.add_parser("demo", help="the whole job on bundled sample listings, offline")
+    demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    daemon = args.command == "run" and not args.once
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if daemon else logging.WARNING,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:
+        for noisy in ("httpx", "httpcore", "apscheduler.executors", "slack_sdk"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except DigestbotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

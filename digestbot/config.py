@@ -1,0 +1,348 @@
+"""Load the TOML config into validated, typed models; every problem reported as FILE:LINE: key: message.
+
+Secrets never live in the file: `[email] password_env` and `[slack] token_env` name environment
+variables. Relative paths (the SQLite file, the outbox, templates, text sources) are relative to the
+config file, so the bot behaves the same whatever folder it is started from.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from slugify import slugify
+
+from . import sources
+from .errors import ConfigError
+from .schedule import Schedule, parse_schedule
+from .tomlpos import locate
+
+SECRET_HINT = "secrets are read from the environment: name the variable with password_env / token_env"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _no_newlines(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain a line break")
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (use an IANA name like 'Europe/Berlin')") from None
+    return value
+
+
+class BotConfig(Strict):
+    database: str = "sqlite:///digestbot.db"
+    timezone: str = "UTC"
+    outbox: str = "outbox"
+    templates: str | None = None
+    max_age_days: int = Field(default=7, ge=0)
+    busy_timeout: float = Field(default=10.0, gt=0)
+    public_url: str | None = None
+    _tz = field_validator("timezone")(_zone)
+
+
+class EmailConfig(Strict):
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    sender: str
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        _no_newlines(value)
+        name, addr = parseaddr(value)
+        if "@" not in addr:
+            raise ValueError(f"not an email address: {value!r} (e.g. 'Paper Digest <digest@example.org>')")
+        return value
+
+    @property
+    def sender_address(self) -> Address:
+        name, addr = parseaddr(self.sender)
+        return Address(display_name=name, addr_spec=addr)
+
+
+class SlackConfig(Strict):
+    token_env: str = "SLACK_BOT_TOKEN"
+    base_url: str | None = None
+
+
+class TopicConfig(Strict):
+    query: str = ""
+
+
+class SubscriptionConfig(Strict):
+    name: str = Field(min_length=1)
+    query: str = ""
+    topics: list[str] = []
+    email: list[str] = []
+    slack: list[str] = []
+    schedule: str = "daily 08:00"
+    timezone: str | None = None
+    max_papers: int = Field(default=15, ge=1, le=500)
+    send_empty: bool = False
+
+    _name = field_validator("name")(_no_newlines)
+    _tz = field_validator("timezone")(lambda v: v if v is None else _zone(v))
+
+    @field_validator("email")
+    @classmethod
+    def _emails(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _no_newlines(value)
+            if "@" not in parseaddr(value)[1]:
+                raise ValueError(f"not an email address: {value!r}")
+        return values
+
+    @property
+    def id(self) -> str:
+        return slugify(self.name)
+
+
+@dataclass
+class Config:
+    path: Path
+    bot: BotConfig
+    email: EmailConfig | None
+    slack: SlackConfig | None
+    sources: list[sources.SourceOptions]
+    topics: dict[str, TopicConfig]
+    subscriptions: list[SubscriptionConfig]
+    schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
+    text: str = ""  # the file as read, for FILE:LINE messages
+
+    def resolve(self, relative: str) -> Path:
+        return (self.path.parent / relative).resolve()
+
+    @property
+    def database_url(self) -> str:
+        url = self.bot.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url[len(prefix):].startswith(("/", ":memory:")):
+            return prefix + str(self.resolve(url[len(prefix):]))
+        return url
+
+    @property
+    def outbox(self) -> Path:
+        return self.resolve(self.bot.outbox)
+
+    def subscription(self, name_or_id: str) -> SubscriptionConfig:
+        for sub in self.subscriptions:
+            if name_or_id in (sub.name, sub.id):
+                return sub
+        known = ", ".join(s.id for s in self.subscriptions) or "none configured"
+        raise ConfigError(f"{self.path}: no subscription {name_or_id!r} (known: {known})")
+
+    def source(self, name: str) -> sources.SourceOptions:
+        for options in self.sources:
+            if options.name == name:
+                return options
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"{self.path}: no source {name!r} (known: {known})")
+
+    def secret(self, env_name: str | None, what: str) -> str | None:
+        if not env_name:
+            return None
+        value = os.environ.get(env_name)
+        if not value:
+            raise ConfigError(f"{self.path}: {what}: environment variable {env_name} is not set")
+        return value
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one from config.example.toml, "
+                          f"or pass -c / set DIGESTBOT_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    return loads(text, path)
+
+
+def loads(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_syntax_error(path, exc)) from None
+    problems = Problems(path, text)
+    for key in data.keys() - SECTIONS.keys():
+        problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
+    section = lambda key, model, default: problems.validate(model, data.get(key, default), (key,))  # noqa: E731
+    subscriptions = [problems.validate(SubscriptionConfig, table, ("subscriptions", i))
+                     for i, table in enumerate(_tables(data, "subscriptions", problems))]
+    topics = {name: problems.validate(TopicConfig, table, ("topics", name))
+              for name, table in _named_tables(data, "topics", problems).items()}
+    config = Config(path=path.resolve(), bot=section("bot", BotConfig, {}) or BotConfig(),
+                    email=section("email", EmailConfig, None) if "email" in data else None,
+                    slack=section("slack", SlackConfig, None) if "slack" in data else None,
+                    sources=_sources(_tables(data, "sources", problems), problems),
+                    topics={k: v for k, v in topics.items() if v is not None},
+                    subscriptions=[s for s in subscriptions if s is not None], text=text)
+    _cross_check(config, problems)
+    if problems.lines:
+        raise ConfigError(problems.sorted())
+    return config
+
+
+SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "array of tables",
+            "topics": "tables", "subscriptions": "array of tables"}
+
+
+def _tables(data: dict, key: str, problems: "Problems") -> list[dict]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        problems.add((key,), f"must be written as [[{key}]] tables")
+        return []
+    return value
+
+
+def _named_tables(data: dict, key: str, problems: "Problems") -> dict[str, dict]:
+    value = data.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
+        problems.add((key,), f"must be written as [{key}.NAME] tables")
+        return {}
+    return value
+
+
+def check_secrets(config: Config) -> list[str]:
+    """Secrets the config names but the environment lacks (FILE:LINE: key: message lines)."""
+    problems = Problems(config.path, config.text)
+    if config.email and config.email.username and not config.email.password_env:
+        problems.add(("email", "username"), "set password_env too (the variable holding the password)")
+    wanted = []
+    if config.email and config.email.password_env:
+        wanted.append((("email", "password_env"), config.email.password_env))
+    if config.slack:
+        wanted.append((("slack", "token_env"), config.slack.token_env))
+    for loc, env in wanted:
+        if not os.environ.get(env):
+            problems.add(loc, f"environment variable {env} is not set (needed to send)")
+    return problems.lines
+
+
+class Problems:
+    """Collects FILE:LINE: key: message lines."""
+
+    def __init__(self, path: Path, text: str):
+        self.path, self.text, self.lines = path, text, []
+
+    def add(self, loc: tuple, message: str) -> None:
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        self.lines.append(f"{self.path}:{locate(self.text, loc)}: {key}: {message}")
+
+    def sorted(self) -> list[str]:
+        return sorted(self.lines, key=lambda line: int(line[len(str(self.path)) + 1:].split(":", 1)[0]))
+
+    def validate(self, model: type[BaseModel], value: Any, loc: tuple) -> Any:
+        """The validated model, or None after recording every problem in `value`."""
+        if value is None:
+            return None
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            self.add_validation(exc, loc)
+            return None
+
+    def add_validation(self, exc: ValidationError, prefix: tuple = ()) -> None:
+        for error in exc.errors():
+            loc = prefix + tuple(error["loc"])
+            if error["type"] == "extra_forbidden":
+                self.add(loc, _unknown_key(loc[-1], error))
+            else:
+                self.add(loc, error["msg"].removeprefix("Value error, "))
+
+
+def _unknown_key(key: Any, error: dict) -> str:
+    if str(key) in ("password", "token", "secret"):
+        return f"unknown key ({SECRET_HINT})"
+    return "unknown key (check its spelling; see config.example.toml for every option)"
+
+
+def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.SourceOptions]:
+    kinds = sources.load_all()
+    result = []
+    for i, table in enumerate(raw):
+        kind = table.get("kind")
+        if kind not in kinds:
+            problems.add(("sources", i, "kind"), f"unknown source kind {kind!r}; one of: {', '.join(sorted(kinds))}")
+            continue
+        options = problems.validate(kinds[kind].Options, table, ("sources", i))
+        if options is not None:
+            result.append(options)
+    return result
+
+
+def _cross_check(config: Config, problems: Problems) -> None:
+    from .matching import QuerySyntaxError, parse_query
+
+    _unique([s.name for s in config.sources], "sources", "name", "source", problems)
+    _unique([s.id for s in config.subscriptions], "subscriptions", "name", "subscription", problems)
+    for i, options in enumerate(config.sources):
+        try:
+            parse_schedule(f"every {options.every}" if not options.cron else options.cron, "UTC")
+        except ValueError as exc:
+            problems.add(("sources", i, "cron" if options.cron else "every"), str(exc))
+        if getattr(options, "path", None):
+            options.path = str(config.resolve(options.path))
+    for name, topic in config.topics.items():
+        if name != slugify(name):
+            problems.add(("topics", name), f"topic names are slugs: use {slugify(name)!r}")
+        try:
+            parse_query(topic.query)
+        except QuerySyntaxError as exc:
+            problems.add(("topics", name, "query"), "invalid query:\n" + str(exc))
+    for i, sub in enumerate(config.subscriptions):
+        _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError)
+
+
+def _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError) -> None:
+    try:
+        parse_query(sub.query)
+    except QuerySyntaxError as exc:
+        problems.add(("subscriptions", i, "query"), "invalid query:\n" + str(exc))
+    for topic in sub.topics:
+        if topic not in config.topics:
+            known = ", ".join(config.topics) or "none defined"
+            problems.add(("subscriptions", i, "topics"), f"no topic {topic!r} (defined: {known})")
+    try:
+        config.schedules[sub.id] = parse_schedule(sub.schedule, sub.timezone or config.bot.timezone)
+    except ValueError as exc:
+        problems.add(("subscriptions", i, "schedule"), str(exc))
+    if not sub.email and not sub.slack:
+        problems.add(("subscriptions", i, "name"), "no recipient: give email = [...] and/or slack = [...]")
+
+
+def _unique(names: list[str], table: str, key: str, what: str, problems: Problems) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.add((table, i, key), f"another {what} already has this name ({name!r})")
+        seen.add(name)
+
+
+def _toml_syntax_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    line = getattr(exc, "lineno", None)
+    if line is None and "(at line " in message:
+        line = message.rsplit("(at line ", 1)[1].split(",")[0]
+        message = message.rsplit(" (at line ", 1)[0]
+    return f"{path}:{line or 1}: TOML syntax error: {message}"

@@ -1,0 +1,46 @@
+"""One exception tree for everything digestbot reports to a user.
+
+    DigestbotError
+    ├── ConfigError          the config file is wrong (carries FILE:LINE: key: message lines)
+    ├── StoreError           the database cannot be used (busy, corrupt, missing)
+    ├── SourceError          a source could not be polled (carries the source name)
+    │   ├── FetchError       the network or the server failed
+    │   └── ParseError       the response is not what the source kind expects
+    └── DeliveryError        a channel could not deliver (permanent=True: do not retry)
+"""
+from __future__ import annotations
+
+
+class DigestbotError(Exception):
+    """Base of every error digestbot raises on purpose."""
+
+
+class ConfigError(DigestbotError):
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class StoreError(DigestbotError):
+    pass
+
+
+class SourceError(DigestbotError):
+    def __init__(self, source: str, message: str):
+        self.source = source
+        self.reason = message
+        super().__init__(f"source {source!r}: {message}")
+
+
+class FetchError(SourceError):
+    pass
+
+
+class ParseError(SourceError):
+    pass
+
+
+class DeliveryError(DigestbotError):
+    def __init__(self, message: str, *, permanent: bool = False):
+        self.permanent = permanent
+        super().__init__(message)

@@ -1,0 +1,62 @@
+"""Find the line of a key in TOML text, so config errors can say FILE:LINE.
+
+tomllib keeps no positions; this walks the text the way a reader does: table headers open sections,
+`[[name]]` headers count array entries, `key = ...` lines name keys. When the key itself is absent
+(a missing required key) the line of its table header is the best answer.
+"""
+from __future__ import annotations
+
+import re
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*[=.]""")
+
+
+def _name(part: str) -> str:
+    part = part.strip()
+    return part[1:-1] if part[:1] in "\"'" and part[-1:] == part[:1] else part
+
+
+def _header_path(raw: str) -> tuple[str, ...]:
+    return tuple(_name(p) for p in re.findall(r"""("[^"]*"|'[^']*'|[^.]+)""", raw))
+
+
+def locate(text: str, loc: tuple) -> int:
+    """1-based line of `loc` (e.g. ("subscriptions", 1, "query")); 1 when nothing better is known."""
+    lines = text.splitlines()
+    section_start, rest = _find_section(lines, loc)
+    if rest:
+        line = _find_key(lines, section_start, str(rest[0]))
+        if line is not None:
+            return line + 1
+    return section_start + 1 if section_start >= 0 else 1
+
+
+def _find_section(lines: list[str], loc: tuple) -> tuple[int, tuple]:
+    """The header line of the deepest table named by a prefix of `loc`, and what remains of `loc`."""
+    best, rest = -1, tuple(loc)
+    counts: dict[tuple[str, ...], int] = {}
+    for number, line in enumerate(lines):
+        match = _HEADER.match(line)
+        if not match:
+            continue
+        path = _header_path(match.group(2))
+        if match.group(1) == "[[":
+            index = counts.get(path, 0)
+            counts[path] = index + 1
+            target = path + (index,)
+        else:
+            target = path
+        if tuple(loc[: len(target)]) == target and len(target) >= len(loc) - len(rest):
+            best, rest = number, tuple(loc[len(target):])
+    return best, rest
+
+
+def _find_key(lines: list[str], start: int, key: str) -> int | None:
+    for number in range(start + 1, len(lines)):
+        if _HEADER.match(lines[number]):
+            return None
+        match = _KEY.match(lines[number])
+        if match and _name(match.group(1)) == key:
+            return number
+    return None
