@@ -138,7 +138,7 @@ class _LoopbackHttp:
 
 @dataclass
 class _Route:
-    body: Body | Callable[[Request], Reply]
+    body: Body | Callable[[Request], Reply | None]
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -151,13 +151,13 @@ class HttpServer(_LoopbackHttp):
         self.routes: dict[str, _Route] = {}
         self.today: date | None = None  # `daily_papers` rejects later dates; None: today in UTC
 
-    def route(self, path: str, body: Body | Callable[[Request], Reply], status: int = 200,
+    def route(self, path: str, body: Body | Callable[[Request], Reply | None], status: int = 200,
               headers: dict[str, str] | None = None) -> None:
         """A callable gets the Request (path, query, headers; also .method, .body) and returns
-        (status, headers, body)."""
+        (status, headers, body), or None to close the connection without an answer."""
         self.routes[path] = _Route(body, status, dict(headers or {}))
 
-    def _handle(self, request: Request) -> Reply:
+    def _handle(self, request: Request) -> Reply | None:
         route = self.routes.get(request.path)
         if route is None:
             return 404, {}, {"error": "Not Found"}

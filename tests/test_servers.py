@@ -44,6 +44,13 @@ def test_http_callable_route_sees_the_request(http_server: HttpServer) -> None:
     assert r.headers["x-method"] == "POST"
 
 
+def test_http_callable_returning_none_drops_the_connection(http_server: HttpServer) -> None:
+    http_server.route("/drop", lambda req: None)
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{http_server.url}/drop")
+    assert len(http_server.requests) == 1
+
+
 def test_http_in_order_replies_then_repeats_the_last(http_server: HttpServer) -> None:
     http_server.route("/flaky", in_order((429, {"Retry-After": "0"}, "slow down"), (200, {}, "ok")))
     statuses = [httpx.get(f"{http_server.url}/flaky").status_code for _ in range(3)]
@@ -179,7 +186,7 @@ def test_slack_rate_limit_answers_429_with_retry_after(slack_server: SlackServer
 
 def test_slack_dropped_connection(slack_server: SlackServer) -> None:
     slack_server.drop(1)
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionError):  # http.client.RemoteDisconnected
         _client(slack_server, retry_handlers=[]).chat_postMessage(channel="#x", text="hi")
     slack_server.drop(1)  # the default handler retries a connection error: the retry lands once
     assert _client(slack_server).chat_postMessage(channel="#x", text="hi")["ok"]

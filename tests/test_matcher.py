@@ -1,0 +1,176 @@
+"""The matcher: what matches, the hits it reports, scores, order, and index == naive loop."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
+from digestbot.matching.matcher import compile_node, document
+from digestbot.models import Hit, Paper
+
+SURVEY = Paper(title="A survey of LLM inference", abstract="We review KV-cache tricks.",
+               arxiv_id="2401.00001", authors=("Ada Lovelace",), ai_keywords=("cs.CL",), upvotes=5)
+SPEC = Paper(title="Speculative decoding for LLM inference",
+             abstract="Draft models and a kv cache make inference fast.", arxiv_id="2401.00002",
+             authors=("Alan Turing", "Grace Hopper"), ai_keywords=("speculative decoding", "cs.LG"),
+             upvotes=40)
+VISION = Paper(title="Vision transformers at scale", abstract="Images.", arxiv_id="2401.00003",
+               upvotes=900)
+PAPERS = [SURVEY, SPEC, VISION]
+
+
+def run(*interests: Interest, papers=PAPERS):
+    matcher = Matcher(interests)
+    result = matcher.match(papers)
+    assert result == matcher.match_naive(papers)
+    return result
+
+
+def pairs(matches):
+    return [(m.subscription, m.paper.key) for m in matches]
+
+
+def test_empty_query_matches_every_paper_scored_by_upvotes_only():
+    result = run(Interest("everything"))
+    assert pairs(result) == [("everything", p.key) for p in PAPERS]
+    assert [m.hits for m in result] == [(), (), ()]
+    assert [m.score for m in result] == [0.0005, 0.004, 0.09]
+
+
+def test_not_excludes_and_its_terms_are_never_hits():
+    result = run(Interest("alice", "inference NOT survey"))
+    assert pairs(result) == [("alice", "2401.00002")]
+    assert result[0].hits == (Hit("inference", "title"), Hit("inference", "abstract"))
+
+
+def test_hits_say_what_occurred_where():
+    (m,) = run(Interest("s", '"speculative decoding" author:hopper keyword:cs.LG llm'),
+               papers=[SPEC])
+    assert m.hits == (Hit("speculative decoding", "title"), Hit("hopper", "author"),
+                      Hit("cs lg", "keyword"), Hit("llm", "title"))
+
+
+def test_only_or_branches_that_hold_give_hits():
+    (m,) = run(Interest("s", "(draft AND vision) OR transformers OR kv*"), papers=[SPEC])
+    assert m.hits == (Hit("kv*", "abstract"),)  # "draft" occurred, but its branch failed
+
+
+def test_prefix_hit_and_phrase_across_punctuation():
+    result = run(Interest("s", "KV-cache"))
+    assert pairs(result) == [("s", SURVEY.key), ("s", SPEC.key)]
+    assert {m.hits for m in result} == {(Hit("kv cache", "abstract"),)}
+
+
+def test_topics_are_ored_with_the_query_and_reported():
+    eff = ("efficient-inference", '"speculative decoding" OR "kv cache" OR quantiz*')
+    result = run(Interest("alice", "vision", topics=(eff,)))
+    assert pairs(result) == [("alice", SURVEY.key), ("alice", SPEC.key), ("alice", VISION.key)]
+    assert result[1].hits == (
+        Hit("efficient-inference", "topic", "efficient-inference"),
+        Hit("speculative decoding", "title", "efficient-inference"),
+        Hit("kv cache", "abstract", "efficient-inference"))
+    assert result[2].hits == (Hit("vision", "title"),)
+
+
+def test_blank_query_with_topics_matches_only_through_the_topics():
+    result = run(Interest("bob", "", topics=(("vit", "vision"),)))
+    assert pairs(result) == [("bob", VISION.key)]
+
+
+def test_score_weighs_fields_phrases_and_upvotes():
+    title, abstract = Paper(title="pruning", upvotes=0), Paper(title="x", abstract="pruning")
+    (t,), (a,) = run(Interest("s", "pruning"), papers=[title]), run(Interest("s", "pruning"),
+                                                                     papers=[abstract])
+    assert (t.score, a.score) == (3.0, 1.0)
+    (p,) = run(Interest("s", '"kv cache"'), papers=[Paper(title="kv cache")])
+    assert p.score == 4.5
+    (kw,) = run(Interest("s", "keyword:cs author:ada"), papers=[SURVEY])
+    assert kw.score == 2 + 2 + 0.0005
+    low, high = Paper(title="pruning", upvotes=3), Paper(title="pruning", upvotes=5000)
+    scores = [m.score for m in run(Interest("s", "pruning"), papers=[low, high])]
+    assert scores == [3.0003, 3.1]  # upvotes only break ties, capped at 1000
+
+
+def test_order_is_paper_then_interest():
+    result = run(Interest("b", "inference"), Interest("a", "llm"), Interest("c", "vision"))
+    assert pairs(result) == [("b", SURVEY.key), ("a", SURVEY.key), ("b", SPEC.key),
+                             ("a", SPEC.key), ("c", VISION.key)]
+
+
+def test_unanchored_queries_are_still_evaluated():
+    result = run(Interest("popular", "upvotes>=40"), Interest("no-llm", "NOT llm"))
+    assert pairs(result) == [("popular", SPEC.key), ("no-llm", VISION.key), ("popular", VISION.key)]
+
+
+def test_shared_topics_are_evaluated_once_per_paper():
+    topic = ("t", "inference")
+    matcher = Matcher([Interest(f"s{i}", topics=(topic,)) for i in range(50)])
+    assert len(matcher._nodes) == 1
+    assert len(matcher.match([SPEC])) == 50
+
+
+def test_index_skips_interests_whose_anchor_words_are_absent():
+    matcher = Matcher([Interest(f"s{i}", f"word{i} inference") for i in range(100)]
+                      + [Interest("spec", "speculative llm")])
+    assert len(matcher.candidates(document(SPEC))) == 1
+    assert pairs(matcher.match([SPEC])) == [("spec", SPEC.key)]
+
+
+def test_bad_query_fails_when_the_matcher_is_built():
+    with pytest.raises(QuerySyntaxError):
+        Matcher([Interest("ok", "llm"), Interest("bad", "llm AND")])
+    with pytest.raises(QuerySyntaxError):
+        Matcher([Interest("ok", "llm", topics=(("t", "(x"),))])
+
+
+# --- property: the index never changes the result -------------------------------------------
+
+VOCAB = ["llm", "kv", "cache", "inference", "speculative", "decoding", "quant", "quantization",
+         "survey", "and", "vision", "smith", "cs", "cl", "a", "q"]
+FIELD = st.sampled_from(["", "title:", "abstract:", "author:", "keyword:"])
+word = st.sampled_from(VOCAB)
+words = st.lists(word, min_size=1, max_size=3)
+atom = st.one_of(
+    word,
+    st.builds(lambda f, w: f + w, FIELD, word),
+    st.builds(lambda f, ws: f + '"' + " ".join(ws) + '"', FIELD, words),
+    st.builds(lambda ws: "-".join(ws).upper(), words),  # KV-CACHE: a phrase
+    st.builds(lambda f, w, n: f + w[:n] + "*", FIELD, word, st.integers(1, 4)),
+    st.builds(lambda op, n: f"upvotes{op}{n}", st.sampled_from([">=", ">", "<=", "<", "="]),
+              st.integers(0, 6)),
+)
+query = st.recursive(atom, lambda q: st.one_of(
+    st.builds(lambda a, b: f"{a} {b}", q, q),
+    st.builds(lambda a, b: f"{a} AND {b}", q, q),
+    st.builds(lambda a, b: f"{a} OR {b}", q, q),
+    st.builds(lambda a: f"NOT {a}", q),
+    st.builds(lambda a: f"-({a})", q),
+    st.builds(lambda f, a: f"{f}({a})", FIELD, q),
+), max_leaves=6)
+text = st.lists(st.tuples(word, st.sampled_from([" ", "-", ", ", "_", " (", ". "])),
+                max_size=8).map(lambda ps: "".join(w.capitalize() + s for w, s in ps))
+paper = st.builds(
+    lambda t, a, au, kw, up: Paper(title=t, abstract=a, authors=tuple(au), ai_keywords=tuple(kw),
+                                   upvotes=up),
+    text, text, st.lists(text, max_size=2), st.lists(text, max_size=3), st.integers(0, 6))
+interest = st.builds(
+    lambda i, q, ts: Interest(f"s{i}", q, tuple((f"t{n}", t) for n, t in enumerate(ts))),
+    st.integers(0, 3), st.one_of(st.just(""), query), st.lists(query, max_size=2))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(interest, min_size=1, max_size=6), st.lists(paper, min_size=1, max_size=5))
+def test_indexed_match_equals_naive_loop(interests, papers):
+    matcher = Matcher(interests)
+    fast, naive = matcher.match(papers), matcher.match_naive(papers)
+    assert [(m.subscription, m.paper.key, m.hits, m.score) for m in fast] == \
+        [(m.subscription, m.paper.key, m.hits, m.score) for m in naive]
+    assert fast == naive
+
+
+@settings(max_examples=200, deadline=None)
+@given(query, paper)
+def test_compiled_closure_agrees_with_the_ast(q, p):
+    node, doc = parse_query(q), document(p)
+    assert compile_node(node)(doc) == node.evaluate(doc)
