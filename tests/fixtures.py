@@ -30,20 +30,16 @@ def daily_items(count: int | None = None, published: date | datetime | None = No
     """The first `count` items (all 80 when None) of daily_papers.json, as fresh deep copies.
 
     The file is dated around 2026-11-20; the "no flood" rule ignores papers older than 7 days at first
-    sighting, so both `publishedAt` fields are moved to `published` (default: today, UTC):
-    top-level `publishedAt` and `paper.submittedOnDailyAt` become that day at 00:00Z and
-    `paper.publishedAt` that day at its original time of day. A datetime sets both to that instant.
+    sighting, so both `publishedAt` fields (and `paper.submittedOnDailyAt`) are set to `published`
+    (default: today, UTC): a date means that day at 00:00Z (never in the future on that day), a
+    datetime that instant.
     """
     items = copy.deepcopy(list(_daily_papers()[:count]))
     when = published if published is not None else datetime.now(UTC).date()
+    if isinstance(when, datetime):
+        stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    else:
+        stamp = f"{when.isoformat()}T00:00:00.000Z"
     for item in items:
-        if isinstance(when, datetime):
-            stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            day_stamp = paper_stamp = stamp
-        else:
-            day_stamp = f"{when.isoformat()}T00:00:00.000Z"
-            paper_stamp = when.isoformat() + item["paper"]["publishedAt"][10:]  # keep the time of day
-        item["publishedAt"] = day_stamp
-        item["paper"]["publishedAt"] = paper_stamp
-        item["paper"]["submittedOnDailyAt"] = day_stamp
+        item["publishedAt"] = item["paper"]["publishedAt"] = item["paper"]["submittedOnDailyAt"] = stamp
     return items

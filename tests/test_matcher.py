@@ -100,7 +100,7 @@ def test_order_is_paper_then_interest():
 
 def test_unanchored_queries_are_still_evaluated():
     result = run(Interest("popular", "upvotes>=40"), Interest("no-llm", "NOT llm"))
-    assert pairs(result) == [("popular", SPEC.key), ("no-llm", VISION.key), ("popular", VISION.key)]
+    assert pairs(result) == [("popular", SPEC.key), ("popular", VISION.key), ("no-llm", VISION.key)]
 
 
 def test_shared_topics_are_evaluated_once_per_paper():
@@ -111,7 +111,7 @@ def test_shared_topics_are_evaluated_once_per_paper():
 
 
 def test_index_skips_interests_whose_anchor_words_are_absent():
-    matcher = Matcher([Interest(f"s{i}", f"word{i} inference") for i in range(100)]
+    matcher = Matcher([Interest(f"s{i}", f"hydrodynamics{i} inference") for i in range(100)]
                       + [Interest("spec", "speculative llm")])
     assert len(matcher.candidates(document(SPEC))) == 1
     assert pairs(matcher.match([SPEC])) == [("spec", SPEC.key)]
@@ -135,7 +135,7 @@ atom = st.one_of(
     word,
     st.builds(lambda f, w: f + w, FIELD, word),
     st.builds(lambda f, ws: f + '"' + " ".join(ws) + '"', FIELD, words),
-    st.builds(lambda ws: "-".join(ws).upper(), words),  # KV-CACHE: a phrase
+    st.builds(lambda ws: "-".join(ws).upper(), st.lists(word, min_size=2, max_size=3)),  # KV-CACHE
     st.builds(lambda f, w, n: f + w[:n] + "*", FIELD, word, st.integers(1, 4)),
     st.builds(lambda op, n: f"upvotes{op}{n}", st.sampled_from([">=", ">", "<=", "<", "="]),
               st.integers(0, 6)),

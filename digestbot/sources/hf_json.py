@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from ..errors import ParseError
-from ..models import Paper
+from ..models import Paper, bare_arxiv_id
 
 HF_PAPER_URL = "https://huggingface.co/papers/{}"
 
@@ -43,7 +43,7 @@ def paper_from_item(item: Any, index: int, fail: Callable[[str], ParseError], so
     title = _text(paper.get("title")) or _text(item.get("title"))
     if not title:
         raise fail(f"item {index} has no title (not a Hugging Face paper item?)")
-    arxiv_id = _text(paper.get("id")) or None
+    arxiv_id = bare_arxiv_id(_text(paper.get("id")))
     return Paper(
         title=title,
         abstract=_text(paper.get("summary")) or _text(item.get("summary")),

@@ -98,13 +98,17 @@ def _is_meta(line: str) -> bool:
 
 
 def _strip_header(title: str) -> str:
-    """`SubscribeHow Stable is ...` -> `How Stable is ...` (the page's button text glued on)."""
+    """`SubscribeHow Stable is ...` -> `How Stable is ...` (the page's button text glued on).
+
+    A glued title starts a new word, so `Subscriber Churn ...` (lower-case continuation) is kept.
+    """
     changed = True
     while changed:
         changed = False
         for phrase in _HEADER_PHRASES:
-            if title.startswith(phrase) and len(title) > len(phrase):
-                title, changed = title[len(phrase):].strip(), True
+            rest = title[len(phrase):]
+            if title.startswith(phrase) and rest and not rest[0].islower():
+                title, changed = rest.strip(), True
     return title if title not in _HEADER_PHRASES else ""
 
 

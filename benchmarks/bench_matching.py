@@ -1,0 +1,140 @@
+"""Matching benchmark: the indexed matcher vs the naive loop vs merely tokenising the papers.
+
+Papers are real titles and abstracts from the listings in ../shared/seeds (topped up to the wanted
+count by re-mixing their sentences; a synthetic corpus if the seeds are absent). Subscriptions are
+built from that corpus's own vocabulary: terms, real bigram phrases, prefixes, NOT, OR groups,
+fields, upvote thresholds and shared topics. The naive loop is timed on a sample of papers and
+scaled by the paper count (its cost is linear in papers); the indexed result on that sample must
+equal the naive one.
+
+    python benchmarks/bench_matching.py [--quick]
+"""
+from __future__ import annotations
+
+import random
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from digestbot.matching import Interest, Matcher, tokenize  # noqa: E402
+from digestbot.models import Paper  # noqa: E402
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_STOP = frozenset("""the and for with that this from are our these which their have has been
+were was can also such into than then them they its not but all any each more most other some
+only over both between while where when how what who using based show shows shown""".split())
+CATEGORIES = ["cs.CL", "cs.LG", "cs.CV", "cs.AI", "stat.ML", "cs.CR", "cs.IR", "eess.AS"]
+
+
+def real_papers() -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    for path in sorted(SEEDS.glob("*.txt")):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for prev, line in zip(lines, lines[1:]):
+            if len(line) >= 300 and 10 <= len(prev) < 300:
+                seen.setdefault(prev, line)
+    return list(seen.items())
+
+
+def synthetic_papers(rng: random.Random) -> list[tuple[str, str]]:
+    words = [f"w{n}x" for n in range(5000)]  # Zipf-ish: low numbers are frequent
+    pick = lambda k: " ".join(words[int(rng.paretovariate(0.8)) % 5000] for _ in range(k))  # noqa: E731
+    return [(pick(8), pick(180)) for _ in range(500)]
+
+
+def corpus(n: int, rng: random.Random) -> list[Paper]:
+    base = real_papers() or synthetic_papers(rng)
+    sentences = [s for _, a in base for s in _SENTENCE.split(a)]
+    titles = [t for t, _ in base]
+    while len(base) < n:  # new abstracts from real sentences keep the word statistics real
+        title = " ".join(rng.choice(titles).split()[:4] + rng.choice(titles).split()[4:])
+        base.append((title, " ".join(rng.sample(sentences, 8))))
+    names = [f"{rng.choice('ABCDEFGHJKLMNPRSTW')}{rng.choice(['an', 'ei', 'o', 'ua'])} "
+             f"{rng.choice(['Chen', 'Wang', 'Smith', 'Kim', 'Garcia', 'Ivanova'])}{k}" for k in range(400)]
+    papers = []
+    for k, (title, abstract) in enumerate(base[:n]):
+        words = [w for w in tokenize(abstract) if len(w) > 5]
+        keywords = tuple(rng.sample(words, min(3, len(words)))) + (rng.choice(CATEGORIES),)
+        papers.append(Paper(title=title, abstract=abstract, arxiv_id=f"2501.{k:05d}",
+                            authors=tuple(rng.sample(names, 4)), ai_keywords=keywords,
+                            upvotes=int(rng.paretovariate(1.2)) - 1))
+    return papers
+
+
+def vocabulary(papers: list[Paper]) -> tuple[list[str], list[str]]:
+    """Content words and real bigrams that occur in at least two papers."""
+    words, pairs = Counter(), Counter()
+    for p in papers:
+        toks = [w for w in tokenize(p.title + " . " + p.abstract)]
+        words.update({w for w in toks if len(w) > 2 and w not in _STOP and not w.isdigit()})
+        pairs.update({f"{a} {b}" for a, b in zip(toks, toks[1:])
+                      if len(a) > 2 and len(b) > 2 and not {a, b} & _STOP})
+    return ([w for w, c in words.items() if c >= 2], [b for b, c in pairs.items() if c >= 2])
+
+
+def queries(n: int, words: list[str], phrases: list[str], rng: random.Random) -> list[Interest]:
+    w = lambda: rng.choice(words)  # noqa: E731
+    ph = lambda: f'"{rng.choice(phrases)}"'  # noqa: E731
+    shapes = [
+        lambda: f"{w()} {w()}",
+        lambda: f"{ph()} {w()}",
+        lambda: f"{w()} AND ({w()} OR {ph()})",
+        lambda: f"{w()} {w()} NOT {w()}",
+        lambda: f'title:{w()} abstract:{ph()}',
+        lambda: f"({w()} OR {w()}) {w()} -{w()}",
+        lambda: f"{w()[:5]}* {w()}",
+        lambda: f"{ph()} upvotes>=3",
+        lambda: f"keyword:{w()} {w()}",
+    ]
+    topics = [(f"topic-{k}", f"{ph()} OR ({w()} {w()})") for k in range(200)]
+    interests = []
+    for k in range(n):
+        query = rng.choice(shapes)()
+        chosen = (rng.choice(topics),) if k % 10 == 0 else ()
+        interests.append(Interest(f"sub-{k}", query, chosen))
+    interests[0] = Interest("sub-0", "upvotes>=50")  # an unanchored query: evaluated for every paper
+    interests[1] = Interest("sub-1", "NOT survey*")
+    return interests
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def tokenise_only(papers: list[Paper]) -> None:
+    for p in papers:
+        tokenize(p.title), tokenize(p.abstract)
+        [tokenize(a) for a in p.authors], [tokenize(k) for k in p.ai_keywords]
+
+
+def run(quick: bool) -> str:
+    subs, n_papers, sample = (10_000, 200, 20) if quick else (100_000, 1_000, 10)
+    rng = random.Random(20240722)
+    papers = corpus(n_papers, rng)
+    words, phrases = vocabulary(papers)
+    build, matcher = timed(Matcher, queries(subs, words, phrases, rng))
+    tok = min(timed(tokenise_only, papers)[0] for _ in range(3))
+    fast, result = min((timed(matcher.match, papers) for _ in range(3)), key=lambda r: r[0])
+    naive_sample, naive = timed(matcher.match_naive, papers[:sample])
+    assert naive == matcher.match(papers[:sample]), "indexed and naive results differ"
+    naive_all = naive_sample * n_papers / sample
+    rows = [("compile subscriptions", build), ("tokenise papers", tok), ("indexed match", fast),
+            (f"naive loop (from {sample} papers)", naive_all)]
+    print(f"{subs} subscriptions x {n_papers} papers; vocabulary {len(words)} words, "
+          f"{len(phrases)} phrases; {len(result)} matches")
+    print(f"{'step':36} {'seconds':>10} {'per paper (ms)':>15}")
+    for name, seconds in rows:
+        print(f"{name:36} {seconds:10.3f} {seconds / n_papers * 1000:15.3f}")
+    return (f"subscriptions={subs} papers={n_papers} matches={len(result)} "
+            f"speedup_vs_naive={naive_all / fast:.0f} index_vs_tokenise={fast / tok:.2f}")
+
+
+if __name__ == "__main__":
+    print(run("--quick" in sys.argv[1:]))
