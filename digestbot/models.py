@@ -115,14 +115,19 @@ class Digest:
 
 
 @dataclass(slots=True)
+class SlackPost:
+    text: str  # the top-level fallback text (notifications, screen readers)
+    blocks: list[dict] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Message:
-    """A rendered digest for one channel kind."""
+    """A rendered digest in every format; each channel takes the parts it needs."""
 
     subject: str
     text: str
     html: str = ""
-    slack_text: str = ""  # the top-level fallback text of a Slack post
-    slack_blocks: list[dict] = field(default_factory=list)
+    slack_posts: list[SlackPost] = field(default_factory=list)  # the first is top-level, the rest its thread
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
 
-from .models import Digest, Match, Message
+from .models import Digest, Match, Message, SlackPost
 from .summarize import summarize
 
 SUBJECT_MAX = 150
@@ -103,4 +103,4 @@ class Renderer:
         return Message(subject=context["subject"],
                        text=self.env.get_template("digest.txt.j2").render(context),
                        html=self.env.get_template("digest.html.j2").render(context),
-                       slack_text=slack["text"], slack_blocks=slack["blocks"])
+                       slack_posts=[SlackPost(slack["text"], slack["blocks"])])

@@ -34,7 +34,8 @@ class FileChannel(Channel):
             data = bytes(build_email(message, envelope, self.sender))
         else:
             path = self.outbox / f"{stem}.json"
-            payload = {"channel": envelope.target, "text": message.slack_text, "blocks": message.slack_blocks}
+            payload = [{"channel": envelope.target, "text": post.text, "blocks": post.blocks}
+                       for post in message.slack_posts]  # the first is top-level, the rest its thread
             data = json.dumps(payload, indent=2, ensure_ascii=False).encode()
         temporary = path.with_suffix(path.suffix + ".tmp")
         temporary.write_bytes(data)

@@ -10,7 +10,8 @@ and must return the same result: the index only ever skips clauses that cannot h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, combinations
+from math import prod
 from typing import Callable, Iterable, Sequence
 
 from digestbot.matching.query import (
@@ -20,6 +21,7 @@ from digestbot.matching.query import (
 from digestbot.models import Hit, Match, Paper
 
 Pred = Callable[[Doc], bool]
+_Hits = tuple[dict[Hit, float], tuple[Hit, ...], float]  # hit -> weight, the hits, their sum
 ALL = UPVOTES + 1  # document[ALL]: every word of the paper, for the index look-up
 _PREFIX_KEY = 3  # prefixes are indexed by their first 3 letters, resolved against the paper's words
 # Frequent words in paper titles and abstracts: poor anchors, whatever their length.
@@ -119,7 +121,7 @@ def _chain(preds: list[Pred], all_: bool) -> Pred:
 
 
 def commonness(key: str) -> float:
-    """A guess at how many papers contain `key`, made before any paper is seen: longer is rarer."""
+    """A guess at the share of papers having `key`, made before any paper is seen: longer is rarer."""
     if key.endswith("*"):
         return 0.5  # a 3-letter prefix matches many words
     return 1.0 if key in _COMMON else 1.0 / len(key)
@@ -129,22 +131,35 @@ def rarest(words: Iterable[str]) -> str:
     return min(words, key=commonness)
 
 
-def anchors(node: Node | None) -> frozenset[str] | None:
-    """Keys (words, or "abc*" prefix keys) one of which every matching paper has; None: no such set."""
+Anchors = frozenset[tuple[str, ...]]  # a paper can match only if it has every key of one tuple
+
+
+def anchors(node: Node | None) -> Anchors | None:
+    """Key tuples (1 or 2 words, "abc*" for a prefix) of which a matching paper has one; None: none."""
     kind = type(node)
     if kind is Term:
-        return frozenset([node.word])  # type: ignore[union-attr]
+        return frozenset([(node.word,)])  # type: ignore[union-attr]
     if kind is Phrase:
-        return frozenset([rarest(node.words)])  # type: ignore[union-attr]
+        return frozenset([_rarest_two(node.words)])  # type: ignore[union-attr]
     if kind is Prefix:
-        return frozenset([node.stem[:_PREFIX_KEY] + "*"])  # type: ignore[union-attr]
-    if kind is And:  # every child must hold: the cheapest anchored child is enough
-        sets = [a for c in node.children if (a := anchors(c)) is not None]  # type: ignore[union-attr]
-        return min(sets, key=lambda s: sum(map(commonness, s)), default=None)
+        return frozenset([(node.stem[:_PREFIX_KEY] + "*",)])  # type: ignore[union-attr]
     if kind is Or:  # any child may hold: all of them must be anchored
         sets = [anchors(c) for c in node.children]  # type: ignore[union-attr]
         return None if None in sets else frozenset().union(*sets)  # type: ignore[arg-type]
+    if kind is And:  # every child holds: one child's anchors do, two children's combined do better
+        sets = [a for c in node.children if (a := anchors(c)) is not None]  # type: ignore[union-attr]
+        pairs = [frozenset(_rarest_two(x + y) for x in a for y in b)
+                 for a, b in combinations(sets, 2) if len(a) * len(b) <= 16]
+        return min(sets + pairs, key=_cost, default=None)
     return None  # NOT, upvotes, blank
+
+
+def _rarest_two(keys: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(keys), key=lambda k: (commonness(k), k))[:2])
+
+
+def _cost(anchors: Anchors) -> float:
+    return sum(prod(map(commonness, keys)) for keys in anchors)
 
 
 class Matcher:
@@ -178,39 +193,48 @@ class Matcher:
         return self._ids[key]
 
     def _build_index(self) -> None:
-        self._index: dict[str, list[int]] = {}
-        self._prefixes: dict[str, list[int]] = {}
+        # A prefix key "abc*" is looked up as "abc" among the paper's words and their first letters;
+        # a word "abc" is then also "present" when a word starts with it: a harmless extra candidate.
+        self._single: dict[str, list[int]] = {}
+        self._pairs: dict[str, dict[str, list[int]]] = {}  # rarer key -> other key -> clauses
         self._always: list[int] = []
+        lengths: set[int] = set()
         for c, node in enumerate(self._nodes):
-            keys = anchors(node)
-            if keys is None:
+            found = anchors(node)
+            if found is None:
                 self._always.append(c)
-            for key in keys or ():
-                table = self._prefixes if key.endswith("*") else self._index
-                table.setdefault(key.rstrip("*"), []).append(c)
-        self._prefix_lengths = sorted({len(k) for k in self._prefixes})
+            for keys in found or ():
+                lengths.update(len(k) - 1 for k in keys if k.endswith("*"))
+                first, *rest = (k.rstrip("*") for k in keys)
+                if rest:
+                    self._pairs.setdefault(first, {}).setdefault(rest[0], []).append(c)
+                else:
+                    self._single.setdefault(first, []).append(c)
+        self._lengths = sorted(lengths)
 
     def candidates(self, doc: Doc) -> set[int]:
-        """Clause ids that may hold for `doc`: those anchored on its words, plus the unanchored."""
-        words, found = doc[ALL], set(self._always)
-        index, prefixes = self._index, self._prefixes
-        for word in index.keys() & words:
-            found.update(index[word])
-        for length in self._prefix_lengths:
-            for key in prefixes.keys() & {w[:length] for w in words}:
-                found.update(prefixes[key])
+        """Clause ids that may hold for `doc`: those whose anchor keys it has, and the unanchored."""
+        keys, found = doc[ALL], set(self._always)
+        if self._lengths:
+            keys = keys.union(*[{w[:n] for w in keys} for n in self._lengths])
+        single, pairs = self._single, self._pairs
+        for key in single.keys() & keys:
+            found.update(single[key])
+        for key in pairs.keys() & keys:
+            second = pairs[key]
+            for other in second.keys() & keys:
+                found.update(second[other])
         return found
 
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""
         out: list[Match] = []
-        preds = self._preds
+        preds, users = self._preds, self._users
         for paper in papers:
             doc = document(paper)
             holding = {c for c in self.candidates(doc) if preds[c](doc)}
-            users = sorted(set().union(*(self._users[c] for c in holding)))
-            cache: dict[int, HitList] = {}
-            for n in users:
+            cache: dict[tuple[int, str | None], _Hits] = {}
+            for n in sorted(set().union(*(users[c] for c in holding))):
                 match = self._match(n, paper, doc, holding.__contains__, cache)
                 if match is not None:
                     out.append(match)
@@ -221,7 +245,7 @@ class Matcher:
         out: list[Match] = []
         for paper in papers:
             doc = document(paper)
-            cache: dict[int, HitList] = {}
+            cache: dict[tuple[int, str | None], _Hits] = {}
             for n in range(len(self.interests)):
                 match = self._match(n, paper, doc, lambda c: self._preds[c](doc), cache)
                 if match is not None:
@@ -229,28 +253,33 @@ class Matcher:
         return out
 
     def _match(self, n: int, paper: Paper, doc: Doc, holds: Callable[[int], bool],
-               cache: dict[int, HitList]) -> Match | None:
+               cache: dict[tuple[int, str | None], _Hits]) -> Match | None:
         own, topics = self._plans[n]
-        found: dict[Hit, float] = {}  # insertion-ordered: query hits first, then each topic's
-        matched = own is not None and holds(own)
-        if matched:
-            self._add_hits(own, doc, None, found, cache)  # type: ignore[arg-type]
-        for name, c in topics:
-            if holds(c):
-                matched = True
-                found.setdefault(Hit(name, "topic", name), 0.0)
-                self._add_hits(c, doc, name, found, cache)
-        if not matched:
+        parts = [self._hits(own, None, doc, cache)] if own is not None and holds(own) else []
+        parts += [self._hits(c, name, doc, cache) for name, c in topics if holds(c)]
+        if not parts:
             return None
-        score = sum(found.values()) + min(max(paper.upvotes or 0, 0), 1000) / 10000
-        return Match(self.interests[n].id, paper, round(score, 6), tuple(found))
+        if len(parts) == 1:
+            hits, score = parts[0][1:]
+        else:  # query hits first, then each topic's; a hit found twice counts once
+            merged: dict[Hit, float] = {}
+            for found, _, _ in parts:
+                for hit, weight in found.items():
+                    merged.setdefault(hit, weight)
+            hits, score = tuple(merged), sum(merged.values())
+        score += min(max(paper.upvotes or 0, 0), 1000) / 10000  # upvotes only break ties
+        return Match(self.interests[n].id, paper, round(score, 6), hits)
 
-    def _add_hits(self, c: int, doc: Doc, topic: str | None, found: dict[Hit, float],
-                  cache: dict[int, HitList]) -> None:
-        if c not in cache:
-            cache[c] = []
+    def _hits(self, c: int, topic: str | None, doc: Doc,
+              cache: dict[tuple[int, str | None], _Hits]) -> _Hits:
+        """The hits of clause `c` (which holds) for this paper, computed once per paper."""
+        if (c, topic) not in cache:
+            found: dict[Hit, float] = {} if topic is None else {Hit(topic, "topic", topic): 0.0}
+            raw: HitList = []
             node = self._nodes[c]
             if node is not None:
-                node.hits(doc, cache[c])
-        for text, field, weight in cache[c]:
-            found.setdefault(Hit(text, field, topic), weight)
+                node.hits(doc, raw)
+            for text, field, weight in raw:
+                found.setdefault(Hit(text, field, topic), weight)
+            cache[c, topic] = (found, tuple(found), sum(found.values()))
+        return cache[c, topic]
