@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, config as config_module, pipeline
+from . import __version__, cli_subs, config as config_module, pipeline
 from .channels import Channel
 from .channels.email import SmtpChannel
 from .channels.file import FileChannel
@@ -59,9 +59,10 @@ def channel_factory(config: config_module.Config):
     return open_channel
 
 
-def build_context(config: config_module.Config, http: Http | None = None) -> pipeline.Context:
+def build_context(config: config_module.Config, http: Http | None = None,
+                  store: Store | None = None) -> pipeline.Context:
     templates = config.resolve(config.bot.templates) if config.bot.templates else None
-    return pipeline.Context(config=config, store=open_store(config), http=http or Http(),
+    return pipeline.Context(config=config, store=store or open_store(config), http=http or Http(),
                             matcher=Matcher(interests(config)), renderer=Renderer(templates),
                             open_channel=channel_factory(config))
 
@@ -80,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"digestbot {__version__}: {len(config.sources)} sources, {len(config.subscriptions)} "
               f"subscriptions; Ctrl-C to stop", file=sys.stderr)
-        scheduler.serve(ctx)
+        scheduler.serve(scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store)))
         return 0
     polls, sends = pipeline.run_once(ctx, now(), send=not args.no_send)
     report_run(polls, sends, sent_anything=not args.no_send)
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
     check.add_argument("name")
     check.set_defaults(func=cmd_sources_check)
+
+    cli_subs.register(sub)
 
     demo = sub.add_parser("demo", help="the whole job on bundled sample listings, offline")
     demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")
