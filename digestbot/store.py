@@ -298,39 +298,44 @@ class Writer:
         return self.session.exec(statement).scalar_one_or_none()
 
     def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
-        """Store or update each paper; return (row id, paper) of those never seen before."""
+        """Store or update each paper; return (row id, paper) of those never seen before.
+
+        Identity (DESIGN 3.3): the bare arXiv id, else the title slug; a title-only paper and a paper
+        with an id are the same when their slugs agree. `update_only` papers (new versions) only
+        update a stored paper and are never inserted.
+        """
         merged: dict[str, Paper] = {}
         for paper in papers:
             merged[paper.key] = paper
-        existing = self._existing(list(merged.values()))
+        index = _Index(self._existing(list(merged.values())))
         new: list[tuple[PaperRow, Paper]] = []
         for paper in merged.values():
-            row = existing.get(("id", paper.arxiv_id)) or existing.get(("slug", paper.slug))
-            if row is None:
+            row = index.find(paper)
+            if row is not None:
+                _update(row, paper, now)
+                index.add(row)  # it may just have gained its arXiv id
+            elif paper.update_only:
+                log.debug("%s: %s is a new version of a paper we never stored; not a new paper", source, paper.key)
+            else:
                 row = self._insert(paper, now)
                 new.append((row, paper))
-                existing[("slug", row.slug)] = row
-                if row.arxiv_id:
-                    existing[("id", row.arxiv_id)] = row
-            else:
-                _update(row, paper, now)
+                index.add(row)
         self.session.flush()
         for row, paper in new:
             paper.first_seen = now
         return [(row.id, paper) for row, paper in new]
 
-    def _existing(self, papers: list[Paper]) -> dict[tuple[str, str], PaperRow]:
-        found: dict[tuple[str, str], PaperRow] = {}
+    def _existing(self, papers: list[Paper]) -> list[PaperRow]:
+        """The stored rows that share an arXiv id or a title slug with `papers` (both are indexed)."""
+        rows: dict[int, PaperRow] = {}
         for start in range(0, len(papers), CHUNK):
             chunk = papers[start:start + CHUNK]
             ids = [p.arxiv_id for p in chunk if p.arxiv_id]
             slugs = [p.slug for p in chunk]
             for row in self.session.exec(select(PaperRow).where(
                     or_(PaperRow.arxiv_id.in_(ids), PaperRow.slug.in_(slugs)))).all():
-                if row.arxiv_id:
-                    found[("id", row.arxiv_id)] = row
-                found.setdefault(("slug", row.slug), row)
-        return found
+                rows[row.id] = row
+        return list(rows.values())
 
     def _insert(self, paper: Paper, now: datetime) -> PaperRow:
         row = PaperRow(arxiv_id=paper.arxiv_id, slug=paper.slug, title=paper.title, first_seen=now, updated=now)
@@ -362,6 +367,36 @@ class Writer:
         else:
             state.last_error, state.last_error_at = error, now
         self.session.add(state)
+
+
+class _Index:
+    """Looks a paper up among stored rows: by arXiv id, else by title slug.
+
+    A slug only joins papers when at most one side has an arXiv id: two papers with the same title but
+    different ids (a common title like "Attention Is All You Need" reused) stay two papers.
+    """
+
+    def __init__(self, rows: list[PaperRow]):
+        self.by_id: dict[str, PaperRow] = {}
+        self.by_slug: dict[str, list[PaperRow]] = {}
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: PaperRow) -> None:
+        if row.arxiv_id:
+            self.by_id[row.arxiv_id] = row
+        same = self.by_slug.setdefault(row.slug, [])
+        if row not in same:
+            same.append(row)
+
+    def find(self, paper: Paper) -> PaperRow | None:
+        if paper.arxiv_id and paper.arxiv_id in self.by_id:
+            return self.by_id[paper.arxiv_id]
+        candidates = self.by_slug.get(paper.slug, [])
+        if paper.arxiv_id:
+            candidates = [r for r in candidates if not r.arxiv_id]
+        # Prefer a row with an id (the best-known version of the paper), then the oldest.
+        return min(candidates, key=lambda r: (r.arxiv_id is None, r.id or 0), default=None)
 
 
 def _update(row: PaperRow, paper: Paper, now: datetime) -> None:
