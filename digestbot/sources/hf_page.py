@@ -5,7 +5,7 @@ import json
 import logging
 from datetime import datetime
 
-from selectolax.parser import HTMLParser
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from ..models import Paper, SourceMemory, bare_arxiv_id
 from . import Source, SourceOptions
