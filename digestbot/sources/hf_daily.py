@@ -55,7 +55,8 @@ class HfDaily(Source):
             days_back = max(1, min(missed, self.options.catch_up_days))
         return [{"date": (today - timedelta(days=n)).isoformat()} for n in range(days_back, -1, -1)]
 
-    def _collect_window(self, window: dict[str, str], memory: SourceMemory) -> list[Paper]:
+    def _collect_window(self, window: dict[str, str], memory: SourceMemory | None = None) -> list[Paper]:
+        memory = memory or SourceMemory()
         papers: list[Paper] = []
         limit = self.options.limit
         for page in range(MAX_PAGES):
