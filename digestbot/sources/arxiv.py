@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ..models import Paper, SourceMemory, bare_arxiv_id
 from . import Source, SourceOptions
-from .hf_json import http_url, parse_time
+from .hf_json import parse_time
 from .xmlsafe import parse_xml
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,11 @@ class Arxiv(Source):
         if not title or not arxiv_id:
             raise self.fail(f"entry {index} has no {'title' if not title else 'arXiv id'} "
                             f"(not an arXiv API entry?)")
-        links = {link.get("title") or link.get("rel"): link.get("href") for link in entry.findall("a:link", NS)}
         return Paper(
             title=title, abstract=_text(entry, "a:summary"), arxiv_id=arxiv_id,
             authors=tuple(n for n in (_text(a, "a:name") for a in entry.findall("a:author", NS)) if n),
             published=parse_time(_text(entry, "a:published")),
-            url=http_url(links.get("alternate")) or ARXIV_ABS.format(arxiv_id),
+            url=ARXIV_ABS.format(arxiv_id),  # the version-less page always shows the latest version
             # arXiv categories answer `keyword:` queries (DESIGN 3.4), like Hugging Face's ai_keywords.
             ai_keywords=tuple(c.get("term", "") for c in entry.findall("a:category", NS) if c.get("term")),
             sources=(self.name,),
