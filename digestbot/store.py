@@ -181,7 +181,17 @@ class Store:
 
     def source_states(self) -> dict[str, SourceState]:
         with self.read() as s:
-            return {st.name: st for st in s.exec(select(SourceState)).all()}
+            states = {st.name: st for st in s.exec(select(SourceState)).all()}
+        for st in states.values():
+            st.last_poll, st.last_success = _aware(st.last_poll), _aware(st.last_success)
+            st.last_error_at = _aware(st.last_error_at)
+        return states
+
+    def papers_from(self, source: str) -> int:
+        """How many distinct stored papers `source` has listed (a scan: for `status`, not hot paths)."""
+        with self.read() as s:
+            return s.exec(select(func.count()).select_from(PaperRow)
+                          .where(PaperRow.sources.contains(json.dumps(source)))).one()
 
     def papers(self, days: float | None = None, limit: int | None = None) -> list[Paper]:
         with self.read() as s:

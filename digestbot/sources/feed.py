@@ -6,6 +6,7 @@ import logging
 import re
 from datetime import datetime, timezone
 from typing import Any
+from xml.sax import SAXParseException
 
 import feedparser
 
@@ -48,8 +49,10 @@ class Feed(Source):
         if not parsed.version:
             problem = parsed.get("bozo_exception") or "no <rss>, <feed> or <rdf:RDF> root"
             raise self.fail(f"not an RSS or Atom feed ({problem}); check the `url`")
-        if parsed.bozo and not parsed.entries:
-            raise self.fail(f"the feed is malformed ({parsed.bozo_exception}) and has no items")
+        if isinstance(parsed.get("bozo_exception"), SAXParseException):
+            # Broken XML is most often a truncated download: keeping the items read so far would
+            # record a partial listing as if it were the whole one.
+            raise self.fail(f"the feed is not well-formed XML ({parsed.bozo_exception}); a truncated response?")
         return [p for p in (self._paper(e, i) for i, e in enumerate(parsed.entries)) if p is not None]
 
     def _paper(self, entry: Any, index: int) -> Paper | None:
