@@ -154,3 +154,33 @@ def hf_page(items: list[dict] | None, *, cards: list[dict] = (), query: str | No
             f'</title></head><body><div class="flex min-h-dvh flex-col"><header></header><main>{props}'
             f'<section class="container grid gap-5">{articles}</section>{"</div>" if props else ""}'
             f'</main></div></body></html>\n').encode()
+
+
+# --- a real pipeline over a SQLite file, for tests that poll configured sources -----------------------
+
+def write_config(tmp: Path, sources_toml: str, query: str = "inference") -> Path:
+    """A config with the given [[sources]] tables, one instant subscription, and the file channel."""
+    path = tmp / "config.toml"
+    path.write_text(f"""[bot]
+database = "sqlite:///digestbot.db"
+outbox = "outbox"
+
+{sources_toml}
+
+[[subscriptions]]
+name = "everyone"
+query = '{query}'
+email = ["reader@example.org"]
+schedule = "instant"
+""")
+    return path
+
+
+def poll_context(tmp: Path, sources_toml: str, sleep=lambda s: None):
+    """(Context, slept) for pipeline.poll: real config, store, matcher; Http with an injected sleep."""
+    from digestbot import cli, config as config_module
+    from digestbot.http import Http
+
+    slept: list[float] = []
+    http = Http(sleep=lambda s: (slept.append(s), sleep(s)), backoff=0.01, timeout=5)
+    return cli.build_context(config_module.load(write_config(tmp, sources_toml)), http), slept
