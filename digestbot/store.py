@@ -316,6 +316,9 @@ class Writer:
         """
         merged: dict[str, Paper] = {}
         for paper in papers:
+            earlier = merged.get(paper.key)
+            if earlier is not None and not earlier.update_only:
+                paper.update_only = False  # announced as new in this very batch: still new
             merged[paper.key] = paper
         index = _Index(self._existing(list(merged.values())))
         new: list[tuple[PaperRow, Paper]] = []
@@ -372,8 +375,9 @@ class Writer:
         state.last_poll = now
         if error is None:
             state.last_success, state.papers_seen, state.last_new = now, state.papers_seen + seen, new
-            if validators:
-                state.validators = json.dumps({**json.loads(state.validators), **validators})
+            if validators is not None:
+                # Only the URLs of this poll: dated URLs (hf_daily's days) would otherwise pile up forever.
+                state.validators = json.dumps(validators)
         else:
             state.last_error, state.last_error_at = error, now
         self.session.add(state)

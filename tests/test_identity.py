@@ -134,3 +134,8 @@ url = "{http_server.url}/rss/cs.CL"
         from sqlmodel import select
         matched = [m.paper_id for m in s.exec(select(MatchRow)).all()]
     assert len(matched) == len(set(matched)) > 0
+
+
+def test_a_paper_announced_new_and_replaced_in_one_batch_is_new(store):
+    batch = [Paper("P", arxiv_id="2411.00005v1"), Paper("P", arxiv_id="2411.00005v2", update_only=True)]
+    assert len(record(store, "rss", batch)) == 1

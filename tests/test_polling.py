@@ -47,6 +47,7 @@ def test_validators_are_saved_only_with_a_processed_body_and_a_304_is_no_change(
     assert third["If-None-Match"] == '"v2"' and third["If-Modified-Since"] == "Fri, 20 Nov 2026 08:00:00 GMT"
     state = ctx.store.source_states()["search"]
     assert state.last_success == NOW + timedelta(minutes=60) and ctx.store.count_papers() == 3
+    assert list(ctx.store.source_memory("search").validators.values()) == [validators]  # still remembered
 
 
 def test_hf_daily_catches_up_every_missed_day_after_downtime(http_server, tmp_path):

@@ -76,6 +76,8 @@ class Source:
         key = str(httpx.URL(url, params=params)) if params else url
         response = self.http.get(url, params, source=self.name, validators=memory.validators.get(key))
         if response.not_modified:
+            if key in memory.validators:  # still current: carried over (the store keeps only these)
+                memory.new_validators[key] = memory.validators[key]
             return []
         papers = self.parse(response.content)
         if any(response.validators):
