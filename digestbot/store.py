@@ -23,7 +23,8 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Field, Session, SQLModel, UniqueConstraint, create_engine, select
 
 from .errors import StoreError
-from .models import Hit, Match, Paper, SourceMemory, title_slug
+from .identity import PaperIndex, merge_into
+from .models import Hit, Match, Paper, SourceMemory
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
@@ -320,12 +321,12 @@ class Writer:
             if earlier is not None and not earlier.update_only:
                 paper.update_only = False  # announced as new in this very batch: still new
             merged[paper.key] = paper
-        index = _Index(self._existing(list(merged.values())))
+        index = PaperIndex(self._existing(list(merged.values())))
         new: list[tuple[PaperRow, Paper]] = []
         for paper in merged.values():
             row = index.find(paper)
             if row is not None:
-                _update(row, paper, now)
+                merge_into(row, paper, now)
                 index.add(row)  # it may just have gained its arXiv id
             elif paper.update_only:
                 log.debug("%s: %s is a new version of a paper we never stored; not a new paper", source, paper.key)
@@ -352,7 +353,7 @@ class Writer:
 
     def _insert(self, paper: Paper, now: datetime) -> PaperRow:
         row = PaperRow(arxiv_id=paper.arxiv_id, slug=paper.slug, title=paper.title, first_seen=now, updated=now)
-        _update(row, paper, now)
+        merge_into(row, paper, now)
         self.session.add(row)
         return row
 
@@ -381,54 +382,6 @@ class Writer:
         else:
             state.last_error, state.last_error_at = error, now
         self.session.add(state)
-
-
-class _Index:
-    """Looks a paper up among stored rows: by arXiv id, else by title slug.
-
-    A slug only joins papers when at most one side has an arXiv id: two papers with the same title but
-    different ids (a common title like "Attention Is All You Need" reused) stay two papers.
-    """
-
-    def __init__(self, rows: list[PaperRow]):
-        self.by_id: dict[str, PaperRow] = {}
-        self.by_slug: dict[str, list[PaperRow]] = {}
-        for row in rows:
-            self.add(row)
-
-    def add(self, row: PaperRow) -> None:
-        if row.arxiv_id:
-            self.by_id[row.arxiv_id] = row
-        same = self.by_slug.setdefault(row.slug, [])
-        if row not in same:
-            same.append(row)
-
-    def find(self, paper: Paper) -> PaperRow | None:
-        if paper.arxiv_id and paper.arxiv_id in self.by_id:
-            return self.by_id[paper.arxiv_id]
-        candidates = self.by_slug.get(paper.slug, [])
-        if paper.arxiv_id:
-            candidates = [r for r in candidates if not r.arxiv_id]
-        # Prefer a row with an id (the best-known version of the paper), then the oldest.
-        return min(candidates, key=lambda r: (r.arxiv_id is None, r.id or 0), default=None)
-
-
-def _update(row: PaperRow, paper: Paper, now: datetime) -> None:
-    """Merge what a source says now into the stored paper; never makes it new again."""
-    row.arxiv_id = row.arxiv_id or paper.arxiv_id
-    row.abstract = paper.abstract if len(paper.abstract) > len(row.abstract) else row.abstract
-    if paper.authors:
-        row.authors = json.dumps(list(paper.authors))
-    row.published = row.published or paper.published
-    row.url = row.url or paper.url
-    row.upvotes = max(row.upvotes, paper.upvotes)
-    row.ai_summary = paper.ai_summary or row.ai_summary
-    if paper.ai_keywords:
-        row.ai_keywords = json.dumps(list(dict.fromkeys([*json.loads(row.ai_keywords), *paper.ai_keywords])))
-    row.github = paper.github or row.github
-    row.project_page = paper.project_page or row.project_page
-    row.sources = json.dumps(sorted({*json.loads(row.sources), *paper.sources}))
-    row.updated = now
 
 
 def _connect_args(url: str, busy_timeout: float) -> dict:

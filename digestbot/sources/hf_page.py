@@ -8,7 +8,7 @@ from datetime import datetime
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from ..models import Paper, SourceMemory, bare_arxiv_id
-from . import Source, SourceOptions
+from . import Source
 from .hf_json import HF_PAPER_URL, paper_from_item
 
 log = logging.getLogger(__name__)
