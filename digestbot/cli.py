@@ -21,7 +21,8 @@ from .errors import ConfigError, DigestbotError
 from .http import Http
 from .matching import Interest, Matcher
 from .render import Renderer
-from .store import Store
+from .sources import SourceOptions
+from .store import SourceState, Store
 
 log = logging.getLogger("digestbot")
 
@@ -130,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_source_status(options, st, distinct: int, at: datetime) -> None:
+def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
     """One source: last success, last error (when newer than the success), papers seen, next poll."""
     from .polling import next_poll
 
@@ -171,7 +172,8 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     source = sources.build(config.source(args.name), Http())
     papers = source.collect(now(), SourceMemory())
     for p in papers:
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
+        note = "  (new version: updates a stored paper only)" if p.update_only else ""
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{note}")
     print(f"{args.name}: {len(papers)} papers (nothing stored)", file=sys.stderr)
     return 0
 
