@@ -104,7 +104,8 @@ query = "x"
 
 def _parsers() -> dict[str, object]:
     kinds = load_all()
-    extra = {"arxiv": {"query": "x"}, "hf_search": {"query": "x"}, "text": {"path": "x.txt"}}
+    extra = {"arxiv": {"query": "x"}, "hf_search": {"query": "x"}, "text": {"path": "x.txt"},
+             "feed": {"url": "http://x"}}
     return {k: cls(cls.Options(name=f"fuzz-{k}", kind=k, **extra.get(k, {}))) for k, cls in kinds.items()}
 
 

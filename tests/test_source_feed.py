@@ -8,8 +8,7 @@ import pytest
 from digestbot.errors import ParseError
 from digestbot.http import Http
 from digestbot.models import SourceMemory
-from digestbot.sources import SourceOptions
-from digestbot.sources.feed import Feed
+from digestbot.sources.feed import Feed, FeedOptions
 from fixtures import daily_items, golden, rss_feed
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -26,7 +25,7 @@ BLOG_ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
 
 
 def feed(url: str = "http://unused") -> Feed:
-    return Feed(SourceOptions(name="arxiv-rss", kind="feed", url=url), Http(sleep=lambda s: None))
+    return Feed(FeedOptions(name="arxiv-rss", kind="feed", url=url), Http(sleep=lambda s: None))
 
 
 def test_arxiv_rss_new_and_cross_are_new_papers_replace_is_an_update_only():
@@ -71,3 +70,8 @@ def test_bad_feeds_are_parse_errors_naming_the_source(body, reason):
     with pytest.raises(ParseError, match=reason) as info:
         feed().parse(body)
     assert info.value.source == "arxiv-rss"
+
+
+def test_a_feed_without_url_is_a_config_error():
+    with pytest.raises(ValueError):
+        FeedOptions(name="f", kind="feed")

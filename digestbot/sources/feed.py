@@ -9,6 +9,7 @@ from typing import Any
 from xml.sax import SAXParseException
 
 import feedparser
+from pydantic import Field
 
 from ..models import Paper, SourceMemory, bare_arxiv_id
 from . import Source, SourceOptions
@@ -23,6 +24,10 @@ NEW_TYPES = {"new", "cross"}
 UPDATE_TYPES = {"replace", "replace-cross"}
 
 
+class FeedOptions(SourceOptions):
+    url: str = Field(min_length=1)  # no public default: the feed is the user's choice
+
+
 class Feed(Source):
     """An RSS 2.0 or Atom feed, e.g. arXiv's daily listing `https://rss.arxiv.org/rss/cs.CL+cs.LG`.
 
@@ -33,11 +38,9 @@ class Feed(Source):
     """
 
     kind = "feed"
-    Options = SourceOptions
+    Options = FeedOptions
 
     def collect(self, now: datetime, memory: SourceMemory) -> list[Paper]:
-        if not self.url:
-            raise self.fail("no `url` configured (the address of the RSS/Atom feed)")
         return self.fetch_parsed(self.url, None, memory)
 
     def parse(self, body: bytes) -> list[Paper]:
