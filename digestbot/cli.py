@@ -21,7 +21,8 @@ from .errors import ConfigError, DigestbotError
 from .http import Http
 from .matching import Interest, Matcher
 from .render import Renderer
-from .store import Store
+from .sources import SourceOptions
+from .store import SourceState, Store
 
 log = logging.getLogger("digestbot")
 
@@ -120,14 +121,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"database: {store.url.split('///')[-1]}  papers: {store.count_papers()}")
     print("\nsources:")
     for options in config.sources:
-        st = states.get(options.name)
-        if st is None:
-            print(f"  {options.name:<20} never polled")
-            continue
-        error = f"  last error {st.last_error_at:%Y-%m-%d %H:%M}: {st.last_error}" if st.last_error else ""
-        success = f"{st.last_success:%Y-%m-%d %H:%M}" if st.last_success else "never"
-        print(f"  {options.name:<20} last success {success}, {st.papers_seen} listed in all, "
-              f"{st.last_new} new last time{error}")
+        print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
     print("\ndeliveries (per paper):")
     counts = store.delivery_counts()
     for channel in sorted({c for c, _ in counts}):
@@ -136,6 +130,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in store.digests("failed"):
         print(f"  failed: {row.subscription} -> {row.target}: {row.last_error}")
     return 0
+
+
+def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
+    """One source: last success, last error (when newer than the success), papers seen, next poll."""
+    from .polling import next_poll
+
+    def when(value: datetime | None) -> str:
+        return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
+
+    upcoming = next_poll(options, st.last_poll if st else None, at)
+    print(f"  {options.name} ({options.kind}, {options.cron or 'every ' + str(options.every)})")
+    if st is None:
+        print(f"    never polled; next poll {when(upcoming)}")
+        return
+    print(f"    last success {when(st.last_success)}; papers seen {distinct} "
+          f"({st.papers_seen} listings in all, {st.last_new} new last time); next poll {when(upcoming)}")
+    if st.last_error:
+        stale = st.last_success and st.last_error_at and st.last_error_at < st.last_success
+        print(f"    last error {when(st.last_error_at)}{' (recovered since)' if stale else ''}: {st.last_error}")
 
 
 def cmd_papers(args: argparse.Namespace) -> int:
@@ -160,7 +173,8 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     source = sources.build(config.source(args.name), Http())
     papers = source.collect(now(), SourceMemory())
     for p in papers:
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
+        note = "  (new version: updates a stored paper only)" if p.update_only else ""
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{note}")
     print(f"{args.name}: {len(papers)} papers (nothing stored)", file=sys.stderr)
     return 0
 
