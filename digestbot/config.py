@@ -87,7 +87,7 @@ class SlackConfig(Strict):
 class TopicConfig(Strict):
     query: str = ""
     like: list[str] = []  # arXiv ids of example papers: interest by example (TF-IDF similarity)
-    min_similarity: float = Field(default=0.2, gt=0, le=1)
+    min_similarity: float = Field(default=0.12, gt=0, le=1)
 
     @model_validator(mode="after")
     def _query_or_like(self) -> "TopicConfig":

@@ -203,6 +203,12 @@ class Store:
                 query = query.limit(limit)
             return [paper_from_row(r) for r in s.exec(query).all()]
 
+    def papers_by_keys(self, keys: list[str]) -> list[Paper]:
+        """Stored papers by bare arXiv id or title slug."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow).where(or_(PaperRow.arxiv_id.in_(keys), PaperRow.slug.in_(keys)))).all()
+            return [paper_from_row(r) for r in rows]
+
     def count_papers(self) -> int:
         with self.read() as s:
             return s.exec(select(func.count()).select_from(PaperRow)).one()
