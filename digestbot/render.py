@@ -1,26 +1,35 @@
-"""The Jinja environment and filters; a Digest becomes a Message (subject, text, HTML, Slack blocks).
+"""The Jinja environment and filters; a Digest becomes a Message (subject, text, HTML, Slack posts).
 
 HTML templates are autoescaped (`digest.html.j2` needs `enabled_extensions` to include "html.j2":
 `select_autoescape(["html"])` alone would not escape it); every undefined variable is an error; URLs
 from source data are allowed only when they are http(s); Slack text is escaped with `slack_escape`.
+Matched terms are marked by highlight.py *after* escaping, so no source text is ever marked safe.
+
+The HTML template carries its CSS in a <style> block; we inline it (css-inline, remote loading off)
+and keep the dark-mode @media rule. A digest whose inlined HTML would pass EMAIL_MAX_BYTES (Gmail
+clips at ~102 KB and hides the footer) is re-rendered with fewer papers and an "and N more" link.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import css_inline
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from .models import Digest, Match, Message, SlackPost
-from .summarize import summarize
+from .highlight import mark_html, mark_slack, mark_text, pattern, slack_escape, terms
+from .models import Digest, Match, Message
+from .slackblocks import split_posts
+from .summarize import cut, summarize
 
+__all__ = ["Renderer", "Item", "item", "why", "slack_escape", "safe_url", "one_line", "authors_short"]
+log = logging.getLogger(__name__)
 SUBJECT_MAX = 150
-
-
-def slack_escape(text: object) -> str:
-    """Slack's three control characters, in this order; neutralises <!channel> and <url|label>."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+EMAIL_MAX_BYTES = 100_000
+TITLE_MAX, TLDR_MAX, WHY_MAX, SUMMARY_BUDGET = 300, 300, 300, 400  # keep a Slack section < 3000 chars
 
 
 def safe_url(url: object) -> str:
@@ -49,14 +58,17 @@ def why(match: Match) -> str:
         elif hit.topic is None:
             reasons.append(f"{hit.text} ({hit.field})")
     reasons = list(dict.fromkeys(reasons))
-    return "matched: " + ", ".join(reasons) if reasons else "all new papers"
+    return cut("matched: " + ", ".join(reasons), WHY_MAX) if reasons else "all new papers"
 
 
 @dataclass(frozen=True)
 class Item:
-    """One paper as the templates see it."""
+    """One paper as the templates see it; `*_html` are Markup (escaped, then marked), the rest plain."""
 
     title: str
+    title_html: Markup
+    title_text: str
+    title_slack: str  # escaped, unmarked: Slack shows it bold inside a link, where bold cannot nest
     link: str
     authors: str
     date: str
@@ -67,16 +79,24 @@ class Item:
     project: str
     why: str
     summary: str
+    summary_html: Markup
+    summary_text: str
+    summary_slack: str
     tldr: str
 
 
 def item(match: Match) -> Item:
     p = match.paper
-    return Item(title=p.title, link=safe_url(p.link), authors=authors_short(p.authors),
+    rx = pattern(terms(match.hits))
+    title = cut(p.title, TITLE_MAX)
+    summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET)
+    return Item(title=title, title_html=mark_html(title, rx), title_text=mark_text(title, rx),
+                title_slack=slack_escape(title), link=safe_url(p.link), authors=authors_short(p.authors),
                 date=p.published.strftime("%d %b %Y") if p.published else "",
                 upvotes=p.upvotes, arxiv=safe_url(p.arxiv_url), pdf=safe_url(p.pdf_url),
                 code=safe_url(p.github), project=safe_url(p.project_page), why=why(match),
-                summary=summarize(p.abstract, match.hits), tldr=p.ai_summary or "")
+                summary=summary, summary_html=mark_html(summary, rx), summary_text=mark_text(summary, rx),
+                summary_slack=mark_slack(summary, rx), tldr=cut(one_line(p.ai_summary or ""), TLDR_MAX))
 
 
 class Renderer:
@@ -89,18 +109,46 @@ class Renderer:
             autoescape=select_autoescape(enabled_extensions=("html", "htm", "html.j2"), default_for_string=False,
                                          default=False),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            auto_reload=False,  # templates are compiled once per Renderer, not stat()ed per render
         )
         self.env.filters.update(slack=slack_escape, url=safe_url, one_line=one_line)
+        self.inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
+        self.templates = {f: self.env.get_template(f"digest.{f}.j2") for f in ("html", "txt", "slack")}
 
     def subject(self, digest: Digest) -> str:
-        count = len(digest.matches) + digest.more
+        """'5 new papers on LLM inference — Mon 22 Nov'."""
+        count = digest.total
         noun = "paper" if count == 1 else "papers"
-        return one_line(f"{count} new {noun} for {digest.subscription} — {digest.period}")[:SUBJECT_MAX]
+        when = digest.period_start.strftime("%a %d %b") if digest.period_start else digest.period
+        return one_line(f"{count or 'No'} new {noun} on {digest.subscription} — {when}")[:SUBJECT_MAX]
 
     def render(self, digest: Digest) -> Message:
-        context = {"digest": digest, "items": [item(m) for m in digest.matches], "subject": self.subject(digest)}
-        slack = json.loads(self.env.get_template("digest.slack.j2").render(context))
-        return Message(subject=context["subject"],
-                       text=self.env.get_template("digest.txt.j2").render(context),
-                       html=self.env.get_template("digest.html.j2").render(context),
-                       slack_posts=[SlackPost(slack["text"], slack["blocks"])])
+        items = [item(m) for m in digest.matches]
+        subject = self.subject(digest)
+        context = {"digest": digest, "items": items, "subject": subject}
+        return Message(subject=subject, text=self.templates["txt"].render(context),
+                       html=self.html(digest, items, subject), slack_posts=self.slack(context))
+
+    def html(self, digest: Digest, items: list[Item], subject: str) -> str:
+        html = self._inline(digest, items, subject)
+        size = len(html.encode())
+        keep = len(items)
+        while size > EMAIL_MAX_BYTES and keep > 0:  # shrink in proportion, then step down
+            keep = min(keep - 1, int(keep * EMAIL_MAX_BYTES / size * 0.95))
+            cut_digest = replace(digest, matches=digest.matches[:keep], more=digest.more + len(items) - keep)
+            html = self._inline(cut_digest, items[:keep], subject)
+            size = len(html.encode())
+        if keep < len(items):
+            log.info("%s: HTML email cut to %d of %d papers to stay under %d bytes", digest.subscription_id,
+                     keep, len(items), EMAIL_MAX_BYTES)
+        return html
+
+    def _inline(self, digest: Digest, items: list[Item], subject: str) -> str:
+        raw = self.templates["html"].render({"digest": digest, "items": items, "subject": subject})
+        return self.inliner.inline(raw)
+
+    def slack(self, context: dict) -> list:
+        data = json.loads(self.templates["slack"].render(context))
+        return split_posts(data["text"], data["header"], data["papers"], data["footer"])
+
+
