@@ -5,8 +5,8 @@ HTML templates are autoescaped (`digest.html.j2` needs `enabled_extensions` to i
 from source data are allowed only when they are http(s); Slack text is escaped with `slack_escape`.
 Matched terms are marked by highlight.py *after* escaping, so no source text is ever marked safe.
 
-The HTML template carries its CSS in a <style> block; we inline it (css-inline, remote loading off)
-and keep the dark-mode @media rule. A digest whose inlined HTML would pass EMAIL_MAX_BYTES (Gmail
+The HTML template carries its CSS in a <style> block; inline.py inlines it into the template once
+(css-inline, remote loading off), keeping the dark-mode @media rule. A digest whose inlined HTML would pass EMAIL_MAX_BYTES (Gmail
 clips at ~102 KB and hides the footer) is re-rendered with fewer papers and an "and N more" link.
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import css_inline
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .highlight import mark_html, mark_slack, mark_text, pattern, slack_escape, terms
+from .highlight import marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
+from .inline import inline_template, inliner
 from .models import Digest, Match, Message
 from .slackblocks import split_posts
 from .summarize import cut, summarize
@@ -90,13 +90,14 @@ def item(match: Match) -> Item:
     rx = pattern(terms(match.hits))
     title = cut(p.title, TITLE_MAX)
     summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET)
-    return Item(title=title, title_html=mark_html(title, rx), title_text=mark_text(title, rx),
+    t, s = segments(title, rx), segments(summary, rx)
+    return Item(title=title, title_html=marked_html(t), title_text=marked_text(t),
                 title_slack=slack_escape(title), link=safe_url(p.link), authors=authors_short(p.authors),
                 date=p.published.strftime("%d %b %Y") if p.published else "",
                 upvotes=p.upvotes, arxiv=safe_url(p.arxiv_url), pdf=safe_url(p.pdf_url),
                 code=safe_url(p.github), project=safe_url(p.project_page), why=why(match),
-                summary=summary, summary_html=mark_html(summary, rx), summary_text=mark_text(summary, rx),
-                summary_slack=mark_slack(summary, rx), tldr=cut(one_line(p.ai_summary or ""), TLDR_MAX))
+                summary=summary, summary_html=marked_html(s), summary_text=marked_text(s),
+                summary_slack=marked_slack(s), tldr=cut(one_line(p.ai_summary or ""), TLDR_MAX))
 
 
 class Renderer:
@@ -112,8 +113,13 @@ class Renderer:
             auto_reload=False,  # templates are compiled once per Renderer, not stat()ed per render
         )
         self.env.filters.update(slack=slack_escape, url=safe_url, one_line=one_line)
-        self.inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
+        self.inliner = inliner()
         self.templates = {f: self.env.get_template(f"digest.{f}.j2") for f in ("html", "txt", "slack")}
+        source = self.env.loader.get_source(self.env, "digest.html.j2")[0]  # type: ignore[union-attr]
+        inlined = inline_template(source, self.inliner)
+        self.preinlined = inlined is not None
+        if inlined is not None:  # the overlay keeps autoescaping on for a template made from a string
+            self.templates["html"] = self.env.overlay(autoescape=True).from_string(inlined)
 
     def subject(self, digest: Digest) -> str:
         """'5 new papers on LLM inference — Mon 22 Nov'."""
@@ -145,7 +151,7 @@ class Renderer:
 
     def _inline(self, digest: Digest, items: list[Item], subject: str) -> str:
         raw = self.templates["html"].render({"digest": digest, "items": items, "subject": subject})
-        return self.inliner.inline(raw)
+        return raw if self.preinlined else self.inliner.inline(raw)
 
     def slack(self, context: dict) -> list:
         data = json.loads(self.templates["slack"].render(context))

@@ -7,6 +7,7 @@ Every sentence comes verbatim from the abstract; only a lead longer than the bud
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .highlight import pattern, terms
 from .models import Hit
@@ -17,7 +18,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'\[])")
 _ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|Fig|Eq|Sec|cf)\.)$")
 
 
-def sentences(abstract: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def sentences(abstract: str) -> tuple[str, ...]:
+    """The abstract's sentences (cached: every subscriber's summary of a paper splits the same text)."""
     parts: list[str] = []
     for piece in _SENTENCE_END.split(abstract):
         piece = piece.strip()
@@ -27,7 +30,7 @@ def sentences(abstract: str) -> list[str]:
             parts[-1] += " " + piece  # "et al. Show" was not the end of a sentence
         else:
             parts.append(piece)
-    return parts
+    return tuple(parts)
 
 
 def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 400, max_sentences: int = 3) -> str:
@@ -36,15 +39,15 @@ def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 40
     if not parts:
         return ""
     rx = pattern(terms(hits))
-    scored = [(len({m.group().lower() for m in rx.finditer(s)}) if rx else 0, i) for i, s in enumerate(parts)]
-    wanted = [i for n, i in sorted(scored, key=lambda t: (-t[0], t[1])) if n > 0 and i != 0]
     chosen, used = [0], len(parts[0])
-    for i in wanted:
-        if len(chosen) >= max_sentences:
-            break
-        if used + 1 + len(parts[i]) <= budget:
-            chosen.append(i)
-            used += 1 + len(parts[i])
+    if rx is not None:
+        scored = [(-rx.count_terms(s), i) for i, s in enumerate(parts[1:], 1)]
+        for score, i in sorted(scored):
+            if score == 0 or len(chosen) >= max_sentences:
+                break
+            if used + 1 + len(parts[i]) <= budget:
+                chosen.append(i)
+                used += 1 + len(parts[i])
     text = " ".join(parts[i] for i in sorted(chosen))
     return text if len(text) <= budget else cut(text, budget)
 

@@ -204,7 +204,7 @@ def test_hostile_title_arrives_escaped_in_html_and_slack(world):
     html = re.sub(r"</?mark\b[^>]*>", "", message.get_body(("html",)).get_content())
     assert "<script>" not in html
     assert "Fast &lt;script&gt;alert(1)&lt;/script&gt; LLM inference &amp; &lt;!channel&gt; decoding" in html
-    assert HOSTILE_TITLE in message.get_body(("plain",)).get_content()
+    assert HOSTILE_TITLE in message.get_body(("plain",)).get_content().replace("*", "")
     [post] = [p for p in top_level(world["slack"]) if p["channel"] == "#alice"]
     body = slack_text(post, world["slack"].posts)
     assert "&lt;script&gt;" in body and "&amp;" in body and "&lt;!channel&gt;" in body
