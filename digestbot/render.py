@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
@@ -22,7 +24,8 @@ from markupsafe import Markup
 from .highlight import marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
 from .models import Digest, Match, Message
-from .slackblocks import split_posts
+from .slackblocks import digest_blocks, split_posts
+from .urls import one_line, safe_url
 from .summarize import cut, summarize
 
 __all__ = ["Renderer", "Item", "item", "why", "slack_escape", "safe_url", "one_line", "authors_short"]
@@ -30,16 +33,6 @@ log = logging.getLogger(__name__)
 SUBJECT_MAX = 150
 EMAIL_MAX_BYTES = 100_000
 TITLE_MAX, TLDR_MAX, WHY_MAX, SUMMARY_BUDGET = 300, 300, 300, 400  # keep a Slack section < 3000 chars
-
-
-def safe_url(url: object) -> str:
-    value = str(url or "").strip()
-    return value if value.lower().startswith(("https://", "http://")) and not any(c in value for c in " \r\n\t<>\"") else ""
-
-
-def one_line(text: object) -> str:
-    """Text for a header or a subject: no line breaks, whatever the source sent."""
-    return " ".join(str(text).split())
 
 
 def authors_short(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
@@ -61,7 +54,7 @@ def why(match: Match) -> str:
     return cut("matched: " + ", ".join(reasons), WHY_MAX) if reasons else "all new papers"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item:
     """One paper as the templates see it; `*_html` are Markup (escaped, then marked), the rest plain."""
 
@@ -85,19 +78,25 @@ class Item:
     tldr: str
 
 
+@lru_cache(maxsize=4096)
+def _static(title: str, link: str | None, authors: tuple[str, ...], published: datetime | None, arxiv: str | None,
+            pdf: str | None, code: str | None, project: str | None, tldr: str | None) -> tuple:
+    """The parts of an item that are the same for every subscriber: computed once per paper."""
+    short = cut(title, TITLE_MAX)
+    return (short, slack_escape(short), safe_url(link), authors_short(authors),
+            published.strftime("%d %b %Y") if published else "", safe_url(arxiv), safe_url(pdf),
+            safe_url(code), safe_url(project), cut(one_line(tldr or ""), TLDR_MAX))
+
+
 def item(match: Match) -> Item:
     p = match.paper
-    rx = pattern(terms(match.hits))
-    title = cut(p.title, TITLE_MAX)
+    title, title_slack, link, authors, date, arxiv, pdf, code, project, tldr = _static(
+        p.title, p.link, p.authors, p.published, p.arxiv_url, p.pdf_url, p.github, p.project_page, p.ai_summary)
+    marker = pattern(terms(match.hits))
     summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET)
-    t, s = segments(title, rx), segments(summary, rx)
-    return Item(title=title, title_html=marked_html(t), title_text=marked_text(t),
-                title_slack=slack_escape(title), link=safe_url(p.link), authors=authors_short(p.authors),
-                date=p.published.strftime("%d %b %Y") if p.published else "",
-                upvotes=p.upvotes, arxiv=safe_url(p.arxiv_url), pdf=safe_url(p.pdf_url),
-                code=safe_url(p.github), project=safe_url(p.project_page), why=why(match),
-                summary=summary, summary_html=marked_html(s), summary_text=marked_text(s),
-                summary_slack=marked_slack(s), tldr=cut(one_line(p.ai_summary or ""), TLDR_MAX))
+    t, s = segments(title, marker), segments(summary, marker)
+    return Item(title, marked_html(t), marked_text(t), title_slack, link, authors, date, p.upvotes, arxiv, pdf,
+                code, project, why(match), summary, marked_html(s), marked_text(s), marked_slack(s), tldr)
 
 
 class Renderer:
@@ -114,7 +113,10 @@ class Renderer:
         )
         self.env.filters.update(slack=slack_escape, url=safe_url, one_line=one_line)
         self.inliner = inliner()
-        self.templates = {f: self.env.get_template(f"digest.{f}.j2") for f in ("html", "txt", "slack")}
+        self.templates = {f: self.env.get_template(f"digest.{f}.j2") for f in ("html", "txt")}
+        # Slack blocks are built in Python (slackblocks.py) unless the user's folder overrides them.
+        custom = templates is not None and (templates / "digest.slack.j2").is_file()
+        self.slack_template = self.env.get_template("digest.slack.j2") if custom else None
         source = self.env.loader.get_source(self.env, "digest.html.j2")[0]  # type: ignore[union-attr]
         inlined = inline_template(source, self.inliner)
         self.preinlined = inlined is not None
@@ -154,7 +156,8 @@ class Renderer:
         return raw if self.preinlined else self.inliner.inline(raw)
 
     def slack(self, context: dict) -> list:
-        data = json.loads(self.templates["slack"].render(context))
+        if self.slack_template is None:
+            header, papers, footer = digest_blocks(context["digest"], context["items"], context["subject"])
+            return split_posts(slack_escape(context["subject"]), header, papers, footer)
+        data = json.loads(self.slack_template.render(context))
         return split_posts(data["text"], data["header"], data["papers"], data["footer"])
-
-

@@ -7,6 +7,7 @@ Every sentence comes verbatim from the abstract; only a lead longer than the bud
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from functools import lru_cache
 
 from .highlight import pattern, terms
@@ -19,31 +20,44 @@ _ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|Fig|Eq|Sec|cf)\.)$")
 
 
 @lru_cache(maxsize=8192)
-def sentences(abstract: str) -> tuple[str, ...]:
-    """The abstract's sentences (cached: every subscriber's summary of a paper splits the same text)."""
+def _split(abstract: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The abstract's sentences and where each starts (cached: every subscriber's summary of a paper
+    splits the same text)."""
     parts: list[str] = []
+    starts: list[int] = []
+    position = 0
     for piece in _SENTENCE_END.split(abstract):
-        piece = piece.strip()
-        if not piece:
+        stripped = piece.strip()
+        start = abstract.find(stripped, position) if stripped else position
+        position = start + len(stripped)
+        if not stripped:
             continue
         if parts and _ABBREVIATION.search(parts[-1]):
-            parts[-1] += " " + piece  # "et al. Show" was not the end of a sentence
+            parts[-1] = abstract[starts[-1]:position]  # "et al. Show" was not the end of a sentence
         else:
-            parts.append(piece)
-    return tuple(parts)
+            parts.append(stripped)
+            starts.append(start)
+    return tuple(parts), tuple(starts)
+
+
+def sentences(abstract: str) -> tuple[str, ...]:
+    return _split(abstract)[0]
 
 
 def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 400, max_sentences: int = 3) -> str:
     """1-3 sentences from `abstract`, within `budget` characters (the lead cut at a word if need be)."""
-    parts = sentences(abstract)
+    parts, starts = _split(abstract)
     if not parts:
         return ""
-    rx = pattern(terms(hits))
+    marker = pattern(terms(hits))
     chosen, used = [0], len(parts[0])
-    if rx is not None:
-        scored = [(-rx.count_terms(s), i) for i, s in enumerate(parts[1:], 1)]
-        for score, i in sorted(scored):
-            if score == 0 or len(chosen) >= max_sentences:
+    if marker is not None and len(parts) > 1:
+        found: list[set[int]] = [set() for _ in parts]  # one search over the abstract, then by sentence
+        for start, _, term in marker.matches(abstract):
+            found[bisect_right(starts, start) - 1].add(term)
+        ranked = sorted((-len(found[i]), i) for i in range(1, len(parts)) if found[i])
+        for _, i in ranked:
+            if len(chosen) >= max_sentences:
                 break
             if used + 1 + len(parts[i]) <= budget:
                 chosen.append(i)
