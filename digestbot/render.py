@@ -93,7 +93,7 @@ def item(match: Match) -> Item:
     title, title_slack, link, authors, date, arxiv, pdf, code, project, tldr = _static(
         p.title, p.link, p.authors, p.published, p.arxiv_url, p.pdf_url, p.github, p.project_page, p.ai_summary)
     marker = pattern(terms(match.hits))
-    summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET)
+    summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker)
     t, s = segments(title, marker), segments(summary, marker)
     return Item(title, marked_html(t), marked_text(t), title_slack, link, authors, date, p.upvotes, arxiv, pdf,
                 code, project, why(match), summary, marked_html(s), marked_text(s), marked_slack(s), tldr)

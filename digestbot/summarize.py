@@ -10,7 +10,7 @@ import re
 from bisect import bisect_right
 from functools import lru_cache
 
-from .highlight import pattern, terms
+from .highlight import Marker, pattern, terms
 from .models import Hit
 
 # A sentence ends at . ! ? followed by space and a capital, digit or opening bracket/quote; "e.g. the"
@@ -44,14 +44,19 @@ def sentences(abstract: str) -> tuple[str, ...]:
     return _split(abstract)[0]
 
 
-def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 400, max_sentences: int = 3) -> str:
-    """1-3 sentences from `abstract`, within `budget` characters (the lead cut at a word if need be)."""
+def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 400, max_sentences: int = 3,
+              marker: Marker | None = None) -> str:
+    """1-3 sentences from `abstract`, within `budget` characters (the lead cut at a word if need be).
+
+    `marker`: the hits' Marker when the caller already has it."""
     parts, starts = _split(abstract)
     if not parts:
         return ""
-    marker = pattern(terms(hits))
+    if len(parts) == 1:
+        return parts[0] if len(parts[0]) <= budget else cut(parts[0], budget)
+    marker = marker or pattern(terms(hits))
     chosen, used = [0], len(parts[0])
-    if marker is not None and len(parts) > 1:
+    if marker is not None:
         found: list[set[int]] = [set() for _ in parts]  # one search over the abstract, then by sentence
         for start, _, term in marker.matches(abstract):
             found[bisect_right(starts, start) - 1].add(term)
