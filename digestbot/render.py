@@ -43,14 +43,17 @@ def authors_short(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
 
 
 def why(match: Match) -> str:
-    """'matched: speculative decoding (title), topic efficient-inference'."""
-    reasons = []
+    """'matched: speculative decoding (title, abstract), topic efficient-inference'."""
+    fields: dict[str, list[str]] = {}
+    topics: list[str] = []
     for hit in match.hits:
         if hit.field == "topic":
-            reasons.append(f"topic {hit.text}")
-        elif hit.topic is None:
-            reasons.append(f"{hit.text} ({hit.field})")
-    reasons = list(dict.fromkeys(reasons))
+            topics.append(f"topic {hit.text}")
+        elif hit.topic is None:  # a topic's own terms are summed up by "topic NAME"
+            fields.setdefault(hit.text, [])
+            if hit.field not in fields[hit.text]:
+                fields[hit.text].append(hit.field)
+    reasons = [f"{text} ({', '.join(where)})" for text, where in fields.items()] + topics
     return cut("matched: " + ", ".join(reasons), WHY_MAX) if reasons else "all new papers"
 
 
@@ -93,7 +96,9 @@ def item(match: Match) -> Item:
     title, title_slack, link, authors, date, arxiv, pdf, code, project, tldr = _static(
         p.title, p.link, p.authors, p.published, p.arxiv_url, p.pdf_url, p.github, p.project_page, p.ai_summary)
     marker = pattern(terms(match.hits))
-    summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker)
+    # When the TL;DR is the abstract's first sentence (Hugging Face often does that), don't repeat it.
+    lead = not tldr or not p.abstract.startswith(tldr.rstrip("…"))
+    summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker, lead=lead)
     t, s = segments(title, marker), segments(summary, marker)
     return Item(title, marked_html(t), marked_text(t), title_slack, link, authors, date, p.upvotes, arxiv, pdf,
                 code, project, why(match), summary, marked_html(s), marked_text(s), marked_slack(s), tldr)

@@ -47,6 +47,10 @@ class Schedule:
     wall: BaseTrigger | None = None  # the same fields on naive wall-clock time (see module docstring)
 
     @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
     def instant(self) -> bool:
         return self.trigger is None
 

@@ -45,17 +45,18 @@ def sentences(abstract: str) -> tuple[str, ...]:
 
 
 def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 400, max_sentences: int = 3,
-              marker: Marker | None = None) -> str:
+              marker: Marker | None = None, lead: bool = True) -> str:
     """1-3 sentences from `abstract`, within `budget` characters (the lead cut at a word if need be).
 
-    `marker`: the hits' Marker when the caller already has it."""
+    `marker`: the hits' Marker when the caller already has it. `lead=False`: the caller shows the
+    first sentence already (as the TL;DR); only sentences carrying the terms are chosen."""
     parts, starts = _split(abstract)
-    if not parts:
+    if not parts or (len(parts) == 1 and not lead):
         return ""
     if len(parts) == 1:
         return parts[0] if len(parts[0]) <= budget else cut(parts[0], budget)
     marker = marker or pattern(terms(hits))
-    chosen, used = [0], len(parts[0])
+    chosen, used = ([0], len(parts[0])) if lead else ([], -1)
     if marker is not None:
         found: list[set[int]] = [set() for _ in parts]  # one search over the abstract, then by sentence
         for start, _, term in marker.matches(abstract):
@@ -68,7 +69,7 @@ def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 40
                 chosen.append(i)
                 used += 1 + len(parts[i])
     text = " ".join(parts[i] for i in sorted(chosen))
-    return text if len(text) <= budget else cut(text, budget)
+    return text if len(text) <= budget else cut(text, budget)  # only a lead longer than the budget
 
 
 def cut(text: str, budget: int) -> str:
