@@ -68,8 +68,12 @@ def run(quick: bool) -> str:
     renderer = Renderer()
     work = digests(count)
     renderer.render(work[0])  # warm: template compilation and pattern caches are per process
+    cpu = time.process_time()
     total = _time(renderer.render, work)
-    rate = count / total
+    cpu = time.process_time() - cpu
+    # "On one core": digests per second of CPU time this (single-threaded) process got. On a shared
+    # machine the wall-clock rate also counts time the process spent waiting for a core.
+    rate, wall_rate = count / cpu, count / total
     sample = work[: max(50, count // 10)]
     items = [[item(m) for m in d.matches] for d in sample]
     ctx = [{"digest": d, "items": i, "subject": renderer.subject(d)} for d, i in zip(sample, items)]
@@ -81,7 +85,8 @@ def run(quick: bool) -> str:
         "text template": _time(renderer.templates["txt"].render, ctx),
         "slack blocks + split": _time(renderer.slack, ctx),
     }
-    print(f"{count} digests x {PER_DIGEST} papers, all three formats: {total:.2f} s, {rate:,.0f} digests/s")
+    print(f"{count} digests x {PER_DIGEST} papers, all three formats: {cpu:.2f} s CPU ({rate:,.0f} digests/s), "
+          f"{total:.2f} s wall ({wall_rate:,.0f} digests/s)")
     print(f"{'stage (per digest)':<36}{'µs':>8}{'share':>8}")
     whole = sum(v for k, v in stages.items() if not k.startswith("("))
     for name, seconds in stages.items():
@@ -89,7 +94,7 @@ def run(quick: bool) -> str:
         print(f"{name:<36}{seconds / len(sample) * 1e6:>8.0f}{share:>8}")
     html = renderer.render(work[0]).html
     print(f"inlined HTML of one digest: {len(html.encode()):,} bytes")
-    return f"digests_per_s={rate:.0f}"
+    return f"digests_per_s={rate:.0f} wall_digests_per_s={wall_rate:.0f} target=1000"
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .highlight import marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
+from .highlight import joined, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
 from .models import Digest, Match, Message
 from .slackblocks import digest_blocks, split_posts
 from .urls import one_line, safe_url
-from .summarize import cut, summarize
+from .summarize import choose, cut
 
 __all__ = ["Renderer", "Item", "item", "why", "slack_escape", "safe_url", "one_line", "authors_short"]
 log = logging.getLogger(__name__)
@@ -98,8 +98,10 @@ def item(match: Match) -> Item:
     marker = pattern(terms(match.hits))
     # When the TL;DR is the abstract's first sentence (Hugging Face often does that), don't repeat it.
     lead = not tldr or not p.abstract.startswith(tldr.rstrip("…"))
-    summary = summarize(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker, lead=lead)
-    t, s = segments(title, marker), segments(summary, marker)
+    chosen = choose(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker, lead=lead)
+    summary = " ".join(chosen)
+    # Searched sentence by sentence: (term, sentence) results are cached, a joined summary is new text.
+    t, s = segments(title, marker), joined([segments(sentence, marker) for sentence in chosen])
     return Item(title, marked_html(t), marked_text(t), title_slack, link, authors, date, p.upvotes, arxiv, pdf,
                 code, project, why(match), summary, marked_html(s), marked_text(s), marked_slack(s), tldr)
 

@@ -10,7 +10,7 @@ import re
 from bisect import bisect_right
 from functools import lru_cache
 
-from .highlight import Marker, pattern, terms
+from .highlight import Marker, find, pattern, terms
 from .models import Hit
 
 # A sentence ends at . ! ? followed by space and a capital, digit or opening bracket/quote; "e.g. the"
@@ -50,26 +50,38 @@ def summarize(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 40
 
     `marker`: the hits' Marker when the caller already has it. `lead=False`: the caller shows the
     first sentence already (as the TL;DR); only sentences carrying the terms are chosen."""
-    parts, starts = _split(abstract)
+    return " ".join(choose(abstract, hits, budget, max_sentences, marker, lead))
+
+
+def choose(abstract: str, hits: tuple[Hit, ...] | list[Hit], budget: int = 400, max_sentences: int = 3,
+           marker: Marker | None = None, lead: bool = True) -> list[str]:
+    """The summary's sentences in abstract order (joined by one space they fit `budget`)."""
+    parts, _ = _split(abstract)
     if not parts or (len(parts) == 1 and not lead):
-        return ""
-    if len(parts) == 1:
-        return parts[0] if len(parts[0]) <= budget else cut(parts[0], budget)
+        return []
+    if len(parts[0]) > budget and lead:
+        return [cut(parts[0], budget)]
     marker = marker or pattern(terms(hits))
     chosen, used = ([0], len(parts[0])) if lead else ([], -1)
-    if marker is not None:
-        found: list[set[int]] = [set() for _ in parts]  # one search over the abstract, then by sentence
-        for start, _, term in marker.matches(abstract):
-            found[bisect_right(starts, start) - 1].add(term)
-        ranked = sorted((-len(found[i]), i) for i in range(1, len(parts)) if found[i])
-        for _, i in ranked:
+    if marker is not None and len(parts) > 1:
+        carried: dict[int, int] = {}  # sentence -> how many distinct terms it carries
+        for term in marker.terms:
+            for i in _term_sentences(term, abstract):
+                carried[i] = carried.get(i, 0) + 1
+        for _, i in sorted((-n, i) for i, n in carried.items() if i != 0):
             if len(chosen) >= max_sentences:
                 break
             if used + 1 + len(parts[i]) <= budget:
                 chosen.append(i)
                 used += 1 + len(parts[i])
-    text = " ".join(parts[i] for i in sorted(chosen))
-    return text if len(text) <= budget else cut(text, budget)  # only a lead longer than the budget
+    return [parts[i] for i in sorted(chosen)]
+
+
+@lru_cache(maxsize=65536)
+def _term_sentences(term: str, abstract: str) -> tuple[int, ...]:
+    """Which sentences of `abstract` carry `term` (cached: subscribers share terms and papers)."""
+    starts = _split(abstract)[1]
+    return tuple(sorted({bisect_right(starts, start) - 1 for start, _ in find(term, abstract)}))
 
 
 def cut(text: str, budget: int) -> str:
