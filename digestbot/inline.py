@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _TOKEN = re.compile(r"<!--J(\d+)-->")
 _ESCAPED_TOKEN = re.compile(r"&lt;!--J(\d+)--&gt;")  # inside <title> (RCDATA) the comment is text
+_SHAPE = re.compile(r"<!--J\d+-->|</?([a-zA-Z][a-zA-Z0-9]*)")
 
 
 def inliner() -> css_inline.CSSInliner:
@@ -34,12 +35,21 @@ def inline_template(source: str, css: css_inline.CSSInliner) -> str | None:
         return f"<!--J{len(tags) - 1}-->"
 
     try:
-        inlined = css.inline(_JINJA.sub(protect, source))
+        protected = _JINJA.sub(protect, source)
+        inlined = css.inline(protected)
     except ValueError as exc:
         log.warning("cannot inline the CSS of the HTML template (%s); inlining each digest instead", exc)
         return None
     inlined = _ESCAPED_TOKEN.sub(r"<!--J\1-->", inlined)
-    if [int(n) for n in _TOKEN.findall(inlined)] != list(range(len(tags))):
-        log.info("the HTML template's tags do not survive CSS inlining in order; inlining each digest instead")
+    if [int(n) for n in _TOKEN.findall(inlined)] != list(range(len(tags))) or _shape(inlined) != _shape(protected):
+        log.info("the HTML template's structure does not survive CSS inlining as written (e.g. an element "
+                 "opened in one {%% if %%} branch); inlining each digest instead")
         return None
     return _TOKEN.sub(lambda m: tags[int(m.group(1))], inlined)
+
+
+def _shape(html: str) -> list[str]:
+    """The body's tags and Jinja tokens in order, without the <tbody> a parser adds: if the parser
+    moved or closed anything (and so would change what the template renders), the shapes differ."""
+    body = html[html.lower().find("<body"):]
+    return [m.group(0).lower() for m in _SHAPE.finditer(body) if (m.group(1) or "").lower() != "tbody"]

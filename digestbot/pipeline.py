@@ -17,11 +17,11 @@ from typing import Callable
 from . import sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
-from .digest import make_digest, rank, unsubscribe_urls  # noqa: F401 (rank: part of this module's API)
+from .digest import make_digest, rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import Http
 from .matching import Matcher
-from .models import Digest, Match, Paper
+from .models import Digest, Paper
 from .render import Renderer
 from .store import DigestRow, Store
 
@@ -167,6 +167,10 @@ def _send_one(ctx: Context, row: DigestRow, sub: SubscriptionConfig, channel: Ch
 def build_digest(ctx: Context, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
     return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), target=row.target,
                        period_key=row.period, now=now)
+
+
+__all__ = ["Context", "PollResult", "SendResult", "build_digest", "open_due_digests", "poll", "rank", "run_once",
+           "send_due"]
 
 
 def envelope(config: Config, row: DigestRow, sub: SubscriptionConfig) -> Envelope:

@@ -195,3 +195,27 @@ def test_only_http_urls_are_linked(tmp_path, renderer):
     assert "https://ok.example/p" in message.html
     assert matches([]) == []
     assert NOW.year == 2026
+
+
+def test_user_templates_override_slack_blocks_and_html_with_per_digest_inlining(tmp_path):
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "digest.slack.j2").write_text(
+        '{"text": {{ subject | slack | tojson }}, "header": [], "footer": [],\n'
+        ' "papers": [{% for it in items %}{{ "," if not loop.first }}'
+        '[{"type": "section", "text": {"type": "mrkdwn", "text": {{ it.title | slack | tojson }}}}]'
+        '{% endfor %}]}\n')
+    # A tag that opens an element inside an attribute-less conditional: cannot be pre-inlined safely.
+    (folder / "digest.html.j2").write_text(
+        "<html><head><style>p { color: red; }</style></head><body>"
+        "{% if items %}<p>{% else %}<div>{% endif %}{{ subject }}{% if items %}</p>{% else %}</div>{% endif %}"
+        "</body></html>")
+    renderer = Renderer(folder)
+    d = digest(tmp_path)
+    d.matches = [hostile_match()]
+    message = renderer.render(d)
+    assert not renderer.preinlined
+    assert '<p style="color: red;">' in message.html
+    [post] = message.slack_posts
+    assert [b["text"]["text"] for b in post.blocks] == [
+        "Fast &lt;script&gt;alert(1)&lt;/script&gt; inference &amp; &lt;!channel&gt; amp"]
