@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from .highlight import joined, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
-from .models import Digest, Match, Message
+from .models import Digest, Match, Message, Paper
 from .slackblocks import digest_blocks, split_posts
 from .urls import one_line, safe_url
 from .summarize import choose, cut
@@ -81,6 +81,14 @@ class Item:
     tldr: str
 
 
+def title_link(paper: Paper) -> str | None:
+    """The Hugging Face page when Hugging Face knows the paper, else arXiv, else what the source gave."""
+    on_hf = "huggingface.co/" in (paper.url or "") or paper.upvotes > 0 or bool(paper.ai_summary)
+    if paper.arxiv_id:
+        return paper.hf_url if on_hf else paper.arxiv_url
+    return paper.url
+
+
 @lru_cache(maxsize=4096)
 def _static(title: str, link: str | None, authors: tuple[str, ...], published: datetime | None, arxiv: str | None,
             pdf: str | None, code: str | None, project: str | None, tldr: str | None) -> tuple:
@@ -94,7 +102,7 @@ def _static(title: str, link: str | None, authors: tuple[str, ...], published: d
 def item(match: Match) -> Item:
     p = match.paper
     title, title_slack, link, authors, date, arxiv, pdf, code, project, tldr = _static(
-        p.title, p.link, p.authors, p.published, p.arxiv_url, p.pdf_url, p.github, p.project_page, p.ai_summary)
+        p.title, title_link(p), p.authors, p.published, p.arxiv_url, p.pdf_url, p.github, p.project_page, p.ai_summary)
     marker = pattern(terms(match.hits))
     # When the TL;DR is the abstract's first sentence (Hugging Face often does that), don't repeat it.
     lead = not tldr or not p.abstract.startswith(tldr.rstrip("…"))

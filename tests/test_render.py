@@ -219,3 +219,14 @@ def test_user_templates_override_slack_blocks_and_html_with_per_digest_inlining(
     [post] = message.slack_posts
     assert [b["text"]["text"] for b in post.blocks] == [
         "Fast &lt;script&gt;alert(1)&lt;/script&gt; inference &amp; &lt;!channel&gt; amp"]
+
+
+def test_title_links_to_hugging_face_when_it_knows_the_paper_else_arxiv():
+    from digestbot.render import title_link
+
+    assert title_link(Paper(title="t", arxiv_id="2411.1", url="https://huggingface.co/papers/2411.1")) == \
+        "https://huggingface.co/papers/2411.1"
+    assert title_link(Paper(title="t", arxiv_id="2411.1", upvotes=3)) == "https://huggingface.co/papers/2411.1"
+    assert title_link(Paper(title="t", arxiv_id="2411.1", url="https://arxiv.org/abs/2411.1")) == \
+        "https://arxiv.org/abs/2411.1"
+    assert title_link(Paper(title="t", url="https://blog.example/post")) == "https://blog.example/post"
