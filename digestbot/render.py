@@ -153,20 +153,20 @@ class Renderer:
                        html=self.html(digest, items, subject), slack_posts=self.slack(context))
 
     def html(self, digest: Digest, items: list[Item], subject: str) -> str:
-        html = self._inline(digest, items, subject)
+        html = self._render_html(digest, items, subject)
         size = len(html.encode())
         keep = len(items)
         while size > EMAIL_MAX_BYTES and keep > 0:  # shrink in proportion, then step down
             keep = min(keep - 1, int(keep * EMAIL_MAX_BYTES / size * 0.95))
             cut_digest = replace(digest, matches=digest.matches[:keep], more=digest.more + len(items) - keep)
-            html = self._inline(cut_digest, items[:keep], subject)
+            html = self._render_html(cut_digest, items[:keep], subject)
             size = len(html.encode())
         if keep < len(items):
             log.info("%s: HTML email cut to %d of %d papers to stay under %d bytes", digest.subscription_id,
                      keep, len(items), EMAIL_MAX_BYTES)
         return html
 
-    def _inline(self, digest: Digest, items: list[Item], subject: str) -> str:
+    def _render_html(self, digest: Digest, items: list[Item], subject: str) -> str:
         raw = self.templates["html"].render({"digest": digest, "items": items, "subject": subject})
         return raw if self.preinlined else self.inliner.inline(raw)
 
