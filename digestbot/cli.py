@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, config as config_module, pipeline
+from . import __version__, cli_subs, config as config_module, pipeline
 from .channels import Channel
 from .channels.email import SmtpChannel
 from .channels.file import FileChannel
@@ -21,7 +21,8 @@ from .errors import ConfigError, DigestbotError
 from .http import Http
 from .matching import Interest, Matcher
 from .render import Renderer
-from .store import Store
+from .sources import SourceOptions
+from .store import SourceState, Store
 
 log = logging.getLogger("digestbot")
 
@@ -59,9 +60,10 @@ def channel_factory(config: config_module.Config):
     return open_channel
 
 
-def build_context(config: config_module.Config, http: Http | None = None) -> pipeline.Context:
+def build_context(config: config_module.Config, http: Http | None = None,
+                  store: Store | None = None) -> pipeline.Context:
     templates = config.resolve(config.bot.templates) if config.bot.templates else None
-    return pipeline.Context(config=config, store=open_store(config), http=http or Http(),
+    return pipeline.Context(config=config, store=store or open_store(config), http=http or Http(),
                             matcher=Matcher(interests(config)), renderer=Renderer(templates),
                             open_channel=channel_factory(config))
 
@@ -80,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"digestbot {__version__}: {len(config.sources)} sources, {len(config.subscriptions)} "
               f"subscriptions; Ctrl-C to stop", file=sys.stderr)
-        scheduler.serve(ctx)
+        scheduler.serve(scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store)))
         return 0
     polls, sends = pipeline.run_once(ctx, now(), send=not args.no_send)
     report_run(polls, sends, sent_anything=not args.no_send)
@@ -119,14 +121,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"database: {store.url.split('///')[-1]}  papers: {store.count_papers()}")
     print("\nsources:")
     for options in config.sources:
-        st = states.get(options.name)
-        if st is None:
-            print(f"  {options.name:<20} never polled")
-            continue
-        error = f"  last error {st.last_error_at:%Y-%m-%d %H:%M}: {st.last_error}" if st.last_error else ""
-        success = f"{st.last_success:%Y-%m-%d %H:%M}" if st.last_success else "never"
-        print(f"  {options.name:<20} last success {success}, {st.papers_seen} listed in all, "
-              f"{st.last_new} new last time{error}")
+        print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
     print("\ndeliveries (per paper):")
     counts = store.delivery_counts()
     for channel in sorted({c for c, _ in counts}):
@@ -135,6 +130,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in store.digests("failed"):
         print(f"  failed: {row.subscription} -> {row.target}: {row.last_error}")
     return 0
+
+
+def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
+    """One source: last success, last error (when newer than the success), papers seen, next poll."""
+    from .polling import next_poll
+
+    def when(value: datetime | None) -> str:
+        return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
+
+    upcoming = next_poll(options, st.last_poll if st else None, at)
+    print(f"  {options.name} ({options.kind}, {options.cron or 'every ' + str(options.every)})")
+    if st is None:
+        print(f"    never polled; next poll {when(upcoming)}")
+        return
+    print(f"    last success {when(st.last_success)}; papers seen {distinct} "
+          f"({st.papers_seen} listings in all, {st.last_new} new last time); next poll {when(upcoming)}")
+    if st.last_error:
+        stale = st.last_success and st.last_error_at and st.last_error_at < st.last_success
+        print(f"    last error {when(st.last_error_at)}{' (recovered since)' if stale else ''}: {st.last_error}")
 
 
 def cmd_papers(args: argparse.Namespace) -> int:
@@ -159,7 +173,8 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     source = sources.build(config.source(args.name), Http())
     papers = source.collect(now(), SourceMemory())
     for p in papers:
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
+        note = "  (new version: updates a stored paper only)" if p.update_only else ""
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{note}")
     print(f"{args.name}: {len(papers)} papers (nothing stored)", file=sys.stderr)
     return 0
 
@@ -217,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--out", default="digestbot-preview",
                          help="folder for digest.html, digest.txt and slack.json (default: digestbot-preview)")
     preview.set_defaults(func=cmd_preview)
+
+    cli_subs.register(sub)
 
     demo = sub.add_parser("demo", help="the whole job on bundled sample listings, offline")
     demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")
