@@ -198,6 +198,17 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Render a digest to files; sends nothing and changes no ledger row."""
+    from .preview import preview
+
+    config = load_config(args)
+    paths = preview(config, open_store(config), args.name, now(), days=args.days, out=Path(args.out))
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
@@ -232,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
     check.add_argument("name")
     check.set_defaults(func=cmd_sources_check)
+
+    preview = sub.add_parser("preview", help="render a subscription's next digest to files (sends nothing)")
+    preview.add_argument("name", help="the subscription's name or id")
+    preview.add_argument("--days", type=float,
+                         help="instead: what the stored papers first seen in the last N days would give")
+    preview.add_argument("--out", default="digestbot-preview",
+                         help="folder for digest.html, digest.txt and slack.json (default: digestbot-preview)")
+    preview.set_defaults(func=cmd_preview)
 
     cli_subs.register(sub)
 

@@ -106,6 +106,7 @@ class SubscriptionConfig(Strict):
     timezone: str | None = None
     max_papers: int = Field(default=15, ge=1, le=500)
     send_empty: bool = False
+    listing_url: str | None = None  # where "and N more" links (default: the Hugging Face papers page)
 
     _name = field_validator("name")(_no_newlines)
     _tz = field_validator("timezone")(lambda v: v if v is None else _zone(v))

@@ -13,15 +13,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
-from zoneinfo import ZoneInfo
 
 from . import sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
+from .digest import make_digest, rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import Http
 from .matching import Matcher
-from .models import Digest, Match, Paper
+from .models import Digest, Paper
 from .render import Renderer
 from .store import DigestRow, Store
 
@@ -103,7 +103,12 @@ def _all_targets(config: Config) -> dict[str, list[tuple[str, str]]]:
 
 
 def open_due_digests(ctx: Context, now: datetime) -> None:
-    """Turn every subscription whose period has come into digest rows (idempotent per period)."""
+    """Turn every subscription whose period has come into digest rows (idempotent per period).
+
+    A digest takes every delivery not yet in a digest; it opens when the latest period (keyed by local
+    wall-clock time, see schedule.py) has begun after the oldest of them, so a restart or a DST switch
+    can neither repeat a period (its key already has a row) nor lose one (it opens on the next call).
+    """
     for sub in ctx.config.subscriptions:
         schedule = ctx.config.schedules[sub.id]
         pending = ctx.store.pending_targets(sub.id)
@@ -111,14 +116,13 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
             for channel, target, _ in pending:
                 ctx.store.open_digest(sub.id, channel, target, f"instant:{now.isoformat()}", now)
             continue
-        fire = schedule.last_fire(now)
-        if fire is None:
+        period = schedule.last_period(now)
+        if period is None:
             continue
-        waiting = {(c, t) for c, t, oldest in pending if oldest <= fire}
+        waiting = {(c, t) for c, t, oldest in pending if oldest <= period.start}
         for channel, target in targets(sub):
             if (channel, target) in waiting or sub.send_empty:
-                ctx.store.open_digest(sub.id, channel, target, schedule.period_key(fire), now,
-                                      allow_empty=sub.send_empty)
+                ctx.store.open_digest(sub.id, channel, target, period.key, now, allow_empty=sub.send_empty)
 
 
 def send_due(ctx: Context, now: datetime) -> SendResult:
@@ -166,21 +170,19 @@ def _send_one(ctx: Context, row: DigestRow, sub: SubscriptionConfig, channel: Ch
 
 
 def build_digest(ctx: Context, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
-    matches = rank(ctx.store.digest_matches(row.id))
-    local = now.astimezone(ZoneInfo(sub.timezone or ctx.config.bot.timezone))
-    return Digest(subscription=sub.name, subscription_id=sub.id, period=local.strftime("%a %d %b %Y"),
-                  matches=matches[: sub.max_papers], more=max(0, len(matches) - sub.max_papers),
-                  query=sub.query, topics=tuple(sub.topics))
+    return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), target=row.target,
+                       period_key=row.period, now=now)
 
 
-def rank(matches: list[Match]) -> list[Match]:
-    return sorted(matches, key=lambda m: (-m.score, -m.paper.upvotes, m.paper.title))
+__all__ = ["Context", "PollResult", "SendResult", "build_digest", "open_due_digests", "poll", "rank", "run_once",
+           "send_due"]
 
 
 def envelope(config: Config, row: DigestRow, sub: SubscriptionConfig) -> Envelope:
     domain = config.email.sender_address.domain if config.email else "digestbot.localhost"
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
-                    message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>")
+                    message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>",
+                    unsubscribe=unsubscribe_urls(config, sub, row.target))
 
 
 def _backoff(attempt: int) -> timedelta:

@@ -237,6 +237,18 @@ class Store:
         return [Match(m.subscription, paper_from_row(p), m.score,
                       tuple(Hit(*h) for h in json.loads(m.hits))) for p, m, _ in rows]
 
+    def pending_matches(self, subscription: str) -> list[Match]:
+        """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow, MatchRow)
+                          .join(MatchRow, MatchRow.paper_id == PaperRow.id)
+                          .where(MatchRow.subscription == subscription,
+                                 MatchRow.paper_id.in_(select(DeliveryRow.paper_id).where(
+                                     DeliveryRow.subscription == subscription, DeliveryRow.digest_id.is_(None),
+                                     DeliveryRow.status == "pending")))).all()
+        return [Match(m.subscription, paper_from_row(p), m.score,
+                      tuple(Hit(*h) for h in json.loads(m.hits))) for p, m in rows]
+
     def pending_targets(self, subscription: str) -> list[tuple[str, str, datetime]]:
         """(channel, target, oldest created) of deliveries not yet in a digest."""
         with self.read() as s:

@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailMessage:
-    """The message as it goes on the wire; EmailMessage refuses CR/LF in any header value."""
+    """The message as it goes on the wire; EmailMessage refuses CR/LF in any header value.
+
+    The HTML arrives with its CSS already inlined (render.py does it, so that the size limit is
+    checked on what is sent)."""
     from ..store import utcnow
 
     mail = EmailMessage()
@@ -28,6 +31,11 @@ def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailM
     mail["Message-ID"] = envelope.message_id
     mail["List-Id"] = envelope.list_id
     mail["Auto-Submitted"] = "auto-generated"
+    if envelope.unsubscribe:
+        mail["List-Unsubscribe"] = ", ".join(f"<{url}>" for url in envelope.unsubscribe)
+        if any(url.startswith("https://") for url in envelope.unsubscribe):
+            # RFC 8058 one-click (Gmail/Yahoo bulk-sender rule) needs an https URL to POST to.
+            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
