@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
-from digestbot.matching.matcher import compile_hits, compile_node, document
+from digestbot.matching.compile import compile_hits, compile_node, document
 from digestbot.models import Hit, Paper
 
 SURVEY = Paper(title="A survey of LLM inference", abstract="We review KV-cache tricks.",
