@@ -105,17 +105,25 @@ def _cost(keys: tuple[Key, ...], rarity: Callable[[Key], float]) -> float:
     return prod(map(rarity, keys)) if keys[0][0] in _SETS else inf  # no set key: not indexable
 
 
+# A paper's set keys as one set of strings: text words as they are, the others tagged with a
+# prefix no word has, so one set intersection per posting list finds them all.
+_TAGS = {GROUP["text"]: "", GROUP["title"]: "\0t", GROUP["author"]: "\0a",
+         GROUP["keyword"]: "\0k", FIRST: "\0f"}
+_NONE = ""  # the "second key" of a one-key anchor: every paper has it (a word is never empty)
 
 
-Postings = dict[str, dict[str, list[int]]]  # first key's what -> second key's what ("" none) -> clauses
+def _tagged(key: Key) -> str:
+    return _TAGS[key[0]] + key[1]
 
 
 class Index:
     """Clause ids by anchor keys; `candidates(doc)` are those a paper may satisfy."""
 
     def __init__(self, nodes: Iterable[Node | None], rarity: Callable[[Key], float]):
-        # One table per (where of the first key, where of the second key, None if there is none).
-        tables: dict[tuple[int, int | None], Postings] = {}
+        # first key -> second set key (_NONE if none) -> clauses, both tagged; a second key that
+        # is a needle: first key -> [(where, needle, clauses)], a substring test each.
+        self.postings: dict[str, dict[str, list[int]]] = {}
+        self.needles: dict[str, dict[Key, list[int]]] = {}
         self.always: list[int] = []
         lengths: set[int] = set()
         for c, node in enumerate(nodes):
@@ -123,35 +131,40 @@ class Index:
             if found is None or any(keys[0][0] not in _SETS for keys in found):
                 self.always.append(c)
                 continue
-            for keys in found:
-                lengths.update(len(what) for where, what in keys if where == FIRST)
-                (where, what), (at, other) = keys[0], (keys[1] if len(keys) > 1 else (None, ""))
-                table = tables.setdefault((where, at), {}).setdefault(what, {})
-                table.setdefault(other, []).append(c)
+            for first, *second in found:
+                lengths.update(len(what) for where, what in (first, *second) if where == FIRST)
+                if second and second[0][0] not in _SETS:
+                    self.needles.setdefault(_tagged(first), {}).setdefault(second[0], []).append(c)
+                else:
+                    other = _tagged(second[0]) if second else _NONE
+                    self.postings.setdefault(_tagged(first), {}).setdefault(other, []).append(c)
         self.lengths = sorted(lengths)
-        self.single = [(where, {w: s[""] for w, s in p.items()})
-                       for (where, at), p in tables.items() if at is None]
-        self.paired = [(where, at, p) for (where, at), p in tables.items() if at is not None]
+        self._needles = {first: list(tests.items()) for first, tests in self.needles.items()}
+
+    def keys(self, doc: Doc) -> set[str]:
+        """The paper's set keys, tagged, and _NONE."""
+        keys = set(doc[GROUP["text"]])
+        for where in (GROUP["title"], GROUP["author"], GROUP["keyword"]):
+            tag = _TAGS[where]
+            keys.update([tag + w for w in doc[where]])
+        if self.lengths:  # the first letters of its words, for prefixes
+            text = doc[GROUP["text"]]
+            keys.update({"\0f" + w[:n] for n in self.lengths for w in text})
+        keys.add(_NONE)
+        return keys
 
     def candidates(self, doc: Doc) -> set[int]:
         """Clause ids that may hold for `doc`: those whose anchor keys it has, and the unanchored."""
-        view = doc
-        if self.lengths:  # the first letters of its words, for prefixes
-            text, lengths = doc[GROUP["text"]], self.lengths
-            view = (*doc, {w[:n] for n in lengths for w in text})
+        keys = self.keys(doc)
         found = set(self.always)
-        for where, postings in self.single:
-            for what in postings.keys() & view[where]:  # C-level: iterates the smaller side
-                found.update(postings[what])
-        for where, at, postings in self.paired:
-            second = view[at]
-            for what in postings.keys() & view[where]:
-                seconds = postings[what]
-                if at in _SETS:  # only the postings whose second key it has
-                    for other in seconds.keys() & second:
-                        found.update(seconds[other])
-                else:  # a needle: a substring test each
-                    for other, clauses in seconds.items():
-                        if other in second:
-                            found.update(clauses)
+        postings = self.postings
+        for first in postings.keys() & keys:  # C-level: iterates the smaller side
+            seconds = postings[first]
+            for second in seconds.keys() & keys:
+                found.update(seconds[second])
+        needles = self._needles
+        for first in needles.keys() & keys:
+            for (where, needle), clauses in needles[first]:
+                if needle in doc[where]:
+                    found.update(clauses)
         return found
