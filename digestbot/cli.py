@@ -27,6 +27,7 @@ from .store import SourceState, Store
 
 log = logging.getLogger("digestbot")
 SIMILARITY_CORPUS = 5000  # recent papers whose word frequencies weigh the `like` topics
+RARITY_SAMPLE = 2000  # recent papers whose word frequencies pick the matcher's index keys
 
 
 def default_config() -> str:
@@ -49,7 +50,9 @@ def interests(config: config_module.Config) -> list[Interest]:
 
 
 def build_matcher(config: config_module.Config, store: Store) -> Matcher | SimilarityMatcher:
-    matcher = Matcher(interests(config))
+    # Rare words make selective index keys; recent papers say which words are rare (faster only:
+    # the matches never depend on the sample).
+    matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
     like = [SimilarTopic(name, tuple(t.like), t.min_similarity) for name, t in config.topics.items() if t.like]
     if not like:
         return matcher
