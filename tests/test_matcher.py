@@ -121,7 +121,7 @@ def test_unanchored_queries_are_still_evaluated():
 def test_shared_topics_are_evaluated_once_per_paper():
     topic = ("t", "inference")
     matcher = Matcher([Interest(f"s{i}", topics=(topic,)) for i in range(50)])
-    assert len(matcher._nodes) == 1
+    assert len(matcher._texts) == 1
     assert len(matcher.match([SPEC])) == 50
 
 

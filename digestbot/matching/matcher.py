@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Sequence
 
 from digestbot.matching.compile import Hits, Pred, compile_hits, compile_node, document, unique
 from digestbot.matching.index import Index, Rarity
-from digestbot.matching.nodes import Doc, Node
+from digestbot.matching.nodes import Doc
 from digestbot.matching.query import parse_query
 from digestbot.models import Hit, Match, Paper
 
@@ -34,47 +34,86 @@ class Matcher:
     """
 
     def __init__(self, interests: Iterable[Interest], sample: Iterable[Paper] = ()):
-        self.interests = list(interests)
-        self._names = [i.id for i in self.interests]
-        self._nodes: list[Node | None] = []
-        self._preds: list[Pred] = []
+        self._index = Index(Rarity(sample))
+        self._texts: list[str] = []  # clause id -> its query as first written (parsed again on use)
+        self._preds: list[Pred | None] = []  # compiled on first use: most clauses rarely are candidates
         self._ids: dict[str, int] = {}  # canonical query text -> clause id, so shared topics run once
-        self._plans = [self._plan(i) for i in self.interests]
-        self._users: list[list[int]] = [[] for _ in self._nodes]  # clause id -> interest indexes
-        for n, (own, topics) in enumerate(self._plans):
-            clauses = [c for _, c in topics] if own is None else [own] + [c for _, c in topics]
-            for c in dict.fromkeys(clauses):  # once per interest, however often it names a clause
-                self._users[c].append(n)
+        self._parsed: dict[str, int] = {}  # query as written -> clause id: a shared topic parses once
+        self._names: list[str] = []
+        self._plans = [self._plan(i) for i in interests]
+        self._index.freeze()
+        self._sole, self._users = self._interests_by_clause()
         self._collectors: dict[tuple[int, str | None], Callable[[Doc], Hits]] = {}
-        self._index = Index(self._nodes, Rarity(sample))
 
     def _plan(self, interest: Interest) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+        self._names.append(interest.id)
         topics = tuple((name, self._clause(q)) for name, q in interest.topics)
         blank = not interest.query.strip()
         return (None if blank and topics else self._clause(interest.query)), topics
 
     def _clause(self, query: str) -> int:
+        """The clause id of `query`; a new one is indexed. Its AST is not kept: 100,000 queries'
+        nodes would cost memory and a cyclic-GC walk of each of them in every full collection."""
+        if query in self._parsed:
+            return self._parsed[query]
         node = parse_query(query)
         key = "" if node is None else str(node)
         if key not in self._ids:
-            self._ids[key] = len(self._nodes)
-            self._nodes.append(node)
-            self._preds.append(compile_node(node))
+            self._ids[key] = len(self._texts)
+            self._texts.append(query)
+            self._preds.append(None)
+            self._index.add(self._ids[key], node)
+        self._parsed[query] = self._ids[key]
         return self._ids[key]
+
+    def _interests_by_clause(self) -> tuple[list[tuple[tuple[int, str], ...]], list[tuple[int, ...]]]:
+        """Clause id -> the interests whose only clause it is (their match is the clause's hits),
+        and -> the interests with topics that name it (their hits are merged from several)."""
+        sole: list[list[tuple[int, str]]] = [[] for _ in self._texts]
+        users: list[list[int]] = [[] for _ in self._texts]
+        for n, (own, topics) in enumerate(self._plans):
+            if not topics:
+                sole[own].append((n, self._names[n]))  # type: ignore[index]
+                continue
+            clauses = [c for _, c in topics] if own is None else [own] + [c for _, c in topics]
+            for c in dict.fromkeys(clauses):  # once per interest, however often it names a clause
+                users[c].append(n)
+        return [tuple(x) for x in sole], [tuple(x) for x in users]  # tuples: untracked by the GC
 
     def candidates(self, doc: Doc) -> set[int]:
         """Clause ids that may hold for `doc` (see `Index`)."""
         return self._index.candidates(doc)
 
+    def _pred(self, c: int) -> Pred:
+        pred = self._preds[c]
+        if pred is None:
+            pred = self._preds[c] = compile_node(parse_query(self._texts[c]))
+        return pred
+
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""
         out: list[Match] = []
-        preds, users = self._preds, self._users
+        preds, sole, users = self._preds, self._sole, self._users
         for paper in papers:
             doc = document(paper)
-            holding = {c for c in self.candidates(doc) if preds[c](doc)}
-            interested = sorted(set().union(*(users[c] for c in holding)))
-            self._collect(paper, doc, interested, holding.__contains__, out)
+            holding = [c for c in self._index.candidates(doc) if (preds[c] or self._pred(c))(doc)]
+            if not holding:
+                continue
+            cache: dict[tuple[int, str | None], _Hits] = {}
+            bonus = _bonus(paper)
+            found: list[tuple[int, Match]] = []
+            for c in holding:  # a clause's hits and score serve all the interests it is alone in
+                if sole[c]:
+                    _, hits, score = self._hits(c, None, doc, cache)
+                    score = round(score + bonus, 6)
+                    found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
+            with_topics = sorted({n for c in holding for n in users[c]})
+            if with_topics:
+                rest: list[Match] = []
+                self._collect(paper, doc, with_topics, set(holding).__contains__, rest, cache)
+                found += zip(with_topics, rest)  # type: ignore[arg-type]  # one match each
+            found.sort(key=_first)
+            out += [m for _, m in found]
         return out
 
     def match_naive(self, papers: Sequence[Paper]) -> list[Match]:
@@ -82,14 +121,14 @@ class Matcher:
         out: list[Match] = []
         for paper in papers:
             doc = document(paper)
-            self._collect(paper, doc, range(len(self.interests)), lambda c: self._preds[c](doc), out)
+            self._collect(paper, doc, range(len(self._names)), lambda c: self._pred(c)(doc), out)
         return out
 
-    def _collect(self, paper: Paper, doc: Doc, interests: Iterable[int],
-                 holds: Callable[[int], bool], out: list[Match]) -> None:
+    def _collect(self, paper: Paper, doc: Doc, interests: Iterable[int], holds: Callable[[int], bool],
+                 out: list[Match], cache: dict[tuple[int, str | None], _Hits] | None = None) -> None:
         """Append a Match for each of `interests` one of whose clauses holds."""
-        cache: dict[tuple[int, str | None], _Hits] = {}
-        bonus = min(max(paper.upvotes or 0, 0), 1000) / 10000  # upvotes only break ties
+        cache = {} if cache is None else cache
+        bonus = _bonus(paper)
         for n in interests:
             own, topics = self._plans[n]
             if not topics:  # the common case, kept short: one clause, its hits cached per paper
@@ -111,7 +150,15 @@ class Matcher:
         if (c, topic) not in cache:
             collect = self._collectors.get((c, topic))
             if collect is None:  # compiled on first use: most (clause, topic) pairs never match
-                collect = self._collectors[c, topic] = compile_hits(self._nodes[c], topic)
+                collect = self._collectors[c, topic] = compile_hits(parse_query(self._texts[c]), topic)
             found = collect(doc)
             cache[c, topic] = (found, tuple(h for h, _ in found), sum(w for _, w in found))
         return cache[c, topic]
+
+
+def _bonus(paper: Paper) -> float:
+    return min(max(paper.upvotes or 0, 0), 1000) / 10000  # upvotes only break ties
+
+
+def _first(pair: tuple[int, Match]) -> int:
+    return pair[0]
