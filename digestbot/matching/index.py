@@ -12,7 +12,7 @@ ever skips clauses that cannot hold.
 from __future__ import annotations
 
 from collections import Counter
-from itertools import combinations
+from itertools import chain, combinations
 from math import inf, prod
 from typing import Callable, Iterable
 
@@ -128,6 +128,7 @@ class Index:
         self.always: list[int] = []
         self.lengths: list[int] = []
         self._needles: dict[str, list[tuple[Key, list[int]]]] = {}
+        self._first_letters = _FirstLetters()
 
     def add(self, c: int, node: Node | None) -> None:
         """Index clause `c` by the anchors of its query; call `freeze` when all are added."""
@@ -147,6 +148,7 @@ class Index:
         """Compact for look-ups. Tuples of ints are untracked by the cyclic GC, which otherwise
         walks every posting list in each full collection (~0.4 s per million)."""
         self.lengths = sorted(set(self.lengths))
+        self._first_letters = _FirstLetters(self.lengths)
         for seconds in self.postings.values():
             for other, clauses in seconds.items():
                 seconds[other] = tuple(clauses)  # type: ignore[assignment]
@@ -154,14 +156,13 @@ class Index:
                          for first, tests in self.needles.items()}
 
     def keys(self, doc: Doc) -> set[str]:
-        """The paper's set keys, tagged, and _NONE."""
-        keys = set(doc[GROUP["text"]])
+        """The paper's set keys, tagged, and _NONE. (map over C methods: no bytecode per word.)"""
+        text = doc[GROUP["text"]]
+        keys = set(text)
         for where in (GROUP["title"], GROUP["author"], GROUP["keyword"]):
-            tag = _TAGS[where]
-            keys.update([tag + w for w in doc[where]])
+            keys.update(map(_TAGS[where].__add__, doc[where]))
         if self.lengths:  # the first letters of its words, for prefixes
-            text = doc[GROUP["text"]]
-            keys.update({"\0f" + w[:n] for n in self.lengths for w in text})
+            keys.update(chain.from_iterable(map(self._first_letters.__getitem__, text)))
         keys.add(_NONE)
         return keys
 
@@ -179,4 +180,21 @@ class Index:
             for (where, needle), clauses in needles[first]:
                 if needle in doc[where]:
                     found.update(clauses)
+        return found
+
+
+class _FirstLetters(dict):
+    """word -> its tagged first-letter keys, remembered: slicing every word of every paper cost
+    more than tokenising it, while the words of papers repeat."""
+
+    LIMIT = 200_000  # words remembered; then it starts over (memory stays bounded)
+
+    def __init__(self, lengths: Iterable[int] = ()):
+        super().__init__()
+        self.lengths = tuple(lengths)
+
+    def __missing__(self, word: str) -> tuple[str, ...]:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        found = self[word] = tuple({_TAGS[FIRST] + word[:n] for n in self.lengths})
         return found
