@@ -138,11 +138,12 @@ class Matcher:
                 continue
             parts = [self._hits(own, None, doc, cache)] if own is not None and holds(own) else []
             parts += [self._hits(c, name, doc, cache) for name, c in topics if holds(c)]
-            if parts:  # query hits first, then each topic's; a hit found twice counts once
-                found = unique([p for part, _, _ in parts for p in part], lambda p: p[0]) \
-                    if len(parts) > 1 else parts[0][0]
-                score = sum(weight for _, weight in found) + bonus
-                out.append(Match(self._names[n], paper, round(score, 6), tuple(h for h, _ in found)))
+            if len(parts) > 1:  # query hits first, then each topic's; a hit found twice counts once
+                found = unique([p for part, _, _ in parts for p in part], lambda p: p[0])
+                parts = [(found, tuple(h for h, _ in found), sum(weight for _, weight in found))]
+            if parts:
+                _, hits, score = parts[0]
+                out.append(Match(self._names[n], paper, round(score + bonus, 6), hits))
 
     def _hits(self, c: int, topic: str | None, doc: Doc,
               cache: dict[tuple[int, str | None], _Hits]) -> _Hits:
