@@ -6,6 +6,8 @@ would; `World.rows()` reads the ledger straight from the SQLite file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import sqlite3
@@ -78,6 +80,15 @@ class World:
         out, err = process.communicate(timeout=120)
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """A quick command (init, retry, status) in this process: the same `main` as the subprocess."""
+        from digestbot.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["-c", str(self.config), *args])
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
     def rows(self) -> list[dict[str, Any]]:
         with sqlite3.connect(self.db) as conn:
             conn.row_factory = sqlite3.Row
@@ -93,7 +104,7 @@ def make_world(tmp: Path, http_server, **config) -> World:
 
 
 def init(world: World) -> None:
-    result = world.run("init")
+    result = world.cli("init")
     assert result.returncode == 0, result.stderr
 
 

@@ -30,7 +30,7 @@ def test_smtp_server_stopping_mid_batch_then_returning_delivers_exactly_the_miss
         assert len(smtp.received) == 2
         smtp.stop_after = None
         smtp.start()  # the server is back on the same port
-        assert world.run("retry").returncode == 0
+        assert world.cli("retry").returncode == 0
         second = world.run("run", "--once")
         assert second.returncode == 0, second.stdout + second.stderr
         assert received_by(smtp) == Counter(RECIPIENTS)  # every recipient exactly once
@@ -63,10 +63,10 @@ def test_per_recipient_450_is_retried_550_fails_for_good_and_the_third_is_unaffe
     first = world.run("run", "--once")
     assert first.returncode == 1
     assert received_by(smtp_server) == Counter(["fine@example.org"])
-    status = world.run("status").stdout
+    status = world.cli("status").stdout
     assert "failed 1" in status and "550 5.1.1 no such user" in status and "450 4.2.1" in status
     smtp_server.fail_rcpt = {}  # both would now be accepted: only the 4xx one may be tried again
-    assert world.run("retry").returncode == 0
+    assert world.cli("retry").returncode == 0
     second = world.run("run", "--once")
     assert second.returncode == 0, second.stdout + second.stderr
     assert received_by(smtp_server) == Counter(["fine@example.org", "soft@example.org"])
@@ -74,7 +74,7 @@ def test_per_recipient_450_is_retried_550_fails_for_good_and_the_third_is_unaffe
     assert by_target["hard@example.org"]["status"] == "failed" and by_target["hard@example.org"]["attempts"] == 1
     assert by_target["soft@example.org"]["attempts"] == 2
     # `retry --failed` is the operator's way to try the permanent failure again
-    assert world.run("retry", "--failed").returncode == 0
+    assert world.cli("retry", "--failed").returncode == 0
     assert world.run("run", "--once").returncode == 0
     assert received_by(smtp_server) == Counter(RECIPIENTS[:0] + ["fine@example.org", "soft@example.org",
                                                                  "hard@example.org"])
@@ -136,8 +136,8 @@ def test_a_lost_or_damaged_database_is_refused_never_restarted_from_empty(tmp_pa
     assert "backup" in refused.stderr and "digestbot init" in refused.stderr
     assert len(smtp_server.received) == 1  # history was not sent again
     if damage != "deleted":  # init keeps a damaged file unless told otherwise
-        assert world.run("init").returncode == 1 and world.db.exists()
-        forced = world.run("init", "--force")
+        assert world.cli("init").returncode == 1 and world.db.exists()
+        forced = world.cli("init", "--force")
         assert forced.returncode == 0 and "moved the old database" in forced.stdout
         assert list(world.db.parent.glob("bot.db.broken-*"))
 
