@@ -62,9 +62,9 @@ class SmtpChannel(Channel):
                                 f"{_text(exc.smtp_error)} (check [email] username and the password variable)",
                                 unreachable=True) from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise DeliveryError(f"{self.where}: {exc} (it offers no STARTTLS: use security = \"ssl\" with its "
-                                f"TLS port, usually 465; digestbot never falls back to plain text)",
-                                unreachable=True) from None
+            remedy = ("use security = \"ssl\" with its TLS port, usually 465; digestbot never falls back to plain "
+                      "text" if "STARTTLS" in str(exc) else "remove [email] username, or check the port")
+            raise DeliveryError(f"{self.where}: {exc} ({remedy})", unreachable=True) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"cannot reach {self.where}: {exc or type(exc).__name__} (is it running? "
                                 f"check [email] host, port and security)", unreachable=True) from None
