@@ -13,6 +13,8 @@ import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parseaddr
+from functools import lru_cache
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -22,7 +24,7 @@ from .config import Config, SubscriptionConfig
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import Http
 from .matching import Matcher
-from .models import Digest, Match, Paper
+from .models import Digest, Match, Message, Paper
 from .render import Renderer
 from .ledger import Ledger
 from .store import DigestRow, Store
@@ -128,8 +130,10 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
     result = SendResult()
     with ExitStack() as stack:
+        stack.callback(ledger.close)
         channels = _Channels(ctx, stack)
         while batch := ledger.claim_batch(now):
+            channels.papers = ledger.paper_ids([row.id for row in batch])
             for row in batch:
                 sub = subscriptions.get(row.subscription)
                 if sub is None:
@@ -154,18 +158,31 @@ class _Channels:
         self.ctx, self.stack = ctx, stack
         self.open: dict[str, Channel] = {}
         self.down: set[str] = set()
+        self.renders: dict[tuple, tuple[Message, int]] = {}
+        self.papers: dict[int, tuple[int, ...]] = {}  # digest id -> its paper ids (per claimed batch)
 
     def get(self, kind: str) -> Channel:
         if kind not in self.open:
             self.open[kind] = self.stack.enter_context(self.ctx.open_channel(kind))
         return self.open[kind]
 
+    def rendered(self, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> tuple[Message, int]:
+        """The digest rendered, and its paper count. The recipients of one subscription's period get
+        the same papers: render once, not once per recipient (the same Message object, which lets a
+        channel reuse its own work too)."""
+        key = (row.subscription, self.papers.get(row.id, ()))
+        if key not in self.renders:
+            if len(self.renders) > 64:
+                self.renders.clear()
+            digest = build_digest(self.ctx, row, sub, now)
+            self.renders[key] = (self.ctx.renderer.render(digest), len(digest.matches))
+        return self.renders[key]
+
 
 def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, channels: _Channels,
               now: datetime, result: SendResult) -> None:
     try:
-        digest = build_digest(ctx, row, sub, now)
-        message = ctx.renderer.render(digest)
+        message, papers = channels.rendered(row, sub, now)
         sent_id = channels.get(row.channel).send(message, envelope(ctx.config, row, sub))
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
@@ -184,9 +201,8 @@ def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionCon
         return
     _fault_injection_kill_after_send()
     ledger.sent(row.id, sent_id, now)
-    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, len(digest.matches), row.target, row.channel,
-             sent_id)
-    result.sent.append((sub.name, row.channel, row.target, len(digest.matches)))
+    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, papers, row.target, row.channel, sent_id)
+    result.sent.append((sub.name, row.channel, row.target, papers))
 
 
 def _failed(ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, error: str, now: datetime,
@@ -218,9 +234,14 @@ def rank(matches: list[Match]) -> list[Match]:
 
 
 def envelope(config: Config, row: DigestRow, sub: SubscriptionConfig) -> Envelope:
-    domain = config.email.sender_address.domain if config.email else "digestbot.localhost"
+    domain = _domain(config.email.sender) if config.email else "digestbot.localhost"
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
                     message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>")
+
+
+@lru_cache(maxsize=8)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2]
 
 
 def run_once(ctx: Context, now: datetime, *, send: bool = True) -> tuple[list[PollResult], SendResult]:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
+from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -48,6 +50,7 @@ class SmtpChannel(Channel):
         self.host, self.port, self.security, self.sender = host, port, security, sender
         self.username, self.password, self.timeout = username, password, timeout
         self._smtp: smtplib.SMTP | None = None
+        self._template: _Template | None = None
 
     @property
     def where(self) -> str:
@@ -89,16 +92,19 @@ class SmtpChannel(Channel):
         smtp.login(self.username, self.password or "")  # only now: never AUTH before TLS
 
     def send(self, message: Message, envelope: Envelope) -> str:
+        to = parseaddr(envelope.target)[1]
         try:
-            mail = build_email(message, envelope, self.sender)
+            data = self._wire(message, envelope, to)
         except (ValueError, TypeError) as exc:  # CR/LF or similar in a header value: never on the wire
             raise DeliveryError(f"cannot build the email to {envelope.target}: {exc}", permanent=True) from None
-        to = parseaddr(envelope.target)[1]
         for attempt in (1, 2):  # a server that dropped the connection gets one reconnect
             if self._smtp is None:
                 self._smtp = self._connect()
             try:
-                self._smtp.send_message(mail, from_addr=self.sender.addr_spec, to_addrs=[to])
+                if isinstance(data, EmailMessage):  # non-ASCII addresses: smtplib negotiates SMTPUTF8
+                    self._smtp.send_message(data, from_addr=self.sender.addr_spec, to_addrs=[to])
+                else:
+                    self._smtp.sendmail(self.sender.addr_spec, [to], data)
                 log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
                 return envelope.message_id
             except smtplib.SMTPServerDisconnected:
@@ -117,6 +123,25 @@ class SmtpChannel(Channel):
                 raise DeliveryError(f"SMTP send to {to} failed: {exc}", unreachable=True) from None
         raise AssertionError("unreachable")
 
+    def _wire(self, message: Message, envelope: Envelope, to: str) -> bytes | EmailMessage:
+        """The message as sent. Building an email costs more than sending it, and every recipient of a
+        subscription's period gets the same content: the bytes are reused with the recipient's own
+        To, Message-ID and Date, once a second full build has shown that nothing else differs."""
+        if not (to + self.sender.addr_spec).isascii():
+            return build_email(message, envelope, self.sender)
+        template = self._template
+        if template is not None and template.message is message and template.reusable:
+            return template.readdress(envelope)
+        mail = build_email(message, envelope, self.sender)
+        data = _flatten(mail)
+        boundary = (mail.get_boundary() or "").encode()
+        if template is not None and template.message is message and template.reusable is None:
+            # the MIME boundary is random per build: the only other difference allowed
+            template.reusable = template.readdress(envelope) == data.replace(boundary, template.boundary)
+        else:
+            self._template = _Template(message, data, boundary)
+        return data
+
     def close(self) -> None:
         if self._smtp is not None:
             try:
@@ -127,6 +152,56 @@ class SmtpChannel(Channel):
 
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_PER_RECIPIENT = ("To", "Message-ID", "Date")
+
+
+def _flatten(mail: EmailMessage) -> bytes:
+    return mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
+
+
+def _header_line(name: str) -> re.Pattern:
+    return re.compile(rb"^" + name.encode() + rb":.*\r\n(?:[ \t].*\r\n)*", re.MULTILINE | re.IGNORECASE)
+
+
+_LINES = {name: _header_line(name) for name in _PER_RECIPIENT}
+
+
+class _Template:
+    """One built message whose bytes can serve the other recipients of the same content.
+
+    `reusable` is None until a second recipient's full build is compared with the readdressed
+    bytes: a header that depends on the recipient in any other way (say, a personal unsubscribe
+    link) makes them differ, and then every recipient gets a full build."""
+
+    def __init__(self, message: Message, data: bytes, boundary: bytes):
+        self.message, self.reusable, self.boundary = message, None, boundary
+        self.head, self.body = data.split(b"\r\n\r\n", 1)
+        self.head += b"\r\n"
+
+    def readdress(self, envelope: Envelope) -> bytes:
+        head = self.head
+        lines = _recipient_headers(envelope)
+        for header, pattern in _LINES.items():
+            line = pattern.search(lines).group(0)
+            head = pattern.sub(lambda _match: line, head, count=1)
+        return head + b"\r\n" + self.body
+
+
+def _recipient_headers(envelope: Envelope) -> bytes:
+    """To, Message-ID and Date as `build_email` writes them; plain ASCII values without a display
+    name are written directly (the email package's header objects cost more than the SMTP send)."""
+    from ..store import utcnow
+
+    name, addr = parseaddr(envelope.target)
+    date = format_datetime(utcnow())
+    simple = f"{addr}{envelope.message_id}"
+    if not name and simple.isascii() and len(simple) < 900 and not any(c in simple for c in "\r\n\t \"(),:;[]\\"):
+        return f"To: {addr}\r\nMessage-ID: {envelope.message_id}\r\nDate: {date}\r\n".encode()
+    fresh = EmailMessage(policy=email_policy.SMTP)
+    fresh["To"] = Address(display_name=name, addr_spec=addr)
+    fresh["Message-ID"] = envelope.message_id
+    fresh["Date"] = date
+    return bytes(fresh)
 
 
 def _text(reply: bytes | str) -> str:
