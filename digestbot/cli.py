@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, config as config_module, pipeline, store as store_module
+from . import __version__, cli_subs, config as config_module, dbstate, pipeline, store as store_module
 from .channels import Channel
 from .channels.email import SmtpChannel
 from .channels.file import FileChannel
@@ -23,7 +23,8 @@ from .http import Http
 from .matching import Interest, Matcher
 from .render import Renderer
 from .ledger import Ledger
-from .store import Store
+from .sources import SourceOptions
+from .store import SourceState, Store
 
 log = logging.getLogger("digestbot")
 
@@ -42,8 +43,35 @@ def interests(config: config_module.Config) -> list[Interest]:
 
 
 def open_store(config: config_module.Config) -> Store:
-    """The existing database; a missing or damaged one is an error (`digestbot init` makes one)."""
-    return Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout)
+    """The database; created on a new installation, refused when lost or damaged (see dbstate)."""
+    url = config.database_url
+    if not _exists(url):
+        since = dbstate.created_at(config.path, url)
+        if since is not None:
+            raise DigestbotError(
+                f"the database {url} is missing, but digestbot created it on {since} (recorded in "
+                f"{dbstate.marker_path(config.path)}): restore it from a backup; starting from an empty one would "
+                f"send every paper still listed again. To start over on purpose: `digestbot init`")
+        log.warning("new installation: creating the database %s", url)
+        return create_store(config)
+    return Store.open_existing(url, busy_timeout=config.bot.busy_timeout)
+
+
+def _exists(url: str) -> bool:
+    path = store_module._sqlite_path(url)
+    if path is not None:
+        return Path(path).exists()
+    with Store(url) as store:  # other databases: missing tables mean a missing database
+        return store.has_tables()
+
+
+def create_store(config: config_module.Config) -> Store:
+    if path := store_module._sqlite_path(config.database_url):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    store = Store(config.database_url, busy_timeout=config.bot.busy_timeout)
+    store.create_tables()
+    dbstate.record(config.path, config.database_url)
+    return store
 
 
 def slack_webhooks(config: config_module.Config) -> dict[str, str]:
@@ -72,9 +100,10 @@ def channel_factory(config: config_module.Config):
     return open_channel
 
 
-def build_context(config: config_module.Config, http: Http | None = None) -> pipeline.Context:
+def build_context(config: config_module.Config, http: Http | None = None,
+                  store: Store | None = None) -> pipeline.Context:
     templates = config.resolve(config.bot.templates) if config.bot.templates else None
-    return pipeline.Context(config=config, store=open_store(config), http=http or Http(),
+    return pipeline.Context(config=config, store=store or open_store(config), http=http or Http(),
                             matcher=Matcher(interests(config)), renderer=Renderer(templates),
                             open_channel=channel_factory(config))
 
@@ -93,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"digestbot {__version__}: {len(config.sources)} sources, {len(config.subscriptions)} "
               f"subscriptions; Ctrl-C to stop", file=sys.stderr)
-        scheduler.serve(ctx)
+        scheduler.serve(scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store)))
         return 0
     polls, sends = pipeline.run_once(ctx, now(), send=not args.no_send)
     report_run(polls, sends, sent_anything=not args.no_send)
@@ -134,14 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"database: {store.url.split('///')[-1]}  papers: {store.count_papers()}")
     print("\nsources:")
     for options in config.sources:
-        st = states.get(options.name)
-        if st is None:
-            print(f"  {options.name:<20} never polled")
-            continue
-        error = f"  last error {st.last_error_at:%Y-%m-%d %H:%M}: {st.last_error}" if st.last_error else ""
-        success = f"{st.last_success:%Y-%m-%d %H:%M}" if st.last_success else "never"
-        print(f"  {options.name:<20} last success {success}, {st.papers_seen} listed in all, "
-              f"{st.last_new} new last time{error}")
+        print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
     print_deliveries(store)
     return 0
 
@@ -149,12 +171,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def print_deliveries(store: Store) -> None:
     ledger = Ledger(store)
     print("\ndigests (one per subscription, channel, recipient and period):")
-    counts = ledger.counts()
+    counts, papers = ledger.counts(), store.delivery_counts()
     if not counts:
         print("  none yet")
     for channel, c in sorted(counts.items()):
-        oldest = f", oldest waiting since {c.oldest_pending:%Y-%m-%d %H:%M} UTC" if c.oldest_pending else ""
-        print(f"  {channel:<14} pending {c.pending}, sending {c.sending}, sent {c.sent}, failed {c.failed}{oldest}")
+        oldest = f"; oldest waiting since {c.oldest_pending:%Y-%m-%d %H:%M} UTC" if c.oldest_pending else ""
+        per_paper = ", ".join(f"{s} {papers.get((channel, s), 0)}" for s in ("pending", "sent", "failed"))
+        print(f"  {channel:<14} pending {c.pending}, sending {c.sending}, sent {c.sent}, failed {c.failed} "
+              f"(papers: {per_paper}){oldest}")
     for row in ledger.digests("failed"):
         print(f"  failed #{row.id}: {row.subscription} -> {row.target} ({row.channel}), {row.attempts} attempts: "
               f"{row.last_error}")
@@ -174,7 +198,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Create the database on purpose: the only command that does (see Store.open_existing)."""
+    """Create the database on purpose, also where a lost one was recorded (see dbstate)."""
     config = load_config(args)
     url = config.database_url
     try:
@@ -190,14 +214,29 @@ def cmd_init(args: argparse.Namespace) -> int:
                 return 1
             aside = store_module.set_aside(Path(path))
             print(f"moved the old database to {aside}")
-    if path := store_module._sqlite_path(url):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    store = Store(url, busy_timeout=config.bot.busy_timeout)
-    store.create_tables()
-    store.close()
+    create_store(config).close()
     print(f"created {url}\nnext: `digestbot run --once --no-send` records what is listed today without sending it; "
           f"then `digestbot run`")
     return 0
+
+
+def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
+    """One source: last success, last error (when newer than the success), papers seen, next poll."""
+    from .polling import next_poll
+
+    def when(value: datetime | None) -> str:
+        return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
+
+    upcoming = next_poll(options, st.last_poll if st else None, at)
+    print(f"  {options.name} ({options.kind}, {options.cron or 'every ' + str(options.every)})")
+    if st is None:
+        print(f"    never polled; next poll {when(upcoming)}")
+        return
+    print(f"    last success {when(st.last_success)}; papers seen {distinct} "
+          f"({st.papers_seen} listings in all, {st.last_new} new last time); next poll {when(upcoming)}")
+    if st.last_error:
+        stale = st.last_success and st.last_error_at and st.last_error_at < st.last_success
+        print(f"    last error {when(st.last_error_at)}{' (recovered since)' if stale else ''}: {st.last_error}")
 
 
 def cmd_papers(args: argparse.Namespace) -> int:
@@ -222,7 +261,8 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     source = sources.build(config.source(args.name), Http())
     papers = source.collect(now(), SourceMemory())
     for p in papers:
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
+        note = "  (new version: updates a stored paper only)" if p.update_only else ""
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{note}")
     print(f"{args.name}: {len(papers)} papers (nothing stored)", file=sys.stderr)
     return 0
 
@@ -269,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
     check.add_argument("name")
     check.set_defaults(func=cmd_sources_check)
+
+    cli_subs.register(sub)
 
     demo = sub.add_parser("demo", help="the whole job on bundled sample listings, offline")
     demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")

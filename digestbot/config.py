@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from slugify import slugify
 
 from . import sources
@@ -88,6 +88,14 @@ class SlackConfig(Strict):
 
 class TopicConfig(Strict):
     query: str = ""
+    like: list[str] = []  # arXiv ids of example papers: interest by example (TF-IDF similarity)
+    min_similarity: float = Field(default=0.2, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _query_or_like(self) -> "TopicConfig":
+        if not self.query.strip() and not self.like:
+            raise ValueError("give a query, or like = [arXiv ids of example papers]")
+        return self
 
 
 class SubscriptionConfig(Strict):

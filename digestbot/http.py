@@ -105,7 +105,8 @@ class Http:
                             {k.lower(): v for k, v in r.headers.items()})
 
     def _backoff(self, attempt: int) -> float:
-        return self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+        # Jitter within [b * 2^(n-1), b * 2^n): spread out, yet each wait longer than the one before.
+        return self.backoff * 2 ** (attempt - 1) * (1 + random.random())
 
     def _pace(self, url: str) -> None:
         host = urlsplit(url).netloc

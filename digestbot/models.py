@@ -51,6 +51,9 @@ class Paper:
     project_page: str | None = None
     sources: tuple[str, ...] = ()  # names of the configured sources that listed it
     first_seen: datetime | None = None  # set by the store
+    # A new version of an older paper (arXiv RSS `replace`): it may update a stored paper, but it is
+    # never stored as a new one (we never saw its first announcement, so it is no news either).
+    update_only: bool = False
 
     def __post_init__(self) -> None:
         self.title = clean_text(self.title)

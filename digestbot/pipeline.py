@@ -85,6 +85,11 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True) -> PollRe
     except (SourceError, StoreError) as exc:
         _record_failure(ctx, name, now, str(exc))
         return PollResult(name, error=str(exc))
+    except Exception as exc:  # a bug in one source kind must not stop the other sources (DESIGN 4)
+        log.exception("%s: unexpected error while polling", name)
+        error = f"source {name!r}: internal error {type(exc).__name__}: {exc} (please report this bug)"
+        _record_failure(ctx, name, now, error)
+        return PollResult(name, error=error)
     log.info("%s: %d papers listed, %d new, %d recorded without sending (older than %d days), %d matches",
              name, len(papers), len(new), len(new) - len(fresh) if send else 0, ctx.config.bot.max_age_days,
              len(matches))

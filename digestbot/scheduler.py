@@ -1,4 +1,5 @@
-"""APScheduler 3.x wiring for `digestbot run`: one poll job per source, one send job per schedule.
+"""APScheduler 3.x wiring for `digestbot run`: one poll job per source, one send job per schedule,
+and a watcher that applies config edits without a restart.
 
 Job defaults matter (FIELD-NOTES): APScheduler drops a run more than `misfire_grace_time` late (1 s by
 default) — a digest must not vanish because the machine was busy, so we allow hours. Sending is
@@ -6,49 +7,95 @@ idempotent in our own tables, so a job that runs twice cannot send twice.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 from datetime import datetime, timezone
 from typing import Callable
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import pipeline
+from . import config as config_module, pipeline
+from .errors import ConfigError
 from .schedule import parse_schedule
 
 log = logging.getLogger(__name__)
 JOB_DEFAULTS = {"misfire_grace_time": 6 * 3600, "coalesce": True, "max_instances": 1}
+WATCH_SECONDS = 5
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def poll_job(ctx: pipeline.Context, name: str) -> None:
-    pipeline.poll(ctx, name, now())
-    send_job(ctx)
+class Live:
+    """The running context, replaced as a whole when the config file changes and still validates."""
+
+    def __init__(self, ctx: pipeline.Context, rebuild: Callable[[config_module.Config], pipeline.Context]):
+        self.ctx, self.rebuild = ctx, rebuild
+        self.seen = _fingerprint(ctx.config.path)
+
+    def reload_if_changed(self, scheduler: BaseScheduler) -> bool:
+        fingerprint = _fingerprint(self.ctx.config.path)
+        if fingerprint == self.seen:
+            return False
+        self.seen = fingerprint  # report a bad edit once, not every few seconds
+        try:
+            config = config_module.load(self.ctx.config.path)
+        except ConfigError as exc:
+            log.error("config change NOT applied; still running the last good config:\n%s", "\n".join(exc.problems))
+            return False
+        if config.database_url != self.ctx.config.database_url:
+            log.warning("bot.database changed: restart digestbot to use the new database; keeping the old one")
+        self.ctx = self.rebuild(config)
+        schedule_jobs(scheduler, self)
+        log.info("config reloaded: %d sources, %d subscriptions", len(config.sources), len(config.subscriptions))
+        return True
 
 
-def send_job(ctx: pipeline.Context) -> None:
-    result = pipeline.send_due(ctx, now())
+def _fingerprint(path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def poll_job(live: Live, name: str) -> None:
+    pipeline.poll(live.ctx, name, now())
+    send_job(live)
+
+
+def send_job(live: Live) -> None:
+    result = pipeline.send_due(live.ctx, now())
     if result.sent or result.failed:
         log.info("sent %d digests, %d failed", len(result.sent), len(result.failed))
 
 
-def build(ctx: pipeline.Context) -> BlockingScheduler:
-    scheduler = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone=ctx.config.bot.timezone)
-    for options in ctx.config.sources:
-        spec = options.cron or f"every {options.every}"
-        trigger = parse_schedule(spec, "UTC").trigger
-        scheduler.add_job(poll_job, trigger, args=(ctx, options.name), id=f"poll:{options.name}",
+def schedule_jobs(scheduler: BaseScheduler, live: Live) -> None:
+    """(Re)create the poll and send jobs for the current config; keeps the watcher."""
+    for job in scheduler.get_jobs():
+        if job.id.startswith(("poll:", "send:")):
+            job.remove()
+    config = live.ctx.config
+    for options in config.sources:
+        trigger = parse_schedule(options.cron or f"every {options.every}", "UTC").trigger
+        scheduler.add_job(poll_job, trigger, args=(live, options.name), id=f"poll:{options.name}",
                           name=f"poll {options.name}", next_run_time=now())
-    unique = {(s.text, s.timezone): s for s in ctx.config.schedules.values() if not s.instant}
+    unique = {(s.text, s.timezone): s for s in config.schedules.values() if not s.instant}
     for (text, tz), schedule in unique.items():
-        scheduler.add_job(send_job, schedule.trigger, args=(ctx,), id=f"send:{text}:{tz}", name=f"send {text} {tz}")
+        scheduler.add_job(send_job, schedule.trigger, args=(live,), id=f"send:{text}:{tz}", name=f"send {text} {tz}")
     # Retries of failed sends, and digests whose period came while the bot was down.
-    scheduler.add_job(send_job, IntervalTrigger(minutes=5), args=(ctx,), id="send:retries", name="send retries")
+    scheduler.add_job(send_job, IntervalTrigger(minutes=5), args=(live,), id="send:retries", name="send retries")
+
+
+def build(live: Live) -> BlockingScheduler:
+    scheduler = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone=live.ctx.config.bot.timezone)
+    schedule_jobs(scheduler, live)
+    scheduler.add_job(live.reload_if_changed, IntervalTrigger(seconds=WATCH_SECONDS), args=(scheduler,),
+                      id="config:watch", name="watch the config file")
     scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     return scheduler
 
@@ -60,17 +107,15 @@ def _on_job_event(event: JobExecutionEvent) -> None:
         log.warning("job %s missed its run time %s", event.job_id, event.scheduled_run_time)
 
 
-def serve(ctx: pipeline.Context, on_start: Callable[[BlockingScheduler], None] | None = None) -> None:
+def serve(live: Live) -> None:
     """Run until Ctrl-C or SIGTERM; a running job finishes, nothing half-sent is left behind."""
-    scheduler = build(ctx)
+    scheduler = build(live)
 
     def stop(signum, _frame):
         log.info("received %s; stopping after the running jobs", signal.Signals(signum).name)
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
-    if on_start:
-        on_start(scheduler)
     try:
         scheduler.start()
     except KeyboardInterrupt:

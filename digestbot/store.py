@@ -24,7 +24,8 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Field, Session, SQLModel, UniqueConstraint, create_engine, select
 
 from .errors import StoreError
-from .models import Hit, Match, Paper, SourceMemory, title_slug
+from .identity import PaperIndex, merge_into
+from .models import Hit, Match, Paper, SourceMemory
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
@@ -144,11 +145,21 @@ class Store:
         hence the check before connecting."""
         path = _sqlite_path(url)
         if path is not None and not Path(path).exists():
-            raise StoreError(f"no database at {path}: if this is a new installation, run `digestbot init`; "
-                             f"if one existed, restore it from a backup (starting empty would re-send history)")
+            raise StoreError(f"no database at {path}: run `digestbot init` to create one; if one existed, restore "
+                             f"it from a backup (starting empty would send history again)")
         store = cls(url, busy_timeout=busy_timeout)
         store.verify()
         return store
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def has_tables(self) -> bool:
+        with self._guard("read the tables"):
+            return not {"paper", "delivery", "digest"} - set(inspect(self.engine).get_table_names())
 
     def verify(self) -> None:
         with self._guard("read the tables"):
@@ -211,7 +222,17 @@ class Store:
 
     def source_states(self) -> dict[str, SourceState]:
         with self.read() as s:
-            return {st.name: st for st in s.exec(select(SourceState)).all()}
+            states = {st.name: st for st in s.exec(select(SourceState)).all()}
+        for st in states.values():
+            st.last_poll, st.last_success = _aware(st.last_poll), _aware(st.last_success)
+            st.last_error_at = _aware(st.last_error_at)
+        return states
+
+    def papers_from(self, source: str) -> int:
+        """How many distinct stored papers `source` has listed (a scan: for `status`, not hot paths)."""
+        with self.read() as s:
+            return s.exec(select(func.count()).select_from(PaperRow)
+                          .where(PaperRow.sources.contains(json.dumps(source)))).one()
 
     def papers(self, days: float | None = None, limit: int | None = None) -> list[Paper]:
         with self.read() as s:
@@ -295,43 +316,51 @@ class Writer:
         return self.session.exec(statement).scalar_one_or_none()
 
     def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
-        """Store or update each paper; return (row id, paper) of those never seen before."""
+        """Store or update each paper; return (row id, paper) of those never seen before.
+
+        Identity (DESIGN 3.3): the bare arXiv id, else the title slug; a title-only paper and a paper
+        with an id are the same when their slugs agree. `update_only` papers (new versions) only
+        update a stored paper and are never inserted.
+        """
         merged: dict[str, Paper] = {}
         for paper in papers:
+            earlier = merged.get(paper.key)
+            if earlier is not None and not earlier.update_only:
+                paper.update_only = False  # announced as new in this very batch: still new
             merged[paper.key] = paper
-        existing = self._existing(list(merged.values()))
+        index = PaperIndex(self._existing(list(merged.values())))
         new: list[tuple[PaperRow, Paper]] = []
         for paper in merged.values():
-            row = existing.get(("id", paper.arxiv_id)) or existing.get(("slug", paper.slug))
-            if row is None:
+            row = index.find(paper)
+            if row is not None:
+                merge_into(row, paper, now)
+                index.add(row)  # it may just have gained its arXiv id
+            elif paper.update_only:
+                log.debug("%s: %s is a new version of a paper we never stored; not a new paper", source, paper.key)
+            else:
                 row = self._insert(paper, now)
                 new.append((row, paper))
-                existing[("slug", row.slug)] = row
-                if row.arxiv_id:
-                    existing[("id", row.arxiv_id)] = row
-            else:
-                _update(row, paper, now)
+                index.add(row)
         self.session.flush()
         for row, paper in new:
             paper.first_seen = now
         return [(row.id, paper) for row, paper in new]
 
-    def _existing(self, papers: list[Paper]) -> dict[tuple[str, str], PaperRow]:
-        found: dict[tuple[str, str], PaperRow] = {}
+    def _existing(self, papers: list[Paper]) -> list[PaperRow]:
+        """The stored rows that share an arXiv id or a title slug with `papers` (both are indexed)."""
+        rows: dict[int, PaperRow] = {}
         for start in range(0, len(papers), CHUNK):
             chunk = papers[start:start + CHUNK]
             ids = [p.arxiv_id for p in chunk if p.arxiv_id]
             slugs = [p.slug for p in chunk]
             for row in self.session.exec(select(PaperRow).where(
                     or_(PaperRow.arxiv_id.in_(ids), PaperRow.slug.in_(slugs)))).all():
-                if row.arxiv_id:
-                    found[("id", row.arxiv_id)] = row
-                found.setdefault(("slug", row.slug), row)
-        return found
+                rows[row.id] = row
+        return list(rows.values())
 
     def _insert(self, paper: Paper, now: datetime) -> PaperRow:
         row = PaperRow(arxiv_id=paper.arxiv_id, slug=paper.slug, title=paper.title, first_seen=now, updated=now)
-        _update(row, paper, now)
+        merge_into(row, paper, now)
         self.session.add(row)
         return row
 
@@ -354,29 +383,12 @@ class Writer:
         state.last_poll = now
         if error is None:
             state.last_success, state.papers_seen, state.last_new = now, state.papers_seen + seen, new
-            if validators:
-                state.validators = json.dumps({**json.loads(state.validators), **validators})
+            if validators is not None:
+                # Only the URLs of this poll: dated URLs (hf_daily's days) would otherwise pile up forever.
+                state.validators = json.dumps(validators)
         else:
             state.last_error, state.last_error_at = error, now
         self.session.add(state)
-
-
-def _update(row: PaperRow, paper: Paper, now: datetime) -> None:
-    """Merge what a source says now into the stored paper; never makes it new again."""
-    row.arxiv_id = row.arxiv_id or paper.arxiv_id
-    row.abstract = paper.abstract if len(paper.abstract) > len(row.abstract) else row.abstract
-    if paper.authors:
-        row.authors = json.dumps(list(paper.authors))
-    row.published = row.published or paper.published
-    row.url = row.url or paper.url
-    row.upvotes = max(row.upvotes, paper.upvotes)
-    row.ai_summary = paper.ai_summary or row.ai_summary
-    if paper.ai_keywords:
-        row.ai_keywords = json.dumps(list(dict.fromkeys([*json.loads(row.ai_keywords), *paper.ai_keywords])))
-    row.github = paper.github or row.github
-    row.project_page = paper.project_page or row.project_page
-    row.sources = json.dumps(sorted({*json.loads(row.sources), *paper.sources}))
-    row.updated = now
 
 
 def _sqlite_path(url: str) -> str | None:

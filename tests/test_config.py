@@ -48,7 +48,7 @@ def test_minimal_config_loads_with_defaults_and_resolves_paths(tmp_path):
 def test_example_config_is_accepted():
     config = config_module.load(ROOT / "config.example.toml")
     assert config.email is not None and config.email.security == "starttls"
-    assert [s.kind for s in config.sources] == ["hf_daily"]
+    assert [s.kind for s in config.sources] == ["hf_daily", "hf_search", "hf_page", "arxiv", "feed"]
 
 
 def test_every_problem_names_file_line_and_key(tmp_path):

@@ -112,11 +112,17 @@ def test_database_locked_longer_than_busy_timeout_sends_nothing_and_the_next_run
     assert received_by(smtp_server) == Counter(["a@example.org"])
 
 
-def test_a_fresh_install_is_told_to_run_init_and_nothing_is_created(tmp_path, http_server, smtp_server):
+def test_a_fresh_install_starts_and_a_database_lost_later_is_refused(tmp_path, http_server, smtp_server):
     world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org"])
-    result = world.run("run", "--once")
-    assert result.returncode == 1 and "digestbot init" in result.stderr
-    assert not world.db.exists() and smtp_server.received == []
+    first = world.run("run", "--once")  # no `init`: a new installation just works
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert world.db.exists() and len(smtp_server.received) == 1
+    for suffix in ("", "-wal", "-shm"):
+        world.db.with_name(world.db.name + suffix).unlink(missing_ok=True)  # a volume not mounted, say
+    refused = world.run("run", "--once")
+    assert refused.returncode == 1 and "restore it from a backup" in refused.stderr
+    assert not world.db.exists() and len(smtp_server.received) == 1
+    assert world.cli("init").returncode == 0 and world.db.exists()  # starting over is a decision
 
 
 @pytest.mark.parametrize("damage", ["deleted", "emptied", "garbage"])

@@ -135,3 +135,10 @@ def test_a_server_that_never_answers_times_out():
         assert "Timeout" in str(info.value)
     finally:
         listener.close()
+
+
+def test_week_and_month_periods_poll_the_current_and_previous_window():
+    week, _ = source("http://unused", period="week")
+    month, _ = source("http://unused", period="month")
+    assert week.windows(NOW, None) == [{"week": "2026-W46"}, {"week": "2026-W47"}]
+    assert month.windows(datetime(2026, 1, 5, tzinfo=UTC), None) == [{"month": "2025-12"}, {"month": "2026-01"}]

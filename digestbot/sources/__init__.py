@@ -11,6 +11,7 @@ import pkgutil
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ParseError
@@ -64,6 +65,24 @@ class Source:
 
     def fail(self, message: str) -> ParseError:
         return ParseError(self.name, message)
+
+    def fetch_parsed(self, url: str, params: dict | None, memory: "SourceMemory") -> list[Paper]:
+        """GET one listing conditionally and parse it; a 304 means "unchanged": no papers, no error.
+
+        The response's validators go into `memory.new_validators` only after `parse` succeeded: the
+        pipeline saves them in the same transaction as the papers, so a body that failed to parse is
+        fetched in full again next time instead of hiding behind a 304 forever (FIELD-NOTES).
+        """
+        key = str(httpx.URL(url, params=params)) if params else url
+        response = self.http.get(url, params, source=self.name, validators=memory.validators.get(key))
+        if response.not_modified:
+            if key in memory.validators:  # still current: carried over (the store keeps only these)
+                memory.new_validators[key] = memory.validators[key]
+            return []
+        papers = self.parse(response.content)
+        if any(response.validators):
+            memory.new_validators[key] = response.validators
+        return papers
 
 
 def load_all() -> dict[str, type[Source]]:

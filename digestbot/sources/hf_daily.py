@@ -36,7 +36,7 @@ class HfDaily(Source):
     def collect(self, now: datetime, memory: SourceMemory) -> list[Paper]:
         papers: list[Paper] = []
         for window in self.windows(now, memory.last_success):
-            papers.extend(self._collect_window(window))
+            papers.extend(self._collect_window(window, memory))
         return papers
 
     def windows(self, now: datetime, last_success: datetime | None) -> list[dict[str, str]]:
@@ -55,12 +55,13 @@ class HfDaily(Source):
             days_back = max(1, min(missed, self.options.catch_up_days))
         return [{"date": (today - timedelta(days=n)).isoformat()} for n in range(days_back, -1, -1)]
 
-    def _collect_window(self, window: dict[str, str]) -> list[Paper]:
+    def _collect_window(self, window: dict[str, str], memory: SourceMemory | None = None) -> list[Paper]:
+        memory = memory or SourceMemory()
         papers: list[Paper] = []
         limit = self.options.limit
         for page in range(MAX_PAGES):
-            response = self.http.get(self.url, {**window, "p": page, "limit": limit}, source=self.name)
-            batch = self.parse(response.content)
+            # A 304 (unchanged page) gives no papers, which also ends the paging of this window.
+            batch = self.fetch_parsed(self.url, {**window, "p": page, "limit": limit}, memory)
             papers.extend(batch)
             if len(batch) < limit:
                 break

@@ -1,0 +1,153 @@
+"""`digestbot subs ...` and `digestbot topics ...`: read and edit subscriptions in the config file.
+
+Part of the command line (cli.py registers these); every edit goes through config_edit.ConfigEditor,
+which validates before it writes and never leaves a half-written or invalid file.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from . import config as config_module
+from .config_edit import ConfigEditor, parse_assignment
+from .errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    subs = sub.add_parser("subs", help="list, show, add, change, remove and test subscriptions")
+    actions = subs.add_subparsers(dest="subs_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="one line per subscription").set_defaults(func=cmd_list)
+    show = actions.add_parser("show", help="every setting of one subscription")
+    show.add_argument("name")
+    show.set_defaults(func=cmd_show)
+
+    add = actions.add_parser("add", help="add a subscription to the config file")
+    add.add_argument("name")
+    add.add_argument("--query", help='e.g. \'inference AND (llm OR "language model") NOT survey\'')
+    add.add_argument("--email", action="append", default=[], help="an address (repeat for more)")
+    add.add_argument("--slack", action="append", default=[], help="a channel, e.g. #papers (repeat for more)")
+    add.add_argument("--topic", action="append", default=[], help="a [topics.NAME] to include (repeatable)")
+    add.add_argument("--schedule", help="instant | hourly | daily HH:MM | weekly mon HH:MM | cron")
+    add.add_argument("--timezone", help="IANA name, e.g. Europe/Berlin")
+    add.add_argument("--max-papers", type=int)
+    add.set_defaults(func=cmd_add)
+
+    change = actions.add_parser("set", help="change settings: subs set NAME query='...' email=a@x,b@y")
+    change.add_argument("name")
+    change.add_argument("assignments", nargs="+", metavar="KEY=VALUE",
+                        help="lists are comma-separated; an empty value removes the key")
+    change.set_defaults(func=cmd_set)
+
+    remove = actions.add_parser("remove", help="remove a subscription from the config file")
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_remove)
+
+    test = actions.add_parser("test", help="which stored papers would match, and why")
+    test.add_argument("name")
+    test.add_argument("--days", type=float, default=7, help="papers first seen in the last N days (default 7)")
+    test.set_defaults(func=cmd_test)
+
+    topics = sub.add_parser("topics", help="list, add and remove named topics")
+    topic_actions = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    topic_actions.add_parser("list", help="every topic and who uses it").set_defaults(func=cmd_topics_list)
+    topic_add = topic_actions.add_parser("add", help="add a [topics.NAME] table")
+    topic_add.add_argument("name", help="a slug, e.g. efficient-inference")
+    topic_add.add_argument("--query")
+    topic_add.add_argument("--like", action="append", default=[], help="an arXiv id of an example paper (repeatable)")
+    topic_add.add_argument("--min-similarity", type=float)
+    topic_add.set_defaults(func=cmd_topics_add)
+    topic_remove = topic_actions.add_parser("remove", help="remove a topic (no subscription may use it)")
+    topic_remove.add_argument("name")
+    topic_remove.set_defaults(func=cmd_topics_remove)
+
+
+def _recipients(sub: config_module.SubscriptionConfig) -> str:
+    return ", ".join([*sub.email, *sub.slack])
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = config_module.load(args.config)
+    for sub in config.subscriptions:
+        topics = f" topics={','.join(sub.topics)}" if sub.topics else ""
+        print(f"{sub.id:<28} {sub.schedule:<14} {_recipients(sub):<40} {sub.query or '(every paper)'}{topics}")
+    print(f"{len(config.subscriptions)} subscriptions", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    config = config_module.load(args.config)
+    sub = config.subscription(args.name)
+    print(f"id: {sub.id}")
+    for key, value in sub.model_dump().items():
+        print(f"{key}: {value}")
+    for topic in sub.topics:
+        print(f"topic {topic}: {config.topics[topic].model_dump()}")
+    return 0
+
+
+def _save(editor: ConfigEditor, what: str) -> int:
+    editor.save()
+    print(f"{editor.path}: {what}")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    values = {"query": args.query, "topics": args.topic, "email": args.email, "slack": args.slack,
+              "schedule": args.schedule, "timezone": args.timezone, "max_papers": args.max_papers}
+    editor = ConfigEditor(args.config)
+    editor.add_subscription(args.name, {k: v for k, v in values.items() if v not in (None, [])})
+    return _save(editor, f"added subscription {args.name!r}")
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    editor = ConfigEditor(args.config)
+    values = dict(parse_assignment(a) for a in args.assignments)
+    if "name" in values:
+        raise ConfigError("renaming changes the subscription's id (and its history): remove it and add it anew")
+    editor.set_subscription(args.name, values)
+    return _save(editor, f"changed {', '.join(values)} of {args.name!r}")
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    editor = ConfigEditor(args.config)
+    editor.remove_subscription(args.name)
+    return _save(editor, f"removed subscription {args.name!r}")
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from .cli import interests, open_store
+    from .matching import Matcher
+    from .render import why
+
+    config = config_module.load(args.config)
+    sub = config.subscription(args.name)
+    papers = open_store(config).papers(days=args.days)
+    matcher = Matcher([i for i in interests(config) if i.id == sub.id])
+    matches = sorted(matcher.match(papers), key=lambda m: (-m.score, -m.paper.upvotes))
+    for match in matches:
+        print(f"{match.score:6.2f}  {match.paper.title}\n        {why(match)}")
+    print(f"{len(matches)} of {len(papers)} papers from the last {args.days:g} days match {sub.name!r}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_topics_list(args: argparse.Namespace) -> int:
+    config = config_module.load(args.config)
+    for name, topic in config.topics.items():
+        users = [s.id for s in config.subscriptions if name in s.topics]
+        what = topic.query or f"like {', '.join(topic.like)}"
+        print(f"{name:<28} {what}   used by: {', '.join(users) or 'nobody'}")
+    return 0
+
+
+def cmd_topics_add(args: argparse.Namespace) -> int:
+    values = {"query": args.query, "like": args.like, "min_similarity": args.min_similarity}
+    editor = ConfigEditor(args.config)
+    editor.add_topic(args.name, {k: v for k, v in values.items() if v not in (None, [])})
+    return _save(editor, f"added topic {args.name!r}")
+
+
+def cmd_topics_remove(args: argparse.Namespace) -> int:
+    editor = ConfigEditor(args.config)
+    editor.remove_topic(args.name)
+    return _save(editor, f"removed topic {args.name!r}")
+

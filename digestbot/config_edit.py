@@ -1,0 +1,167 @@
+"""Edit the config file from the command line without ever breaking it.
+
+Edits go through tomlkit, which keeps comments, order and formatting of everything it is not asked to
+change. Each edit produces the new text, validates it exactly as `digestbot check` would, and only then
+replaces the file atomically (a temporary file in the same folder, fsync, rename). A failing edit leaves
+the file untouched and raises ConfigError saying why.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from slugify import slugify
+from tomlkit.items import AoT, Table
+
+from . import config as config_module
+from .errors import ConfigError
+
+LIST_KEYS = {"email", "slack", "topics", "like"}
+INT_KEYS = {"max_papers"}
+FLOAT_KEYS = {"min_similarity"}
+BOOL_KEYS = {"send_empty"}
+_HEADER = re.compile(r"^\s*\[")
+
+
+class ConfigEditor:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.original = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.original = ""  # `subs add` may start a config from nothing
+        self.doc = tomlkit.parse(self.original)
+
+    # --- subscriptions ------------------------------------------------------------------------------
+
+    def _subscriptions(self) -> AoT | list:
+        return self.doc.get("subscriptions", [])
+
+    def find(self, name: str) -> int:
+        for i, table in enumerate(self._subscriptions()):
+            if name in (table.get("name"), slugify(str(table.get("name", "")))):
+                return i
+        raise ConfigError(f"{self.path}: no subscription {name!r} (see `digestbot subs list`)")
+
+    def add_subscription(self, name: str, values: dict[str, Any]) -> None:
+        if any(slugify(str(t.get("name", ""))) == slugify(name) for t in self._subscriptions()):
+            raise ConfigError(f"{self.path}: a subscription named {name!r} already exists "
+                              f"(change it with `digestbot subs set`)")
+        table = tomlkit.table()
+        table["name"] = name
+        for key, value in values.items():
+            table[key] = _item(key, value)
+        table.add(tomlkit.nl())
+        if "subscriptions" in self.doc:
+            self.doc["subscriptions"].append(table)
+        else:
+            self.doc.append("subscriptions", tomlkit.aot())
+            self.doc["subscriptions"].append(table)
+
+    def set_subscription(self, name: str, values: dict[str, Any]) -> None:
+        table = self._subscriptions()[self.find(name)]
+        for key, value in values.items():
+            if value in ("", None) and key in table:
+                del table[key]
+            else:
+                table[key] = _item(key, value)
+
+    def remove_subscription(self, name: str) -> None:
+        """Removed as text, so that comments above the next table stay with it."""
+        index = self.find(name)
+        lines = tomlkit.dumps(self.doc).splitlines(keepends=True)
+        headers = [i for i, line in enumerate(lines) if line.strip().startswith("[[subscriptions]]")]
+        start = headers[index]
+        end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+        while end - 1 > start and lines[end - 1].lstrip().startswith("#"):
+            end -= 1  # a comment right above the next header describes that table
+        self.doc = tomlkit.parse("".join(lines[:start] + lines[end:]))
+
+    # --- topics -------------------------------------------------------------------------------------
+
+    def add_topic(self, name: str, values: dict[str, Any]) -> None:
+        if name != slugify(name):
+            raise ConfigError(f"{self.path}: topic names are slugs: use {slugify(name)!r}")
+        topics = self.doc.get("topics")
+        if topics is None:
+            topics = tomlkit.table(is_super_table=True)
+            self.doc.append("topics", topics)
+        if name in topics:
+            raise ConfigError(f"{self.path}: topic {name!r} already exists")
+        table = tomlkit.table()
+        for key, value in values.items():
+            table[key] = _item(key, value)
+        table.add(tomlkit.nl())
+        topics.append(name, table)
+
+    def remove_topic(self, name: str) -> None:
+        topics = self.doc.get("topics")
+        if topics is None or name not in topics:
+            raise ConfigError(f"{self.path}: no topic {name!r}")
+        del topics[name]
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def text(self) -> str:
+        return tomlkit.dumps(self.doc)
+
+    def save(self) -> config_module.Config:
+        """Validate the edited text as `check` would; replace the file only when it is valid."""
+        text = self.text()
+        try:
+            config = config_module.loads(text, self.path)
+        except ConfigError as exc:
+            raise ConfigError(["the edit was not saved; it would make the config invalid:", *exc.problems]) from None
+        atomic_write(self.path, text)
+        return config
+
+
+def atomic_write(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from the command line into a typed value; lists are comma-separated."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}")
+    value = value.strip()
+    if key in LIST_KEYS:
+        return key, [v.strip() for v in value.split(",") if v.strip()]
+    if key in INT_KEYS | FLOAT_KEYS and value:
+        try:
+            return key, int(value) if key in INT_KEYS else float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if key in BOOL_KEYS and value:
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return key, value.lower() == "true"
+    return key, value
+
+
+def _item(key: str, value: Any) -> Any:
+    """Strings become TOML literal strings when they can, so queries keep their "quotes" readable."""
+    if isinstance(value, str) and "'" not in value and "\n" not in value and key in ("query", "schedule"):
+        return tomlkit.string(value, literal=True)
+    return value
+
+
+def subscription_table(editor: ConfigEditor, name: str) -> Table:
+    return editor._subscriptions()[editor.find(name)]

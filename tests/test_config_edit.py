@@ -1,0 +1,161 @@
+"""Editing the config from the CLI (byte-for-byte preservation, validation, atomicity) and live reload."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digestbot import config as config_module, scheduler
+from digestbot.cli import build_context
+from digestbot.models import Paper
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = """\
+# Our lab's digests.   (a comment that must survive every edit)
+[bot]
+timezone = "Europe/Berlin"   # where we are
+
+[[sources]]
+name = "hf"
+kind = "hf_daily"
+
+[topics.efficient-inference]
+query = '"speculative decoding" OR "kv cache"'
+
+[[subscriptions]]
+name = "Alice"       # keep me
+query = 'inference llm'
+email = ["alice@example.org"]
+
+# Bob reads vision papers, weekly.
+[[subscriptions]]
+name = "Bob"
+query   =   'vision'
+topics = ["efficient-inference"]
+email = ["bob@example.org"]
+schedule = "weekly mon 09:00"
+"""
+
+
+def digestbot(path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "digestbot", "-c", str(path), *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def path(tmp_path) -> Path:
+    p = tmp_path / "config.toml"
+    p.write_text(BASE)
+    return p
+
+
+def test_add_then_remove_restores_the_file_byte_for_byte(path):
+    added = digestbot(path, "subs", "add", "Carol: RL", "--query", 'reinforcement -survey "reward model"',
+                      "--email", "carol@example.org", "--slack", "#rl", "--topic", "efficient-inference",
+                      "--schedule", "daily 07:30")
+    assert added.returncode == 0, added.stderr
+    text = path.read_text()
+    assert text.startswith(BASE)  # everything before is untouched
+    config = config_module.load(path)
+    carol = config.subscription("carol-rl")
+    assert carol.query == 'reinforcement -survey "reward model"' and carol.slack == ["#rl"]
+    assert carol.topics == ["efficient-inference"] and carol.schedule == "daily 07:30"
+    removed = digestbot(path, "subs", "remove", "carol-rl")
+    assert removed.returncode == 0, removed.stderr
+    assert path.read_text() == BASE
+
+
+def test_set_changes_only_the_named_keys(path):
+    result = digestbot(path, "subs", "set", "bob", "query=vision OR image", "email=bob@example.org,b2@example.org",
+                       "max_papers=5")
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    assert "query   =   'vision'" not in text and "query   =   'vision OR image'" in text or \
+        "query = 'vision OR image'" in text or "'vision OR image'" in text
+    assert text.replace("'vision OR image'", "'vision'").replace(
+        '["bob@example.org", "b2@example.org"]', '["bob@example.org"]').replace("max_papers = 5\n", "") == BASE
+    bob = config_module.load(path).subscription("bob")
+    assert bob.email == ["bob@example.org", "b2@example.org"] and bob.max_papers == 5
+
+
+def test_removing_a_table_keeps_the_comment_of_the_next_one(path):
+    assert digestbot(path, "subs", "remove", "alice").returncode == 0
+    text = path.read_text()
+    assert "# Bob reads vision papers, weekly.\n[[subscriptions]]" in text
+    assert "Alice" not in text and "keep me" not in text
+
+
+@pytest.mark.parametrize("args, reason", [
+    (("subs", "set", "bob", "schedule=someday"), "'someday' is not a schedule"),
+    (("subs", "set", "bob", "query=vision AND ("), "invalid query"),
+    (("subs", "set", "bob", "colour=blue"), "unknown key"),
+    (("subs", "add", "Dan", "--query", "x"), "no recipient"),
+    (("subs", "add", "alice", "--email", "a@b.c"), "already exists"),
+    (("subs", "set", "nobody", "query=x"), "no subscription 'nobody'"),
+    (("topics", "remove", "efficient-inference"), "no topic 'efficient-inference'"),
+])
+def test_a_failing_edit_leaves_the_file_untouched_and_says_why(path, args, reason):
+    before = path.read_bytes(), path.stat().st_mtime_ns
+    result = digestbot(path, *args)
+    assert result.returncode == 1
+    assert reason in result.stderr
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".config.toml.")]  # no temp left over
+
+
+def test_topics_add_list_remove(path):
+    assert digestbot(path, "topics", "add", "vision", "--query", "vision OR image").returncode == 0
+    listed = digestbot(path, "topics", "list").stdout
+    assert "vision OR image" in listed and "efficient-inference" in listed
+    assert digestbot(path, "topics", "add", "Not A Slug", "--query", "x").returncode == 1
+    assert digestbot(path, "topics", "remove", "vision").returncode == 0
+    assert path.read_text() == BASE
+
+
+def test_subs_list_and_show(path):
+    listed = digestbot(path, "subs", "list")
+    assert listed.returncode == 0 and "alice" in listed.stdout and "weekly mon 09:00" in listed.stdout
+    shown = digestbot(path, "subs", "show", "Bob")
+    assert "query: vision" in shown.stdout and "schedule: weekly mon 09:00" in shown.stdout
+
+
+def test_the_file_keeps_its_permissions(path):
+    os.chmod(path, 0o600)
+    assert digestbot(path, "subs", "set", "alice", "max_papers=3").returncode == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def paper(title: str) -> Paper:
+    return Paper(title=title, abstract="", arxiv_id=None)
+
+
+def test_live_reload_applies_a_valid_edit_and_keeps_the_last_good_config(path, tmp_path, caplog):
+    ctx = build_context(config_module.load(path))
+    live = scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store))
+    sched = scheduler.build(live)
+    assert {j.id for j in sched.get_jobs()} >= {"poll:hf", "config:watch"}
+    assert not live.reload_if_changed(sched)  # nothing changed yet
+
+    path.write_text(BASE.replace("'inference llm'", "'diffusion'") + """
+[[sources]]
+name = "hf-weekly"
+kind = "hf_daily"
+period = "week"
+""")
+    assert live.reload_if_changed(sched)
+    assert {j.id for j in sched.get_jobs()} >= {"poll:hf", "poll:hf-weekly", "config:watch"}
+    assert [m.subscription for m in live.ctx.matcher.match([paper("Diffusion models")])] == ["alice"]
+
+    good = live.ctx
+    path.write_text(BASE + "\n[bot2]\n")
+    line = path.read_text().splitlines().index("[bot2]") + 1
+    with caplog.at_level(logging.ERROR):
+        assert not live.reload_if_changed(sched)
+    assert f"{path}:{line}: bot2: unknown section" in caplog.text and "NOT applied" in caplog.text
+    assert live.ctx is good and len(live.ctx.config.sources) == 2
+    caplog.clear()
+    assert not live.reload_if_changed(sched)  # the same bad file is reported once
+    assert caplog.text == ""
