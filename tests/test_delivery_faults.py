@@ -7,10 +7,12 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from delivery_world import StoppingSmtpServer, init, make_world
+from fixtures import daily_items
 
 RECIPIENTS = [f"r{i}@example.org" for i in range(6)]
 
@@ -157,3 +159,17 @@ def test_crlf_in_a_subscriber_address_or_name_is_a_config_error_before_any_conne
         result = world.run("run", "--once")
         assert result.returncode == 1 and "line break" in result.stderr and "config.toml:" in result.stderr
     assert smtp_server.received == []
+
+
+def test_crlf_in_a_paper_title_never_reaches_a_header(tmp_path, http_server, smtp_server):
+    world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org"])
+    [item] = daily_items(1)
+    item["title"] = item["paper"]["title"] = "Fast decoding\r\nBcc: victim@evil.example\r\n\r\nhello"
+    http_server.daily_papers({datetime.now(UTC).date().isoformat(): [item]})
+    result = world.run("run", "--once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [received] = smtp_server.received
+    assert received.rcpt_tos == ["a@example.org"] and received.message["Bcc"] is None
+    head = received.raw.split(b"\r\n\r\n", 1)[0]
+    assert b"victim" not in head and "Fast decoding Bcc: victim@evil.example hello" in received.message.get_body(
+        ("plain",)).get_content()
