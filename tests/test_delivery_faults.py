@@ -173,3 +173,13 @@ def test_crlf_in_a_paper_title_never_reaches_a_header(tmp_path, http_server, smt
     head = received.raw.split(b"\r\n\r\n", 1)[0]
     assert b"victim" not in head and "Fast decoding Bcc: victim@evil.example hello" in received.message.get_body(
         ("plain",)).get_content()
+
+
+def test_the_delivery_commands_are_documented():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for command in ("retry [--failed]", "init [--force]", "status"):
+        assert f"digestbot [-c CONFIG] {command}" in readme
+    for option in ("send_lease", "min_interval", "slack_webhook", "slack_webhook_env"):
+        assert option in (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
