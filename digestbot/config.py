@@ -252,6 +252,9 @@ def check_secrets(config: Config) -> list[str]:
         wanted.append((("email", "password_env"), config.email.password_env))
     if config.slack:
         wanted.append((("slack", "token_env"), config.slack.token_env))
+    for i, sub in enumerate(config.subscriptions):
+        if sub.slack_webhook_env:
+            wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env))
     for loc, env in wanted:
         if not os.environ.get(env):
             problems.add(loc, f"environment variable {env} is not set (needed to send)")

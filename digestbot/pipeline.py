@@ -201,7 +201,7 @@ def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionCon
         _failed(ledger, row, sub, str(exc), now, result, permanent=False)
         return
     except Exception as exc:  # a template or data bug must not stop the other digests
-        log.exception("digest %d for %r: rendering failed", row.id, sub.name)
+        log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, sub.name)
         _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
         return
     _fault_injection_kill_after_send()
