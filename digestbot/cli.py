@@ -21,12 +21,14 @@ from .channels.slack_webhook import SlackWebhookChannel
 from .errors import ConfigError, DigestbotError
 from .http import Http
 from .matching import Interest, Matcher
+from .matching.similar import SimilarityMatcher, SimilarTopic
 from .render import Renderer
 from .ledger import Ledger
 from .sources import SourceOptions
 from .store import SourceState, Store
 
 log = logging.getLogger("digestbot")
+SIMILARITY_CORPUS = 5000  # recent papers whose word frequencies weigh the `like` topics
 
 
 def default_config() -> str:
@@ -38,8 +40,24 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
 
 
 def interests(config: config_module.Config) -> list[Interest]:
-    return [Interest(sub.id, sub.query, tuple((t, config.topics[t].query) for t in sub.topics))
-            for sub in config.subscriptions]
+    """What the query matcher evaluates. A subscription whose only interests are `like` topics is left
+    out: an empty query would otherwise mean "every paper"; the similarity matcher serves it."""
+    result = []
+    for sub in config.subscriptions:
+        topics = tuple((t, config.topics[t].query) for t in sub.topics if config.topics[t].query)
+        if sub.query or topics or not sub.topics:
+            result.append(Interest(sub.id, sub.query, topics))
+    return result
+
+
+def build_matcher(config: config_module.Config, store: Store) -> Matcher | SimilarityMatcher:
+    matcher = Matcher(interests(config))
+    like = [SimilarTopic(name, tuple(t.like), t.min_similarity) for name, t in config.topics.items() if t.like]
+    if not like:
+        return matcher
+    users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
+    return SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
+                             examples=store.papers_by_keys)
 
 
 def open_store(config: config_module.Config) -> Store:
@@ -103,8 +121,9 @@ def channel_factory(config: config_module.Config):
 def build_context(config: config_module.Config, http: Http | None = None,
                   store: Store | None = None) -> pipeline.Context:
     templates = config.resolve(config.bot.templates) if config.bot.templates else None
-    return pipeline.Context(config=config, store=store or open_store(config), http=http or Http(),
-                            matcher=Matcher(interests(config)), renderer=Renderer(templates),
+    store = store or open_store(config)
+    return pipeline.Context(config=config, store=store, http=http or Http(),
+                            matcher=build_matcher(config, store), renderer=Renderer(templates),
                             open_channel=channel_factory(config))
 
 
@@ -267,6 +286,17 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Render a digest to files; sends nothing and changes no ledger row."""
+    from .preview import preview
+
+    config = load_config(args)
+    paths = preview(config, open_store(config), args.name, now(), days=args.days, out=Path(args.out))
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
@@ -309,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
     check.add_argument("name")
     check.set_defaults(func=cmd_sources_check)
+
+    preview = sub.add_parser("preview", help="render a subscription's next digest to files (sends nothing)")
+    preview.add_argument("name", help="the subscription's name or id")
+    preview.add_argument("--days", type=float,
+                         help="instead: what the stored papers first seen in the last N days would give")
+    preview.add_argument("--out", default="digestbot-preview",
+                         help="folder for digest.html, digest.txt and slack.json (default: digestbot-preview)")
+    preview.set_defaults(func=cmd_preview)
 
     cli_subs.register(sub)
 

@@ -89,7 +89,7 @@ class SlackConfig(Strict):
 class TopicConfig(Strict):
     query: str = ""
     like: list[str] = []  # arXiv ids of example papers: interest by example (TF-IDF similarity)
-    min_similarity: float = Field(default=0.2, gt=0, le=1)
+    min_similarity: float = Field(default=0.12, gt=0, le=1)
 
     @model_validator(mode="after")
     def _query_or_like(self) -> "TopicConfig":
@@ -110,6 +110,7 @@ class SubscriptionConfig(Strict):
     send_empty: bool = False
     slack_webhook: str | None = None  # an incoming-webhook URL (it posts to one fixed channel)
     slack_webhook_env: str | None = None  # or the environment variable holding it (it is a secret)
+    listing_url: str | None = None  # where "and N more" links (default: the Hugging Face papers page)
 
     _name = field_validator("name")(_no_newlines)
 

@@ -110,15 +110,6 @@ class Ledger:
             conn.execute(_SENT_DIGEST, {"digest": digest_id, "server_id": server_id, "now": now})
             conn.execute(_SENT_DELIVERIES, {"digest": digest_id})
 
-    def paper_ids(self, digest_ids: list[int]) -> dict[int, tuple[int, ...]]:
-        """The papers of each digest: with the subscription, what its content depends on."""
-        found: dict[int, list[int]] = {}
-        with self.store.read() as s:
-            for digest_id, paper_id in s.execute(select(DeliveryRow.digest_id, DeliveryRow.paper_id)
-                                                 .where(DeliveryRow.digest_id.in_(digest_ids))):
-                found.setdefault(digest_id, []).append(paper_id)
-        return {digest_id: tuple(sorted(papers)) for digest_id, papers in found.items()}
-
     def failed(self, row: DigestRow, error: str, now: datetime, *, permanent: bool) -> datetime | None:
         """Record a failed attempt; the next try time, or None when it will not be retried."""
         attempts = row.attempts + 1

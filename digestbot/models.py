@@ -115,6 +115,14 @@ class Digest:
     more: int = 0  # matches beyond max_papers
     query: str = ""
     topics: tuple[str, ...] = ()
+    period_start: datetime | None = None  # local time the period began (subject: "Mon 22 Nov")
+    more_url: str = ""  # where "and N more" links: the listing the papers came from
+    unsubscribe_url: str = ""  # https (one click) or mailto
+    manage: str = ""  # how to change the subscription, in words
+
+    @property
+    def total(self) -> int:
+        return len(self.matches) + self.more
 
 
 @dataclass(slots=True)

@@ -16,17 +16,17 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Callable
-from zoneinfo import ZoneInfo
 
 from . import sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
+from .digest import make_digest, rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import Http
 from .matching import Matcher
-from .models import Digest, Match, Message, Paper
-from .render import Renderer
+from .models import Digest, Paper
 from .ledger import Ledger
+from .render import Renderer
 from .store import DigestRow, Store
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,12 @@ def _all_targets(config: Config) -> dict[str, list[tuple[str, str]]]:
 
 
 def open_due_digests(ctx: Context, now: datetime) -> None:
-    """Turn every subscription whose period has come into digest rows (idempotent per period)."""
+    """Turn every subscription whose period has come into digest rows (idempotent per period).
+
+    A digest takes every delivery not yet in a digest; it opens when the latest period (keyed by local
+    wall-clock time, see schedule.py) has begun after the oldest of them, so a restart or a DST switch
+    can neither repeat a period (its key already has a row) nor lose one (it opens on the next call).
+    """
     for sub in ctx.config.subscriptions:
         schedule = ctx.config.schedules[sub.id]
         pending = ctx.store.pending_targets(sub.id)
@@ -118,14 +123,13 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
             for channel, target, _ in pending:
                 ctx.store.open_digest(sub.id, channel, target, f"instant:{now.isoformat()}", now)
             continue
-        fire = schedule.last_fire(now)
-        if fire is None:
+        period = schedule.last_period(now)
+        if period is None:
             continue
-        waiting = {(c, t) for c, t, oldest in pending if oldest <= fire}
+        waiting = {(c, t) for c, t, oldest in pending if oldest <= period.start}
         for channel, target in targets(sub):
             if (channel, target) in waiting or sub.send_empty:
-                ctx.store.open_digest(sub.id, channel, target, schedule.period_key(fire), now,
-                                      allow_empty=sub.send_empty)
+                ctx.store.open_digest(sub.id, channel, target, period.key, now, allow_empty=sub.send_empty)
 
 
 def send_due(ctx: Context, now: datetime) -> SendResult:
@@ -138,7 +142,6 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
         stack.callback(ledger.close)
         channels = _Channels(ctx, stack)
         while batch := ledger.claim_batch(now):
-            channels.papers = ledger.paper_ids([row.id for row in batch])
             for row in batch:
                 sub = subscriptions.get(row.subscription)
                 if sub is None:
@@ -163,32 +166,17 @@ class _Channels:
         self.ctx, self.stack = ctx, stack
         self.open: dict[str, Channel] = {}
         self.down: set[str] = set()
-        self.renders: dict[tuple, tuple[Message, int]] = {}
-        self.papers: dict[int, tuple[int, ...]] = {}  # digest id -> its paper ids (per claimed batch)
 
     def get(self, kind: str) -> Channel:
         if kind not in self.open:
             self.open[kind] = self.stack.enter_context(self.ctx.open_channel(kind))
         return self.open[kind]
 
-    def rendered(self, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> tuple[Message, int]:
-        """The digest rendered, and its paper count. The recipients of one subscription's period get
-        the same papers: render once, not once per recipient (the same Message object, which lets a
-        channel reuse its own work too)."""
-        key = (row.subscription, self.papers.get(row.id, ()))
-        if key not in self.renders:
-            if len(self.renders) > 64:
-                self.renders.clear()
-            digest = build_digest(self.ctx, row, sub, now)
-            self.renders[key] = (self.ctx.renderer.render(digest), len(digest.matches))
-        return self.renders[key]
-
-
 def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, channels: _Channels,
               now: datetime, result: SendResult) -> None:
     try:
-        message, papers = channels.rendered(row, sub, now)
-        sent_id = channels.get(row.channel).send(message, envelope(ctx.config, row, sub))
+        digest = build_digest(ctx, row, sub, now)  # per recipient: it carries their unsubscribe link
+        sent_id = channels.get(row.channel).send(ctx.renderer.render(digest), envelope(ctx.config, row, sub))
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
@@ -206,8 +194,9 @@ def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionCon
         return
     _fault_injection_kill_after_send()
     ledger.sent(row.id, sent_id, now)
-    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, papers, row.target, row.channel, sent_id)
-    result.sent.append((sub.name, row.channel, row.target, papers))
+    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, len(digest.matches), row.target, row.channel,
+             sent_id)
+    result.sent.append((sub.name, row.channel, row.target, len(digest.matches)))
 
 
 def _failed(ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, error: str, now: datetime,
@@ -227,21 +216,19 @@ def _fault_injection_kill_after_send() -> None:
 
 
 def build_digest(ctx: Context, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
-    matches = rank(ctx.store.digest_matches(row.id))
-    local = now.astimezone(ZoneInfo(sub.timezone or ctx.config.bot.timezone))
-    return Digest(subscription=sub.name, subscription_id=sub.id, period=local.strftime("%a %d %b %Y"),
-                  matches=matches[: sub.max_papers], more=max(0, len(matches) - sub.max_papers),
-                  query=sub.query, topics=tuple(sub.topics))
+    return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), target=row.target,
+                       period_key=row.period, now=now)
 
 
-def rank(matches: list[Match]) -> list[Match]:
-    return sorted(matches, key=lambda m: (-m.score, -m.paper.upvotes, m.paper.title))
+__all__ = ["Context", "PollResult", "SendResult", "build_digest", "open_due_digests", "poll", "rank", "run_once",
+           "send_due"]
 
 
 def envelope(config: Config, row: DigestRow, sub: SubscriptionConfig) -> Envelope:
     domain = _domain(config.email.sender) if config.email else "digestbot.localhost"
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
-                    message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>")
+                    message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>",
+                    unsubscribe=unsubscribe_urls(config, sub, row.target))
 
 
 @lru_cache(maxsize=8)

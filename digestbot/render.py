@@ -1,36 +1,38 @@
-"""The Jinja environment and filters; a Digest becomes a Message (subject, text, HTML, Slack blocks).
+"""The Jinja environment and filters; a Digest becomes a Message (subject, text, HTML, Slack posts).
 
 HTML templates are autoescaped (`digest.html.j2` needs `enabled_extensions` to include "html.j2":
 `select_autoescape(["html"])` alone would not escape it); every undefined variable is an error; URLs
 from source data are allowed only when they are http(s); Slack text is escaped with `slack_escape`.
+Matched terms are marked by highlight.py *after* escaping, so no source text is ever marked safe.
+
+The HTML template carries its CSS in a <style> block; inline.py inlines it into the template once
+(css-inline, remote loading off), keeping the dark-mode @media rule. A digest whose inlined HTML would pass EMAIL_MAX_BYTES (Gmail
+clips at ~102 KB and hides the footer) is re-rendered with fewer papers and an "and N more" link.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from .models import Digest, Match, Message, SlackPost
-from .summarize import summarize
+from .highlight import joined, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
+from .inline import inline_template, inliner
+from .models import Digest, Match, Message, Paper
+from .slackblocks import digest_blocks, split_posts
+from .urls import one_line, safe_url
+from .summarize import choose, cut
 
+__all__ = ["Renderer", "Item", "item", "why", "slack_escape", "safe_url", "one_line", "authors_short"]
+log = logging.getLogger(__name__)
 SUBJECT_MAX = 150
-
-
-def slack_escape(text: object) -> str:
-    """Slack's three control characters, in this order; neutralises <!channel> and <url|label>."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def safe_url(url: object) -> str:
-    value = str(url or "").strip()
-    return value if value.lower().startswith(("https://", "http://")) and not any(c in value for c in " \r\n\t<>\"") else ""
-
-
-def one_line(text: object) -> str:
-    """Text for a header or a subject: no line breaks, whatever the source sent."""
-    return " ".join(str(text).split())
+EMAIL_MAX_BYTES = 100_000
+TITLE_MAX, TLDR_MAX, WHY_MAX, SUMMARY_BUDGET = 300, 300, 300, 400  # keep a Slack section < 3000 chars
 
 
 def authors_short(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
@@ -41,22 +43,28 @@ def authors_short(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
 
 
 def why(match: Match) -> str:
-    """'matched: speculative decoding (title), topic efficient-inference'."""
-    reasons = []
+    """'matched: speculative decoding (title, abstract), topic efficient-inference'."""
+    fields: dict[str, list[str]] = {}
+    topics: list[str] = []
     for hit in match.hits:
         if hit.field == "topic":
-            reasons.append(f"topic {hit.text}")
-        elif hit.topic is None:
-            reasons.append(f"{hit.text} ({hit.field})")
-    reasons = list(dict.fromkeys(reasons))
-    return "matched: " + ", ".join(reasons) if reasons else "all new papers"
+            topics.append(f"topic {hit.text}")
+        elif hit.topic is None:  # a topic's own terms are summed up by "topic NAME"
+            fields.setdefault(hit.text, [])
+            if hit.field not in fields[hit.text]:
+                fields[hit.text].append(hit.field)
+    reasons = [f"{text} ({', '.join(where)})" for text, where in fields.items()] + topics
+    return cut("matched: " + ", ".join(reasons), WHY_MAX) if reasons else "all new papers"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item:
-    """One paper as the templates see it."""
+    """One paper as the templates see it; `*_html` are Markup (escaped, then marked), the rest plain."""
 
     title: str
+    title_html: Markup
+    title_text: str
+    title_slack: str  # escaped, unmarked: Slack shows it bold inside a link, where bold cannot nest
     link: str
     authors: str
     date: str
@@ -67,16 +75,43 @@ class Item:
     project: str
     why: str
     summary: str
+    summary_html: Markup
+    summary_text: str
+    summary_slack: str
     tldr: str
+
+
+def title_link(paper: Paper) -> str | None:
+    """The Hugging Face page when Hugging Face knows the paper, else arXiv, else what the source gave."""
+    on_hf = "huggingface.co/" in (paper.url or "") or paper.upvotes > 0 or bool(paper.ai_summary)
+    if paper.arxiv_id:
+        return paper.hf_url if on_hf else paper.arxiv_url
+    return paper.url
+
+
+@lru_cache(maxsize=4096)
+def _static(title: str, link: str | None, authors: tuple[str, ...], published: datetime | None, arxiv: str | None,
+            pdf: str | None, code: str | None, project: str | None, tldr: str | None) -> tuple:
+    """The parts of an item that are the same for every subscriber: computed once per paper."""
+    short = cut(title, TITLE_MAX)
+    return (short, slack_escape(short), safe_url(link), authors_short(authors),
+            published.strftime("%d %b %Y") if published else "", safe_url(arxiv), safe_url(pdf),
+            safe_url(code), safe_url(project), cut(one_line(tldr or ""), TLDR_MAX))
 
 
 def item(match: Match) -> Item:
     p = match.paper
-    return Item(title=p.title, link=safe_url(p.link), authors=authors_short(p.authors),
-                date=p.published.strftime("%d %b %Y") if p.published else "",
-                upvotes=p.upvotes, arxiv=safe_url(p.arxiv_url), pdf=safe_url(p.pdf_url),
-                code=safe_url(p.github), project=safe_url(p.project_page), why=why(match),
-                summary=summarize(p.abstract, match.hits), tldr=p.ai_summary or "")
+    title, title_slack, link, authors, date, arxiv, pdf, code, project, tldr = _static(
+        p.title, title_link(p), p.authors, p.published, p.arxiv_url, p.pdf_url, p.github, p.project_page, p.ai_summary)
+    marker = pattern(terms(match.hits))
+    # When the TL;DR is the abstract's first sentence (Hugging Face often does that), don't repeat it.
+    lead = not tldr or not p.abstract.startswith(tldr.rstrip("…"))
+    chosen = choose(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker, lead=lead)
+    summary = " ".join(chosen)
+    # Searched sentence by sentence: (term, sentence) results are cached, a joined summary is new text.
+    t, s = segments(title, marker), joined([segments(sentence, marker) for sentence in chosen])
+    return Item(title, marked_html(t), marked_text(t), title_slack, link, authors, date, p.upvotes, arxiv, pdf,
+                code, project, why(match), summary, marked_html(s), marked_text(s), marked_slack(s), tldr)
 
 
 class Renderer:
@@ -89,18 +124,55 @@ class Renderer:
             autoescape=select_autoescape(enabled_extensions=("html", "htm", "html.j2"), default_for_string=False,
                                          default=False),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            auto_reload=False,  # templates are compiled once per Renderer, not stat()ed per render
         )
         self.env.filters.update(slack=slack_escape, url=safe_url, one_line=one_line)
+        self.inliner = inliner()
+        self.templates = {f: self.env.get_template(f"digest.{f}.j2") for f in ("html", "txt")}
+        # Slack blocks are built in Python (slackblocks.py) unless the user's folder overrides them.
+        custom = templates is not None and (templates / "digest.slack.j2").is_file()
+        self.slack_template = self.env.get_template("digest.slack.j2") if custom else None
+        source = self.env.loader.get_source(self.env, "digest.html.j2")[0]  # type: ignore[union-attr]
+        inlined = inline_template(source, self.inliner)
+        self.preinlined = inlined is not None
+        if inlined is not None:  # the overlay keeps autoescaping on for a template made from a string
+            self.templates["html"] = self.env.overlay(autoescape=True).from_string(inlined)
 
     def subject(self, digest: Digest) -> str:
-        count = len(digest.matches) + digest.more
+        """'5 new papers on LLM inference — Mon 22 Nov'."""
+        count = digest.total
         noun = "paper" if count == 1 else "papers"
-        return one_line(f"{count} new {noun} for {digest.subscription} — {digest.period}")[:SUBJECT_MAX]
+        when = digest.period_start.strftime("%a %d %b") if digest.period_start else digest.period
+        return one_line(f"{count or 'No'} new {noun} on {digest.subscription} — {when}")[:SUBJECT_MAX]
 
     def render(self, digest: Digest) -> Message:
-        context = {"digest": digest, "items": [item(m) for m in digest.matches], "subject": self.subject(digest)}
-        slack = json.loads(self.env.get_template("digest.slack.j2").render(context))
-        return Message(subject=context["subject"],
-                       text=self.env.get_template("digest.txt.j2").render(context),
-                       html=self.env.get_template("digest.html.j2").render(context),
-                       slack_posts=[SlackPost(slack["text"], slack["blocks"])])
+        items = [item(m) for m in digest.matches]
+        subject = self.subject(digest)
+        context = {"digest": digest, "items": items, "subject": subject}
+        return Message(subject=subject, text=self.templates["txt"].render(context),
+                       html=self.html(digest, items, subject), slack_posts=self.slack(context))
+
+    def html(self, digest: Digest, items: list[Item], subject: str) -> str:
+        html = self._render_html(digest, items, subject)
+        size = len(html.encode())
+        keep = len(items)
+        while size > EMAIL_MAX_BYTES and keep > 0:  # shrink in proportion, then step down
+            keep = min(keep - 1, int(keep * EMAIL_MAX_BYTES / size * 0.95))
+            cut_digest = replace(digest, matches=digest.matches[:keep], more=digest.more + len(items) - keep)
+            html = self._render_html(cut_digest, items[:keep], subject)
+            size = len(html.encode())
+        if keep < len(items):
+            log.info("%s: HTML email cut to %d of %d papers to stay under %d bytes", digest.subscription_id,
+                     keep, len(items), EMAIL_MAX_BYTES)
+        return html
+
+    def _render_html(self, digest: Digest, items: list[Item], subject: str) -> str:
+        raw = self.templates["html"].render({"digest": digest, "items": items, "subject": subject})
+        return raw if self.preinlined else self.inliner.inline(raw)
+
+    def slack(self, context: dict) -> list:
+        if self.slack_template is None:
+            header, papers, footer = digest_blocks(context["digest"], context["items"], context["subject"])
+            return split_posts(slack_escape(context["subject"]), header, papers, footer)
+        data = json.loads(self.slack_template.render(context))
+        return split_posts(data["text"], data["header"], data["papers"], data["footer"])

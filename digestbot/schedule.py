@@ -1,15 +1,23 @@
 """Schedules: `instant`, `hourly`, `daily HH:MM`, `weekly DAY HH:MM`, a cron expression, `every 15m`.
 
-A schedule answers two questions for the sender: when did it last fire (`last_fire`), and which
-period does a fire time belong to (`period_key`). Digests are keyed by (subscription, period key),
-where the key is the *local wall-clock* time of the fire, so a DST switch that repeats an hour, or a
-restart, maps to the same key and cannot send one period twice.
+A schedule answers one question for the sender: which is the latest period that has begun by `now`
+(`last_period`)? A period is keyed by the *local wall-clock* time of its fire, e.g.
+"2026-11-22T08:00", and digests are keyed by (subscription, period key).
+
+Why wall-clock time and not APScheduler's fire instants: APScheduler 3.11's CronTrigger, asked for
+"daily 02:30" in Europe/Berlin, fires twice on the autumn switch day (02:30+02:00 and 02:30+01:00),
+and `get_next_fire_time` then keeps answering the second 02:30 for every later start time — a loop
+over fire times never ends. On the spring switch day it returns the non-existent 02:30+01:00
+(= 03:30 CEST). So we evaluate the cron fields on naive local wall-clock time (as if it were UTC,
+where every wall-clock minute exists exactly once): a repeated hour maps to a key that already has
+its digest (no second send), and a skipped hour's fire becomes due as soon as the clock passes it
+(no skipped period). Restarts are harmless for the same reason: the key depends only on the clock.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -21,33 +29,74 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _LOOKBACKS = (timedelta(hours=2), timedelta(days=2), timedelta(days=9), timedelta(days=400))
+KEY_FORMAT = "%Y-%m-%dT%H:%M"
 HELP = "use instant, hourly, 'daily HH:MM', 'weekly mon HH:MM' or a 5-field cron expression"
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str  # local wall-clock time of the fire: "2026-11-22T08:00"
+    start: datetime  # the instant (UTC) the local clock first showed that time, or passed it
 
 
 @dataclass(frozen=True)
 class Schedule:
     text: str
     timezone: str
-    trigger: BaseTrigger | None  # None: instant
+    trigger: BaseTrigger | None  # None: instant; fields evaluated in the zone (for APScheduler jobs)
+    wall: BaseTrigger | None = None  # the same fields on naive wall-clock time (see module docstring)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def instant(self) -> bool:
         return self.trigger is None
 
-    def last_fire(self, now: datetime) -> datetime | None:
-        """The latest fire time at or before `now` (None for instant schedules)."""
+    def last_period(self, now: datetime) -> Period | None:
+        """The latest period whose local fire time the clock has reached by `now` (None: instant)."""
         if self.trigger is None:
             return None
-        for lookback in _LOOKBACKS:
-            last, fire = None, self.trigger.get_next_fire_time(None, now - lookback)
-            while fire is not None and fire <= now:
-                last, fire = fire, self.trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-            if last is not None:
-                return last
-        return None
+        if isinstance(self.trigger, IntervalTrigger):  # `every N`: periods aligned on the epoch, in UTC
+            step = self.trigger.interval.total_seconds()
+            start = datetime.fromtimestamp(now.timestamp() // step * step, timezone.utc)
+            return Period(start.strftime("%Y-%m-%dT%H:%M:%S"), start)
+        assert self.wall is not None
+        zone = ZoneInfo(self.timezone)
+        local = now.astimezone(zone).replace(tzinfo=timezone.utc)  # wall clock, pretending to be UTC
+        fire = _last(self.wall, local)
+        if fire is None:
+            return None
+        return Period(fire.strftime(KEY_FORMAT), min(_instant(fire, zone), now))
 
-    def period_key(self, fire: datetime) -> str:
-        return fire.astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%dT%H:%M")
+    def last_fire(self, now: datetime) -> datetime | None:
+        """The instant of the latest period's start (None for instant schedules)."""
+        period = self.last_period(now)
+        return None if period is None else period.start
+
+
+def _last(trigger: BaseTrigger, now: datetime) -> datetime | None:
+    for lookback in _LOOKBACKS:
+        last, fire = None, trigger.get_next_fire_time(None, now - lookback)
+        while fire is not None and fire <= now:
+            last, nxt = fire, trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+            fire = nxt if nxt is None or nxt > fire else None  # guard: never loop on a repeated answer
+        if last is not None:
+            return last
+    return None
+
+
+def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """When the local clock reached `wall`: the first of a repeated time, the jump past a skipped one."""
+    naive = wall.replace(tzinfo=None)
+    while not _exists(naive, zone):  # skipped by a spring-forward switch: walk to the first real minute
+        naive += timedelta(minutes=1)
+    return naive.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+
+
+def _exists(naive: datetime, zone: ZoneInfo) -> bool:
+    return naive.replace(tzinfo=zone).astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == naive
 
 
 def parse_schedule(text: str, timezone: str) -> Schedule:
@@ -57,7 +106,7 @@ def parse_schedule(text: str, timezone: str) -> Schedule:
     if spec == "instant":
         return Schedule(text, timezone, None)
     if spec == "hourly":
-        return Schedule(text, timezone, CronTrigger(minute=0, timezone=tz))
+        return _cron(text, timezone, minute=0)
     words = spec.split(" ")
     if words[0] == "every" and len(words) == 2 and (m := _DURATION.match(words[1])):
         if int(m.group(1)) == 0:
@@ -65,18 +114,23 @@ def parse_schedule(text: str, timezone: str) -> Schedule:
         return Schedule(text, timezone, IntervalTrigger(**{_UNITS[m.group(2)]: int(m.group(1))}, timezone=tz))
     if words[0] == "daily" and len(words) == 2:
         hour, minute = _clock(words[1], text)
-        return Schedule(text, timezone, CronTrigger(hour=hour, minute=minute, timezone=tz))
+        return _cron(text, timezone, hour=hour, minute=minute)
     if words[0] == "weekly" and len(words) == 3:
         if words[1][:3] not in DAYS:
             raise ValueError(f"{text!r}: unknown day {words[1]!r}; use one of {', '.join(DAYS)}")
         hour, minute = _clock(words[2], text)
-        return Schedule(text, timezone, CronTrigger(day_of_week=words[1][:3], hour=hour, minute=minute, timezone=tz))
+        return _cron(text, timezone, day_of_week=words[1][:3], hour=hour, minute=minute)
     if len(words) == 5:
         try:
-            return Schedule(text, timezone, CronTrigger.from_crontab(spec, timezone=tz))
+            return Schedule(text, timezone, CronTrigger.from_crontab(spec, timezone=tz),
+                            CronTrigger.from_crontab(spec, timezone="UTC"))
         except ValueError as exc:
             raise ValueError(f"{text!r}: invalid cron expression ({exc})") from None
     raise ValueError(f"{text!r} is not a schedule; {HELP}")
+
+
+def _cron(text: str, zone: str, **fields: object) -> Schedule:
+    return Schedule(text, zone, CronTrigger(**fields, timezone=ZoneInfo(zone)), CronTrigger(**fields, timezone="UTC"))
 
 
 def _clock(value: str, text: str) -> tuple[int, int]:

@@ -243,6 +243,12 @@ class Store:
                 query = query.limit(limit)
             return [paper_from_row(r) for r in s.exec(query).all()]
 
+    def papers_by_keys(self, keys: list[str]) -> list[Paper]:
+        """Stored papers by bare arXiv id or title slug."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow).where(or_(PaperRow.arxiv_id.in_(keys), PaperRow.slug.in_(keys)))).all()
+            return [paper_from_row(r) for r in rows]
+
     def count_papers(self) -> int:
         with self.read() as s:
             return s.exec(select(func.count()).select_from(PaperRow)).one()
@@ -270,6 +276,18 @@ class Store:
                           .where(DeliveryRow.digest_id == digest_id)).all()
         return [Match(m.subscription, paper_from_row(p), m.score,
                       tuple(Hit(*h) for h in json.loads(m.hits))) for p, m, _ in rows]
+
+    def pending_matches(self, subscription: str) -> list[Match]:
+        """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow, MatchRow)
+                          .join(MatchRow, MatchRow.paper_id == PaperRow.id)
+                          .where(MatchRow.subscription == subscription,
+                                 MatchRow.paper_id.in_(select(DeliveryRow.paper_id).where(
+                                     DeliveryRow.subscription == subscription, DeliveryRow.digest_id.is_(None),
+                                     DeliveryRow.status == "pending")))).all()
+        return [Match(m.subscription, paper_from_row(p), m.score,
+                      tuple(Hit(*h) for h in json.loads(m.hits))) for p, m in rows]
 
     def pending_targets(self, subscription: str) -> list[tuple[str, str, datetime]]:
         """(channel, target, oldest created) of deliveries not yet in a digest."""

@@ -26,6 +26,7 @@ class Envelope:
     subscription_id: str
     message_id: str  # deterministic per digest: <digest-42.alice-llm@digestbot.example.org>
     list_id: str
+    unsubscribe: tuple[str, ...] = ()  # List-Unsubscribe URLs: mailto, and https when bot.public_url is set
 
 
 class Channel:

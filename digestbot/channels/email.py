@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import logging
-import re
 import smtplib
 import ssl
-from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -18,7 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailMessage:
-    """The message as it goes on the wire; EmailMessage refuses CR/LF in any header value."""
+    """The message as it goes on the wire; EmailMessage refuses CR/LF in any header value.
+
+    The HTML arrives with its CSS already inlined (render.py does it, so that the size limit is
+    checked on what is sent)."""
     from ..store import utcnow
 
     mail = EmailMessage()
@@ -30,6 +31,11 @@ def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailM
     mail["Message-ID"] = envelope.message_id
     mail["List-Id"] = envelope.list_id
     mail["Auto-Submitted"] = "auto-generated"
+    if envelope.unsubscribe:
+        mail["List-Unsubscribe"] = ", ".join(f"<{url}>" for url in envelope.unsubscribe)
+        if any(url.startswith("https://") for url in envelope.unsubscribe):
+            # RFC 8058 one-click (Gmail/Yahoo bulk-sender rule) needs an https URL to POST to.
+            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
@@ -50,7 +56,6 @@ class SmtpChannel(Channel):
         self.host, self.port, self.security, self.sender = host, port, security, sender
         self.username, self.password, self.timeout = username, password, timeout
         self._smtp: smtplib.SMTP | None = None
-        self._template: _Template | None = None
 
     @property
     def where(self) -> str:
@@ -124,23 +129,12 @@ class SmtpChannel(Channel):
         raise AssertionError("unreachable")
 
     def _wire(self, message: Message, envelope: Envelope, to: str) -> bytes | EmailMessage:
-        """The message as sent. Building an email costs more than sending it, and every recipient of a
-        subscription's period gets the same content: the bytes are reused with the recipient's own
-        To, Message-ID and Date, once a second full build has shown that nothing else differs."""
-        if not (to + self.sender.addr_spec).isascii():
-            return build_email(message, envelope, self.sender)
-        template = self._template
-        if template is not None and template.message is message and template.reusable:
-            return template.readdress(envelope)
+        """The bytes to send; an EmailMessage when an address is not ASCII (smtplib then negotiates
+        SMTPUTF8). Built once, before connecting: a bad header never reaches the server."""
         mail = build_email(message, envelope, self.sender)
-        data = _flatten(mail)
-        boundary = (mail.get_boundary() or "").encode()
-        if template is not None and template.message is message and template.reusable is None:
-            # the MIME boundary is random per build: the only other difference allowed
-            template.reusable = template.readdress(envelope) == data.replace(boundary, template.boundary)
-        else:
-            self._template = _Template(message, data, boundary)
-        return data
+        if not (to + self.sender.addr_spec).isascii():
+            return mail
+        return mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
 
     def close(self) -> None:
         if self._smtp is not None:
@@ -152,58 +146,6 @@ class SmtpChannel(Channel):
 
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-_PER_RECIPIENT = ("To", "Message-ID", "Date")
-
-
-def _flatten(mail: EmailMessage) -> bytes:
-    return mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
-
-
-def _header_line(name: str) -> re.Pattern:
-    return re.compile(rb"^" + name.encode() + rb":.*\r\n(?:[ \t].*\r\n)*", re.MULTILINE | re.IGNORECASE)
-
-
-_LINES = {name: _header_line(name) for name in _PER_RECIPIENT}
-
-
-class _Template:
-    """One built message whose bytes can serve the other recipients of the same content.
-
-    `reusable` is None until a second recipient's full build is compared with the readdressed
-    bytes: a header that depends on the recipient in any other way (say, a personal unsubscribe
-    link) makes them differ, and then every recipient gets a full build."""
-
-    def __init__(self, message: Message, data: bytes, boundary: bytes):
-        self.message, self.reusable, self.boundary = message, None, boundary
-        self.head, self.body = data.split(b"\r\n\r\n", 1)
-        self.head += b"\r\n"
-
-    def readdress(self, envelope: Envelope) -> bytes:
-        head = self.head
-        lines = _recipient_headers(envelope)
-        for header, pattern in _LINES.items():
-            line = pattern.search(lines).group(0)
-            head = pattern.sub(lambda _match: line, head, count=1)
-        return head + b"\r\n" + self.body
-
-
-def _recipient_headers(envelope: Envelope) -> bytes:
-    """To, Message-ID and Date as `build_email` writes them; plain ASCII values without a display
-    name are written directly (the email package's header objects cost more than the SMTP send)."""
-    from ..store import utcnow
-
-    name, addr = parseaddr(envelope.target)
-    date = format_datetime(utcnow())
-    simple = f"{addr}{envelope.message_id}"
-    if not name and simple.isascii() and len(simple) < 900 and not any(c in simple for c in "\r\n\t \"(),:;[]\\"):
-        return f"To: {addr}\r\nMessage-ID: {envelope.message_id}\r\nDate: {date}\r\n".encode()
-    fresh = EmailMessage(policy=email_policy.SMTP)
-    fresh["To"] = Address(display_name=name, addr_spec=addr)
-    fresh["Message-ID"] = envelope.message_id
-    fresh["Date"] = date
-    return bytes(fresh)
-
-
 def _text(reply: bytes | str) -> str:
     return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 

@@ -1,0 +1,51 @@
+"""`digestbot preview`: a subscription's next digest, rendered to files, with nothing sent.
+
+Without `days`: the deliveries waiting for the subscription's next digest (the ledger is only read).
+With `days`: the subscription's query run over the papers first seen in the last N days, as if they
+had all been new — to try a query or a template before the first real digest.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from .config import Config
+from .digest import make_digest
+from .matching import Interest, Matcher
+from .models import Match, Message
+from .render import Renderer
+from .schedule import KEY_FORMAT
+from .store import Store
+
+FILES = ("digest.html", "digest.txt", "slack.json")
+
+
+def preview_matches(config: Config, store: Store, sub_id: str, days: float | None) -> list[Match]:
+    if days is None:
+        return store.pending_matches(sub_id)
+    sub = config.subscription(sub_id)
+    interest = Interest(sub.id, sub.query, tuple((t, config.topics[t].query) for t in sub.topics))
+    return Matcher([interest]).match(store.papers(days=days))
+
+
+def preview(config: Config, store: Store, name: str, now: datetime, *, days: float | None,
+            out: Path) -> list[Path]:
+    """Write the three renderings into `out`; returns their paths."""
+    sub = config.subscription(name)
+    targets = [*sub.email, *sub.slack]
+    key = now.astimezone(config.schedules[sub.id].zone).strftime(KEY_FORMAT)
+    digest = make_digest(config, sub, preview_matches(config, store, sub.id, days),
+                         target=targets[0] if targets else "", period_key=key, now=now)
+    templates = config.resolve(config.bot.templates) if config.bot.templates else None
+    return write(Renderer(templates).render(digest), out)
+
+
+def write(message: Message, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    slack = [{"text": post.text, "blocks": post.blocks} for post in message.slack_posts]
+    contents = (message.html, message.text, json.dumps(slack, indent=2, ensure_ascii=False) + "\n")
+    paths = [out / name for name in FILES]
+    for path, content in zip(paths, contents):
+        path.write_text(content, encoding="utf-8")
+    return paths

@@ -1,0 +1,128 @@
+"""Split a digest's Block Kit blocks into Slack posts that respect Slack's limits.
+
+Limits (FIELD-NOTES, Slack): 50 blocks per message, 3000 characters per section / context text,
+150 per header, and an undocumented cap near 13k characters per message. The first post carries the
+header; the rest continue in its thread (channels/slack.py posts them with `thread_ts`). A paper's
+blocks are never split across posts.
+
+The blocks are built here in Python (a Jinja template producing JSON cost 3x as much, see
+benchmarks/bench_render.py); a `digest.slack.j2` in `bot.templates` still overrides them.
+"""
+from __future__ import annotations
+
+import re
+
+from typing import Any
+
+from .highlight import slack_escape
+from .models import Digest, SlackPost
+from .urls import safe_url
+
+MAX_BLOCKS = 48  # under 50, leaving room for a "continued" context line
+MAX_CHARS = 12_000  # serialized blocks per post, under Slack's ~13k
+MAX_TEXT = 3000
+MAX_HEADER = 150
+_OPEN_TAIL = re.compile(r"&[a-z]*$|<[^>]*$")  # half an entity or half a <url|label> after a cut
+
+
+def fit_text(text: str, limit: int = MAX_TEXT) -> str:
+    """Cut mrkdwn to `limit` characters without leaving half an escape or half a link behind."""
+    if len(text) <= limit:
+        return text
+    return _OPEN_TAIL.sub("", text[: limit - 1]) + "…"
+
+
+def _fit_block(block: dict) -> dict:
+    kind = block.get("type")
+    if kind == "header":
+        block["text"]["text"] = block["text"]["text"][:MAX_HEADER]
+    elif kind == "section":
+        block["text"]["text"] = fit_text(block["text"]["text"])
+    elif kind == "context":
+        for element in block.get("elements", []):
+            if "text" in element:
+                element["text"] = fit_text(element["text"])
+    return block
+
+
+def _size(blocks: list[dict]) -> int:
+    """Characters of the blocks' texts plus a generous allowance for the JSON around them (fast: no dumps)."""
+    total = 0
+    for block in blocks:
+        total += 80
+        text = block.get("text")
+        if text:
+            total += len(text["text"])
+        for element in block.get("elements", ()):
+            total += 40 + len(element.get("text", ""))
+    return total
+
+
+def split_posts(text: str, header: list[dict], papers: list[list[dict]], footer: list[dict]) -> list[SlackPost]:
+    """Posts of at most MAX_BLOCKS blocks and MAX_CHARS characters; the footer ends the last one."""
+    groups = [[_fit_block(b) for b in group] for group in [header, *papers, footer] if group]
+    posts: list[list[dict]] = [[]]
+    used = 0
+    for group in groups:
+        size = _size(group)
+        if posts[-1] and (len(posts[-1]) + len(group) > MAX_BLOCKS or used + size > MAX_CHARS):
+            posts.append([])
+            used = 0
+        posts[-1].extend(group)
+        used += size
+    total = len(posts)
+    result = []
+    for n, blocks in enumerate(posts, 1):
+        fallback = text if n == 1 else f"{text} (continued, {n}/{total})"
+        result.append(SlackPost(fit_text(fallback), blocks))
+    return result
+
+
+def mrkdwn(text: str) -> dict:
+    return {"type": "mrkdwn", "text": text}
+
+
+def context(text: str) -> dict:
+    return {"type": "context", "elements": [mrkdwn(text)]}
+
+
+def paper_blocks(it: Any) -> list[dict]:
+    """A section (linked title, authors, why, TL;DR, marked summary) and a context line of links.
+
+    Every piece of paper text is escaped: `*_slack` fields arrive escaped (and marked), the rest goes
+    through `slack_escape` here. URLs passed `safe_url` (http(s), no spaces, quotes or angle brackets).
+    """
+    lines = [f"*<{it.link}|{it.title_slack}>*" if it.link else f"*{it.title_slack}*"]
+    if it.authors:
+        lines.append(slack_escape(it.authors))
+    lines.append(f"_{slack_escape(it.why)}_")
+    if it.tldr:
+        lines.append(f">*TL;DR* {slack_escape(it.tldr)}")
+    if it.summary_slack:
+        lines.append(it.summary_slack)
+    meta = [it.date] if it.date else []
+    meta.append(f"{it.upvotes} upvotes")
+    meta += [f"<{url}|{label}>" for url, label in ((it.arxiv, "arXiv"), (it.pdf, "PDF"), (it.code, "code"),
+                                                   (it.project, "project")) if url]
+    return [{"type": "section", "text": mrkdwn("\n".join(lines))}, context(" · ".join(meta))]
+
+
+def digest_blocks(digest: Digest, items: list, subject: str) -> tuple[list[dict], list[list[dict]], list[dict]]:
+    """(header blocks, blocks of each paper, footer blocks) of one digest."""
+    plural = "" if digest.total == 1 else "s"
+    header = [{"type": "header", "text": {"type": "plain_text", "text": subject[:MAX_HEADER]}},
+              context(f"{slack_escape(digest.subscription)} · {digest.total} new paper{plural} · "
+                      f"{slack_escape(digest.period)}")]
+    if not items:
+        header.append({"type": "section", "text": mrkdwn("No new papers matched this period.")})
+    footer = []
+    if digest.more:
+        more = safe_url(digest.more_url)
+        footer.append(context(f"…and {digest.more} more" + (f": <{more}|see the listing>" if more else "")))
+    why = f"You get this because of the subscription “{slack_escape(digest.subscription)}”"
+    if digest.query:
+        why += f" (query: `{slack_escape(digest.query)}`)"
+    if digest.topics:
+        why += f", topics {slack_escape(', '.join(digest.topics))}"
+    footer += [{"type": "divider"}, context(f"{why}. {slack_escape(digest.manage)}")]
+    return header, [paper_blocks(it) for it in items], footer

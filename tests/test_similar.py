@@ -1,0 +1,56 @@
+"""Topics by example (`like = [...]`): TF-IDF cosine over the stored papers, through the real store."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from digestbot import config as config_module
+from digestbot.cli import build_matcher
+from digestbot.sources.hf_json import paper_from_item
+from digestbot.store import Store
+from fixtures import daily_items
+
+EXAMPLES = ["2411.01019", "2411.01023"]  # two membership-inference papers
+NEW = {"2411.01045": True, "2411.01035": True,  # membership inference attacks: alike
+       "2411.01053": False, "2411.01016": False}  # Markov jump processes, diffusion scaling: not alike
+
+
+def test_like_topic_matches_lookalikes_and_only_them(tmp_path):
+    papers = [paper_from_item(item, i, None, "hf") for i, item in enumerate(daily_items())]
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.create_tables()
+    with store.write() as w:
+        w.record_papers("hf", [p for p in papers if p.arxiv_id not in NEW], datetime.now(UTC))
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[topics.membership]
+like = {EXAMPLES!r}
+
+[[subscriptions]]
+name = "Privacy"
+topics = ["membership"]
+email = ["p@example.org"]
+
+[[subscriptions]]
+name = "Splitwise fan"
+query = 'splitwise'
+email = ["s@example.org"]
+""".replace("'", '"'))
+    matcher = build_matcher(config_module.load(path), store)
+    new = [p for p in papers if p.arxiv_id in NEW]
+    matches = matcher.match(new)
+    privacy = {m.paper.arxiv_id: m for m in matches if m.subscription == "privacy"}
+    assert set(privacy) == {k for k, alike in NEW.items() if alike}
+    for match in privacy.values():
+        assert [h.field for h in match.hits] == ["topic"] and match.hits[0].text == "membership"
+        assert match.score > 0
+    assert {m.subscription for m in matches} == {"privacy"}  # the like-only subscription is not "everything"
+
+
+def test_a_like_topic_needs_examples_or_a_query(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[topics.empty]\nmin_similarity = 0.3\n')
+    import pytest
+    from digestbot.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        config_module.load(path)
+    assert ":1: topics.empty: give a query, or like" in str(info.value)
