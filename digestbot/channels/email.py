@@ -122,6 +122,8 @@ class SmtpChannel(Channel):
                 code, reply = next(iter(exc.recipients.values()))
                 raise _reply_error(envelope.target, code, reply) from None
             except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code == 421:  # the server is closing the connection
+                    self._smtp = None
                 raise _reply_error(envelope.target, exc.smtp_code, exc.smtp_error) from None
             except (OSError, smtplib.SMTPException) as exc:
                 self._smtp = None
