@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
-from digestbot.matching.matcher import compile_node, document
+from digestbot.matching.matcher import compile_hits, compile_node, document
 from digestbot.models import Hit, Paper
 
 SURVEY = Paper(title="A survey of LLM inference", abstract="We review KV-cache tricks.",
@@ -71,6 +71,21 @@ def test_topics_are_ored_with_the_query_and_reported():
         Hit("speculative decoding", "title", "efficient-inference"),
         Hit("kv cache", "abstract", "efficient-inference"))
     assert result[2].hits == (Hit("vision", "title"),)
+
+
+def test_a_word_found_by_the_query_and_by_two_topics_is_three_hits():
+    (m,) = run(Interest("s", "speculative", topics=(("t1", "speculative"), ("t2", "speculat*"))),
+               papers=[SPEC])
+    assert m.hits == (Hit("speculative", "title"),
+                      Hit("t1", "topic", "t1"), Hit("speculative", "title", "t1"),
+                      Hit("t2", "topic", "t2"), Hit("speculat*", "title", "t2"))
+    assert m.score == 3 + 3 + 3 + 0.004
+
+
+def test_a_term_repeated_in_a_query_is_one_hit():
+    (m,) = run(Interest("s", "llm OR (llm draft) OR title:llm"), papers=[SPEC])
+    assert m.hits == (Hit("llm", "title"), Hit("draft", "abstract"))
+    assert m.score == 3 + 1 + 0.004
 
 
 def test_blank_query_with_topics_matches_only_through_the_topics():
@@ -160,9 +175,10 @@ interest = st.builds(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(interest, min_size=1, max_size=6), st.lists(paper, min_size=1, max_size=5))
-def test_indexed_match_equals_naive_loop(interests, papers):
-    matcher = Matcher(interests)
+@given(st.lists(interest, min_size=1, max_size=6), st.lists(paper, min_size=1, max_size=5),
+       st.lists(paper, max_size=3))
+def test_indexed_match_equals_naive_loop(interests, papers, sample):
+    matcher = Matcher(interests, sample)  # a sample changes the anchors, never the result
     fast, naive = matcher.match(papers), matcher.match_naive(papers)
     assert [(m.subscription, m.paper.key, m.hits, m.score) for m in fast] == \
         [(m.subscription, m.paper.key, m.hits, m.score) for m in naive]
@@ -171,6 +187,11 @@ def test_indexed_match_equals_naive_loop(interests, papers):
 
 @settings(max_examples=200, deadline=None)
 @given(query, paper)
-def test_compiled_closure_agrees_with_the_ast(q, p):
+def test_compiled_closures_agree_with_the_ast(q, p):
     node, doc = parse_query(q), document(p)
     assert compile_node(node)(doc) == node.evaluate(doc)
+    if node.evaluate(doc):
+        reference: list = []
+        node.hits(doc, reference)
+        expected = {Hit(text, field, "t"): weight for text, field, weight in reference}
+        assert compile_hits(node, "t")(doc) == [(Hit("t", "topic", "t"), 0.0), *expected.items()]

@@ -9,9 +9,11 @@
 AND/OR/NOT are operators only in upper case; `and` is a plain word. A bare word with inner
 punctuation (`KV-cache`) is the phrase of its words, so it matches "kv cache" and vice versa.
 
-AST nodes evaluate a *document*: a tuple laid out as `matcher.Document` builds it (word sets per
-field group, then the same groups as " word word | word " strings, then upvotes). The fast path
-(closures, index anchors) lives in `matcher.py`; the nodes here are the reference semantics.
+AST nodes evaluate a *document*, the tuple `matcher.document` builds once per paper: at GROUP[g]
+the word set of group g (None for "abstract": it would cost as much as the text set, and the
+string answers), at TEXT + GROUP[g] the group as " w w | w " (phrases, prefixes), at UPVOTES the
+upvotes. The fast path (closures, the index) lives in `matcher.py`; the nodes here are the
+reference semantics it is tested against.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ _WORD = re.compile(r"[^\W_]+")  # a letter or digit, Unicode-aware; "_" and punc
 
 FIELDS = ("title", "abstract", "author", "keyword")
 GROUPS = FIELDS + ("text",)  # "text" = title and abstract: where an unfielded term looks
-GROUP = {g: i for i, g in enumerate(GROUPS)}  # document[GROUP[g]] is the word set of g
+GROUP = {g: i for i, g in enumerate(GROUPS)}  # document[GROUP[g]] is the word set of g (not abstract)
 TEXT = len(GROUPS)  # document[TEXT + GROUP[g]] is g as " w w | w " (phrases, prefixes)
 UPVOTES = 2 * len(GROUPS)  # document[UPVOTES] is the paper's upvotes
 SEARCHED = {g: (g,) for g in FIELDS} | {"text": ("title", "abstract")}
@@ -51,65 +53,98 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def has_word(doc: Doc, group: str, word: str) -> bool:
+    """Is `word` one of the words of `group` (a field, or "text") in `doc`?"""
+    if group == "abstract":  # text = title + abstract: only a title word needs the string search
+        return word in doc[GROUP["text"]] and (
+            word not in doc[GROUP["title"]] or f" {word} " in doc[TEXT + GROUP["abstract"]])
+    return word in doc[GROUP[group]]
+
+
 def _fielded(group: str, text: str) -> str:
     return text if group == "text" else f"{group}:{text}"
 
 
-@dataclass(frozen=True, slots=True)
-class Term:
-    word: str
-    group: str = "text"
+class _Leaf:
+    """A term, phrase or prefix: holds when `present` in one of the fields its group searches."""
+
+    __slots__ = ()
+    group: str
+    bonus = 1.0  # score multiplier of its hits
+
+    @property
+    def label(self) -> str:  # the text of its hits
+        raise NotImplementedError
+
+    def present(self, doc: Doc, field: str) -> bool:
+        raise NotImplementedError
 
     def evaluate(self, doc: Doc) -> bool:
-        return self.word in doc[GROUP[self.group]]
+        return any(self.present(doc, f) for f in SEARCHED[self.group])
 
     def hits(self, doc: Doc, out: HitList) -> None:
         for field in SEARCHED[self.group]:
-            if self.word in doc[GROUP[field]]:
-                out.append((self.word, field, WEIGHTS[field]))
+            if self.present(doc, field):
+                out.append((self.label, field, WEIGHTS[field] * self.bonus))
+
+
+@dataclass(frozen=True, slots=True)
+class Term(_Leaf):
+    word: str
+    group: str = "text"
+
+    @property
+    def label(self) -> str:
+        return self.word
+
+    def present(self, doc: Doc, field: str) -> bool:
+        return has_word(doc, field, self.word)
 
     def __str__(self) -> str:
         return _fielded(self.group, self.word)
 
 
 @dataclass(frozen=True, slots=True)
-class Phrase:
+class Phrase(_Leaf):
     """Consecutive words in one field (one author, one keyword): " a b " inside " x a b y "."""
 
     words: tuple[str, ...]
     group: str = "text"
+    bonus = PHRASE_BONUS
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.words)
 
     @property
     def needle(self) -> str:
-        return f" {' '.join(self.words)} "
+        return f" {self.label} "
 
-    def evaluate(self, doc: Doc) -> bool:
-        return self.needle in doc[TEXT + GROUP[self.group]]
-
-    def hits(self, doc: Doc, out: HitList) -> None:
-        for field in SEARCHED[self.group]:
-            if self.needle in doc[TEXT + GROUP[field]]:
-                out.append((" ".join(self.words), field, WEIGHTS[field] * PHRASE_BONUS))
+    def present(self, doc: Doc, field: str) -> bool:
+        return self.needle in doc[TEXT + GROUP[field]]
 
     def __str__(self) -> str:
-        return _fielded(self.group, f'"{" ".join(self.words)}"')
+        return _fielded(self.group, f'"{self.label}"')
 
 
 @dataclass(frozen=True, slots=True)
-class Prefix:
+class Prefix(_Leaf):
     stem: str
     group: str = "text"
 
-    def evaluate(self, doc: Doc) -> bool:
-        return f" {self.stem}" in doc[TEXT + GROUP[self.group]]
+    @property
+    def label(self) -> str:
+        return f"{self.stem}*"
 
-    def hits(self, doc: Doc, out: HitList) -> None:
-        for field in SEARCHED[self.group]:
-            if f" {self.stem}" in doc[TEXT + GROUP[field]]:
-                out.append((f"{self.stem}*", field, WEIGHTS[field]))
+    @property
+    def needle(self) -> str:
+        return f" {self.stem}"
+
+    def present(self, doc: Doc, field: str) -> bool:
+        return self.needle in doc[TEXT + GROUP[field]]
 
     def __str__(self) -> str:
-        return _fielded(self.group, f"{self.stem}*")
+        return _fielded(self.group, self.label)
 
 
 @dataclass(frozen=True, slots=True)
