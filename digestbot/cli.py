@@ -12,16 +12,18 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, cli_subs, config as config_module, pipeline
+from . import __version__, cli_subs, config as config_module, dbstate, pipeline, store as store_module
 from .channels import Channel
 from .channels.email import SmtpChannel
 from .channels.file import FileChannel
 from .channels.slack import SlackChannel
+from .channels.slack_webhook import SlackWebhookChannel
 from .errors import ConfigError, DigestbotError
 from .http import Http
 from .matching import Interest, Matcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .render import Renderer
+from .ledger import Ledger
 from .sources import SourceOptions
 from .store import SourceState, Store
 
@@ -62,9 +64,44 @@ def build_matcher(config: config_module.Config, store: Store) -> Matcher | Simil
 
 
 def open_store(config: config_module.Config) -> Store:
+    """The database; created on a new installation, refused when lost or damaged (see dbstate)."""
+    url = config.database_url
+    if not _exists(url):
+        since = dbstate.created_at(config.path, url)
+        if since is not None:
+            raise DigestbotError(
+                f"the database {url} is missing, but digestbot created it on {since} (recorded in "
+                f"{dbstate.marker_path(config.path)}): restore it from a backup; starting from an empty one would "
+                f"send every paper still listed again. To start over on purpose: `digestbot init`")
+        log.warning("new installation: creating the database %s", url)
+        return create_store(config)
+    return Store.open_existing(url, busy_timeout=config.bot.busy_timeout)
+
+
+def _exists(url: str) -> bool:
+    path = store_module._sqlite_path(url)
+    if path is not None:
+        return Path(path).exists()
+    with Store(url) as store:  # other databases: missing tables mean a missing database
+        return store.has_tables()
+
+
+def create_store(config: config_module.Config) -> Store:
+    if path := store_module._sqlite_path(config.database_url):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     store = Store(config.database_url, busy_timeout=config.bot.busy_timeout)
     store.create_tables()
+    dbstate.record(config.path, config.database_url)
     return store
+
+
+def slack_webhooks(config: config_module.Config) -> dict[str, str]:
+    urls = {}
+    for sub in config.subscriptions:
+        url = sub.slack_webhook or config.secret(sub.slack_webhook_env, f"subscription {sub.name!r} slack_webhook_env")
+        if url:
+            urls[sub.id] = url
+    return urls
 
 
 def channel_factory(config: config_module.Config):
@@ -75,7 +112,10 @@ def channel_factory(config: config_module.Config):
             return SmtpChannel(e.host, e.port, e.security, e.sender_address, e.username, password, e.timeout)
         if kind == "slack" and config.slack:
             token = config.secret(config.slack.token_env, "slack.token_env")
-            return SlackChannel(token, config.slack.base_url)
+            return SlackChannel(token, config.slack.base_url, min_interval=config.slack.min_interval)
+        if kind == "slack_webhook":
+            pace = config.slack.min_interval if config.slack else 1.0
+            return SlackWebhookChannel(slack_webhooks(config), min_interval=pace)
         sender = config.email.sender_address if config.email else None
         return FileChannel(config.outbox, kind, sender)
     return open_channel
@@ -123,6 +163,8 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
         print(f"sent {name!r}: {count} papers to {target} ({channel})")
     for name, target, error in sends.failed:
         print(f"FAILED {name!r} to {target}: {error}")
+    if sends.deferred:
+        print(f"{sends.deferred} digests not attempted (their channel is down); they stay pending")
     if sent_anything and not sends.sent and not sends.failed:
         print("nothing due to send")
 
@@ -144,13 +186,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("\nsources:")
     for options in config.sources:
         print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
-    print("\ndeliveries (per paper):")
-    counts = store.delivery_counts()
-    for channel in sorted({c for c, _ in counts}):
-        line = ", ".join(f"{s} {counts.get((channel, s), 0)}" for s in ("pending", "sent", "failed"))
-        print(f"  {channel:<8} {line}")
-    for row in store.digests("failed"):
-        print(f"  failed: {row.subscription} -> {row.target}: {row.last_error}")
+    print_deliveries(store)
+    return 0
+
+
+def print_deliveries(store: Store) -> None:
+    ledger = Ledger(store)
+    print("\ndigests (one per subscription, channel, recipient and period):")
+    counts, papers = ledger.counts(), store.delivery_counts()
+    if not counts:
+        print("  none yet")
+    for channel, c in sorted(counts.items()):
+        oldest = f"; oldest waiting since {c.oldest_pending:%Y-%m-%d %H:%M} UTC" if c.oldest_pending else ""
+        per_paper = ", ".join(f"{s} {papers.get((channel, s), 0)}" for s in ("pending", "sent", "failed"))
+        print(f"  {channel:<14} pending {c.pending}, sending {c.sending}, sent {c.sent}, failed {c.failed} "
+              f"(papers: {per_paper}){oldest}")
+    for row in ledger.digests("failed"):
+        print(f"  failed #{row.id}: {row.subscription} -> {row.target} ({row.channel}), {row.attempts} attempts: "
+              f"{row.last_error}")
+    retrying = [r for r in ledger.digests("pending") if r.last_error]
+    for row in retrying:
+        print(f"  retrying #{row.id}: {row.subscription} -> {row.target} ({row.channel}) at "
+              f"{row.next_try:%Y-%m-%d %H:%M} UTC, {row.attempts} attempts so far: {row.last_error}")
+    if retrying or ledger.digests("failed"):
+        print("  (`digestbot retry` sends the pending ones now; `retry --failed` also the failed ones)")
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    count = Ledger(open_store(config)).retry_now(now(), failed=args.failed)
+    print(f"{count} digests are due now; `digestbot run --once` (or the running daemon within 5 minutes) sends them")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the database on purpose, also where a lost one was recorded (see dbstate)."""
+    config = load_config(args)
+    url = config.database_url
+    try:
+        Store.open_existing(url).close()
+        print(f"{url}: already a digestbot database; nothing changed")
+        return 0
+    except DigestbotError as exc:
+        path = store_module._sqlite_path(url)
+        if path and Path(path).exists():
+            if not args.force:
+                print(f"error: {exc}\n(not touched: `digestbot init --force` moves it aside and starts empty)",
+                      file=sys.stderr)
+                return 1
+            aside = store_module.set_aside(Path(path))
+            print(f"moved the old database to {aside}")
+    create_store(config).close()
+    print(f"created {url}\nnext: `digestbot run --once --no-send` records what is listed today without sending it; "
+          f"then `digestbot run`")
     return 0
 
 
@@ -236,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check", help="validate the config file").set_defaults(func=cmd_check)
     sub.add_parser("status", help="sources, papers and deliveries at a glance").set_defaults(func=cmd_status)
+
+    init = sub.add_parser("init", help="create the database (the only command that does)")
+    init.add_argument("--force", action="store_true", help="move a damaged database file aside and start empty")
+    init.set_defaults(func=cmd_init)
+
+    retry = sub.add_parser("retry", help="make pending digests due now")
+    retry.add_argument("--failed", action="store_true", help="also give failed digests a new chance")
+    retry.set_defaults(func=cmd_retry)
 
     papers = sub.add_parser("papers", help="list stored papers, newest first")
     papers.add_argument("--days", type=float, help="only papers first seen in the last N days")

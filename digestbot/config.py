@@ -51,6 +51,7 @@ class BotConfig(Strict):
     templates: str | None = None
     max_age_days: int = Field(default=7, ge=0)
     busy_timeout: float = Field(default=10.0, gt=0)
+    send_lease: float = Field(default=600.0, gt=0)  # seconds before a digest stuck in `sending` is retried
     public_url: str | None = None
     _tz = field_validator("timezone")(_zone)
 
@@ -82,6 +83,7 @@ class EmailConfig(Strict):
 class SlackConfig(Strict):
     token_env: str = "SLACK_BOT_TOKEN"
     base_url: str | None = None
+    min_interval: float = Field(default=1.0, ge=0)  # seconds between posts to one channel (Slack's tier)
 
 
 class TopicConfig(Strict):
@@ -106,9 +108,18 @@ class SubscriptionConfig(Strict):
     timezone: str | None = None
     max_papers: int = Field(default=15, ge=1, le=500)
     send_empty: bool = False
+    slack_webhook: str | None = None  # an incoming-webhook URL (it posts to one fixed channel)
+    slack_webhook_env: str | None = None  # or the environment variable holding it (it is a secret)
     listing_url: str | None = None  # where "and N more" links (default: the Hugging Face papers page)
 
     _name = field_validator("name")(_no_newlines)
+
+    @field_validator("slack_webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// incoming-webhook URL")
+        return value
     _tz = field_validator("timezone")(lambda v: v if v is None else _zone(v))
 
     @field_validator("email")
@@ -242,6 +253,9 @@ def check_secrets(config: Config) -> list[str]:
         wanted.append((("email", "password_env"), config.email.password_env))
     if config.slack:
         wanted.append((("slack", "token_env"), config.slack.token_env))
+    for i, sub in enumerate(config.subscriptions):
+        if sub.slack_webhook_env:
+            wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env))
     for loc, env in wanted:
         if not os.environ.get(env):
             problems.add(loc, f"environment variable {env} is not set (needed to send)")
@@ -336,8 +350,11 @@ def _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError)
         config.schedules[sub.id] = parse_schedule(sub.schedule, sub.timezone or config.bot.timezone)
     except ValueError as exc:
         problems.add(("subscriptions", i, "schedule"), str(exc))
-    if not sub.email and not sub.slack:
-        problems.add(("subscriptions", i, "name"), "no recipient: give email = [...] and/or slack = [...]")
+    if sub.slack_webhook and sub.slack_webhook_env:
+        problems.add(("subscriptions", i, "slack_webhook"), "give slack_webhook or slack_webhook_env, not both")
+    if not sub.email and not sub.slack and not sub.slack_webhook and not sub.slack_webhook_env:
+        problems.add(("subscriptions", i, "name"),
+                     "no recipient: give email = [...], slack = [...] and/or slack_webhook(_env)")
 
 
 def _unique(names: list[str], table: str, key: str, what: str, problems: Problems) -> None:

@@ -41,6 +41,10 @@ class ParseError(SourceError):
 
 
 class DeliveryError(DigestbotError):
-    def __init__(self, message: str, *, permanent: bool = False):
+    """permanent: retrying cannot help. unreachable: the server itself is down (not this message's
+    fault), so the sender stops using that channel for the rest of the batch."""
+
+    def __init__(self, message: str, *, permanent: bool = False, unreachable: bool = False):
         self.permanent = permanent
+        self.unreachable = unreachable
         super().__init__(message)

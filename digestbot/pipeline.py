@@ -8,10 +8,13 @@ One source failing never stops the others; one recipient failing never stops the
 from __future__ import annotations
 
 import logging
-import random
+import os
+import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parseaddr
+from functools import lru_cache
 from typing import Callable
 
 from . import sources
@@ -22,11 +25,13 @@ from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import Http
 from .matching import Matcher
 from .models import Digest, Paper
+from .ledger import Ledger
 from .render import Renderer
 from .store import DigestRow, Store
 
 log = logging.getLogger(__name__)
-RETRY_FIRST, RETRY_MAX = timedelta(minutes=1), timedelta(hours=6)
+NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
+LATER = timedelta(hours=1)
 
 
 @dataclass
@@ -52,10 +57,12 @@ class PollResult:
 class SendResult:
     sent: list[tuple[str, str, str, int]] = field(default_factory=list)  # (subscription, channel, target, papers)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (subscription, target, error)
+    deferred: int = 0  # claimed but not attempted: their channel was down
 
 
 def targets(sub: SubscriptionConfig) -> list[tuple[str, str]]:
-    return [("email", a) for a in sub.email] + [("slack", c) for c in sub.slack]
+    webhook = [("slack_webhook", "webhook")] if sub.slack_webhook or sub.slack_webhook_env else []
+    return [("email", a) for a in sub.email] + [("slack", c) for c in sub.slack] + webhook
 
 
 def is_fresh(paper: Paper, now: datetime, max_age_days: int) -> bool:
@@ -126,47 +133,86 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
 
 
 def send_due(ctx: Context, now: datetime) -> SendResult:
+    """Open the digests whose period has come, then claim and send every due one, batch by batch."""
     open_due_digests(ctx, now)
-    result = SendResult()
+    ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
+    result = SendResult()
     with ExitStack() as stack:
-        channels: dict[str, Channel] = {}
-        for row in ctx.store.due_digests(now):
-            sub = subscriptions.get(row.subscription)
-            if sub is None:
-                log.warning("digest %d is for subscription %r, which is no longer configured; left pending",
-                            row.id, row.subscription)
-                continue
-            if not ctx.store.claim(row.id, now):
-                continue  # another sender has it
-            if row.channel not in channels:
-                try:
-                    channels[row.channel] = stack.enter_context(ctx.open_channel(row.channel))
-                except DigestbotError as exc:
-                    ctx.store.digest_failed(row.id, str(exc), retry_at=now + _backoff(row.attempts + 1))
-                    log.error("cannot open the %s channel: %s", row.channel, exc)
-                    result.failed.append((sub.name, row.target, str(exc)))
-                    continue
-            _send_one(ctx, row, sub, channels[row.channel], now, result)
+        stack.callback(ledger.close)
+        channels = _Channels(ctx, stack)
+        while batch := ledger.claim_batch(now):
+            for row in batch:
+                sub = subscriptions.get(row.subscription)
+                if sub is None:
+                    log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
+                                "(put it back in the config, or it waits forever)", row.id, row.subscription)
+                    ledger.release([row.id], next_try=now + LATER)
+                elif row.channel in channels.down:
+                    ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
+                    result.deferred += 1
+                else:
+                    _send_one(ctx, ledger, row, sub, channels, now, result)
+    if result.deferred:
+        log.error("%d digests were not attempted because their channel is down (%s); they stay pending for "
+                  "the next run", result.deferred, ", ".join(sorted(channels.down)))
     return result
 
 
-def _send_one(ctx: Context, row: DigestRow, sub: SubscriptionConfig, channel: Channel, now: datetime,
-              result: SendResult) -> None:
-    digest = build_digest(ctx, row, sub, now)
+class _Channels:
+    """The open transports of one send pass (one SMTP connection for the batch), and which are down."""
+
+    def __init__(self, ctx: Context, stack: ExitStack):
+        self.ctx, self.stack = ctx, stack
+        self.open: dict[str, Channel] = {}
+        self.down: set[str] = set()
+
+    def get(self, kind: str) -> Channel:
+        if kind not in self.open:
+            self.open[kind] = self.stack.enter_context(self.ctx.open_channel(kind))
+        return self.open[kind]
+
+def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, channels: _Channels,
+              now: datetime, result: SendResult) -> None:
     try:
-        message = ctx.renderer.render(digest)
-        sent_id = channel.send(message, envelope(ctx.config, row, sub))
+        digest = build_digest(ctx, row, sub, now)  # per recipient: it carries their unsubscribe link
+        sent_id = channels.get(row.channel).send(ctx.renderer.render(digest), envelope(ctx.config, row, sub))
+    except StoreError:
+        raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
-        retry_at = None if exc.permanent else now + _backoff(row.attempts + 1)
-        ctx.store.digest_failed(row.id, str(exc), retry_at=retry_at)
-        when = "not retried (permanent)" if retry_at is None else f"will retry after {retry_at:%H:%M} UTC"
-        log.error("digest for %r to %s failed: %s; %s", sub.name, row.target, exc, when)
-        result.failed.append((sub.name, row.target, str(exc)))
+        if exc.unreachable:
+            channels.down.add(row.channel)
+        _failed(ledger, row, sub, str(exc), now, result, permanent=exc.permanent)
         return
-    ctx.store.digest_sent(row.id, sent_id, now)
-    log.info("sent %r (%d papers) to %s by %s", sub.name, len(digest.matches), row.target, row.channel)
+    except DigestbotError as exc:  # e.g. a secret variable missing when opening the channel
+        channels.down.add(row.channel)
+        _failed(ledger, row, sub, str(exc), now, result, permanent=False)
+        return
+    except Exception as exc:  # a template or data bug must not stop the other digests
+        log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, sub.name)
+        _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
+        return
+    _fault_injection_kill_after_send()
+    ledger.sent(row.id, sent_id, now)
+    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, len(digest.matches), row.target, row.channel,
+             sent_id)
     result.sent.append((sub.name, row.channel, row.target, len(digest.matches)))
+
+
+def _failed(ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, error: str, now: datetime,
+            result: SendResult, *, permanent: bool) -> None:
+    retry_at = ledger.failed(row, error, now, permanent=permanent)
+    when = "not retried: fix the cause, then `digestbot retry --failed`" if retry_at is None \
+        else f"retried after {retry_at:%Y-%m-%d %H:%M} UTC (or now: `digestbot retry`)"
+    log.error("digest for %r to %s (%s) failed: %s; %s", sub.name, row.target, row.channel, error, when)
+    result.failed.append((sub.name, row.target, error))
+
+
+def _fault_injection_kill_after_send() -> None:
+    """FAULT INJECTION for tests only: die like a power cut after the server accepted a message and
+    before the ledger says so (tests/test_delivery_faults.py). Inert unless the variable is set."""
+    if os.environ.get("DIGESTBOT_FAULT_KILL_AFTER_SEND") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def build_digest(ctx: Context, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
@@ -179,15 +225,15 @@ __all__ = ["Context", "PollResult", "SendResult", "build_digest", "open_due_dige
 
 
 def envelope(config: Config, row: DigestRow, sub: SubscriptionConfig) -> Envelope:
-    domain = config.email.sender_address.domain if config.email else "digestbot.localhost"
+    domain = _domain(config.email.sender) if config.email else "digestbot.localhost"
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
                     message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>",
                     unsubscribe=unsubscribe_urls(config, sub, row.target))
 
 
-def _backoff(attempt: int) -> timedelta:
-    delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_MAX)
-    return delay * (0.75 + random.random() / 2)
+@lru_cache(maxsize=8)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2]
 
 
 def run_once(ctx: Context, now: datetime, *, send: bool = True) -> tuple[list[PollResult], SendResult]:

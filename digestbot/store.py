@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from sqlalchemy import event, func, or_, update
+from sqlalchemy import event, func, inspect, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, OperationalError
@@ -134,6 +135,45 @@ class Store:
     def create_tables(self) -> None:
         with self._guard("create the tables"):
             SQLModel.metadata.create_all(self.engine)
+
+    @classmethod
+    def open_existing(cls, url: str, *, busy_timeout: float = 10.0) -> "Store":
+        """Open a database `digestbot init` made; refuse a missing, empty or corrupt one.
+
+        Starting from an empty database would re-send every paper still listed (the history is the
+        ledger), so only `init` creates one, on purpose. SQLite would create a missing file silently,
+        hence the check before connecting."""
+        path = _sqlite_path(url)
+        if path is not None and not Path(path).exists():
+            raise StoreError(f"no database at {path}: run `digestbot init` to create one; if one existed, restore "
+                             f"it from a backup (starting empty would send history again)")
+        store = cls(url, busy_timeout=busy_timeout)
+        store.verify()
+        return store
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def has_tables(self) -> bool:
+        with self._guard("read the tables"):
+            return not {"paper", "delivery", "digest"} - set(inspect(self.engine).get_table_names())
+
+    def verify(self) -> None:
+        with self._guard("read the tables"):
+            missing = {"paper", "delivery", "digest"} - set(inspect(self.engine).get_table_names())
+            if missing:
+                raise StoreError(f"{self._where()} is not a digestbot database (no {', '.join(sorted(missing))} "
+                                 f"table): restore it from a backup; to start a new one on purpose run "
+                                 f"`digestbot init` (--force to set a damaged file aside)")
+            if self.engine.dialect.name == "sqlite":
+                with self.engine.connect() as conn:
+                    result = conn.exec_driver_sql("PRAGMA quick_check").scalar()
+                if result != "ok":
+                    raise StoreError(f"{self._where()} is damaged ({result}): restore it from a backup, or "
+                                     f"`digestbot init --force` to start a new one")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -279,39 +319,6 @@ class Store:
                            .values(papers=moved, status="empty" if empty else "pending"))
             return None if empty else digest_id
 
-    def claim(self, digest_id: int, now: datetime, lease: timedelta = timedelta(minutes=10)) -> bool:
-        """Take a digest for sending; False when another sender has it or it is not due."""
-        with self.write() as w:
-            result = w.session.exec(update(DigestRow).where(
-                DigestRow.id == digest_id,
-                or_((DigestRow.status == "pending") & (DigestRow.next_try <= now),
-                    (DigestRow.status == "sending") & (DigestRow.lease_until < now)),
-            ).values(status="sending", lease_until=now + lease, attempts=DigestRow.attempts + 1))
-            return result.rowcount == 1
-
-    def due_digests(self, now: datetime) -> list[DigestRow]:
-        with self.read() as s:
-            return list(s.exec(select(DigestRow).where(or_(
-                (DigestRow.status == "pending") & (DigestRow.next_try <= now),
-                (DigestRow.status == "sending") & (DigestRow.lease_until < now))).order_by(DigestRow.id)).all())
-
-    def digest_sent(self, digest_id: int, message_id: str, now: datetime) -> None:
-        self._finish(digest_id, "sent", message_id=message_id, sent_at=now, last_error=None)
-
-    def digest_failed(self, digest_id: int, error: str, *, retry_at: datetime | None) -> None:
-        if retry_at is None:
-            self._finish(digest_id, "failed", last_error=error)
-        else:
-            with self.write() as w:
-                w.session.exec(update(DigestRow).where(DigestRow.id == digest_id).values(
-                    status="pending", next_try=retry_at, last_error=error, lease_until=None))
-
-    def _finish(self, digest_id: int, status: str, **values) -> None:
-        with self.write() as w:
-            w.session.exec(update(DigestRow).where(DigestRow.id == digest_id)
-                           .values(status=status, lease_until=None, **values))
-            w.session.exec(update(DeliveryRow).where(DeliveryRow.digest_id == digest_id).values(status=status))
-
 
 class Writer:
     """The operations of one write transaction (see `Store.write`)."""
@@ -400,6 +407,23 @@ class Writer:
         else:
             state.last_error, state.last_error_at = error, now
         self.session.add(state)
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of a sqlite:/// URL (None for other databases and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    rest = url[len(prefix):] if url.startswith(prefix) else ""
+    return rest.split("?", 1)[0] if rest and not rest.startswith(":memory:") else None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged SQLite file (and its -wal/-shm) to NAME.broken-TIMESTAMP; the new name."""
+    aside = path.with_name(f"{path.name}.broken-{utcnow():%Y%m%d%H%M%S}")
+    for suffix in ("", "-wal", "-shm"):
+        old = path.with_name(path.name + suffix)
+        if old.exists():
+            old.rename(aside.with_name(aside.name + suffix))
+    return aside
 
 
 def _connect_args(url: str, busy_timeout: float) -> dict:

@@ -146,6 +146,9 @@ def world(tmp_path, http_server, smtp_server, slack_server):
     first = {str(today - timedelta(days=1)): items[:25], str(today): items[25:45] + [hostile]}
     http_server.daily_papers(first)
     config = write_config(tmp_path, http_server.url, smtp_server.port, slack_server.base_url)
+    init = subprocess.run([sys.executable, "-m", "digestbot", "-c", str(config), "init"], capture_output=True,
+                          text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
     return {"config": config, "http": http_server, "smtp": smtp_server, "slack": slack_server,
             "today": today, "items": items, "served": first, "hostile": hostile}
 

@@ -43,7 +43,11 @@ def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailM
 
 
 class SmtpChannel(Channel):
-    """Sends email through the `[email]` SMTP server (security none | starttls | ssl)."""
+    """Sends email through the `[email]` SMTP server (security none | starttls | ssl).
+
+    One connection serves a whole batch and is re-opened once if the server dropped it. Each message
+    goes to one recipient, so a refusal maps to exactly one ledger row: 4xx is retried later, 5xx is
+    permanent. The password is only ever sent inside TLS (or to a server on this machine)."""
 
     kind = "smtp"
 
@@ -53,48 +57,86 @@ class SmtpChannel(Channel):
         self.username, self.password, self.timeout = username, password, timeout
         self._smtp: smtplib.SMTP | None = None
 
+    @property
+    def where(self) -> str:
+        return f"SMTP server {self.host}:{self.port}"
+
     def _connect(self) -> smtplib.SMTP:
-        where = f"SMTP server {self.host}:{self.port}"
         try:
-            if self.security == "ssl":
-                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                        context=ssl.create_default_context())
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-                if self.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
-            if self.username:  # only now: never AUTH before TLS
-                smtp.login(self.username, self.password or "")
+            smtp = self._open()
+            self._login(smtp)
         except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"{where} refused the login for {self.username!r}: {exc.smtp_code} "
-                                f"{exc.smtp_error.decode(errors='replace')} (check [email] username and the "
-                                f"password variable)", permanent=False) from None
+            raise DeliveryError(f"{self.where} refused the login for {self.username!r}: {exc.smtp_code} "
+                                f"{_text(exc.smtp_error)} (check [email] username and the password variable)",
+                                unreachable=True) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            remedy = ("use security = \"ssl\" with its TLS port, usually 465; digestbot never falls back to plain "
+                      "text" if "STARTTLS" in str(exc) else "remove [email] username, or check the port")
+            raise DeliveryError(f"{self.where}: {exc} ({remedy})", unreachable=True) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"cannot reach {where}: {exc or type(exc).__name__} (is it running? "
-                                f"check [email] host, port and security)") from None
+            raise DeliveryError(f"cannot reach {self.where}: {exc or type(exc).__name__} (is it running? "
+                                f"check [email] host, port and security)", unreachable=True) from None
         return smtp
 
+    def _open(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
+        if self.security == "ssl":
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.security == "starttls":
+            smtp.starttls(context=context)  # raises SMTPNotSupportedError when not offered: no downgrade
+        return smtp
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        if not self.username:
+            return
+        if self.security == "none" and self.host not in LOOPBACK:
+            smtp.close()
+            raise DeliveryError(f"{self.where}: refusing to send the password unencrypted (security = \"none\" "
+                                f"with a username): use starttls or ssl", unreachable=True, permanent=True)
+        smtp.login(self.username, self.password or "")  # only now: never AUTH before TLS
+
     def send(self, message: Message, envelope: Envelope) -> str:
-        mail = build_email(message, envelope, self.sender)
-        for attempt in (1, 2):  # a server that dropped an idle connection gets one reconnect
+        to = parseaddr(envelope.target)[1]
+        try:
+            data = self._wire(message, envelope, to)
+        except (ValueError, TypeError) as exc:  # CR/LF or similar in a header value: never on the wire
+            raise DeliveryError(f"cannot build the email to {envelope.target}: {exc}", permanent=True) from None
+        for attempt in (1, 2):  # a server that dropped the connection gets one reconnect
             if self._smtp is None:
                 self._smtp = self._connect()
             try:
-                self._smtp.send_message(mail, from_addr=self.sender.addr_spec, to_addrs=[parseaddr(envelope.target)[1]])
+                if isinstance(data, EmailMessage):  # non-ASCII addresses: smtplib negotiates SMTPUTF8
+                    self._smtp.send_message(data, from_addr=self.sender.addr_spec, to_addrs=[to])
+                else:
+                    self._smtp.sendmail(self.sender.addr_spec, [to], data)
+                log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
                 return envelope.message_id
             except smtplib.SMTPServerDisconnected:
                 self._smtp = None
                 if attempt == 2:
-                    raise DeliveryError(f"SMTP server {self.host}:{self.port} disconnected") from None
+                    raise DeliveryError(f"{self.where} disconnected twice while sending to {to}",
+                                        unreachable=True) from None
+                log.info("%s dropped the connection; reconnecting", self.where)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
                 raise _reply_error(envelope.target, code, reply) from None
             except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code == 421:  # the server is closing the connection
+                    self._smtp = None
                 raise _reply_error(envelope.target, exc.smtp_code, exc.smtp_error) from None
             except (OSError, smtplib.SMTPException) as exc:
                 self._smtp = None
-                raise DeliveryError(f"SMTP send to {envelope.target} failed: {exc}") from None
+                raise DeliveryError(f"SMTP send to {to} failed: {exc}", unreachable=True) from None
         raise AssertionError("unreachable")
+
+    def _wire(self, message: Message, envelope: Envelope, to: str) -> bytes | EmailMessage:
+        """The bytes to send; an EmailMessage when an address is not ASCII (smtplib then negotiates
+        SMTPUTF8). Built once, before connecting: a bad header never reaches the server."""
+        mail = build_email(message, envelope, self.sender)
+        if not (to + self.sender.addr_spec).isascii():
+            return mail
+        return mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
 
     def close(self) -> None:
         if self._smtp is not None:
@@ -105,6 +147,14 @@ class SmtpChannel(Channel):
             self._smtp = None
 
 
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
 def _reply_error(target: str, code: int, reply: bytes | str) -> DeliveryError:
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-    return DeliveryError(f"SMTP server answered {code} {text} for {target}", permanent=500 <= code < 600)
+    """4xx: try again later; 5xx: permanent (unknown mailbox, policy); 421: the server is going away."""
+    text = f"SMTP server answered {code} {_text(reply)} for {target}"
+    if 500 <= code < 600:
+        text += " (permanent: check the address, then `digestbot retry --failed`)"
+    return DeliveryError(text, permanent=500 <= code < 600, unreachable=code == 421)

@@ -94,6 +94,7 @@ def serve_daily_papers(listing: dict[str, list[dict]]) -> ThreadingHTTPServer:
 def run_demo(folder: Path, report: Callable) -> int:
     from .. import config as config_module, pipeline
     from ..cli import build_context
+    from ..store import Store
 
     folder.mkdir(parents=True, exist_ok=True)
     for old in ("demo.db", "demo.db-wal", "demo.db-shm"):
@@ -105,6 +106,7 @@ def run_demo(folder: Path, report: Callable) -> int:
         path = folder / "config.toml"
         path.write_text(DEMO_CONFIG.format(url=f"http://127.0.0.1:{server.server_port}"), encoding="utf-8")
         config = config_module.load(path)
+        Store(config.database_url).create_tables()  # the demo starts from empty on purpose, like `init`
         ctx = build_context(config)
         print(f"digestbot demo: polling the bundled sample listings (a loopback server on port "
               f"{server.server_port}) for {len(config.subscriptions)} subscriptions")

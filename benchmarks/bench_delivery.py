@@ -1,0 +1,191 @@
+"""Delivery benchmark: digestbot's send loop vs a raw smtplib loop, against a local aiosmtpd server.
+
+Both send the same digests (one message per recipient) to an aiosmtpd server running in its own
+process (so that its CPU does not compete with the sender's). The raw loop sends messages rendered
+beforehand over one connection and records nothing: the upper bound. digestbot claims, renders,
+sends and records each digest in its ledger (one commit per sent digest: the crash window stays one
+message). A second digestbot run has 10% of the recipients answer 450 on their first RCPT; a retry
+pass then sends those, and the server's log says whether every digest arrived exactly once.
+
+Where digestbot's time goes (profiled): per recipient it builds the digest (a query), renders it and
+builds the email with the stdlib `email` package (about as long as the SMTP exchange itself), because
+a digest carries the recipient's own unsubscribe link. The ledger adds one small commit per digest.
+
+    python benchmarks/run.py delivery [--quick]
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from digestbot import config as config_module, pipeline  # noqa: E402
+from digestbot.channels.email import build_email  # noqa: E402
+from digestbot.cli import build_context  # noqa: E402
+from digestbot.ledger import Ledger  # noqa: E402
+from digestbot.models import Match, Paper  # noqa: E402
+from digestbot.store import Store  # noqa: E402
+
+PER_SUB = 100  # recipients per subscription
+PAPERS = 5  # papers per digest
+
+
+def serve(port: int, log_path: str, soft_every: int) -> None:
+    """The server process: logs `rcpt<TAB>message-id` per accepted message; recipients whose number is
+    a multiple of `soft_every` get one 450 first (0: never)."""
+    from aiosmtpd.controller import Controller
+
+    log = open(log_path, "a", buffering=1, encoding="utf-8")
+    refused: set[str] = set()
+
+    class Handler:
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            number = int(address.split("@")[0].lstrip("r") or 0)
+            if soft_every and number % soft_every == 0 and address not in refused:
+                refused.add(address)
+                return "450 4.2.1 try again later"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            content = envelope.content.decode("utf-8", "replace")
+            start = content.find("Message-ID:")
+            message_id = content[start + 11:content.find("\n", start)].strip() if start >= 0 else "?"
+            for rcpt in envelope.rcpt_tos:
+                log.write(f"{rcpt}\t{message_id}\n")
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    controller.stop()
+    log.close()
+
+
+class Server:
+    def __init__(self, workdir: Path, name: str, soft_every: int = 0):
+        from socket import socket
+
+        with socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = workdir / f"{name}.log"
+        self.process = subprocess.Popen([sys.executable, __file__, "--serve", str(self.port), str(self.log),
+                                         str(soft_every)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def stop(self) -> list[tuple[str, str]]:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        return [tuple(line.split("\t")) for line in self.log.read_text().splitlines()]
+
+
+def config_for(workdir: Path, port: int, subs: int) -> config_module.Config:
+    text = [f'[bot]\ndatabase = "sqlite:///{workdir}/bench-{port}.db"\n\n[email]\nhost = "127.0.0.1"\n'
+            f'port = {port}\nsecurity = "none"\nsender = "Digest <digest@example.org>"\n']
+    for s in range(subs):
+        emails = ", ".join(f'"r{s * PER_SUB + k}@example.org"' for k in range(PER_SUB))
+        text.append(f'[[subscriptions]]\nname = "sub {s}"\nquery = "x{s}"\nemail = [{emails}]\nschedule = "instant"\n')
+    path = workdir / f"config-{port}.toml"
+    path.write_text("\n".join(text))
+    return config_module.load(path)
+
+
+def seed(config: config_module.Config, now: datetime) -> pipeline.Context:
+    Store(config.database_url).create_tables()
+    ctx = build_context(config)
+    papers = [Paper(title=f"Paper {i}: fast inference for large language models", arxiv_id=f"2411.{i:05d}",
+                    abstract="We make inference faster. " * 20, authors=("A. Author", "B. Author"),
+                    url=f"https://huggingface.co/papers/2411.{i:05d}", upvotes=i % 50) for i in range(200)]
+    with ctx.store.write() as w:
+        new = w.record_papers("bench", papers, now)
+        matches = [(pid, Match(sub.id, p, 1.0)) for n, sub in enumerate(config.subscriptions)
+                   for pid, p in new[(n * PAPERS) % 195:(n * PAPERS) % 195 + PAPERS]]
+        w.record_matches(matches, pipeline._all_targets(config), now)
+    pipeline.open_due_digests(ctx, now)
+    return ctx
+
+
+def raw_loop(ctx: pipeline.Context, port: int, now: datetime) -> float:
+    """Pre-render every digest (untimed), then time one smtplib connection sending them all."""
+    subs = {s.id: s for s in ctx.config.subscriptions}
+    sender = ctx.config.email.sender_address
+    prepared = []
+    for row in Ledger(ctx.store).digests("pending"):
+        sub = subs[row.subscription]
+        message = ctx.renderer.render(pipeline.build_digest(ctx, row, sub, now))
+        mail = build_email(message, pipeline.envelope(ctx.config, row, sub), sender)
+        prepared.append((row.target, mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))))
+    started = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for target, data in prepared:
+            smtp.sendmail(sender.addr_spec, [target], data)
+    return time.perf_counter() - started
+
+
+def digestbot_run(ctx: pipeline.Context, now: datetime) -> tuple[float, pipeline.SendResult]:
+    started = time.perf_counter()
+    result = pipeline.send_due(ctx, now)
+    return time.perf_counter() - started, result
+
+
+def tally(log: list[tuple[str, str]], digests: int) -> tuple[int, int, int]:
+    per_message = Counter(message_id for _, message_id in log)
+    delivered = len(per_message)
+    duplicates = sum(n - 1 for n in per_message.values())
+    return delivered, duplicates, digests - delivered
+
+
+def run(quick: bool) -> str:
+    logging.getLogger("digestbot").setLevel(logging.CRITICAL)  # 10% of 10,000 failures would flood the table
+    digests = 500 if quick else 10_000
+    subs = digests // PER_SUB
+    now = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        rows = []
+        raw_server = Server(workdir, "raw")
+        raw_ctx = seed(config_for(workdir, raw_server.port, subs), now)
+        raw_seconds = raw_loop(raw_ctx, raw_server.port, now)
+        raw_log = raw_server.stop()
+        rows.append(("raw smtplib, pre-rendered", raw_seconds, len(raw_log), 0))
+
+        bot_server = Server(workdir, "bot")
+        bot_ctx = seed(config_for(workdir, bot_server.port, subs), now)
+        bot_seconds, result = digestbot_run(bot_ctx, now)
+        bot_log = bot_server.stop()
+        rows.append(("digestbot send_due", bot_seconds, len(bot_log), len(result.failed)))
+
+        soft_server = Server(workdir, "soft", soft_every=10)
+        soft_ctx = seed(config_for(workdir, soft_server.port, subs), now)
+        first_seconds, first = digestbot_run(soft_ctx, now)
+        later = now + timedelta(hours=1)  # past every retry time
+        retry_seconds, second = digestbot_run(soft_ctx, later)
+        soft_log = soft_server.stop()
+        rows.append(("digestbot, 10% answer 450 first", first_seconds, len(soft_log) - len(second.sent),
+                     len(first.failed)))
+        rows.append(("  retry pass", retry_seconds, len(second.sent), len(second.failed)))
+    delivered, duplicates, lost = tally(soft_log, digests)
+    ratio = raw_seconds / bot_seconds
+    print(f"{digests} digests, {PAPERS} papers each, one message per recipient; aiosmtpd in its own process")
+    print(f"{'run':<36} {'seconds':>8} {'msgs/s':>8} {'accepted':>9} {'failed':>7}")
+    for name, seconds, accepted, failed in rows:
+        print(f"{name:<36} {seconds:>8.2f} {accepted / seconds:>8.0f} {accepted:>9} {failed:>7}")
+    print(f"digestbot / raw rate: {ratio:.2f}   with 450s: delivered {delivered}, duplicates {duplicates}, lost {lost}")
+    return f"ratio_vs_raw_smtp={ratio:.2f} delivered={delivered} duplicates={duplicates} lost={lost}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    else:
+        print(run("--quick" in sys.argv))

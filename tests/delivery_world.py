@@ -1,0 +1,135 @@
+"""A small world for delivery tests: a loopback Hugging Face listing, a config, and the real CLI.
+
+`World.run("run", "--once")` starts `python -m digestbot` in a subprocess, as a user (or a cron job)
+would; `World.rows()` reads the ledger straight from the SQLite file.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from fixtures import daily_items
+from servers import SmtpServer, _SmtpHandler
+
+SLACK_TOKEN_ENV = "DELIVERY_TEST_SLACK_TOKEN"
+
+
+def config_text(hf_url: str, smtp_port: int, emails: list[str], *, slack_url: str = "", slack: list[str] = (),
+                webhook: str = "", busy_timeout: float = 10.0, send_lease: float = 600, extra_sub: str = "") -> str:
+    slack_section = f'[slack]\ntoken_env = "{SLACK_TOKEN_ENV}"\nbase_url = "{slack_url}"\nmin_interval = 0\n' \
+        if slack_url else ""
+    hook = f'slack_webhook = "{webhook}"\n' if webhook else ""
+    return f"""
+[bot]
+database = "sqlite:///state/bot.db"
+busy_timeout = {busy_timeout}
+send_lease = {send_lease}
+
+[email]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+sender = "Paper Digest <digest@example.org>"
+
+{slack_section}
+[[sources]]
+name = "hf"
+kind = "hf_daily"
+url = "{hf_url}/api/daily_papers"
+limit = 10
+
+[[subscriptions]]
+name = "everything"
+email = {json.dumps(list(emails))}
+slack = {json.dumps(list(slack))}
+{hook}schedule = "instant"
+max_papers = 5
+{extra_sub}"""
+
+
+@dataclass
+class World:
+    dir: Path
+    config: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Path:
+        return self.dir / "state" / "bot.db"
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(self.config), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, SLACK_TOKEN_ENV: "xoxb-test", **self.env, **(env or {})})
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        process = self.start(*args, env=env)
+        out, err = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """A quick command (init, retry, status) in this process: the same `main` as the subprocess."""
+        from digestbot.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["-c", str(self.config), *args])
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+    def rows(self) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.db) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute("SELECT * FROM digest WHERE status != 'empty' ORDER BY id")]
+
+
+def make_world(tmp: Path, http_server, **config) -> World:
+    http_server.daily_papers({datetime.now(UTC).date().isoformat(): daily_items(6)})
+    (tmp / "state").mkdir(exist_ok=True)
+    path = tmp / "config.toml"
+    path.write_text(config_text(http_server.url, **config), encoding="utf-8")
+    return World(tmp, path)
+
+
+def init(world: World) -> None:
+    result = world.cli("init")
+    assert result.returncode == 0, result.stderr
+
+
+class StoppingSmtpServer(SmtpServer):
+    """Accepts `stop_after` messages, answers the next DATA with 421 and shuts down (mid-batch)."""
+
+    def __init__(self, stop_after: int, delay: float = 0.0) -> None:
+        super().__init__()
+        self.stop_after, self.delay = stop_after, delay
+        self.stopper: threading.Thread | None = None
+
+    def start(self) -> "StoppingSmtpServer":
+        self._controller = Controller(_StoppingHandler(self), hostname=self.host, port=self.port)
+        self._controller.start()
+        return self
+
+
+class _StoppingHandler(_SmtpHandler):
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        owner = self.owner
+        if owner.delay:
+            await asyncio.sleep(owner.delay)
+        if owner.stop_after is not None and len(owner.received) >= owner.stop_after:
+            if owner.stopper is None:  # stop() joins the server's own thread: do it from another one
+                owner.stopper = threading.Thread(target=owner.stop)
+                owner.stopper.start()
+            return "421 4.3.2 Service shutting down"
+        return await super().handle_DATA(server, session, envelope)

@@ -1,0 +1,146 @@
+"""The ledger on real SQLite files: atomic claims, leases, backoff, permanent failures, retry, counts."""
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from digestbot.ledger import MAX_ATTEMPTS, RETRY_FIRST, Ledger
+from digestbot.models import Match, Paper
+from digestbot.store import Store
+
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def url(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Store(url).create_tables()
+    return url
+
+
+def seed(store: Store, targets: int, channel: str = "email") -> list[int]:
+    """One paper matched by one subscription with `targets` recipients; one digest each."""
+    with store.write() as w:
+        [(paper_id, paper)] = w.record_papers("src", [Paper(title="A paper", arxiv_id="2411.00001")], NOW)
+        w.record_matches([(paper_id, Match("sub", paper))],
+                         {"sub": [(channel, f"t{i}@example.org") for i in range(targets)]}, NOW)
+    ids = [store.open_digest("sub", channel, f"t{i}@example.org", "p1", NOW) for i in range(targets)]
+    assert all(ids)
+    return ids
+
+
+def test_poll_writes_papers_matches_and_ledger_rows_in_one_transaction(url):
+    store = Store(url)
+    with pytest.raises(RuntimeError):
+        with store.write() as w:
+            [(paper_id, paper)] = w.record_papers("src", [Paper(title="A paper")], NOW)
+            w.record_matches([(paper_id, Match("sub", paper))], {"sub": [("email", "a@example.org")]}, NOW)
+            raise RuntimeError("crash before the commit")
+    assert store.count_papers() == 0 and store.pending_targets("sub") == []  # all or nothing
+    seed(store, 2)
+    assert store.count_papers() == 1
+    assert [d.status for d in Ledger(store).digests("pending")] == ["pending", "pending"]
+
+
+def test_two_senders_never_claim_the_same_digest(url):
+    ids = seed(Store(url), 60)
+    claimed: list[list[int]] = []
+
+    def sender() -> None:
+        ledger, mine = Ledger(Store(url)), []  # its own engine: like another process
+        while batch := ledger.claim_batch(NOW, limit=7):
+            mine += [row.id for row in batch]
+        claimed.append(mine)
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for mine in claimed for i in mine]
+    assert sorted(every) == sorted(ids)  # each claimed once, by exactly one sender
+    assert not Ledger(Store(url)).claim(ids[0], NOW)
+
+
+def test_a_digest_left_sending_by_a_crash_is_due_again_after_its_lease(url):
+    store = Store(url)
+    [digest_id] = seed(store, 1)
+    ledger = Ledger(store, lease=timedelta(minutes=10))
+    assert [r.id for r in ledger.claim_batch(NOW)] == [digest_id]
+    # the sender dies here: nobody marks it sent or failed
+    assert ledger.claim_batch(NOW + timedelta(minutes=9)) == []
+    assert [r.id for r in ledger.claim_batch(NOW + timedelta(minutes=11))] == [digest_id]
+
+
+def test_a_transient_failure_stays_pending_with_backoff_and_a_permanent_one_fails(url):
+    store = Store(url)
+    soft_id, hard_id = seed(store, 2)
+    ledger = Ledger(store)
+    soft, hard = ledger.claim_batch(NOW)
+    retry_at = ledger.failed(soft, "451 try later", NOW, permanent=False)
+    assert RETRY_FIRST * 0.75 <= retry_at - NOW <= RETRY_FIRST * 1.25  # exponential, with jitter
+    assert ledger.failed(hard, "550 no such user", NOW, permanent=True) is None
+    row = ledger.get(soft_id)
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "451 try later")
+    assert ledger.claim_batch(NOW + timedelta(seconds=30)) == []  # not before its next try
+    [again] = ledger.claim_batch(NOW + timedelta(minutes=2))
+    assert again.id == soft_id
+    second = ledger.failed(again, "451 try later", NOW, permanent=False)
+    assert second - NOW >= RETRY_FIRST * 2 * 0.75  # the delay grows
+    assert ledger.get(hard_id).status == "failed"
+    counts = ledger.counts()["email"]
+    assert counts.failed == 1
+
+
+def test_permanent_failures_are_never_claimed_again_and_retry_failed_revives_them(url):
+    store = Store(url)
+    [digest_id] = seed(store, 1)
+    ledger = Ledger(store)
+    [row] = ledger.claim_batch(NOW)
+    ledger.failed(row, "channel_not_found", NOW, permanent=True)
+    assert ledger.claim_batch(NOW + timedelta(days=365)) == []
+    assert ledger.retry_now(NOW) == 0
+    assert ledger.retry_now(NOW, failed=True) == 1
+    assert [r.id for r in ledger.claim_batch(NOW)] == [digest_id]
+
+
+def test_too_many_transient_failures_become_failed(url):
+    store = Store(url)
+    [digest_id] = seed(store, 1)
+    ledger = Ledger(store)
+    when = NOW
+    for _ in range(MAX_ATTEMPTS):
+        [row] = ledger.claim_batch(when)
+        when = ledger.failed(row, "421 busy", when, permanent=False) or when
+    row = ledger.get(digest_id)
+    assert row.status == "failed" and "gave up after" in row.last_error
+
+
+def test_retry_makes_pending_due_now_and_sent_is_final(url):
+    store = Store(url)
+    first, second = seed(store, 2)
+    ledger = Ledger(store)
+    a, b = ledger.claim_batch(NOW)
+    ledger.sent(a.id, "<digest-1@x>", NOW)
+    ledger.failed(b, "451", NOW, permanent=False)
+    assert ledger.claim_batch(NOW) == []
+    assert ledger.retry_now(NOW) == 1
+    [again] = ledger.claim_batch(NOW)
+    assert again.id == second
+    sent = ledger.get(first)
+    assert (sent.status, sent.message_id, sent.attempts) == ("sent", "<digest-1@x>", 1)
+    counts = ledger.counts()["email"]
+    assert (counts.sent, counts.sending) == (1, 1) and counts.oldest_pending is not None
+
+
+def test_released_digests_are_not_penalised(url):
+    store = Store(url)
+    [digest_id] = seed(store, 1)
+    ledger = Ledger(store)
+    ledger.claim_batch(NOW)
+    ledger.release([digest_id], next_try=NOW + timedelta(seconds=1))
+    row = ledger.get(digest_id)
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert ledger.claim_batch(NOW) == [] and len(ledger.claim_batch(NOW + timedelta(seconds=1))) == 1

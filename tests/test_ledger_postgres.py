@@ -1,0 +1,95 @@
+"""The claim path on a real PostgreSQL (Debian's packages), started here on loopback in a temp dir.
+
+Skipped when the server binaries or psycopg are missing (`.ci/run` installs both). PostgreSQL is where
+`FOR UPDATE SKIP LOCKED` does the work that BEGIN IMMEDIATE does on SQLite.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from digestbot.ledger import Ledger
+from digestbot.store import Store
+from servers import free_port
+from test_ledger import NOW, seed
+
+pytest.importorskip("psycopg")
+
+
+def _binary(name: str) -> str | None:
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    folder = Path(tempfile.mkdtemp(prefix="digestbot-pg-"))  # not pytest's tmp: the server user must reach it
+    data, port = folder / "data", free_port()
+    as_user = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+                    f"-h 127.0.0.1 -p {port} -k {folder} -F", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def store(pg_url):
+    store = Store(pg_url)
+    from sqlmodel import SQLModel
+
+    SQLModel.metadata.drop_all(store.engine)
+    store.create_tables()
+    yield store
+    store.close()
+
+
+def test_concurrent_senders_on_postgresql_claim_each_digest_once(store, pg_url):
+    ids = seed(store, 60)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def sender() -> None:
+        ledger = Ledger(Store(pg_url))
+        while batch := ledger.claim_batch(NOW, limit=7):
+            with lock:
+                claimed.extend(row.id for row in batch)
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_lease_sent_and_failed_on_postgresql(store):
+    first, second = seed(store, 2)
+    ledger = Ledger(store, lease=timedelta(minutes=10))
+    assert [r.id for r in ledger.claim_batch(NOW)] == [first, second]
+    assert ledger.claim_batch(NOW + timedelta(minutes=5)) == []
+    ledger.sent(first, "<digest-1@x>", NOW)
+    [again] = ledger.claim_batch(NOW + timedelta(minutes=11))  # the other one's lease ran out
+    assert again.id == second
+    assert ledger.failed(again, "550 no such user", NOW, permanent=True) is None
+    ledger.close()
+    counts = ledger.counts()["email"]
+    assert (counts.sent, counts.failed, counts.pending) == (1, 1, 0)

@@ -1,0 +1,143 @@
+"""SmtpChannel against real aiosmtpd servers: one connection per batch, reconnects, TLS before AUTH,
+reply codes mapped to retry / permanent, and header injection stopped before the wire."""
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from email.headerregistry import Address
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from digestbot.channels import Envelope
+from digestbot.channels.email import SmtpChannel
+from digestbot.errors import DeliveryError
+from digestbot.models import Message
+from servers import SmtpServer, _SmtpHandler
+
+SENDER = Address(display_name="Paper Digest", addr_spec="digest@example.org")
+
+
+def envelope(target: str, n: int = 1) -> Envelope:
+    return Envelope(target=target, subscription="Sub", subscription_id="sub",
+                    message_id=f"<digest-{n}.sub@example.org>", list_id="Sub <sub.example.org>")
+
+
+MESSAGE = Message(subject="3 new papers for Sub", text="hello", html="<p>hello</p>")
+
+
+class CountingHandler(_SmtpHandler):
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list) -> list:
+        self.owner.ehlos += 1
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that defines the hook
+        return responses
+
+
+class Server(SmtpServer):
+    """SmtpServer that counts connections (EHLOs) and can speak TLS (implicit or STARTTLS)."""
+
+    def __init__(self, credentials=None, tls: ssl.SSLContext | None = None, implicit: bool = False):
+        super().__init__(credentials)
+        self.tls, self.implicit, self.ehlos = tls, implicit, 0
+
+    def start(self) -> "Server":
+        extra: dict[str, Any] = {}
+        if self.credentials is not None:
+            # aiosmtpd only counts STARTTLS as TLS; with implicit TLS the whole session is encrypted
+            extra = {"authenticator": self._authenticate, "auth_require_tls": self.tls is not None and not self.implicit}
+        if self.tls is not None:
+            extra |= {"ssl_context": self.tls} if self.implicit else {"tls_context": self.tls,
+                                                                       "require_starttls": True}
+        self._controller = Controller(CountingHandler(self), hostname=self.host, port=self.port, **extra)
+        self._controller.start()
+        return self
+
+
+@pytest.fixture
+def tls(tmp_path, monkeypatch) -> ssl.SSLContext:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts it through the default context
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_a_batch_uses_one_connection_and_reconnects_after_the_server_restarts():
+    with Server() as server:
+        with SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+            for i in range(5):
+                assert channel.send(MESSAGE, envelope(f"r{i}@example.org", i)) == f"<digest-{i}.sub@example.org>"
+            assert server.ehlos == 1
+            server.stop()
+            server.start()  # the old connection is gone
+            channel.send(MESSAGE, envelope("late@example.org", 9))
+        assert server.ehlos == 2
+        assert [r.rcpt_tos for r in server.received] == [[f"r{i}@example.org"] for i in range(5)] + [
+            ["late@example.org"]]
+
+
+def test_a_server_that_is_down_is_unreachable_not_permanent():
+    server = Server()  # never started
+    with pytest.raises(DeliveryError) as error, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        channel.send(MESSAGE, envelope("a@example.org"))
+    assert error.value.unreachable and not error.value.permanent and "is it running" in str(error.value)
+
+
+@pytest.mark.parametrize("reply, permanent", [("451 4.3.0 try later", False), ("554 5.7.1 rejected", True)])
+def test_data_replies_map_to_retry_or_permanent(reply, permanent):
+    with Server() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        server.fail_data = reply
+        with pytest.raises(DeliveryError) as error:
+            channel.send(MESSAGE, envelope("a@example.org"))
+        assert error.value.permanent is permanent and reply in str(error.value)
+        server.fail_data = None
+        channel.send(MESSAGE, envelope("b@example.org"))  # the connection is still usable
+        assert server.ehlos == 1 and len(server.received) == 1
+
+
+def test_starttls_happens_before_auth(tls):
+    with Server(credentials={"digest": "s3cret"}, tls=tls) as server:
+        with SmtpChannel(server.host, server.port, "starttls", SENDER, "digest", "s3cret") as channel:
+            channel.send(MESSAGE, envelope("a@example.org"))
+        assert server.logins == ["digest"] and len(server.received) == 1  # the server refuses AUTH without TLS
+
+
+def test_implicit_tls(tls):
+    with Server(credentials={"digest": "s3cret"}, tls=tls, implicit=True) as server:
+        with SmtpChannel(server.host, server.port, "ssl", SENDER, "digest", "s3cret") as channel:
+            channel.send(MESSAGE, envelope("a@example.org"))
+        assert server.logins == ["digest"] and len(server.received) == 1
+
+
+def test_starttls_missing_never_falls_back_to_a_plain_login():
+    with Server(credentials={"digest": "s3cret"}) as server:  # offers AUTH in the clear, no STARTTLS
+        with pytest.raises(DeliveryError) as error, \
+                SmtpChannel(server.host, server.port, "starttls", SENDER, "digest", "s3cret") as channel:
+            channel.send(MESSAGE, envelope("a@example.org"))
+        assert "STARTTLS" in str(error.value) and server.logins == [] and server.received == []
+
+
+def test_crlf_in_a_header_value_is_refused_before_connecting():
+    with Server() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        hostile = Message(subject="Papers\r\nBcc: victim@evil.example", text="x")
+        with pytest.raises(DeliveryError) as error:
+            channel.send(hostile, envelope("a@example.org"))
+        assert error.value.permanent and server.ehlos == 0 and server.received == []
+
+
+def test_each_recipient_gets_its_own_message_with_its_own_headers():
+    targets = ["a@example.org", "Ann Example <ann@example.org>", "b@example.org", "c@example.org"]
+    with Server() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        for n, target in enumerate(targets):
+            channel.send(MESSAGE, envelope(target, n))
+    assert [str(m["To"]) for m in server.messages] == targets
+    assert [m["Message-ID"] for m in server.messages] == [f"<digest-{n}.sub@example.org>" for n in range(4)]
+    assert all(len(m.get_all("To")) == 1 and m["Date"] for m in server.messages)
+    assert len({m.get_body(("html",)).get_content() for m in server.messages}) == 1
