@@ -169,18 +169,14 @@ class Index:
     def candidates(self, doc: Doc) -> set[int]:
         """Clause ids that may hold for `doc`: those whose anchor keys it has, and the unanchored."""
         keys = self.keys(doc)
-        found = set(self.always)
-        postings = self.postings
-        for first in postings.keys() & keys:  # C-level: iterates the smaller side
-            seconds = postings[first]
-            for second in seconds.keys() & keys:
-                found.update(seconds[second])
-        needles = self._needles
-        for first in needles.keys() & keys:
-            for (where, needle), clauses in needles[first]:
-                if needle in doc[where]:
-                    found.update(clauses)
-        return found
+        # Set intersections run in C and iterate the smaller side; comprehensions over their
+        # results are the only Python-level loops (one step per posting list the paper meets).
+        postings, needles = self.postings, self._needles
+        lists = [seconds[second] for seconds in map(postings.__getitem__, postings.keys() & keys)
+                 for second in seconds.keys() & keys]
+        lists += [clauses for first in needles.keys() & keys
+                  for (where, needle), clauses in needles[first] if needle in doc[where]]
+        return set(chain(self.always, chain.from_iterable(lists)))
 
 
 class _FirstLetters(dict):
