@@ -22,7 +22,7 @@ SET_OF = {"title": 0, "abstract": 4, "author": 2, "keyword": 3, "text": 4}  # a 
 
 
 def document(paper: Paper) -> tuple:
-    """Tokenise a paper once into the tuple layout the nodes and closures read (see query.py)."""
+    """Tokenise a paper once into the tuple layout the nodes and closures read (see nodes.py)."""
     title, abstract = tokenize(paper.title), tokenize(paper.abstract)
     authors = [tokenize(a) for a in paper.authors]
     keywords = [tokenize(k) for k in paper.ai_keywords]

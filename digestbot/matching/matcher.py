@@ -1,9 +1,11 @@
 """Match many interests against a batch of papers: compile, index, evaluate candidates, explain.
 
-Every distinct query (a subscription's own or a topic's) becomes one *clause*: its AST, a compiled
-closure (`compile.py`) and its anchors in the inverted index (`index.py`). Per paper, only the
-index's candidates are evaluated, and the hits of each clause that holds are collected once, however
-many interests share it. `match_naive` evaluates everything and must return the same result.
+Every distinct query (a subscription's own or a topic's) becomes one *clause*, indexed by its
+anchors in the inverted index (`index.py`); its closures (`compile.py`) are compiled from the query
+text when first needed, and its AST is not kept. Per paper, only the index's candidates are
+evaluated; the hits and score of each clause that holds are computed once and shared by every
+interest that has it as its only clause. `match_naive` evaluates everything, through the general
+per-interest path, and must return the same result.
 """
 from __future__ import annotations
 
