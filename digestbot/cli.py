@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate the config file").set_defaults(func=cmd_check)
     sub.add_parser("status", help="sources, papers and deliveries at a glance").set_defaults(func=cmd_status)
 
-    init = sub.add_parser("init", help="create the database (the only command that does)")
+    init = sub.add_parser("init", help="start a new, empty database on purpose (a first `run` creates one by itself)")
     init.add_argument("--force", action="store_true", help="move a damaged database file aside and start empty")
     init.set_defaults(func=cmd_init)
 
