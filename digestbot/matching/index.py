@@ -178,6 +178,34 @@ class Index:
                   for (where, needle), clauses in needles[first] if needle in doc[where]]
         return set(chain(self.always, chain.from_iterable(lists)))
 
+    def batch_candidates(self, keys: dict[str, int]) -> set[int]:
+        """Clause ids that may hold for a paper of a batch: `keys` maps each tagged key of the
+        batch to the bitset of its papers; a posting counts if one paper has both its keys."""
+        found = list(self.always)
+        postings, present = self.postings, keys.keys()
+        for first in postings.keys() & present:
+            papers, seconds = keys[first], postings[first]
+            found += [c for second in seconds.keys() & present if papers & keys[second]
+                      for c in seconds[second]]
+        found += [c for first in self._needles.keys() & present  # a substring test: evaluation's
+                  for _, clauses in self._needles[first] for c in clauses]
+        return set(found)
+
+
+def tagged_keys(words: dict[int, dict[str, int]], lengths: Iterable[int], everyone: int) -> dict[str, int]:
+    """Tagged set keys (as `Index.keys`) -> bitsets of papers, from word sets' posting bitsets."""
+    keys = dict(words[GROUP["text"]])
+    for where in (GROUP["title"], GROUP["author"], GROUP["keyword"]):
+        tag = _TAGS[where]
+        keys.update((tag + w, bits) for w, bits in words[where].items())
+    for n in lengths:  # first letters of text words, for prefixes
+        tag = _TAGS[FIRST]
+        for w, bits in words[GROUP["text"]].items():
+            key = tag + w[:n]
+            keys[key] = keys.get(key, 0) | bits
+    keys[_NONE] = everyone
+    return keys
+
 
 class _FirstLetters(dict):
     """word -> its tagged first-letter keys, remembered: slicing every word of every paper cost

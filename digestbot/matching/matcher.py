@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+from digestbot.matching.batch import Batch, BatchPred, compile_batch, positions
 from digestbot.matching.compile import Hits, Pred, compile_hits, compile_node, document, unique
 from digestbot.matching.index import Index, Rarity
 from digestbot.matching.nodes import Doc
@@ -46,6 +47,7 @@ class Matcher:
         self._index.freeze()
         self._sole, self._users = self._interests_by_clause()
         self._collectors: dict[tuple[int, str | None], Callable[[Doc], Hits]] = {}
+        self._batch_preds: dict[int, BatchPred] = {}  # compiled on first use, as _preds
 
     def _plan(self, interest: Interest) -> tuple[int | None, tuple[tuple[str, int], ...]]:
         self._names.append(interest.id)
@@ -92,31 +94,51 @@ class Matcher:
             pred = self._preds[c] = compile_node(parse_query(self._texts[c]))
         return pred
 
+    def _batch_pred(self, c: int) -> BatchPred:
+        pred = self._batch_preds.get(c)
+        if pred is None:
+            pred = self._batch_preds[c] = compile_batch(parse_query(self._texts[c]))
+        return pred
+
+    def holding(self, docs: Sequence[Doc]) -> list[list[int]]:
+        """Per paper, the clause ids that hold: each candidate clause is evaluated once over the
+        whole batch (bitsets of papers), not once per paper."""
+        batch = Batch(docs)
+        found: list[list[int]] = [[] for _ in docs]
+        preds = self._batch_preds
+        for c in batch.candidates(self._index):
+            bits = (preds.get(c) or self._batch_pred(c))(batch)
+            for i in positions(bits):
+                found[i].append(c)
+        return found
+
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""
         out: list[Match] = []
-        preds, sole, users = self._preds, self._sole, self._users
-        for paper in papers:
-            doc = document(paper)
-            holding = [c for c in self._index.candidates(doc) if (preds[c] or self._pred(c))(doc)]
-            if not holding:
-                continue
-            cache: dict[tuple[int, str | None], _Hits] = {}
-            bonus = _bonus(paper)
-            found: list[tuple[int, Match]] = []
-            for c in holding:  # a clause's hits and score serve all the interests it is alone in
-                if sole[c]:
-                    _, hits, score = self._hits(c, None, doc, cache)
-                    score = round(score + bonus, 6)
-                    found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
-            with_topics = sorted({n for c in holding for n in users[c]})
-            if with_topics:
-                rest: list[Match] = []
-                self._collect(paper, doc, with_topics, set(holding).__contains__, rest, cache)
-                found += zip(with_topics, rest)  # type: ignore[arg-type]  # one match each
-            found.sort(key=_first)
-            out += [m for _, m in found]
+        docs = [document(paper) for paper in papers]
+        for paper, doc, holding in zip(papers, docs, self.holding(docs)):
+            if holding:
+                out += self._matches(paper, doc, holding)
         return out
+
+    def _matches(self, paper: Paper, doc: Doc, holding: list[int]) -> list[Match]:
+        """The matches of one paper, given the clauses that hold for it, in interest order."""
+        sole, users = self._sole, self._users
+        cache: dict[tuple[int, str | None], _Hits] = {}
+        bonus = _bonus(paper)
+        found: list[tuple[int, Match]] = []
+        for c in holding:  # a clause's hits and score serve all the interests it is alone in
+            if sole[c]:
+                _, hits, score = self._hits(c, None, doc, cache)
+                score = round(score + bonus, 6)
+                found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
+        with_topics = sorted({n for c in holding for n in users[c]})
+        if with_topics:
+            rest: list[Match] = []
+            self._collect(paper, doc, with_topics, set(holding).__contains__, rest, cache)
+            found += zip(with_topics, rest)  # type: ignore[arg-type]  # one match each
+        found.sort(key=_first)
+        return [m for _, m in found]
 
     def match_naive(self, papers: Sequence[Paper]) -> list[Match]:
         """Every interest against every paper, no index: the reference `match` must agree with."""

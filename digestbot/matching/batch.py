@@ -1,0 +1,164 @@
+"""Query-at-a-time evaluation over a batch of papers: each clause runs once per batch, not per paper.
+
+A `Batch` holds, for each word set of the documents (title, author, keyword, text), posting lists
+word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once).
+`compile_batch(node)(batch)` is the bitset of the papers for which `node.evaluate(doc)` holds: set
+keys decide terms exactly; phrases, abstract-only words and abstract prefixes take their words'
+postings as candidates and confirm each candidate paper with the per-paper closure (a substring
+test). The index (`Index.batch_candidates`) skips clauses whose anchors no paper of the batch has.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Callable, Iterator, Sequence
+
+from digestbot.matching.compile import SET_OF, Pred, compile_node
+from digestbot.matching.index import Index, tagged_keys
+from digestbot.matching.nodes import (
+    COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
+)
+
+BatchPred = Callable[["Batch"], int]  # the bitset of the papers for which a clause holds
+_WORD_SETS = (GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"])
+
+
+class Batch:
+    """The papers' documents as posting bitsets, with the look-ups compiled clauses need."""
+
+    def __init__(self, docs: Sequence[Doc]):
+        self.docs = docs
+        self.all = (1 << len(docs)) - 1
+        self.words: dict[int, dict[str, int]] = {g: {} for g in _WORD_SETS}
+        for g, postings in self.words.items():
+            get = postings.get
+            for i, doc in enumerate(docs):
+                bit = 1 << i
+                for w in doc[g]:  # the set's words, each once per paper
+                    postings[w] = get(w, 0) | bit
+        self._sorted: dict[int, list[str]] = {}
+        self._prefixed: dict[tuple[int, str], int] = {}
+        self._upvotes: dict[tuple[str, int], int] = {}
+
+    def all_of(self, g: int, words: Sequence[str]) -> int:
+        """Papers whose word set `g` has every one of `words`."""
+        postings = self.words[g]
+        bits = self.all
+        for w in words:
+            bits &= postings.get(w, 0)
+            if not bits:
+                break
+        return bits
+
+    def prefixed(self, g: int, stem: str) -> int:
+        """Papers with a word starting with `stem` in word set `g` (remembered per batch)."""
+        key = (g, stem)
+        if key not in self._prefixed:
+            if g not in self._sorted:
+                self._sorted[g] = sorted(self.words[g])
+            vocab, postings, bits = self._sorted[g], self.words[g], 0
+            for k in range(bisect_left(vocab, stem), len(vocab)):
+                if not vocab[k].startswith(stem):
+                    break
+                bits |= postings[vocab[k]]
+            self._prefixed[key] = bits
+        return self._prefixed[key]
+
+    def upvotes(self, op: str, value: int) -> int:
+        key = (op, value)
+        if key not in self._upvotes:
+            cmp = COMPARE[op]
+            self._upvotes[key] = sum(1 << i for i, d in enumerate(self.docs) if cmp(d[UPVOTES], value))
+        return self._upvotes[key]
+
+    def confirm(self, bits: int, pred: Pred) -> int:
+        """The papers of `bits` for which the per-paper `pred` holds."""
+        docs = self.docs
+        return sum(1 << i for i in positions(bits) if pred(docs[i]))
+
+    def keys(self, lengths: Sequence[int]) -> dict[str, int]:
+        """Tagged index keys (as `Index.keys`) -> the papers having them."""
+        return tagged_keys(self.words, lengths, self.all)
+
+    def candidates(self, index: Index) -> set[int]:
+        """Clause ids that may hold for some paper of the batch."""
+        return index.batch_candidates(self.keys(index.lengths))
+
+
+def positions(bits: int) -> Iterator[int]:
+    """The positions of the set bits, highest first."""
+    while bits:
+        i = bits.bit_length() - 1
+        yield i
+        bits ^= 1 << i
+
+
+def compile_batch(node: Node | None) -> BatchPred:
+    """A function of a Batch equivalent to `node.evaluate` on each of its documents."""
+    kind = type(node)
+    if node is None:
+        return lambda b: b.all
+    if kind is Term or kind is Phrase or kind is Prefix:
+        return _leaf(node)  # type: ignore[arg-type]
+    if kind is Upvotes:
+        op, value = node.op, node.value  # type: ignore[union-attr]
+        return lambda b: b.upvotes(op, value)
+    if kind is Not:
+        inner = compile_batch(node.child)  # type: ignore[union-attr]
+        return lambda b: b.all & ~inner(b)
+    if kind is Or:
+        parts = [compile_batch(c) for c in node.children]  # type: ignore[union-attr]
+        return lambda b: _any(parts, b)
+    return _and(node)  # type: ignore[arg-type]
+
+
+def _any(parts: list[BatchPred], b: Batch) -> int:
+    bits = 0
+    for part in parts:
+        bits |= part(b)
+    return bits
+
+
+def _and(node: And) -> BatchPred:
+    """AND: set-decided children first, NOT children as AND-NOT, stop once no paper is left."""
+    plain = [c for c in node.children if type(c) is not Not]
+    plain.sort(key=lambda c: 0 if type(c) is Term and c.group != "abstract" else 1)
+    keep = [compile_batch(c) for c in plain]
+    drop = [compile_batch(c.child) for c in node.children if type(c) is Not]  # type: ignore[union-attr]
+
+    def evaluate(b: Batch) -> int:
+        bits = b.all
+        for part in keep:
+            bits &= part(b)
+            if not bits:
+                return 0
+        for part in drop:
+            bits &= ~part(b)
+            if not bits:
+                return 0
+        return bits
+    return evaluate
+
+
+def _abstract_word(b: Batch, text: int, title: int, pred: Pred) -> int:
+    return (text & ~title) | b.confirm(text & title, pred) if text & title else text
+
+
+def _leaf(node: Term | Phrase | Prefix) -> BatchPred:
+    """Word sets decide a term or prefix exactly, except in the abstract, which has no word set
+    (text = title + abstract): there, and for phrases, candidates are confirmed per paper."""
+    s = SET_OF[node.group]
+    if type(node) is Term and node.group != "abstract":
+        word = node.word
+        return lambda b: b.words[s].get(word, 0)
+    if type(node) is Prefix and node.group != "abstract":
+        stem = node.stem
+        return lambda b: b.prefixed(s, stem)
+    pred = compile_node(node)
+    if type(node) is Term:  # not in the title: in the abstract; in both: the abstract must say so
+        word, title = node.word, GROUP["title"]
+        return lambda b: _abstract_word(b, b.words[s].get(word, 0), b.words[title].get(word, 0), pred)
+    if type(node) is Prefix:
+        stem = node.stem
+        return lambda b: b.confirm(b.prefixed(s, stem), pred)
+    words = node.words if type(node) is Phrase else (node.word,)  # type: ignore[union-attr]
+    return lambda b: b.confirm(b.all_of(s, words), pred)
