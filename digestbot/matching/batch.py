@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Callable, Iterator, Sequence
 
-from digestbot.matching.compile import SET_OF, Pred, compile_node
+from digestbot.matching.compile import SET_OF, Key, needle_key
 from digestbot.matching.index import Index, tagged_keys
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
@@ -38,6 +38,7 @@ class Batch:
         self._sorted: dict[int, list[str]] = {}
         self._prefixed: dict[tuple[int, str], int] = {}
         self._upvotes: dict[tuple[str, int], int] = {}
+        self._texts: dict[int, list[str]] = {}  # where -> each document's string there
 
     def all_of(self, g: int, words: Sequence[str]) -> int:
         """Papers whose word set `g` has every one of `words`."""
@@ -70,10 +71,19 @@ class Batch:
             self._upvotes[key] = sum(1 << i for i, d in enumerate(self.docs) if cmp(d[UPVOTES], value))
         return self._upvotes[key]
 
-    def confirm(self, bits: int, pred: Pred) -> int:
-        """The papers of `bits` for which the per-paper `pred` holds."""
-        docs = self.docs
-        return sum(1 << i for i in positions(bits) if pred(docs[i]))
+    def confirm(self, bits: int, where: int, needle: str) -> int:
+        """The papers of `bits` whose document has `needle` in its string at `where`."""
+        texts = self._texts.get(where)
+        if texts is None:
+            texts = self._texts[where] = [doc[where] for doc in self.docs]
+        found = 0
+        while bits:  # as `positions`, inline: this loop runs for every phrase candidate
+            i = bits.bit_length() - 1
+            bit = 1 << i
+            if needle in texts[i]:
+                found |= bit
+            bits ^= bit
+        return found
 
     def keys(self, lengths: Sequence[int]) -> dict[str, int]:
         """Tagged index keys (as `Index.keys`) -> the papers having them."""
@@ -139,13 +149,14 @@ def _and(node: And) -> BatchPred:
     return evaluate
 
 
-def _abstract_word(b: Batch, text: int, title: int, pred: Pred) -> int:
-    return (text & ~title) | b.confirm(text & title, pred) if text & title else text
+def _abstract_word(b: Batch, text: int, title: int, key: Key) -> int:
+    return (text & ~title) | b.confirm(text & title, *key) if text & title else text
 
 
 def _leaf(node: Term | Phrase | Prefix) -> BatchPred:
     """Word sets decide a term or prefix exactly, except in the abstract, which has no word set
-    (text = title + abstract): there, and for phrases, candidates are confirmed per paper."""
+    (text = title + abstract): there, and for phrases, candidates are confirmed by the substring
+    test of the per-paper closures (`needle_key`)."""
     s = SET_OF[node.group]
     if type(node) is Term and node.group != "abstract":
         word = node.word
@@ -153,12 +164,12 @@ def _leaf(node: Term | Phrase | Prefix) -> BatchPred:
     if type(node) is Prefix and node.group != "abstract":
         stem = node.stem
         return lambda b: b.prefixed(s, stem)
-    pred = compile_node(node)
+    key = needle_key(node)
     if type(node) is Term:  # not in the title: in the abstract; in both: the abstract must say so
         word, title = node.word, GROUP["title"]
-        return lambda b: _abstract_word(b, b.words[s].get(word, 0), b.words[title].get(word, 0), pred)
+        return lambda b: _abstract_word(b, b.words[s].get(word, 0), b.words[title].get(word, 0), key)
     if type(node) is Prefix:
         stem = node.stem
-        return lambda b: b.confirm(b.prefixed(s, stem), pred)
-    words = node.words if type(node) is Phrase else (node.word,)  # type: ignore[union-attr]
-    return lambda b: b.confirm(b.all_of(s, words), pred)
+        return lambda b: b.confirm(b.prefixed(s, stem), *key)
+    words = node.words  # type: ignore[union-attr]
+    return lambda b: b.confirm(b.all_of(s, words), *key)
