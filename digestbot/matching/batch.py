@@ -18,7 +18,7 @@ from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
 )
 
-BatchPred = Callable[["Batch"], int]  # the bitset of the papers for which a clause holds
+BatchPred = Callable[["Batch", int], int]  # (batch, papers) -> those papers for which it holds
 _WORD_SETS = (GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"])
 
 
@@ -40,15 +40,14 @@ class Batch:
         self._upvotes: dict[tuple[str, int], int] = {}
         self._texts: dict[int, list[str]] = {}  # where -> each document's string there
 
-    def all_of(self, g: int, words: Sequence[str]) -> int:
-        """Papers whose word set `g` has every one of `words`."""
+    def all_of(self, g: int, words: Sequence[str], within: int) -> int:
+        """The papers of `within` whose word set `g` has every one of `words`."""
         postings = self.words[g]
-        bits = self.all
         for w in words:
-            bits &= postings.get(w, 0)
-            if not bits:
+            within &= postings.get(w, 0)
+            if not within:
                 break
-        return bits
+        return within
 
     def prefixed(self, g: int, stem: str) -> int:
         """Papers with a word starting with `stem` in word set `g` (remembered per batch)."""
@@ -103,50 +102,57 @@ def positions(bits: int) -> Iterator[int]:
 
 
 def compile_batch(node: Node | None) -> BatchPred:
-    """A function of a Batch equivalent to `node.evaluate` on each of its documents."""
+    """A function of (batch, papers) equivalent to `node.evaluate` on each of those papers: the
+    bitset of the papers of `within` for which `node` holds. An AND passes each child only the
+    papers its earlier children left, so a phrase confirms few candidates."""
     kind = type(node)
     if node is None:
-        return lambda b: b.all
+        return lambda b, within: within
     if kind is Term or kind is Phrase or kind is Prefix:
         return _leaf(node)  # type: ignore[arg-type]
     if kind is Upvotes:
         op, value = node.op, node.value  # type: ignore[union-attr]
-        return lambda b: b.upvotes(op, value)
+        return lambda b, within: within & b.upvotes(op, value)
     if kind is Not:
         inner = compile_batch(node.child)  # type: ignore[union-attr]
-        return lambda b: b.all & ~inner(b)
+        return lambda b, within: within & ~inner(b, within)
     if kind is Or:
         parts = [compile_batch(c) for c in node.children]  # type: ignore[union-attr]
-        return lambda b: _any(parts, b)
+        return lambda b, within: _any(parts, b, within)
     return _and(node)  # type: ignore[arg-type]
 
 
-def _any(parts: list[BatchPred], b: Batch) -> int:
+def _any(parts: list[BatchPred], b: Batch, within: int) -> int:
     bits = 0
     for part in parts:
-        bits |= part(b)
+        bits |= part(b, within)
     return bits
 
 
 def _and(node: And) -> BatchPred:
-    """AND: set-decided children first, NOT children as AND-NOT, stop once no paper is left."""
-    plain = [c for c in node.children if type(c) is not Not]
-    plain.sort(key=lambda c: 0 if type(c) is Term and c.group != "abstract" else 1)
-    keep = [compile_batch(c) for c in plain]
-    drop = [compile_batch(c.child) for c in node.children if type(c) is Not]  # type: ignore[union-attr]
+    """AND: plain terms of one word set first, in one call; then the rest, NOTs last; stop once
+    no paper is left."""
+    words: dict[int, list[str]] = {}
+    rest: list[Node] = []
+    for child in node.children:
+        if type(child) is Term and child.group != "abstract":
+            words.setdefault(SET_OF[child.group], []).append(child.word)
+        else:
+            rest.append(child)
+    rest.sort(key=lambda c: type(c) is Not)
+    parts = [_all_of(s, tuple(ws)) for s, ws in words.items()] + [compile_batch(c) for c in rest]
 
-    def evaluate(b: Batch) -> int:
-        bits = b.all
-        for part in keep:
-            bits &= part(b)
-            if not bits:
+    def evaluate(b: Batch, within: int) -> int:
+        for part in parts:
+            within = part(b, within)
+            if not within:
                 return 0
-        for part in drop:
-            bits &= ~part(b)
-            if not bits:
-                return 0
-        return bits
+        return within
     return evaluate
+
+
+def _all_of(s: int, words: tuple[str, ...]) -> BatchPred:
+    return lambda b, within: b.all_of(s, words, within)
 
 
 def _abstract_word(b: Batch, text: int, title: int, key: Key) -> int:
@@ -160,16 +166,17 @@ def _leaf(node: Term | Phrase | Prefix) -> BatchPred:
     s = SET_OF[node.group]
     if type(node) is Term and node.group != "abstract":
         word = node.word
-        return lambda b: b.words[s].get(word, 0)
+        return lambda b, within: within & b.words[s].get(word, 0)
     if type(node) is Prefix and node.group != "abstract":
         stem = node.stem
-        return lambda b: b.prefixed(s, stem)
+        return lambda b, within: within & b.prefixed(s, stem)
     key = needle_key(node)
     if type(node) is Term:  # not in the title: in the abstract; in both: the abstract must say so
         word, title = node.word, GROUP["title"]
-        return lambda b: _abstract_word(b, b.words[s].get(word, 0), b.words[title].get(word, 0), key)
+        return lambda b, within: _abstract_word(
+            b, within & b.words[s].get(word, 0), b.words[title].get(word, 0), key)
     if type(node) is Prefix:
         stem = node.stem
-        return lambda b: b.confirm(b.prefixed(s, stem), *key)
+        return lambda b, within: b.confirm(within & b.prefixed(s, stem), *key)
     words = node.words  # type: ignore[union-attr]
-    return lambda b: b.confirm(b.all_of(s, words), *key)
+    return lambda b, within: b.confirm(b.all_of(s, words, within), *key)

@@ -183,10 +183,11 @@ class Index:
         batch to the bitset of its papers; a posting counts if one paper has both its keys."""
         found = list(self.always)
         postings, present = self.postings, keys.keys()
-        for first in postings.keys() & present:
-            papers, seconds = keys[first], postings[first]
-            found += [c for second in seconds.keys() & present if papers & keys[second]
-                      for c in seconds[second]]
+        get = keys.get
+        for first in postings.keys() & present:  # a batch has nearly all seconds: no set op
+            papers = keys[first]
+            found += [c for second, clauses in postings[first].items() if papers & get(second, 0)
+                      for c in clauses]
         found += [c for first in self._needles.keys() & present  # a substring test: evaluation's
                   for _, clauses in self._needles[first] for c in clauses]
         return set(found)

@@ -107,7 +107,7 @@ class Matcher:
         found: list[list[int]] = [[] for _ in docs]
         preds = self._batch_preds
         for c in batch.candidates(self._index):
-            bits = (preds.get(c) or self._batch_pred(c))(batch)
+            bits = (preds.get(c) or self._batch_pred(c))(batch, batch.all)
             for i in positions(bits):
                 found[i].append(c)
         return found
