@@ -25,9 +25,18 @@ VISION = Paper(title="Vision transformers at scale", abstract="Images.", arxiv_i
 PAPERS = [SURVEY, SPEC, VISION]
 
 
+def both_paths(matcher: Matcher, papers) -> list:
+    """`match` with batch (bitset) evaluation and with paper-at-a-time evaluation: equal."""
+    matcher.batch_min = 1
+    batched = matcher.match(papers)
+    matcher.batch_min = 10**9
+    assert matcher.match(papers) == batched
+    return batched
+
+
 def run(*interests: Interest, papers=PAPERS):
     matcher = Matcher(interests)
-    result = matcher.match(papers)
+    result = both_paths(matcher, papers)
     assert result == matcher.match_naive(papers)
     return result
 
@@ -198,10 +207,13 @@ interest = st.builds(
        st.lists(paper, max_size=3))
 def test_indexed_match_equals_naive_loop(interests, papers, sample):
     matcher = Matcher(interests, sample)  # a sample changes the anchors, never the result
-    fast, naive = matcher.match(papers), matcher.match_naive(papers)
-    assert [(m.subscription, m.paper.key, m.hits, m.score) for m in fast] == \
-        [(m.subscription, m.paper.key, m.hits, m.score) for m in naive]
-    assert fast == naive
+    naive = matcher.match_naive(papers)
+    for batch_min in (1, 10**9):  # evaluated over the batch (bitsets), and paper at a time
+        matcher.batch_min = batch_min
+        fast = matcher.match(papers)
+        assert [(m.subscription, m.paper.key, m.hits, m.score) for m in fast] == \
+            [(m.subscription, m.paper.key, m.hits, m.score) for m in naive]
+        assert fast == naive
 
 
 @settings(max_examples=200, deadline=None)

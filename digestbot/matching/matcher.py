@@ -19,6 +19,7 @@ from digestbot.matching.nodes import Doc
 from digestbot.matching.query import parse_query
 from digestbot.models import Hit, Match, Paper
 
+BATCH_MIN = 250  # papers from which evaluating clauses over the batch is faster (benchmarked)
 _Hits = tuple[Hits, tuple[Hit, ...], float]  # (hit, weight)s, hits, their sum
 
 
@@ -35,6 +36,8 @@ class Matcher:
     `sample`: papers like the ones to be matched (recent ones, say). Their word frequencies pick
     rarer anchors, which makes matching faster; the result never depends on them.
     """
+
+    batch_min = BATCH_MIN  # tests set it to 1 or huge to hold either path to the naive loop
 
     def __init__(self, interests: Iterable[Interest], sample: Iterable[Paper] = ()):
         self._index = Index(Rarity(sample))
@@ -101,16 +104,22 @@ class Matcher:
         return pred
 
     def holding(self, docs: Sequence[Doc]) -> list[list[int]]:
-        """Per paper, the clause ids that hold: each candidate clause is evaluated once over the
-        whole batch (bitsets of papers), not once per paper."""
+        """Per paper, the clause ids that hold. A large batch evaluates each candidate clause once
+        over all its papers (bitsets, `batch.py`): candidates are shared by many papers there. In
+        a small one they rarely are, and a clause costs less on one paper than on a bitset."""
+        if len(docs) < self.batch_min:
+            return [self._holding_one(doc) for doc in docs]
         batch = Batch(docs)
         found: list[list[int]] = [[] for _ in docs]
         preds = self._batch_preds
         for c in batch.candidates(self._index):
-            bits = (preds.get(c) or self._batch_pred(c))(batch, batch.all)
-            for i in positions(bits):
+            for i in positions((preds.get(c) or self._batch_pred(c))(batch, batch.all)):
                 found[i].append(c)
         return found
+
+    def _holding_one(self, doc: Doc) -> list[int]:
+        preds = self._preds
+        return [c for c in self._index.candidates(doc) if (preds[c] or self._pred(c))(doc)]
 
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""
