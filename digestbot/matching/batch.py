@@ -2,10 +2,12 @@
 
 A `Batch` holds, for each word set of the documents (title, author, keyword, text), posting lists
 word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once).
-`compile_batch(node)(batch)` is the bitset of the papers for which `node.evaluate(doc)` holds: set
-keys decide terms exactly; phrases, abstract-only words and abstract prefixes take their words'
-postings as candidates and confirm each candidate paper with the per-paper closure (a substring
-test). The index (`Index.batch_candidates`) skips clauses whose anchors no paper of the batch has.
+`compile_batch(node)(batch, within)` is the bitset of the papers of `within` for which
+`node.evaluate(doc)` holds: word sets decide terms and prefixes exactly; phrases, abstract-only
+words and abstract prefixes take their words' postings as candidates and confirm each one with the
+per-paper substring test (`needle_key`). The index (`Index.batch_candidates`) skips clauses none
+of whose anchors one paper of the batch has. Worth it when many papers share candidate clauses:
+`Matcher` uses it from `BATCH_MIN` papers.
 """
 from __future__ import annotations
 
