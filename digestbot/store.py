@@ -17,7 +17,7 @@ from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from sqlalchemy import event, func, inspect, or_, update
+from sqlalchemy import bindparam, event, func, inspect, or_, select as sa_select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, OperationalError
@@ -108,6 +108,10 @@ class DigestRow(SQLModel, table=True):
     message_id: str | None = None
     created: datetime
     sent_at: datetime | None = None
+
+
+_DIGEST_PAPERS = (sa_select(DeliveryRow.digest_id, DeliveryRow.paper_id)
+                  .where(DeliveryRow.digest_id.in_(bindparam("ids", expanding=True))))
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -276,6 +280,26 @@ class Store:
                           .where(DeliveryRow.digest_id == digest_id)).all()
         return [Match(m.subscription, paper_from_row(p), m.score,
                       tuple(Hit(*h) for h in json.loads(m.hits))) for p, m, _ in rows]
+
+    def digest_papers(self, digest_ids: list[int]) -> dict[int, tuple[int, ...]]:
+        """Digest id -> the sorted ids of its papers, for a whole claimed batch in one light query
+        (the send pass loads the matches themselves once per distinct set, see sendpass.py)."""
+        found: dict[int, list[int]] = {d: [] for d in digest_ids}
+        with self.read() as s:
+            conn = s.connection()
+            for start in range(0, len(digest_ids), CHUNK):
+                chunk = digest_ids[start:start + CHUNK]
+                for digest_id, paper_id in conn.execute(_DIGEST_PAPERS, {"ids": chunk}):
+                    found[digest_id].append(paper_id)
+        return {d: tuple(sorted(papers)) for d, papers in found.items()}
+
+    def matches_of(self, subscription: str, paper_ids: tuple[int, ...]) -> list[Match]:
+        """The subscription's matches of these papers (the content of a digest, whoever gets it)."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow, MatchRow).join(MatchRow, MatchRow.paper_id == PaperRow.id)
+                          .where(MatchRow.subscription == subscription, PaperRow.id.in_(paper_ids))).all()
+        return [Match(m.subscription, paper_from_row(p), m.score,
+                      tuple(Hit(*h) for h in json.loads(m.hits))) for p, m in rows]
 
     def pending_matches(self, subscription: str) -> list[Match]:
         """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""

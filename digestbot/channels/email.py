@@ -4,15 +4,18 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections import OrderedDict
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
+from .. import mailwire
 from ..errors import DeliveryError
 from ..models import Message
 from . import Channel, Envelope
 
 log = logging.getLogger(__name__)
+SHARED_PARTS = 16  # serialised bodies kept: the send pass sends one subscription's rows together
 
 
 def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailMessage:
@@ -56,6 +59,7 @@ class SmtpChannel(Channel):
         self.host, self.port, self.security, self.sender = host, port, security, sender
         self.username, self.password, self.timeout = username, password, timeout
         self._smtp: smtplib.SMTP | None = None
+        self._shared_parts: OrderedDict[tuple[int, str], tuple[Message, bytes]] = OrderedDict()
 
     @property
     def where(self) -> str:
@@ -132,11 +136,25 @@ class SmtpChannel(Channel):
 
     def _wire(self, message: Message, envelope: Envelope, to: str) -> bytes | EmailMessage:
         """The bytes to send; an EmailMessage when an address is not ASCII (smtplib then negotiates
-        SMTPUTF8). Built once, before connecting: a bad header never reaches the server."""
-        mail = build_email(message, envelope, self.sender)
+        SMTPUTF8). Built before connecting: a bad header never reaches the server.
+
+        The recipient's header lines are built per send; the rest (content headers and MIME body) is
+        serialised once per rendered message and list, and reused (see mailwire.py)."""
         if not (to + self.sender.addr_spec).isascii():
-            return mail
-        return mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
+            return build_email(message, envelope, self.sender)
+        return mailwire.recipient_headers(envelope, mailwire.date_value()) + self._shared(message, envelope)
+
+    def _shared(self, message: Message, envelope: Envelope) -> bytes:
+        key = (id(message), envelope.list_id)
+        cached = self._shared_parts.get(key)
+        if cached is not None and cached[0] is message:  # identity, not just id(): ids are reused
+            self._shared_parts.move_to_end(key)
+            return cached[1]
+        part = mailwire.shared_part(message, envelope.list_id, self.sender)
+        self._shared_parts[key] = (message, part)  # holding the message keeps its id() unique
+        if len(self._shared_parts) > SHARED_PARTS:
+            self._shared_parts.popitem(last=False)
+        return part
 
     def close(self) -> None:
         if self._smtp is not None:
