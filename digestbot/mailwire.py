@@ -30,30 +30,35 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PLAIN = re.compile(r"[\x20-\x7e]*")
 
 
-def header_line(name: str, value: str) -> bytes:
+def header_line(name: str, value: str | Address) -> bytes:
     """One header field, CRLF-terminated; folded and RFC 2047-encoded by the email package when needed."""
-    if _CONTROL.search(value):
-        raise ValueError(f"header {name} may not contain CR, LF or other control characters: {value!r}")
-    line = f"{name}: {value}"
-    if len(line) <= MAX_LINE and _PLAIN.fullmatch(value) and "=?" not in value:
+    text = str(value)
+    if _CONTROL.search(text):
+        raise ValueError(f"header {name} may not contain CR, LF or other control characters: {text!r}")
+    line = f"{name}: {text}"
+    if isinstance(value, str) and len(line) <= MAX_LINE and _PLAIN.fullmatch(text) and "=?" not in text:
         return line.encode("ascii") + b"\r\n"
-    folded = SMTP.fold_binary(name, value)
+    # As EmailMessage does it: a header object of the registry (an Address stays an object, so its
+    # display name is quoted or encoded, never re-parsed), folded by the SMTP policy.
+    folded = SMTP.header_factory(name, value).fold(policy=SMTP).encode("ascii")
     # Belt and braces: every line break the folding made must be a continuation (CRLF + space).
     if folded.count(b"\r\n") != folded.count(b"\r\n ") + folded.count(b"\r\n\t") + 1:
-        raise ValueError(f"header {name} would not fold into one field: {value!r}")
+        raise ValueError(f"header {name} would not fold into one field: {text!r}")
     return folded
 
 
-def to_value(target: str) -> str:
+def to_line(target: str) -> bytes:
     """The To field of `target` ("Name <addr>" or "addr"); Address() refuses a malformed addr-spec."""
     name, addr = parseaddr(target)
     address = Address(display_name=name, addr_spec=addr)
-    return formataddr((name, addr)) if name.isascii() else str(address)
+    if name.isascii() and "=?" not in name:
+        return header_line("To", formataddr((name, addr)))  # quotes a name with specials, as Address does
+    return header_line("To", address)
 
 
 def recipient_headers(envelope: Envelope, date: str) -> bytes:
     """The lines that differ per recipient (nothing here may come from another recipient's row)."""
-    lines = [header_line("To", to_value(envelope.target)), header_line("Date", date),
+    lines = [to_line(envelope.target), header_line("Date", date),
              header_line("Message-ID", envelope.message_id)]
     if envelope.unsubscribe:
         lines.append(header_line("List-Unsubscribe", ", ".join(f"<{url}>" for url in envelope.unsubscribe)))
