@@ -28,6 +28,8 @@ SMTP = policy.SMTP  # policy.default with CRLF line endings, as smtplib sends th
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD be no more than 78 characters
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PLAIN = re.compile(r"[\x20-\x7e]*")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_BARE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")  # RFC 5322 dot-atom @ domain
 
 
 def header_line(name: str, value: str | Address) -> bytes:
@@ -47,8 +49,15 @@ def header_line(name: str, value: str | Address) -> bytes:
     return folded
 
 
+def is_bare(target: str) -> bool:
+    """A plain dot-atom address ("ann@example.org"): nothing to parse, quote, encode or fold."""
+    return _BARE.fullmatch(target) is not None and "=?" not in target and len(target) <= MAX_LINE - 4
+
+
 def to_line(target: str) -> bytes:
     """The To field of `target` ("Name <addr>" or "addr"); Address() refuses a malformed addr-spec."""
+    if is_bare(target):
+        return f"To: {target}\r\n".encode("ascii")
     name, addr = parseaddr(target)
     address = Address(display_name=name, addr_spec=addr)
     if name.isascii() and "=?" not in name:

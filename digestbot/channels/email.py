@@ -101,7 +101,7 @@ class SmtpChannel(Channel):
         smtp.login(self.username, self.password or "")  # only now: never AUTH before TLS
 
     def send(self, message: Message, envelope: Envelope) -> str:
-        to = parseaddr(envelope.target)[1]
+        to = envelope.target if mailwire.is_bare(envelope.target) else parseaddr(envelope.target)[1]
         try:
             data = self._wire(message, envelope, to)
         except (ValueError, TypeError) as exc:  # CR/LF or similar in a header value: never on the wire
