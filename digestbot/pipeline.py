@@ -180,7 +180,9 @@ def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionCon
               contents: Contents, now: datetime, result: SendResult) -> None:
     try:
         content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
-        sent_id = channels.get(row.channel).send(content.message, envelope(ctx.config, row, sub))
+        # The previous digest's `sent` commit runs during this exchange (ledger.sent_soon).
+        sent_id = channels.get(row.channel).send_after(content.message, envelope(ctx.config, row, sub),
+                                                       settle=ledger.settle)
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
@@ -197,7 +199,7 @@ def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionCon
         _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
         return
     _fault_injection_kill_after_send()
-    ledger.sent(row.id, sent_id, now)
+    ledger.sent_soon(row.id, sent_id, now)
     log.info("sent %r (%d papers) to %s by %s as %s", sub.name, content.papers, row.target, row.channel, sent_id)
     result.sent.append((sub.name, row.channel, row.target, content.papers))
 

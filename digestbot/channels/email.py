@@ -8,6 +8,7 @@ from collections import OrderedDict
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from typing import Callable
 
 from .. import mailwire
 from ..errors import DeliveryError
@@ -101,6 +102,11 @@ class SmtpChannel(Channel):
         smtp.login(self.username, self.password or "")  # only now: never AUTH before TLS
 
     def send(self, message: Message, envelope: Envelope) -> str:
+        return self.send_after(message, envelope, settle=_nothing)
+
+    def send_after(self, message: Message, envelope: Envelope, settle: Callable[[], None]) -> str:
+        """Send; `settle` runs while the MAIL command is with the server, and always before the
+        message is handed over (the send pass commits the previous digest there, see ledger.py)."""
         to = envelope.target if mailwire.is_bare(envelope.target) else parseaddr(envelope.target)[1]
         try:
             data = self._wire(message, envelope, to)
@@ -111,9 +117,10 @@ class SmtpChannel(Channel):
                 self._smtp = self._connect()
             try:
                 if isinstance(data, EmailMessage):  # non-ASCII addresses: smtplib negotiates SMTPUTF8
+                    settle()
                     self._smtp.send_message(data, from_addr=self.sender.addr_spec, to_addrs=[to])
                 else:
-                    self._smtp.sendmail(self.sender.addr_spec, [to], data)
+                    _transaction(self._smtp, self.sender.addr_spec, to, data, settle)
                 log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
                 return envelope.message_id
             except smtplib.SMTPServerDisconnected:
@@ -166,6 +173,44 @@ class SmtpChannel(Channel):
 
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _nothing() -> None:
+    pass
+
+
+def _transaction(smtp: smtplib.SMTP, sender: str, to: str, data: bytes, settle: Callable[[], None]) -> None:
+    """smtplib's sendmail for one recipient (same replies, same exceptions), except that `settle()`
+    runs between sending MAIL and reading its reply: local work overlapping the server's."""
+    smtp.ehlo_or_helo_if_needed()
+    size = f" size={len(data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
+    smtp.putcmd("mail", f"FROM:{smtplib.quoteaddr(sender)}{size}")
+    try:
+        settle()
+    except BaseException:
+        _reset(smtp, read_reply=True)  # leave the session clean: nothing was handed over
+        raise
+    code, reply = smtp.getreply()
+    if code != 250:
+        smtp.close() if code == 421 else _reset(smtp)
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = smtp.rcpt(to)
+    if code not in (250, 251):
+        smtp.close() if code == 421 else _reset(smtp)
+        raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
+    code, reply = smtp.data(data)
+    if code != 250:
+        smtp.close() if code == 421 else _reset(smtp)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _reset(smtp: smtplib.SMTP, *, read_reply: bool = False) -> None:
+    try:
+        if read_reply:
+            smtp.getreply()  # the MAIL reply still on its way
+        smtp.rset()
+    except (OSError, smtplib.SMTPException):
+        pass  # a dead connection is found (and reopened) by the next send
 def _text(reply: bytes | str) -> str:
     return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 
