@@ -166,3 +166,16 @@ def test_sent_on_the_driver_cursor_writes_what_the_orm_writes_and_reports_a_busy
     with pytest.raises(StoreError, match="database busy"):  # explained, not a raw driver error
         Ledger(Store(url, busy_timeout=0.1)).sent(fast, "<n@x>", NOW)
     db.execute("ROLLBACK")
+
+
+def test_sent_soon_is_committed_before_any_other_ledger_write(url):
+    store = Store(url)
+    a, b, c = seed(store, 3)
+    ledger = Ledger(store)
+    ledger.sent_soon(a, "<a@x>", NOW)
+    assert Ledger(store).get(a).status != "sent"  # not yet: the next exchange commits it
+    ledger.failed(ledger.get(b), "450 later", NOW, permanent=False)  # any other write settles first
+    assert Ledger(store).get(a).status == "sent"
+    ledger.sent_soon(c, "<c@x>", NOW)
+    ledger.close()  # the end of a pass, even after an error, commits it too
+    assert Ledger(store).get(c).status == "sent" and Ledger(store).get(c).message_id == "<c@x>"
