@@ -29,6 +29,7 @@ from .store import SourceState, Store
 
 log = logging.getLogger("digestbot")
 SIMILARITY_CORPUS = 5000  # recent papers whose word frequencies weigh the `like` topics
+RARITY_SAMPLE = 2000  # recent papers whose word frequencies pick the matcher's index keys
 
 
 def default_config() -> str:
@@ -51,7 +52,9 @@ def interests(config: config_module.Config) -> list[Interest]:
 
 
 def build_matcher(config: config_module.Config, store: Store) -> Matcher | SimilarityMatcher:
-    matcher = Matcher(interests(config))
+    # Rare words make selective index keys; recent papers say which words are rare (faster only:
+    # the matches never depend on the sample).
+    matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
     like = [SimilarTopic(name, tuple(t.like), t.min_similarity) for name, t in config.topics.items() if t.like]
     if not like:
         return matcher
@@ -322,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate the config file").set_defaults(func=cmd_check)
     sub.add_parser("status", help="sources, papers and deliveries at a glance").set_defaults(func=cmd_status)
 
-    init = sub.add_parser("init", help="create the database (the only command that does)")
+    init = sub.add_parser("init", help="start a new, empty database on purpose (a first `run` creates one by itself)")
     init.add_argument("--force", action="store_true", help="move a damaged database file aside and start empty")
     init.set_defaults(func=cmd_init)
 

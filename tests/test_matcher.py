@@ -1,13 +1,18 @@
 """The matcher: what matches, the hits it reports, scores, order, and index == naive loop."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
-from digestbot.matching.matcher import compile_hits, compile_node, document
+from digestbot.matching.compile import compile_hits, compile_node, document
+from digestbot import config as config_module
+from digestbot.cli import build_matcher
 from digestbot.models import Hit, Paper
+from digestbot.store import Store
 
 SURVEY = Paper(title="A survey of LLM inference", abstract="We review KV-cache tricks.",
                arxiv_id="2401.00001", authors=("Ada Lovelace",), ai_keywords=("cs.CL",), upvotes=5)
@@ -121,7 +126,7 @@ def test_unanchored_queries_are_still_evaluated():
 def test_shared_topics_are_evaluated_once_per_paper():
     topic = ("t", "inference")
     matcher = Matcher([Interest(f"s{i}", topics=(topic,)) for i in range(50)])
-    assert len(matcher._nodes) == 1
+    assert len(matcher._texts) == 1
     assert len(matcher.match([SPEC])) == 50
 
 
@@ -137,6 +142,20 @@ def test_bad_query_fails_when_the_matcher_is_built():
         Matcher([Interest("ok", "llm"), Interest("bad", "llm AND")])
     with pytest.raises(QuerySyntaxError):
         Matcher([Interest("ok", "llm", topics=(("t", "(x"),))])
+
+
+def test_the_daemons_matcher_learns_word_rarity_from_stored_papers(tmp_path):
+    """Rarity only picks faster index keys; the daemon takes it from recently stored papers."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.create_tables()
+    with store.write() as w:
+        w.record_papers("hf", PAPERS, datetime(2026, 11, 20, tzinfo=UTC))
+    config = config_module.loads('[[sources]]\nname = "hf"\nkind = "hf_daily"\n\n[[subscriptions]]\n'
+                                 'name = "Alice"\nquery = "inference llm"\nemail = ["a@example.org"]\n',
+                                 tmp_path / "config.toml")
+    matcher = build_matcher(config, store)
+    assert matcher._index.rarity.n == len(PAPERS)
+    assert pairs(matcher.match(PAPERS)) == [("alice", SURVEY.key), ("alice", SPEC.key)]
 
 
 # --- property: the index never changes the result -------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 
 from digestbot.errors import ConfigError
 from digestbot.matching import QuerySyntaxError, parse_query, tokenize
-from digestbot.matching.matcher import document
+from digestbot.matching.compile import document
 from digestbot.matching.query import And, Not, Or, Phrase, Prefix, Term, Upvotes
 from digestbot.models import Paper
 

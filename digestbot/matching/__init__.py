@@ -1,7 +1,10 @@
 """Query language and matcher (DESIGN 3.4).
 
     parse_query(text) -> AST node | None      raises QuerySyntaxError (a ConfigError)
-    Matcher(interests).match(papers) -> [Match]
+    Matcher(interests, sample=()).match(papers) -> [Match]
+
+Inside: `nodes` (the AST and its reference semantics), `query` (the parser), `compile` (papers to
+documents, queries to closures), `index` (anchors, the inverted index), `matcher` (the whole).
 """
 from digestbot.matching.matcher import Interest, Matcher
 from digestbot.matching.query import QuerySyntaxError, parse_query, tokenize

@@ -1,0 +1,196 @@
+"""The inverted index: which clauses a paper can possibly satisfy, without evaluating them.
+
+A clause's *anchors* are tuples of one or two keys such that a paper satisfying the clause has
+every key of at least one tuple. A key is `(where, what)`, and a paper has it when
+`what in view[where]`: a word in a word set (title, author, keyword, text, or the first letters of
+text words) or a needle in a text string (a phrase, a prefix). Each tuple starts with a set key,
+the rarest one (by a sample's word frequencies), which the index is keyed by; the second key is
+looked up in a nested table, so a paper meets only postings whose both keys it has. Clauses
+without anchors (only NOT, only upvotes, blank) are candidates for every paper. The index only
+ever skips clauses that cannot hold.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from itertools import chain, combinations
+from math import inf, prod
+from typing import Callable, Iterable
+
+from digestbot.matching.compile import SET_OF, Key, document, needle_key
+from digestbot.matching.nodes import GROUP, UPVOTES, And, Doc, Node, Or, Phrase, Prefix, Term
+from digestbot.models import Paper
+
+Anchors = frozenset[tuple[Key, ...]]  # a paper can match only if it has every key of one tuple
+FIRST = UPVOTES + 1  # view[FIRST]: first letters of the title/abstract words (for prefixes)
+_SETS = frozenset([GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"], FIRST])
+_CHECK_COST = {GROUP["title"]: 0, GROUP["author"]: 0, GROUP["keyword"]: 0, GROUP["text"]: 0, FIRST: 1}
+_FIRST_LETTERS = 4  # prefixes are indexed by (up to) their first 4 letters
+# Without a sample of papers, a guess: frequent words of abstracts are poor anchors.
+_COMMON = frozenset("""a an and are as at be by can for from has have in is it its of on or our
+that the their this to we which with via using based towards model models language large learning
+data method methods approach results performance paper propose proposed show task tasks training
+neural network networks deep new study framework system systems analysis through efficient
+significantly computational information generation representation optimization experiments
+""".split())
+
+
+class Rarity:
+    """How common a key is among papers: from a sample's document frequencies, else a guess."""
+
+    def __init__(self, sample: Iterable[Paper] = ()):
+        self.df: Counter[Key] = Counter()
+        self.n = 0
+        for paper in sample:
+            doc = document(paper)
+            for where in _SETS - {FIRST}:
+                self.df.update((where, w) for w in doc[where])
+            self.df.update({(FIRST, w[:n]) for w in doc[GROUP["text"]]
+                            for n in range(1, _FIRST_LETTERS + 1)})
+            self.n += 1
+
+    def __call__(self, key: Key) -> float:
+        where, what = key
+        if where not in _SETS:  # a needle: a phrase is rarer than its words, a prefix than its letters
+            if what.endswith(" "):
+                return 0.5 * prod(self((GROUP["text"], w)) for w in what.split())
+            return 0.8 * self((FIRST, what[1:_FIRST_LETTERS + 1]))
+        if self.n:
+            return (self.df[key] + 0.5) / (self.n + 1)
+        if where == FIRST:
+            return 0.5 / len(what)
+        factor = {GROUP["title"]: 0.2, GROUP["author"]: 0.01, GROUP["keyword"]: 0.5}.get(where, 1)
+        return factor * (1.0 if what in _COMMON else 1.0 / len(what))
+
+
+def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anchors | None:
+    """Key tuples one of which a paper satisfying `node` has all of; None: there are none."""
+    kind = type(node)
+    if kind is Term or kind is Phrase or kind is Prefix:
+        return frozenset([_best(_leaf_keys(node), rarity)])  # type: ignore[arg-type]
+    if kind is Or:  # any child may hold: every child must be anchored
+        sets = [anchors(c, rarity) for c in node.children]  # type: ignore[union-attr]
+        return None if None in sets else frozenset().union(*sets)  # type: ignore[arg-type]
+    if kind is And:  # every child holds: one child's anchors do; two children's combined do better
+        sets = [a for c in node.children if (a := anchors(c, rarity)) is not None]  # type: ignore[union-attr]
+        pairs = [frozenset(_best(x + y, rarity) for x in a for y in b)
+                 for a, b in combinations(sets, 2) if len(a) * len(b) <= 16]
+        return min(sets + pairs, key=lambda a: sum(_cost(t, rarity) for t in a), default=None)
+    return None  # NOT, upvotes, blank
+
+
+def _leaf_keys(node: Term | Phrase | Prefix) -> list[Key]:
+    """Keys a paper has whenever `node` holds in it (all of them)."""
+    keys = [needle_key(node)] if type(node) is not Term or node.group == "abstract" else []
+    if type(node) is Prefix:  # first letters are only taken from title/abstract words
+        if node.group in ("text", "title", "abstract"):
+            keys.append((FIRST, node.stem[:_FIRST_LETTERS]))
+        return keys
+    words = node.words if type(node) is Phrase else (node.word,)  # type: ignore[union-attr]
+    return keys + [(SET_OF[node.group], w) for w in words]
+
+
+def _best(keys: Iterable[Key], rarity: Callable[[Key], float]) -> tuple[Key, ...]:
+    """The rarest set key (the index is keyed by set keys), then the second key to check.
+
+    The second is checked for every paper having the first: a word-set look-up is preferred to
+    first letters (a set built per paper), and both to a substring search (a needle, ~3 µs).
+    """
+    ranked = sorted(set(keys), key=lambda k: (rarity(k), k))
+    first = next((k for k in ranked if k[0] in _SETS), ranked[0])
+    rest = sorted((k for k in ranked if k != first), key=lambda k: _CHECK_COST.get(k[0], 2))
+    return (first, rest[0]) if rest else (first,)
+
+
+def _cost(keys: tuple[Key, ...], rarity: Callable[[Key], float]) -> float:
+    return prod(map(rarity, keys)) if keys[0][0] in _SETS else inf  # no set key: not indexable
+
+
+# A paper's set keys as one set of strings: text words as they are, the others tagged with a
+# prefix no word has, so one set intersection per posting list finds them all.
+_TAGS = {GROUP["text"]: "", GROUP["title"]: "\0t", GROUP["author"]: "\0a",
+         GROUP["keyword"]: "\0k", FIRST: "\0f"}
+_NONE = ""  # the "second key" of a one-key anchor: every paper has it (a word is never empty)
+
+
+def _tagged(key: Key) -> str:
+    return _TAGS[key[0]] + key[1]
+
+
+class Index:
+    """Clause ids by anchor keys; `candidates(doc)` are those a paper may satisfy."""
+
+    def __init__(self, rarity: Callable[[Key], float]):
+        # first key -> second set key (_NONE if none) -> clauses, both tagged; a second key that
+        # is a needle: first key -> {(where, needle): clauses}, a substring test each.
+        self.rarity = rarity
+        self.postings: dict[str, dict[str, list[int]]] = {}
+        self.needles: dict[str, dict[Key, list[int]]] = {}
+        self.always: list[int] = []
+        self.lengths: list[int] = []
+        self._needles: dict[str, list[tuple[Key, list[int]]]] = {}
+        self._first_letters = _FirstLetters()
+
+    def add(self, c: int, node: Node | None) -> None:
+        """Index clause `c` by the anchors of its query; call `freeze` when all are added."""
+        found = anchors(node, self.rarity)
+        if found is None or any(keys[0][0] not in _SETS for keys in found):
+            self.always.append(c)
+            return
+        for first, *second in found:
+            self.lengths += [len(what) for where, what in (first, *second) if where == FIRST]
+            if second and second[0][0] not in _SETS:
+                self.needles.setdefault(_tagged(first), {}).setdefault(second[0], []).append(c)
+            else:
+                other = _tagged(second[0]) if second else _NONE
+                self.postings.setdefault(_tagged(first), {}).setdefault(other, []).append(c)
+
+    def freeze(self) -> None:
+        """Compact for look-ups. Tuples of ints are untracked by the cyclic GC, which otherwise
+        walks every posting list in each full collection (~0.4 s per million)."""
+        self.lengths = sorted(set(self.lengths))
+        self._first_letters = _FirstLetters(self.lengths)
+        for seconds in self.postings.values():
+            for other, clauses in seconds.items():
+                seconds[other] = tuple(clauses)  # type: ignore[assignment]
+        self._needles = {first: [(k, tuple(c)) for k, c in tests.items()]  # type: ignore[misc]
+                         for first, tests in self.needles.items()}
+
+    def keys(self, doc: Doc) -> set[str]:
+        """The paper's set keys, tagged, and _NONE. (map over C methods: no bytecode per word.)"""
+        text = doc[GROUP["text"]]
+        keys = set(text)
+        for where in (GROUP["title"], GROUP["author"], GROUP["keyword"]):
+            keys.update(map(_TAGS[where].__add__, doc[where]))
+        if self.lengths:  # the first letters of its words, for prefixes
+            keys.update(chain.from_iterable(map(self._first_letters.__getitem__, text)))
+        keys.add(_NONE)
+        return keys
+
+    def candidates(self, doc: Doc) -> set[int]:
+        """Clause ids that may hold for `doc`: those whose anchor keys it has, and the unanchored."""
+        keys = self.keys(doc)
+        # Set intersections run in C and iterate the smaller side; comprehensions over their
+        # results are the only Python-level loops (one step per posting list the paper meets).
+        postings, needles = self.postings, self._needles
+        lists = [seconds[second] for seconds in map(postings.__getitem__, postings.keys() & keys)
+                 for second in seconds.keys() & keys]
+        lists += [clauses for first in needles.keys() & keys
+                  for (where, needle), clauses in needles[first] if needle in doc[where]]
+        return set(chain(self.always, chain.from_iterable(lists)))
+
+
+class _FirstLetters(dict):
+    """word -> its tagged first-letter keys, remembered: slicing every word of every paper cost
+    more than tokenising it, while the words of papers repeat."""
+
+    LIMIT = 200_000  # words remembered; then it starts over (memory stays bounded)
+
+    def __init__(self, lengths: Iterable[int] = ()):
+        super().__init__()
+        self.lengths = tuple(lengths)
+
+    def __missing__(self, word: str) -> tuple[str, ...]:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        found = self[word] = tuple({_TAGS[FIRST] + word[:n] for n in self.lengths})
+        return found

@@ -1,0 +1,195 @@
+"""The query AST (DESIGN 3.4): words, the document layout, and the reference semantics.
+
+AST nodes evaluate a *document*, the tuple `compile.document` builds once per paper: at GROUP[g]
+the word set of group g (None for "abstract": it would cost as much as the text set, and the
+string answers), at TEXT + GROUP[g] the group as " w w | w " (phrases, prefixes), at UPVOTES the
+upvotes. The fast path (closures in `compile.py`, the index in `index.py`) is tested against the
+nodes here.
+"""
+from __future__ import annotations
+
+import operator
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, Union
+
+_WORD = re.compile(r"[^\W_]+")  # a letter or digit, Unicode-aware; "_" and punctuation split words
+
+FIELDS = ("title", "abstract", "author", "keyword")
+GROUPS = FIELDS + ("text",)  # "text" = title and abstract: where an unfielded term looks
+GROUP = {g: i for i, g in enumerate(GROUPS)}  # document[GROUP[g]] is the word set of g (not abstract)
+TEXT = len(GROUPS)  # document[TEXT + GROUP[g]] is g as " w w | w " (phrases, prefixes)
+UPVOTES = 2 * len(GROUPS)  # document[UPVOTES] is the paper's upvotes
+SEARCHED = {g: (g,) for g in FIELDS} | {"text": ("title", "abstract")}
+WEIGHTS = {"title": 3.0, "abstract": 1.0, "author": 2.0, "keyword": 2.0}
+PHRASE_BONUS = 1.5
+COMPARE: dict[str, Callable[[int, int], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "=": operator.eq}
+
+Doc = Sequence[Any]  # the document tuple described above
+HitList = list[tuple[str, str, float]]  # (text, field, score weight) in query order
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words of `text`; anything that is not a letter or digit separates words."""
+    if not text.isascii():  # NFKC: ligatures and full-width letters from PDFs become plain ones
+        text = unicodedata.normalize("NFKC", text)
+    return _WORD.findall(text.lower())
+
+
+def has_word(doc: Doc, group: str, word: str) -> bool:
+    """Is `word` one of the words of `group` (a field, or "text") in `doc`?"""
+    if group == "abstract":  # text = title + abstract: only a title word needs the string search
+        return word in doc[GROUP["text"]] and (
+            word not in doc[GROUP["title"]] or f" {word} " in doc[TEXT + GROUP["abstract"]])
+    return word in doc[GROUP[group]]
+
+
+def _fielded(group: str, text: str) -> str:
+    return text if group == "text" else f"{group}:{text}"
+
+
+class _Leaf:
+    """A term, phrase or prefix: holds when `present` in one of the fields its group searches."""
+
+    __slots__ = ()
+    group: str
+    bonus = 1.0  # score multiplier of its hits
+
+    @property
+    def label(self) -> str:  # the text of its hits
+        raise NotImplementedError
+
+    def present(self, doc: Doc, field: str) -> bool:
+        raise NotImplementedError
+
+    def evaluate(self, doc: Doc) -> bool:
+        return any(self.present(doc, f) for f in SEARCHED[self.group])
+
+    def hits(self, doc: Doc, out: HitList) -> None:
+        for field in SEARCHED[self.group]:
+            if self.present(doc, field):
+                out.append((self.label, field, WEIGHTS[field] * self.bonus))
+
+
+@dataclass(frozen=True, slots=True)
+class Term(_Leaf):
+    word: str
+    group: str = "text"
+
+    @property
+    def label(self) -> str:
+        return self.word
+
+    def present(self, doc: Doc, field: str) -> bool:
+        return has_word(doc, field, self.word)
+
+    def __str__(self) -> str:
+        return _fielded(self.group, self.word)
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase(_Leaf):
+    """Consecutive words in one field (one author, one keyword): " a b " inside " x a b y "."""
+
+    words: tuple[str, ...]
+    group: str = "text"
+    bonus = PHRASE_BONUS
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.words)
+
+    @property
+    def needle(self) -> str:
+        return f" {self.label} "
+
+    def present(self, doc: Doc, field: str) -> bool:
+        return self.needle in doc[TEXT + GROUP[field]]
+
+    def __str__(self) -> str:
+        return _fielded(self.group, f'"{self.label}"')
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix(_Leaf):
+    stem: str
+    group: str = "text"
+
+    @property
+    def label(self) -> str:
+        return f"{self.stem}*"
+
+    @property
+    def needle(self) -> str:
+        return f" {self.stem}"
+
+    def present(self, doc: Doc, field: str) -> bool:
+        return self.needle in doc[TEXT + GROUP[field]]
+
+    def __str__(self) -> str:
+        return _fielded(self.group, self.label)
+
+
+@dataclass(frozen=True, slots=True)
+class Upvotes:
+    op: str
+    value: int
+
+    def evaluate(self, doc: Doc) -> bool:
+        return COMPARE[self.op](doc[UPVOTES], self.value)
+
+    def hits(self, doc: Doc, out: HitList) -> None:
+        """A threshold says nothing about what the paper is about: no hit."""
+
+    def __str__(self) -> str:
+        return f"upvotes{self.op}{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+    def evaluate(self, doc: Doc) -> bool:
+        return not self.child.evaluate(doc)
+
+    def hits(self, doc: Doc, out: HitList) -> None:
+        """Excluded words are never a reason for a match."""
+
+    def __str__(self) -> str:
+        return f"NOT {self.child}"
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+
+    def evaluate(self, doc: Doc) -> bool:
+        return all(c.evaluate(doc) for c in self.children)
+
+    def hits(self, doc: Doc, out: HitList) -> None:
+        for c in self.children:
+            c.hits(doc, out)
+
+    def __str__(self) -> str:
+        return "(" + " AND ".join(map(str, self.children)) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+
+    def evaluate(self, doc: Doc) -> bool:
+        return any(c.evaluate(doc) for c in self.children)
+
+    def hits(self, doc: Doc, out: HitList) -> None:
+        for c in self.children:  # only the branches that hold are reasons for the match
+            if c.evaluate(doc):
+                c.hits(doc, out)
+
+    def __str__(self) -> str:
+        return "(" + " OR ".join(map(str, self.children)) + ")"
+
+
+Node = Union[Term, Phrase, Prefix, Upvotes, Not, And, Or]
