@@ -5,14 +5,13 @@ Every command is a thin function over the library; `print` lives here and nowher
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, cli_subs, config as config_module, dbstate, pipeline, store as store_module
+from . import __version__, cli_ops, cli_subs, config as config_module, dbstate, pipeline, store as store_module
 from .channels import Channel
 from .channels.email import SmtpChannel
 from .channels.file import FileChannel
@@ -23,9 +22,7 @@ from .http import Http
 from .matching import Interest, Matcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .render import Renderer
-from .ledger import Ledger
-from .sources import SourceOptions
-from .store import SourceState, Store
+from .store import Store
 
 log = logging.getLogger("digestbot")
 SIMILARITY_CORPUS = 5000  # recent papers whose word frequencies weigh the `like` topics
@@ -178,117 +175,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    store = open_store(config)
-    states = store.source_states()
-    print(f"database: {store.url.split('///')[-1]}  papers: {store.count_papers()}")
-    print("\nsources:")
-    for options in config.sources:
-        print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
-    print_deliveries(store)
-    return 0
-
-
-def print_deliveries(store: Store) -> None:
-    ledger = Ledger(store)
-    print("\ndigests (one per subscription, channel, recipient and period):")
-    counts, papers = ledger.counts(), store.delivery_counts()
-    if not counts:
-        print("  none yet")
-    for channel, c in sorted(counts.items()):
-        oldest = f"; oldest waiting since {c.oldest_pending:%Y-%m-%d %H:%M} UTC" if c.oldest_pending else ""
-        per_paper = ", ".join(f"{s} {papers.get((channel, s), 0)}" for s in ("pending", "sent", "failed"))
-        print(f"  {channel:<14} pending {c.pending}, sending {c.sending}, sent {c.sent}, failed {c.failed} "
-              f"(papers: {per_paper}){oldest}")
-    for row in ledger.digests("failed"):
-        print(f"  failed #{row.id}: {row.subscription} -> {row.target} ({row.channel}), {row.attempts} attempts: "
-              f"{row.last_error}")
-    retrying = [r for r in ledger.digests("pending") if r.last_error]
-    for row in retrying:
-        print(f"  retrying #{row.id}: {row.subscription} -> {row.target} ({row.channel}) at "
-              f"{row.next_try:%Y-%m-%d %H:%M} UTC, {row.attempts} attempts so far: {row.last_error}")
-    if retrying or ledger.digests("failed"):
-        print("  (`digestbot retry` sends the pending ones now; `retry --failed` also the failed ones)")
-
-
-def cmd_retry(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    count = Ledger(open_store(config)).retry_now(now(), failed=args.failed)
-    print(f"{count} digests are due now; `digestbot run --once` (or the running daemon within 5 minutes) sends them")
-    return 0
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    """Create the database on purpose, also where a lost one was recorded (see dbstate)."""
-    config = load_config(args)
-    url = config.database_url
-    try:
-        Store.open_existing(url).close()
-        print(f"{url}: already a digestbot database; nothing changed")
-        return 0
-    except DigestbotError as exc:
-        path = store_module._sqlite_path(url)
-        if path and Path(path).exists():
-            if not args.force:
-                print(f"error: {exc}\n(not touched: `digestbot init --force` moves it aside and starts empty)",
-                      file=sys.stderr)
-                return 1
-            aside = store_module.set_aside(Path(path))
-            print(f"moved the old database to {aside}")
-    create_store(config).close()
-    print(f"created {url}\nnext: `digestbot run --once --no-send` records what is listed today without sending it; "
-          f"then `digestbot run`")
-    return 0
-
-
-def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
-    """One source: last success, last error (when newer than the success), papers seen, next poll."""
-    from .polling import next_poll
-
-    def when(value: datetime | None) -> str:
-        return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
-
-    upcoming = next_poll(options, st.last_poll if st else None, at)
-    print(f"  {options.name} ({options.kind}, {options.cron or 'every ' + str(options.every)})")
-    if st is None:
-        print(f"    never polled; next poll {when(upcoming)}")
-        return
-    print(f"    last success {when(st.last_success)}; papers seen {distinct} "
-          f"({st.papers_seen} listings in all, {st.last_new} new last time); next poll {when(upcoming)}")
-    if st.last_error:
-        stale = st.last_success and st.last_error_at and st.last_error_at < st.last_success
-        print(f"    last error {when(st.last_error_at)}{' (recovered since)' if stale else ''}: {st.last_error}")
-
-
-def cmd_papers(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    papers = open_store(config).papers(days=args.days)
-    if args.json:
-        print(json.dumps([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
-                           "url": p.link, "published": p.published.isoformat() if p.published else None,
-                           "upvotes": p.upvotes, "sources": list(p.sources)} for p in papers], indent=2))
-        return 0
-    for p in papers:
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
-    print(f"{len(papers)} papers", file=sys.stderr)
-    return 0
-
-
-def cmd_sources_check(args: argparse.Namespace) -> int:
-    from . import sources
-    from .models import SourceMemory
-
-    config = load_config(args)
-    source = sources.build(config.source(args.name), Http())
-    papers = source.collect(now(), SourceMemory())
-    for p in papers:
-        note = "  (new version: updates a stored paper only)" if p.update_only else ""
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{note}")
-    print(f"{args.name}: {len(papers)} papers (nothing stored)", file=sys.stderr)
-    return 0
-
-
 def cmd_preview(args: argparse.Namespace) -> int:
     """Render a digest to files; sends nothing and changes no ledger row."""
     from .preview import preview
@@ -323,25 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("check", help="validate the config file").set_defaults(func=cmd_check)
-    sub.add_parser("status", help="sources, papers and deliveries at a glance").set_defaults(func=cmd_status)
-
-    init = sub.add_parser("init", help="start a new, empty database on purpose (a first `run` creates one by itself)")
-    init.add_argument("--force", action="store_true", help="move a damaged database file aside and start empty")
-    init.set_defaults(func=cmd_init)
-
-    retry = sub.add_parser("retry", help="make pending digests due now")
-    retry.add_argument("--failed", action="store_true", help="also give failed digests a new chance")
-    retry.set_defaults(func=cmd_retry)
-
-    papers = sub.add_parser("papers", help="list stored papers, newest first")
-    papers.add_argument("--days", type=float, help="only papers first seen in the last N days")
-    papers.add_argument("--json", action="store_true", help="one JSON array")
-    papers.set_defaults(func=cmd_papers)
-
-    src = sub.add_parser("sources", help="work with sources").add_subparsers(dest="sources_command", required=True)
-    check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
-    check.add_argument("name")
-    check.set_defaults(func=cmd_sources_check)
+    cli_ops.register(sub)
 
     preview = sub.add_parser("preview", help="render a subscription's next digest to files (sends nothing)")
     preview.add_argument("name", help="the subscription's name or id")

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slugify import slugify
 
 from . import sources
 from .errors import ConfigError
 from .schedule import Schedule, parse_schedule
-from .tomlpos import locate
+from .problems import Problems, toml_syntax_error
 
-SECRET_HINT = "secrets are read from the environment: name the variable with password_env / token_env"
 
 
 class Strict(BaseModel):
@@ -202,7 +201,7 @@ def loads(text: str, path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_toml_syntax_error(path, exc)) from None
+        raise ConfigError(toml_syntax_error(path, exc)) from None
     problems = Problems(path, text)
     for key in data.keys() - SECTIONS.keys():
         problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
@@ -260,44 +259,6 @@ def check_secrets(config: Config) -> list[str]:
         if not os.environ.get(env):
             problems.add(loc, f"environment variable {env} is not set (needed to send)")
     return problems.lines
-
-
-class Problems:
-    """Collects FILE:LINE: key: message lines."""
-
-    def __init__(self, path: Path, text: str):
-        self.path, self.text, self.lines = path, text, []
-
-    def add(self, loc: tuple, message: str) -> None:
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
-        self.lines.append(f"{self.path}:{locate(self.text, loc)}: {key}: {message}")
-
-    def sorted(self) -> list[str]:
-        return sorted(self.lines, key=lambda line: int(line[len(str(self.path)) + 1:].split(":", 1)[0]))
-
-    def validate(self, model: type[BaseModel], value: Any, loc: tuple) -> Any:
-        """The validated model, or None after recording every problem in `value`."""
-        if value is None:
-            return None
-        try:
-            return model.model_validate(value)
-        except ValidationError as exc:
-            self.add_validation(exc, loc)
-            return None
-
-    def add_validation(self, exc: ValidationError, prefix: tuple = ()) -> None:
-        for error in exc.errors():
-            loc = prefix + tuple(error["loc"])
-            if error["type"] == "extra_forbidden":
-                self.add(loc, _unknown_key(loc[-1], error))
-            else:
-                self.add(loc, error["msg"].removeprefix("Value error, "))
-
-
-def _unknown_key(key: Any, error: dict) -> str:
-    if str(key) in ("password", "token", "secret"):
-        return f"unknown key ({SECRET_HINT})"
-    return "unknown key (check its spelling; see config.example.toml for every option)"
 
 
 def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.SourceOptions]:
@@ -363,12 +324,3 @@ def _unique(names: list[str], table: str, key: str, what: str, problems: Problem
         if name in seen:
             problems.add((table, i, key), f"another {what} already has this name ({name!r})")
         seen.add(name)
-
-
-def _toml_syntax_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
-    message = str(exc)
-    line = getattr(exc, "lineno", None)
-    if line is None and "(at line " in message:
-        line = message.rsplit("(at line ", 1)[1].split(",")[0]
-        message = message.rsplit(" (at line ", 1)[0]
-    return f"{path}:{line or 1}: TOML syntax error: {message}"

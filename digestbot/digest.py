@@ -1,11 +1,18 @@
-"""What one subscriber gets for one period: the ranked, capped `Digest` and its links.
+"""What the subscribers of one subscription get for one period: the ranked, capped `Digest` and its links.
 
-Shared by the sender (`pipeline.build_digest`) and `digestbot preview`, so a preview shows exactly
-what would be sent.
+Shared by the sender (`pipeline.build_digest`, `sendpass.Contents`) and `digestbot preview`, so a
+preview shows exactly what would be sent.
+
+A Digest holds nothing about one recipient: its footer links are per subscription, so the send pass
+renders it once and sends the same body to every recipient of that subscription and period. What is
+personal (To, Message-ID, the List-Unsubscribe header with the recipient's one-click URL) travels in
+the `Envelope` and becomes headers only.
 """
 from __future__ import annotations
 
 from datetime import datetime
+from email.utils import parseaddr
+from functools import lru_cache
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -23,12 +30,27 @@ def rank(matches: list[Match]) -> list[Match]:
 
 def unsubscribe_urls(config: Config, sub: SubscriptionConfig, target: str) -> tuple[str, ...]:
     """List-Unsubscribe targets: a mailto to the sender, plus a one-click https URL with bot.public_url."""
-    sender = config.email.sender_address.addr_spec if config.email else "digestbot@localhost"
+    sender = _addr_spec(config.email.sender) if config.email else "digestbot@localhost"
     urls = [f"mailto:{sender}?subject={quote(f'unsubscribe {sub.id}')}"]
     if config.bot.public_url:
         query = urlencode({"list": sub.id, "target": target})
         urls.insert(0, f"{config.bot.public_url.rstrip('/')}/unsubscribe?{query}")
     return tuple(urls)
+
+
+@lru_cache(maxsize=8)
+def _addr_spec(sender: str) -> str:
+    """Parsed once per pass, not once per recipient (parsing an address costs more than the URL)."""
+    return parseaddr(sender)[1]
+
+
+def footer_unsubscribe_url(config: Config, sub: SubscriptionConfig) -> str:
+    """The body's unsubscribe link, the same for every recipient: the one-click page of the
+    subscription (it asks who), else a mailto that names the subscription (the sender's own address
+    says who). A recipient's personal one-click URL is only ever in their List-Unsubscribe header."""
+    if config.bot.public_url:
+        return f"{config.bot.public_url.rstrip('/')}/unsubscribe?{urlencode({'list': sub.id})}"
+    return unsubscribe_urls(config, sub, "")[-1]
 
 
 def period_start(period_key: str, zone: str, now: datetime) -> datetime:
@@ -39,17 +61,19 @@ def period_start(period_key: str, zone: str, now: datetime) -> datetime:
         return now.astimezone(ZoneInfo(zone))
 
 
-def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *, target: str,
+def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *, channel: str,
                 period_key: str, now: datetime) -> Digest:
+    """`channel` is the ledger channel (email | slack | slack_webhook), never a target: the digest
+    must stay the same for every recipient of the subscription."""
     ranked = rank(matches)
     zone = sub.timezone or config.bot.timezone
     start = period_start(period_key, zone, now)
-    channel = "this Slack channel" if target.startswith(("#", "C", "G")) and "@" not in target else target
+    where = "this address" if channel == "email" else "this Slack channel"
     return Digest(subscription=sub.name, subscription_id=sub.id, period=start.strftime("%a %d %b %Y"),
                   matches=ranked[: sub.max_papers], more=max(0, len(ranked) - sub.max_papers),
                   query=sub.query, topics=tuple(sub.topics), period_start=start,
                   more_url=sub.listing_url or DEFAULT_LISTING,
-                  unsubscribe_url=unsubscribe_urls(config, sub, target)[0],
-                  manage=f"Schedule {sub.schedule!r}, at most {sub.max_papers} papers, sent to {channel}. "
+                  unsubscribe_url=footer_unsubscribe_url(config, sub),
+                  manage=f"Schedule {sub.schedule!r}, at most {sub.max_papers} papers, sent to {where}. "
                          f"To change it, edit subscription {sub.id!r} in the digestbot config "
                          f"(`digestbot subs show {sub.id}`) or ask the bot's admin.")

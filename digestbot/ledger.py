@@ -9,7 +9,9 @@ A digest row moves  pending -> sending -> sent | pending (retry later) | failed 
 - A claim is a lease: a sender that dies mid-send leaves the row `sending`; once the lease runs out
   the row is due again. The message may then arrive twice, with the same Message-ID.
 - `sent` is written, one digest per transaction, only after the server accepted the message: batching
-  these commits would widen the duplicate window after a crash from one message to the batch.
+  these commits would widen the duplicate window after a crash from one message to the batch. The
+  send pass commits it while the next message's MAIL command is with the server, and hands that
+  message over only afterwards (`sent_soon`, `settle`): still one message.
 
 Like store.py, this is a module that imports SQLAlchemy; nothing else does.
 """
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Dialect, and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from .store import DeliveryRow, DigestRow, Store, _aware
 
@@ -56,6 +59,8 @@ class Ledger:
     def __init__(self, store: Store, lease: timedelta = LEASE):
         self.store, self.lease = store, lease
         self._conn: Connection | None = None
+        self._sent: list[_Prepared] | None = None
+        self._pending: tuple[int, str, datetime] | None = None  # a sent digest not yet committed
 
     @contextmanager
     def _hot(self, doing: str) -> Iterator[Connection]:
@@ -68,6 +73,12 @@ class Ledger:
             yield self._conn
 
     def close(self) -> None:
+        try:
+            self.settle()
+        finally:
+            self._close_connection()
+
+    def _close_connection(self) -> None:
         if self._conn is not None:
             self._conn.info.pop("write", None)  # the pool hands this connection out again
             self._conn.close()
@@ -75,6 +86,7 @@ class Ledger:
 
     def claim_batch(self, now: datetime, limit: int = 100) -> list[DigestRow]:
         """Take up to `limit` due digests for this sender (oldest first); nobody else gets them."""
+        self.settle()
         with self.store.write() as w:
             candidates = (select(DigestRow.id).where(_due(now)).order_by(DigestRow.id).limit(limit)
                           .with_for_update(skip_locked=True))
@@ -91,6 +103,7 @@ class Ledger:
 
     def claim(self, digest_id: int, now: datetime) -> bool:
         """Take one digest; False when another sender has it or it is not due."""
+        self.settle()
         with self.store.write() as w:
             result = _core(w, update(DigestRow).where(DigestRow.id == digest_id, _due(now))
                                        .values(status="sending", lease_until=now + self.lease))
@@ -98,20 +111,48 @@ class Ledger:
 
     def release(self, ids: list[int], next_try: datetime) -> None:
         """Give back claimed digests that were not attempted (their channel went down first)."""
+        self.settle()
         if ids:
             with self.store.write() as w:
                 _core(w, update(DigestRow).where(DigestRow.id.in_(ids), DigestRow.status == "sending")
                                   .values(status="pending", lease_until=None, next_try=next_try))
 
     def sent(self, digest_id: int, server_id: str, now: datetime) -> None:
-        """The server accepted it: `server_id` is the Message-ID or the Slack ts. The hot path of a
-        send pass, so its statements are built once (building them cost more than the commit)."""
+        """The server accepted it: `server_id` is the Message-ID or the Slack ts."""
+        self.settle()
+        self._record_sent(digest_id, server_id, now)
+
+    def sent_soon(self, digest_id: int, server_id: str, now: datetime) -> None:
+        """Like `sent`, committed by the next `settle()`: the send pass settles while the next
+        message's first SMTP command is with the server (Channel.send_after), so the commit costs no
+        extra time. Still at most one accepted digest unrecorded: the next message is handed over
+        only after `settle()`, and every other ledger call (and `close`) settles first."""
+        self.settle()
+        self._pending = (digest_id, server_id, now)
+
+    def settle(self) -> None:
+        """Commit the digest `sent_soon` recorded, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._record_sent(*pending)
+
+    def _record_sent(self, digest_id: int, server_id: str, now: datetime) -> None:
+        """The hot path of a send pass: statements compiled once and run on the driver's cursor
+        (SQLAlchemy's per-statement bookkeeping cost more than the SQLite commit); one commit."""
+        values = {"digest": digest_id, "server_id": server_id, "now": now}
         with self._hot("record a sent digest") as conn:
-            conn.execute(_SENT_DIGEST, {"digest": digest_id, "server_id": server_id, "now": now})
-            conn.execute(_SENT_DELIVERIES, {"digest": digest_id})
+            if self._sent is None:
+                self._sent = [_Prepared(statement, conn.dialect) for statement in (_SENT_DIGEST, _SENT_DELIVERIES)]
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                for prepared in self._sent:
+                    prepared.run(cursor, values, conn.dialect)
+            finally:
+                cursor.close()
 
     def failed(self, row: DigestRow, error: str, now: datetime, *, permanent: bool) -> datetime | None:
         """Record a failed attempt; the next try time, or None when it will not be retried."""
+        self.settle()
         attempts = row.attempts + 1
         if permanent or attempts >= MAX_ATTEMPTS:
             reason = error if permanent else f"gave up after {attempts} attempts: {error}"
@@ -124,6 +165,7 @@ class Ledger:
         return retry_at
 
     def _finish(self, digest_id: int, status: str, **values) -> None:
+        self.settle()
         with self.store.write() as w:
             _core(w, update(DigestRow).where(DigestRow.id == digest_id)
                               .values(status=status, lease_until=None, **values))
@@ -131,6 +173,7 @@ class Ledger:
 
     def retry_now(self, now: datetime, *, failed: bool = False) -> int:
         """Make pending digests due now; with `failed`, give failed ones a new chance too."""
+        self.settle()
         with self.store.write() as w:
             n = _core(w, update(DigestRow).where(DigestRow.status == "pending")
                                   .values(next_try=now)).rowcount
@@ -176,6 +219,29 @@ _SENT_DIGEST = update(DigestRow).where(DigestRow.id == bindparam("digest")).valu
     status="sent", message_id=bindparam("server_id"), sent_at=bindparam("now"), last_error=None, lease_until=None,
     attempts=DigestRow.attempts + 1)
 _SENT_DELIVERIES = update(DeliveryRow).where(DeliveryRow.digest_id == bindparam("digest")).values(status="sent")
+
+
+class _Prepared:
+    """A statement compiled once for one dialect, run on a DBAPI cursor with SQLAlchemy's own bind
+    processing (datetimes stored exactly as the ORM stores them) and its error classes."""
+
+    def __init__(self, statement, dialect: Dialect):
+        self.compiled = statement.compile(dialect=dialect)
+        self.order = self.compiled.positiontup if self.compiled.positional else None
+        processors = ((name, bind.type.dialect_impl(dialect).bind_processor(dialect))
+                      for name, bind in self.compiled.binds.items())
+        self.processors = {name: process for name, process in processors if process is not None}
+
+    def run(self, cursor, values: dict, dialect: Dialect) -> None:
+        params = self.compiled.construct_params(values)
+        for name, process in self.processors.items():
+            if name in params:  # `binds` also names the anonymous originals of renamed parameters
+                params[name] = process(params[name])
+        args = [params[name] for name in self.order] if self.order is not None else params
+        try:
+            cursor.execute(self.compiled.string, args)
+        except dialect.dbapi.Error as exc:  # as SQLAlchemy would raise it, so Store._guard explains it
+            raise DBAPIError.instance(self.compiled.string, args, exc, dialect.dbapi.Error) from exc
 
 
 def _core(w, statement, params=None):

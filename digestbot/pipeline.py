@@ -2,6 +2,7 @@
 
     poll:  source.collect -> store.record_papers -> matcher.match -> store.record_matches   (one transaction)
     send:  due periods -> store.open_digest -> claim -> rank -> render -> channel.send -> ledger
+           (rank and render once per distinct content, shared by its recipients: sendpass.py)
 
 One source failing never stops the others; one recipient failing never stops the others.
 """
@@ -27,6 +28,7 @@ from .matching import Matcher
 from .models import Digest, Paper
 from .ledger import Ledger
 from .render import Renderer
+from .sendpass import Contents
 from .store import DigestRow, Store
 
 log = logging.getLogger(__name__)
@@ -141,7 +143,9 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
     with ExitStack() as stack:
         stack.callback(ledger.close)
         channels = _Channels(ctx, stack)
+        contents = Contents(ctx, now)
         while batch := ledger.claim_batch(now):
+            contents.load(batch)
             for row in batch:
                 sub = subscriptions.get(row.subscription)
                 if sub is None:
@@ -152,7 +156,7 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
                     ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
                     result.deferred += 1
                 else:
-                    _send_one(ctx, ledger, row, sub, channels, now, result)
+                    _send_one(ctx, ledger, row, sub, channels, contents, now, result)
     if result.deferred:
         log.error("%d digests were not attempted because their channel is down (%s); they stay pending for "
                   "the next run", result.deferred, ", ".join(sorted(channels.down)))
@@ -173,10 +177,12 @@ class _Channels:
         return self.open[kind]
 
 def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, channels: _Channels,
-              now: datetime, result: SendResult) -> None:
+              contents: Contents, now: datetime, result: SendResult) -> None:
     try:
-        digest = build_digest(ctx, row, sub, now)  # per recipient: it carries their unsubscribe link
-        sent_id = channels.get(row.channel).send(ctx.renderer.render(digest), envelope(ctx.config, row, sub))
+        content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
+        # The previous digest's `sent` commit runs during this exchange (ledger.sent_soon).
+        sent_id = channels.get(row.channel).send_after(content.message, envelope(ctx.config, row, sub),
+                                                       settle=ledger.settle)
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
@@ -193,10 +199,9 @@ def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionCon
         _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
         return
     _fault_injection_kill_after_send()
-    ledger.sent(row.id, sent_id, now)
-    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, len(digest.matches), row.target, row.channel,
-             sent_id)
-    result.sent.append((sub.name, row.channel, row.target, len(digest.matches)))
+    ledger.sent_soon(row.id, sent_id, now)
+    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, content.papers, row.target, row.channel, sent_id)
+    result.sent.append((sub.name, row.channel, row.target, content.papers))
 
 
 def _failed(ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, error: str, now: datetime,
@@ -216,7 +221,8 @@ def _fault_injection_kill_after_send() -> None:
 
 
 def build_digest(ctx: Context, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
-    return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), target=row.target,
+    """One digest on its own (the send pass shares them instead, see sendpass.py)."""
+    return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), channel=row.channel,
                        period_key=row.period, now=now)
 
 

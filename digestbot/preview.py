@@ -33,10 +33,9 @@ def preview(config: Config, store: Store, name: str, now: datetime, *, days: flo
             out: Path) -> list[Path]:
     """Write the three renderings into `out`; returns their paths."""
     sub = config.subscription(name)
-    targets = [*sub.email, *sub.slack]
     key = now.astimezone(config.schedules[sub.id].zone).strftime(KEY_FORMAT)
     digest = make_digest(config, sub, preview_matches(config, store, sub.id, days),
-                         target=targets[0] if targets else "", period_key=key, now=now)
+                         channel="email" if sub.email else "slack", period_key=key, now=now)
     templates = config.resolve(config.bot.templates) if config.bot.templates else None
     return write(Renderer(templates).render(digest), out)
 

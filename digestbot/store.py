@@ -1,9 +1,7 @@
-"""The database: SQLModel tables and the Store API. The only module that imports sqlmodel.
+"""The database: opening it (pragmas, guards against a busy or damaged file) and the Store API.
 
-Tables: `paper` (one row per paper whatever its sources), `source_state` (per source: last success,
-last error, conditional-GET validators), `match` (subscription x paper, with score and hits),
-`delivery` (the ledger: subscription x paper x channel x target, created with the match), and
-`digest` (one send: subscription x channel x target x period, grouping deliveries).
+The tables are in tables.py, one write transaction's operations in writer.py, the send-side ledger in
+ledger.py; these four modules are the only ones that touch SQLAlchemy/SQLModel.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
 timeout instead of failing when a read transaction upgrades to a write.
@@ -18,14 +16,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from sqlalchemy import event, func, inspect, or_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlmodel import Field, Session, SQLModel, UniqueConstraint, create_engine, select
+from sqlmodel import Session, SQLModel, create_engine, select
 
 from .errors import StoreError
-from .identity import PaperIndex, merge_into
 from .models import Hit, Match, Paper, SourceMemory
+from .tables import (_DIGEST_PAPERS, DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, _aware,
+                     paper_from_row)
+from .writer import Writer
+
+__all__ = ["Store", "Writer", "StoreError", "DeliveryRow", "DigestRow", "MatchRow", "PaperRow", "SourceState",
+           "paper_from_row", "utcnow"]
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
@@ -33,94 +34,6 @@ CHUNK = 500  # bound parameters per IN (...) list
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class PaperRow(SQLModel, table=True):
-    __tablename__ = "paper"
-    id: int | None = Field(default=None, primary_key=True)
-    arxiv_id: str | None = Field(default=None, unique=True)
-    slug: str = Field(index=True)
-    title: str
-    abstract: str = ""
-    authors: str = "[]"
-    published: datetime | None = None
-    url: str | None = None
-    upvotes: int = 0
-    ai_summary: str | None = None
-    ai_keywords: str = "[]"
-    github: str | None = None
-    project_page: str | None = None
-    sources: str = "[]"
-    first_seen: datetime = Field(index=True)
-    updated: datetime
-
-
-class SourceState(SQLModel, table=True):
-    __tablename__ = "source_state"
-    name: str = Field(primary_key=True)
-    last_poll: datetime | None = None
-    last_success: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    papers_seen: int = 0
-    last_new: int = 0
-    validators: str = "{}"
-
-
-class MatchRow(SQLModel, table=True):
-    __tablename__ = "match"
-    __table_args__ = (UniqueConstraint("subscription", "paper_id"),)
-    id: int | None = Field(default=None, primary_key=True)
-    subscription: str
-    paper_id: int = Field(foreign_key="paper.id", index=True)
-    score: float = 0.0
-    hits: str = "[]"
-    created: datetime
-
-
-class DeliveryRow(SQLModel, table=True):
-    __tablename__ = "delivery"
-    __table_args__ = (UniqueConstraint("subscription", "paper_id", "channel", "target"),)
-    id: int | None = Field(default=None, primary_key=True)
-    subscription: str = Field(index=True)
-    paper_id: int = Field(foreign_key="paper.id")
-    channel: str  # email | slack (the transport is chosen when sending)
-    target: str  # an address, a channel name
-    status: str = Field(default="pending", index=True)  # pending | sent | failed | skipped
-    digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
-    created: datetime
-
-
-class DigestRow(SQLModel, table=True):
-    __tablename__ = "digest"
-    __table_args__ = (UniqueConstraint("subscription", "channel", "target", "period"),)
-    id: int | None = Field(default=None, primary_key=True)
-    subscription: str
-    channel: str
-    target: str
-    period: str
-    status: str = Field(default="pending", index=True)  # pending | sending | sent | failed | empty
-    papers: int = 0
-    attempts: int = 0
-    next_try: datetime | None = None
-    lease_until: datetime | None = None
-    last_error: str | None = None
-    message_id: str | None = None
-    created: datetime
-    sent_at: datetime | None = None
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
-
-
-def paper_from_row(row: PaperRow) -> Paper:
-    return Paper(title=row.title, abstract=row.abstract, arxiv_id=row.arxiv_id,
-                 authors=tuple(json.loads(row.authors)), published=_aware(row.published), url=row.url,
-                 upvotes=row.upvotes, ai_summary=row.ai_summary, ai_keywords=tuple(json.loads(row.ai_keywords)),
-                 github=row.github, project_page=row.project_page, sources=tuple(json.loads(row.sources)),
-                 first_seen=_aware(row.first_seen))
 
 
 class Store:
@@ -277,6 +190,26 @@ class Store:
         return [Match(m.subscription, paper_from_row(p), m.score,
                       tuple(Hit(*h) for h in json.loads(m.hits))) for p, m, _ in rows]
 
+    def digest_papers(self, digest_ids: list[int]) -> dict[int, tuple[int, ...]]:
+        """Digest id -> the sorted ids of its papers, for a whole claimed batch in one light query
+        (the send pass loads the matches themselves once per distinct set, see sendpass.py)."""
+        found: dict[int, list[int]] = {d: [] for d in digest_ids}
+        with self.read() as s:
+            conn = s.connection()
+            for start in range(0, len(digest_ids), CHUNK):
+                chunk = digest_ids[start:start + CHUNK]
+                for digest_id, paper_id in conn.execute(_DIGEST_PAPERS, {"ids": chunk}):
+                    found[digest_id].append(paper_id)
+        return {d: tuple(sorted(papers)) for d, papers in found.items()}
+
+    def matches_of(self, subscription: str, paper_ids: tuple[int, ...]) -> list[Match]:
+        """The subscription's matches of these papers (the content of a digest, whoever gets it)."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow, MatchRow).join(MatchRow, MatchRow.paper_id == PaperRow.id)
+                          .where(MatchRow.subscription == subscription, PaperRow.id.in_(paper_ids))).all()
+        return [Match(m.subscription, paper_from_row(p), m.score,
+                      tuple(Hit(*h) for h in json.loads(m.hits))) for p, m in rows]
+
     def pending_matches(self, subscription: str) -> list[Match]:
         """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""
         with self.read() as s:
@@ -318,95 +251,6 @@ class Store:
             w.session.exec(update(DigestRow).where(DigestRow.id == digest_id)
                            .values(papers=moved, status="empty" if empty else "pending"))
             return None if empty else digest_id
-
-
-class Writer:
-    """The operations of one write transaction (see `Store.write`)."""
-
-    def __init__(self, session: Session):
-        self.session = session
-
-    def insert_ignore(self, table: type[SQLModel], **values) -> int | None:
-        """INSERT unless a unique constraint says the row exists; the new id, or None."""
-        dialect = self.session.get_bind().dialect.name
-        insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
-        statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.id)
-        return self.session.exec(statement).scalar_one_or_none()
-
-    def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
-        """Store or update each paper; return (row id, paper) of those never seen before.
-
-        Identity (DESIGN 3.3): the bare arXiv id, else the title slug; a title-only paper and a paper
-        with an id are the same when their slugs agree. `update_only` papers (new versions) only
-        update a stored paper and are never inserted.
-        """
-        merged: dict[str, Paper] = {}
-        for paper in papers:
-            earlier = merged.get(paper.key)
-            if earlier is not None and not earlier.update_only:
-                paper.update_only = False  # announced as new in this very batch: still new
-            merged[paper.key] = paper
-        index = PaperIndex(self._existing(list(merged.values())))
-        new: list[tuple[PaperRow, Paper]] = []
-        for paper in merged.values():
-            row = index.find(paper)
-            if row is not None:
-                merge_into(row, paper, now)
-                index.add(row)  # it may just have gained its arXiv id
-            elif paper.update_only:
-                log.debug("%s: %s is a new version of a paper we never stored; not a new paper", source, paper.key)
-            else:
-                row = self._insert(paper, now)
-                new.append((row, paper))
-                index.add(row)
-        self.session.flush()
-        for row, paper in new:
-            paper.first_seen = now
-        return [(row.id, paper) for row, paper in new]
-
-    def _existing(self, papers: list[Paper]) -> list[PaperRow]:
-        """The stored rows that share an arXiv id or a title slug with `papers` (both are indexed)."""
-        rows: dict[int, PaperRow] = {}
-        for start in range(0, len(papers), CHUNK):
-            chunk = papers[start:start + CHUNK]
-            ids = [p.arxiv_id for p in chunk if p.arxiv_id]
-            slugs = [p.slug for p in chunk]
-            for row in self.session.exec(select(PaperRow).where(
-                    or_(PaperRow.arxiv_id.in_(ids), PaperRow.slug.in_(slugs)))).all():
-                rows[row.id] = row
-        return list(rows.values())
-
-    def _insert(self, paper: Paper, now: datetime) -> PaperRow:
-        row = PaperRow(arxiv_id=paper.arxiv_id, slug=paper.slug, title=paper.title, first_seen=now, updated=now)
-        merge_into(row, paper, now)
-        self.session.add(row)
-        return row
-
-    def record_matches(self, matches: list[tuple[int, Match]], targets: dict[str, list[tuple[str, str]]],
-                       now: datetime) -> int:
-        """Write each match and its ledger rows: one delivery per (channel, target) of the subscription."""
-        for paper_id, match in matches:
-            hits = json.dumps([[h.text, h.field, h.topic] for h in match.hits])
-            self.session.add(MatchRow(subscription=match.subscription, paper_id=paper_id, score=match.score,
-                                      hits=hits, created=now))
-            for channel, target in targets.get(match.subscription, []):
-                self.session.add(DeliveryRow(subscription=match.subscription, paper_id=paper_id,
-                                             channel=channel, target=target, created=now))
-        self.session.flush()
-        return len(matches)
-
-    def source_polled(self, name: str, now: datetime, *, seen: int = 0, new: int = 0,
-                      validators: dict | None = None, error: str | None = None) -> None:
-        state = self.session.get(SourceState, name) or SourceState(name=name)
-        state.last_poll = now
-        if error is None:
-            state.last_success, state.papers_seen, state.last_new = now, state.papers_seen + seen, new
-            if validators is not None:
-                # Only the URLs of this poll: dated URLs (hf_daily's days) would otherwise pile up forever.
-                state.validators = json.dumps(validators)
-        else:
-            state.last_error, state.last_error_at = error, now
-        self.session.add(state)
 
 
 def _sqlite_path(url: str) -> str | None:

@@ -61,5 +61,5 @@ def matches(items: list[Paper], query: str = QUERY, topic: str = TOPIC) -> list[
 def digest(tmp_path: Path, items: list[Paper] | None = None, max_papers: int = 5) -> Digest:
     cfg = config(tmp_path, max_papers)
     found = matches(papers() if items is None else items)
-    return make_digest(cfg, cfg.subscriptions[0], found, target="alice@example.org",
+    return make_digest(cfg, cfg.subscriptions[0], found, channel="email",
                        period_key="2026-11-22T08:00", now=NOW)

@@ -144,3 +144,38 @@ def test_released_digests_are_not_penalised(url):
     row = ledger.get(digest_id)
     assert (row.status, row.attempts) == ("pending", 0)
     assert ledger.claim_batch(NOW) == [] and len(ledger.claim_batch(NOW + timedelta(seconds=1))) == 1
+
+
+def test_sent_on_the_driver_cursor_writes_what_the_orm_writes_and_reports_a_busy_database(url):
+    import sqlite3
+
+    from digestbot.errors import StoreError
+
+    store = Store(url)
+    fast, orm = seed(store, 2)
+    ledger = Ledger(store)
+    ledger.sent(fast, "<m@x>", NOW)
+    ledger._finish(orm, "sent", sent_at=NOW, message_id="<m@x>", attempts=1)
+    ledger.close()
+    db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    rows = db.execute("SELECT status, message_id, sent_at, attempts, lease_until FROM digest ORDER BY id").fetchall()
+    assert rows[0] == rows[1] and rows[0][0] == "sent"  # same text in the file (e.g. no "+00:00" on one)
+    assert {s for (s,) in db.execute("SELECT status FROM delivery")} == {"sent"}
+    assert ledger.get(fast).sent_at == NOW
+    db.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    with pytest.raises(StoreError, match="database busy"):  # explained, not a raw driver error
+        Ledger(Store(url, busy_timeout=0.1)).sent(fast, "<n@x>", NOW)
+    db.execute("ROLLBACK")
+
+
+def test_sent_soon_is_committed_before_any_other_ledger_write(url):
+    store = Store(url)
+    a, b, c = seed(store, 3)
+    ledger = Ledger(store)
+    ledger.sent_soon(a, "<a@x>", NOW)
+    assert Ledger(store).get(a).status != "sent"  # not yet: the next exchange commits it
+    ledger.failed(ledger.get(b), "450 later", NOW, permanent=False)  # any other write settles first
+    assert Ledger(store).get(a).status == "sent"
+    ledger.sent_soon(c, "<c@x>", NOW)
+    ledger.close()  # the end of a pass, even after an error, commits it too
+    assert Ledger(store).get(c).status == "sent" and Ledger(store).get(c).message_id == "<c@x>"

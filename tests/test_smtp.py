@@ -141,3 +141,17 @@ def test_each_recipient_gets_its_own_message_with_its_own_headers():
     assert [m["Message-ID"] for m in server.messages] == [f"<digest-{n}.sub@example.org>" for n in range(4)]
     assert all(len(m.get_all("To")) == 1 and m["Date"] for m in server.messages)
     assert len({m.get_body(("html",)).get_content() for m in server.messages}) == 1
+
+
+def test_settle_runs_before_the_hand_over_and_its_failure_stops_the_message():
+    """The send pass commits the previous digest in `settle`: it must run before this message can
+    be accepted, and if it fails, this message must not be handed over (one unrecorded at most)."""
+    order: list[str] = []
+    with Server() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        channel.send_after(MESSAGE, envelope("a@example.org", 1), settle=lambda: order.append(f"{len(server.received)}"))
+        def broken() -> None:
+            raise RuntimeError("commit failed")
+        with pytest.raises(RuntimeError):
+            channel.send_after(MESSAGE, envelope("b@example.org", 2), settle=broken)
+        channel.send(MESSAGE, envelope("c@example.org", 3))  # the session is still usable
+    assert order == ["0"] and server.rcpts == [["a@example.org"], ["c@example.org"]]

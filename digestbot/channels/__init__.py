@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from ..models import Message
 
@@ -48,6 +48,12 @@ class Channel:
 
     def send(self, message: Message, envelope: Envelope) -> str:
         raise NotImplementedError
+
+    def send_after(self, message: Message, envelope: Envelope, settle: Callable[[], None]) -> str:
+        """send(), calling `settle` before the message can be accepted (the send pass commits the
+        previous digest there). SMTP overrides it to run `settle` while its MAIL command is out."""
+        settle()
+        return self.send(message, envelope)
 
 
 def load_all() -> dict[str, type[Channel]]:

@@ -4,15 +4,19 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections import OrderedDict
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from typing import Callable
 
+from .. import mailwire
 from ..errors import DeliveryError
 from ..models import Message
 from . import Channel, Envelope
 
 log = logging.getLogger(__name__)
+SHARED_PARTS = 16  # serialised bodies kept: the send pass sends one subscription's rows together
 
 
 def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailMessage:
@@ -56,6 +60,7 @@ class SmtpChannel(Channel):
         self.host, self.port, self.security, self.sender = host, port, security, sender
         self.username, self.password, self.timeout = username, password, timeout
         self._smtp: smtplib.SMTP | None = None
+        self._shared_parts: OrderedDict[tuple[int, str], tuple[Message, bytes]] = OrderedDict()
 
     @property
     def where(self) -> str:
@@ -97,7 +102,12 @@ class SmtpChannel(Channel):
         smtp.login(self.username, self.password or "")  # only now: never AUTH before TLS
 
     def send(self, message: Message, envelope: Envelope) -> str:
-        to = parseaddr(envelope.target)[1]
+        return self.send_after(message, envelope, settle=_nothing)
+
+    def send_after(self, message: Message, envelope: Envelope, settle: Callable[[], None]) -> str:
+        """Send; `settle` runs while the MAIL command is with the server, and always before the
+        message is handed over (the send pass commits the previous digest there, see ledger.py)."""
+        to = envelope.target if mailwire.is_bare(envelope.target) else parseaddr(envelope.target)[1]
         try:
             data = self._wire(message, envelope, to)
         except (ValueError, TypeError) as exc:  # CR/LF or similar in a header value: never on the wire
@@ -107,9 +117,10 @@ class SmtpChannel(Channel):
                 self._smtp = self._connect()
             try:
                 if isinstance(data, EmailMessage):  # non-ASCII addresses: smtplib negotiates SMTPUTF8
+                    settle()
                     self._smtp.send_message(data, from_addr=self.sender.addr_spec, to_addrs=[to])
                 else:
-                    self._smtp.sendmail(self.sender.addr_spec, [to], data)
+                    _transaction(self._smtp, self.sender.addr_spec, to, data, settle)
                 log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
                 return envelope.message_id
             except smtplib.SMTPServerDisconnected:
@@ -132,11 +143,25 @@ class SmtpChannel(Channel):
 
     def _wire(self, message: Message, envelope: Envelope, to: str) -> bytes | EmailMessage:
         """The bytes to send; an EmailMessage when an address is not ASCII (smtplib then negotiates
-        SMTPUTF8). Built once, before connecting: a bad header never reaches the server."""
-        mail = build_email(message, envelope, self.sender)
+        SMTPUTF8). Built before connecting: a bad header never reaches the server.
+
+        The recipient's header lines are built per send; the rest (content headers and MIME body) is
+        serialised once per rendered message and list, and reused (see mailwire.py)."""
         if not (to + self.sender.addr_spec).isascii():
-            return mail
-        return mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
+            return build_email(message, envelope, self.sender)
+        return mailwire.recipient_headers(envelope, mailwire.date_value()) + self._shared(message, envelope)
+
+    def _shared(self, message: Message, envelope: Envelope) -> bytes:
+        key = (id(message), envelope.list_id)
+        cached = self._shared_parts.get(key)
+        if cached is not None and cached[0] is message:  # identity, not just id(): ids are reused
+            self._shared_parts.move_to_end(key)
+            return cached[1]
+        part = mailwire.shared_part(message, envelope.list_id, self.sender)
+        self._shared_parts[key] = (message, part)  # holding the message keeps its id() unique
+        if len(self._shared_parts) > SHARED_PARTS:
+            self._shared_parts.popitem(last=False)
+        return part
 
     def close(self) -> None:
         if self._smtp is not None:
@@ -148,6 +173,44 @@ class SmtpChannel(Channel):
 
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _nothing() -> None:
+    pass
+
+
+def _transaction(smtp: smtplib.SMTP, sender: str, to: str, data: bytes, settle: Callable[[], None]) -> None:
+    """smtplib's sendmail for one recipient (same replies, same exceptions), except that `settle()`
+    runs between sending MAIL and reading its reply: local work overlapping the server's."""
+    smtp.ehlo_or_helo_if_needed()
+    size = f" size={len(data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
+    smtp.putcmd("mail", f"FROM:{smtplib.quoteaddr(sender)}{size}")
+    try:
+        settle()
+    except BaseException:
+        _reset(smtp, read_reply=True)  # leave the session clean: nothing was handed over
+        raise
+    code, reply = smtp.getreply()
+    if code != 250:
+        smtp.close() if code == 421 else _reset(smtp)
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = smtp.rcpt(to)
+    if code not in (250, 251):
+        smtp.close() if code == 421 else _reset(smtp)
+        raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
+    code, reply = smtp.data(data)
+    if code != 250:
+        smtp.close() if code == 421 else _reset(smtp)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _reset(smtp: smtplib.SMTP, *, read_reply: bool = False) -> None:
+    try:
+        if read_reply:
+            smtp.getreply()  # the MAIL reply still on its way
+        smtp.rset()
+    except (OSError, smtplib.SMTPException):
+        pass  # a dead connection is found (and reopened) by the next send
 def _text(reply: bytes | str) -> str:
     return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 

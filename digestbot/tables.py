@@ -1,0 +1,109 @@
+"""The database tables (SQLModel) and the conversion of a paper row into a `Paper`.
+
+`paper` (one row per paper whatever its sources), `source_state` (per source: last success, last
+error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
+(the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
+subscription x channel x target x period, grouping deliveries). Only store.py, writer.py and
+ledger.py use these.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from sqlalchemy import bindparam, select as sa_select
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+from .models import Paper
+
+
+class PaperRow(SQLModel, table=True):
+    __tablename__ = "paper"
+    id: int | None = Field(default=None, primary_key=True)
+    arxiv_id: str | None = Field(default=None, unique=True)
+    slug: str = Field(index=True)
+    title: str
+    abstract: str = ""
+    authors: str = "[]"
+    published: datetime | None = None
+    url: str | None = None
+    upvotes: int = 0
+    ai_summary: str | None = None
+    ai_keywords: str = "[]"
+    github: str | None = None
+    project_page: str | None = None
+    sources: str = "[]"
+    first_seen: datetime = Field(index=True)
+    updated: datetime
+
+
+class SourceState(SQLModel, table=True):
+    __tablename__ = "source_state"
+    name: str = Field(primary_key=True)
+    last_poll: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    papers_seen: int = 0
+    last_new: int = 0
+    validators: str = "{}"
+
+
+class MatchRow(SQLModel, table=True):
+    __tablename__ = "match"
+    __table_args__ = (UniqueConstraint("subscription", "paper_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    subscription: str
+    paper_id: int = Field(foreign_key="paper.id", index=True)
+    score: float = 0.0
+    hits: str = "[]"
+    created: datetime
+
+
+class DeliveryRow(SQLModel, table=True):
+    __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("subscription", "paper_id", "channel", "target"),)
+    id: int | None = Field(default=None, primary_key=True)
+    subscription: str = Field(index=True)
+    paper_id: int = Field(foreign_key="paper.id")
+    channel: str  # email | slack (the transport is chosen when sending)
+    target: str  # an address, a channel name
+    status: str = Field(default="pending", index=True)  # pending | sent | failed | skipped
+    digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
+    created: datetime
+
+
+class DigestRow(SQLModel, table=True):
+    __tablename__ = "digest"
+    __table_args__ = (UniqueConstraint("subscription", "channel", "target", "period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    subscription: str
+    channel: str
+    target: str
+    period: str
+    status: str = Field(default="pending", index=True)  # pending | sending | sent | failed | empty
+    papers: int = 0
+    attempts: int = 0
+    next_try: datetime | None = None
+    lease_until: datetime | None = None
+    last_error: str | None = None
+    message_id: str | None = None
+    created: datetime
+    sent_at: datetime | None = None
+
+
+_DIGEST_PAPERS = (sa_select(DeliveryRow.digest_id, DeliveryRow.paper_id)
+                  .where(DeliveryRow.digest_id.in_(bindparam("ids", expanding=True))))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def paper_from_row(row: PaperRow) -> Paper:
+    return Paper(title=row.title, abstract=row.abstract, arxiv_id=row.arxiv_id,
+                 authors=tuple(json.loads(row.authors)), published=_aware(row.published), url=row.url,
+                 upvotes=row.upvotes, ai_summary=row.ai_summary, ai_keywords=tuple(json.loads(row.ai_keywords)),
+                 github=row.github, project_page=row.project_page, sources=tuple(json.loads(row.sources)),
+                 first_seen=_aware(row.first_seen))

@@ -1,0 +1,109 @@
+"""The operations of one write transaction: record papers (with their identity), matches and the
+ledger rows that go with them, and what a poll of a source did. Opened by `Store.write()`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import or_
+from sqlmodel import Session, SQLModel, select
+
+from .identity import PaperIndex, merge_into
+from .models import Match, Paper
+from .tables import DeliveryRow, MatchRow, PaperRow, SourceState
+
+log = logging.getLogger(__name__)
+CHUNK = 500  # bound parameters per IN (...) list
+
+
+class Writer:
+    """The operations of one write transaction (see `Store.write`)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def insert_ignore(self, table: type[SQLModel], **values) -> int | None:
+        """INSERT unless a unique constraint says the row exists; the new id, or None."""
+        dialect = self.session.get_bind().dialect.name
+        insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
+        statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.id)
+        return self.session.exec(statement).scalar_one_or_none()
+
+    def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
+        """Store or update each paper; return (row id, paper) of those never seen before.
+
+        Identity (DESIGN 3.3): the bare arXiv id, else the title slug; a title-only paper and a paper
+        with an id are the same when their slugs agree. `update_only` papers (new versions) only
+        update a stored paper and are never inserted.
+        """
+        merged: dict[str, Paper] = {}
+        for paper in papers:
+            earlier = merged.get(paper.key)
+            if earlier is not None and not earlier.update_only:
+                paper.update_only = False  # announced as new in this very batch: still new
+            merged[paper.key] = paper
+        index = PaperIndex(self._existing(list(merged.values())))
+        new: list[tuple[PaperRow, Paper]] = []
+        for paper in merged.values():
+            row = index.find(paper)
+            if row is not None:
+                merge_into(row, paper, now)
+                index.add(row)  # it may just have gained its arXiv id
+            elif paper.update_only:
+                log.debug("%s: %s is a new version of a paper we never stored; not a new paper", source, paper.key)
+            else:
+                row = self._insert(paper, now)
+                new.append((row, paper))
+                index.add(row)
+        self.session.flush()
+        for row, paper in new:
+            paper.first_seen = now
+        return [(row.id, paper) for row, paper in new]
+
+    def _existing(self, papers: list[Paper]) -> list[PaperRow]:
+        """The stored rows that share an arXiv id or a title slug with `papers` (both are indexed)."""
+        rows: dict[int, PaperRow] = {}
+        for start in range(0, len(papers), CHUNK):
+            chunk = papers[start:start + CHUNK]
+            ids = [p.arxiv_id for p in chunk if p.arxiv_id]
+            slugs = [p.slug for p in chunk]
+            for row in self.session.exec(select(PaperRow).where(
+                    or_(PaperRow.arxiv_id.in_(ids), PaperRow.slug.in_(slugs)))).all():
+                rows[row.id] = row
+        return list(rows.values())
+
+    def _insert(self, paper: Paper, now: datetime) -> PaperRow:
+        row = PaperRow(arxiv_id=paper.arxiv_id, slug=paper.slug, title=paper.title, first_seen=now, updated=now)
+        merge_into(row, paper, now)
+        self.session.add(row)
+        return row
+
+    def record_matches(self, matches: list[tuple[int, Match]], targets: dict[str, list[tuple[str, str]]],
+                       now: datetime) -> int:
+        """Write each match and its ledger rows: one delivery per (channel, target) of the subscription."""
+        for paper_id, match in matches:
+            hits = json.dumps([[h.text, h.field, h.topic] for h in match.hits])
+            self.session.add(MatchRow(subscription=match.subscription, paper_id=paper_id, score=match.score,
+                                      hits=hits, created=now))
+            for channel, target in targets.get(match.subscription, []):
+                self.session.add(DeliveryRow(subscription=match.subscription, paper_id=paper_id,
+                                             channel=channel, target=target, created=now))
+        self.session.flush()
+        return len(matches)
+
+    def source_polled(self, name: str, now: datetime, *, seen: int = 0, new: int = 0,
+                      validators: dict | None = None, error: str | None = None) -> None:
+        state = self.session.get(SourceState, name) or SourceState(name=name)
+        state.last_poll = now
+        if error is None:
+            state.last_success, state.papers_seen, state.last_new = now, state.papers_seen + seen, new
+            if validators is not None:
+                # Only the URLs of this poll: dated URLs (hf_daily's days) would otherwise pile up forever.
+                state.validators = json.dumps(validators)
+        else:
+            state.last_error, state.last_error_at = error, now
+        self.session.add(state)

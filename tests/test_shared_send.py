@@ -1,0 +1,163 @@
+"""A send pass renders each distinct digest once and shares it; sharing must never leak one
+recipient's data to another. Real pipeline, real SQLite ledger, real aiosmtpd server."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.headerregistry import Address
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from digestbot import config as config_module, pipeline
+from digestbot.channels import Envelope
+from digestbot.channels.email import build_email
+from digestbot.cli import build_context
+from digestbot.ledger import Ledger
+from digestbot.mailwire import header_line, recipient_headers, shared_part
+from digestbot.models import Match, Message, Paper
+from digestbot.render import Renderer
+from digestbot.store import Store
+
+from servers import SmtpServer
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+EARLY = ["ann@example.org", "Bob Example <bob@example.org>"]  # subscribed when every paper came
+LATE = "carol@example.org"  # added later: only the last two papers are hers
+OTHER = "olga@example.org"  # another subscription
+
+
+class CountingRenderer(Renderer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.renders = 0
+
+    def render(self, digest):
+        self.renders += 1
+        return super().render(digest)
+
+
+def config(tmp_path, port: int) -> config_module.Config:
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[bot]
+database = "sqlite:///{tmp_path}/state.db"
+public_url = "https://digest.example.org"
+
+[email]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+sender = "Paper Digest <digest@example.org>"
+
+[[subscriptions]]
+name = "LLM inference"
+query = "inference"
+email = {[*EARLY, LATE]!r}
+schedule = "instant"
+
+[[subscriptions]]
+name = "Other"
+query = "inference"
+email = ["{OTHER}"]
+schedule = "instant"
+""".replace("'", '"'))
+    return config_module.load(path)
+
+
+def seed(ctx: pipeline.Context) -> list[str]:
+    """Five papers for the first subscription (its last recipient gets only the last two), one for the other."""
+    titles = [f"Paper {i} on fast inference" for i in range(6)]
+    papers = [Paper(title=t, arxiv_id=f"2411.{i:05d}", abstract="Inference.") for i, t in enumerate(titles)]
+    first, other = (s.id for s in ctx.config.subscriptions)
+    with ctx.store.write() as w:
+        ids = w.record_papers("test", papers, NOW)
+        early = [("email", a) for a in EARLY]
+        w.record_matches([(pid, Match(first, p, 1.0)) for pid, p in ids[:3]], {first: early}, NOW)
+        w.record_matches([(pid, Match(first, p, 1.0)) for pid, p in ids[3:5]],
+                         {first: early + [("email", LATE)]}, NOW)
+        w.record_matches([(ids[5][0], Match(other, ids[5][1], 1.0))], {other: [("email", OTHER)]}, NOW)
+    return titles
+
+
+@pytest.fixture
+def sent(tmp_path):
+    with SmtpServer() as server:
+        cfg = config(tmp_path, server.port)
+        Store(cfg.database_url).create_tables()
+        ctx = build_context(cfg)
+        ctx.renderer = CountingRenderer()
+        titles = seed(ctx)
+        result = pipeline.send_due(ctx, NOW)
+    by_rcpt = {r.rcpt_tos[0]: r for r in server.received}
+    rows = {row.target: row for row in Ledger(ctx.store).digests("sent")}
+    return result, by_rcpt, rows, titles, ctx.renderer.renders
+
+
+def body(received) -> tuple[str, str]:
+    mail = received.message
+    return mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
+
+
+def test_recipients_of_one_subscription_share_one_render_and_get_the_same_papers(sent):
+    result, by_rcpt, rows, titles, renders = sent
+    assert len(result.sent) == 4 and sorted(by_rcpt) == ["ann@example.org", "bob@example.org", LATE, OTHER]
+    assert renders == 3  # ann+bob share one; carol's papers differ; the other subscription has its own
+    ann, bob = body(by_rcpt["ann@example.org"]), body(by_rcpt["bob@example.org"])
+    assert ann == bob and all(t in ann[0] and t in ann[1] for t in titles[:5])
+    carol = body(by_rcpt[LATE])
+    assert all(t in carol[0] for t in titles[3:5]) and not any(t in carol[0] for t in titles[:3])
+    assert titles[5] in body(by_rcpt[OTHER])[0] and titles[0] not in body(by_rcpt[OTHER])[0]
+
+
+def test_each_recipient_gets_only_their_own_headers_and_links(sent):
+    _, by_rcpt, rows, _, _ = sent
+    targets = {"ann@example.org": EARLY[0], "bob@example.org": EARLY[1], LATE: LATE, OTHER: OTHER}
+    for rcpt, received in by_rcpt.items():
+        mail, row = received.message, rows[targets[rcpt]]
+        assert str(mail["To"]) == targets[rcpt] and len(mail.get_all("To")) == 1
+        assert mail["Message-ID"] == row.message_id and mail["Message-ID"].startswith(f"<digest-{row.id}.")
+        assert urlencode({"target": targets[rcpt]}) in mail["List-Unsubscribe"]
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        raw = received.raw.decode("ascii")
+        for other in set(by_rcpt) - {rcpt}:  # nowhere in the message, headers or body, encoded or not
+            assert other not in raw and quote(other) not in raw
+        assert "target=" not in "".join(body(received))  # the body's links are per subscription
+    assert len({m.message["Message-ID"] for m in by_rcpt.values()}) == 4
+
+
+def envelope(target: str, unsubscribe: tuple[str, ...]) -> Envelope:
+    return Envelope(target, "Sub", "sub", "<digest-7.sub@example.org>", "Sübscription <sub.example.org>", unsubscribe)
+
+
+LONG = (f"https://digest.example.org/unsubscribe?list=sub&target={'x' * 60}%40example.org",
+        "mailto:digest@example.org?subject=unsubscribe%20sub")
+
+
+@pytest.mark.parametrize("target, unsubscribe", [
+    ("ann@example.org", LONG[1:]),
+    ("Jörg Müller <joerg@example.org>", LONG),
+    ('"Smith, J. (\\"Jay\\")" <jay@example.org>', LONG[:1]),
+    ("=?utf-8?q?not_an_encoded_word?= <w@example.org>", ()),
+])
+def test_the_fast_email_reads_back_like_build_email(target, unsubscribe):
+    sender = Address(display_name="Paper Digest", addr_spec="digest@example.org")
+    message = Message(subject="Über 5 new papers — " + "long " * 20, text="héllo\n" * 3, html="<p>héllo</p>")
+    env = envelope(target, unsubscribe)
+    fast = recipient_headers(env, "Sun, 22 Nov 2026 09:00:00 +0000") + shared_part(message, env.list_id, sender)
+    mail = message_from_bytes(fast, policy=policy.default)
+    slow = message_from_bytes(build_email(message, env, sender).as_bytes(policy=policy.SMTP), policy=policy.default)
+    for name in ("From", "To", "Subject", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+                 "Auto-Submitted"):
+        assert mail[name] == slow[name], name
+    assert all(len(line) <= 78 for line in fast.split(b"\r\n\r\n")[0].split(b"\r\n"))
+    assert mail.get_body(("plain",)).get_content() == slow.get_body(("plain",)).get_content()
+    assert mail.get_body(("html",)).get_content() == slow.get_body(("html",)).get_content()
+
+
+@pytest.mark.parametrize("value", ["a@example.org\r\nBcc: x@evil.example", "<id@x>\nBcc: y", "a\x00b", "x\rY"])
+def test_control_characters_never_reach_a_header(value):
+    with pytest.raises(ValueError):
+        header_line("Message-ID", value)
+    with pytest.raises(ValueError):
+        recipient_headers(Envelope("a@example.org", "s", "s", value, "s <s.x>"), "Sun, 22 Nov 2026 09:00:00 +0000")
