@@ -156,3 +156,17 @@ def test_check_command_exit_codes(tmp_path):
     assert broken.returncode == 1 and f"{bad}:11: bot.colour: unknown key" in broken.stderr
     missing = run(tmp_path / "nope.toml")
     assert missing.returncode == 1 and "no such config file" in missing.stderr
+
+
+def test_every_option_is_documented_in_the_example_config():
+    import re
+
+    from digestbot import sources
+
+    text = (ROOT / "config.example.toml").read_text()
+    documented = set(re.findall(r"^\s*#?\s*([a-z_]+)\s*=", text, re.M))
+    models = [config_module.BotConfig, config_module.EmailConfig, config_module.SlackConfig,
+              config_module.TopicConfig, config_module.SubscriptionConfig,
+              *(kind.Options for kind in sources.load_all().values())]
+    missing = {f"{m.__name__}.{f}" for m in models for f in m.model_fields if f not in documented}
+    assert missing == set()
