@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from ..models import Hit, Match, Paper
+from .nodes import tokenize
 
 log = logging.getLogger(__name__)
-_WORD = re.compile(r"[^\W_]+")
 _STOP = frozenset("""a an and are as at be been by can for from has have in into is it its of on or our
 that the their these this those to was we were which with via using than then also such both over
 """.split())
@@ -32,8 +31,8 @@ class SimilarTopic:
 
 
 def words(paper: Paper) -> Counter:
-    text = f"{paper.title} {paper.title} {paper.abstract}".lower()  # the title counts twice: it is the gist
-    return Counter(w for w in _WORD.findall(text) if w not in _STOP and len(w) > 1)
+    text = f"{paper.title} {paper.title} {paper.abstract}"  # the title counts twice: it is the gist
+    return Counter(w for w in tokenize(text) if w not in _STOP and len(w) > 1)
 
 
 class Vectorizer:
