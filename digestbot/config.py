@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
@@ -130,7 +131,7 @@ class SubscriptionConfig(Strict):
                 raise ValueError(f"not an email address: {value!r}")
         return values
 
-    @property
+    @cached_property  # on every digest's hot path; a subscription's name never changes once loaded
     def id(self) -> str:
         return slugify(self.name)
 

@@ -26,7 +26,7 @@ from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import Http
 from .matching import Matcher
 from .models import Digest, Paper
-from .ledger import Ledger
+from .ledger import Claim, Ledger
 from .render import Renderer
 from .sendpass import Contents
 from .store import DigestRow, Store
@@ -122,16 +122,17 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
         schedule = ctx.config.schedules[sub.id]
         pending = ctx.store.pending_targets(sub.id)
         if schedule.instant:
-            for channel, target, _ in pending:
-                ctx.store.open_digest(sub.id, channel, target, f"instant:{now.isoformat()}", now)
+            if pending:
+                ctx.store.open_digests(sub.id, [(c, t) for c, t, _ in pending], f"instant:{now.isoformat()}",
+                                       now)
             continue
         period = schedule.last_period(now)
         if period is None:
             continue
         waiting = {(c, t) for c, t, oldest in pending if oldest <= period.start}
-        for channel, target in targets(sub):
-            if (channel, target) in waiting or sub.send_empty:
-                ctx.store.open_digest(sub.id, channel, target, period.key, now, allow_empty=sub.send_empty)
+        due = [(c, t) for c, t in targets(sub) if (c, t) in waiting or sub.send_empty]
+        if due:
+            ctx.store.open_digests(sub.id, due, period.key, now, allow_empty=sub.send_empty)
 
 
 def send_due(ctx: Context, now: datetime) -> SendResult:
@@ -176,7 +177,7 @@ class _Channels:
             self.open[kind] = self.stack.enter_context(self.ctx.open_channel(kind))
         return self.open[kind]
 
-def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, channels: _Channels,
+def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig, channels: _Channels,
               contents: Contents, now: datetime, result: SendResult) -> None:
     try:
         content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
@@ -204,7 +205,7 @@ def _send_one(ctx: Context, ledger: Ledger, row: DigestRow, sub: SubscriptionCon
     result.sent.append((sub.name, row.channel, row.target, content.papers))
 
 
-def _failed(ledger: Ledger, row: DigestRow, sub: SubscriptionConfig, error: str, now: datetime,
+def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now: datetime,
             result: SendResult, *, permanent: bool) -> None:
     retry_at = ledger.failed(row, error, now, permanent=permanent)
     when = "not retried: fix the cause, then `digestbot retry --failed`" if retry_at is None \
@@ -220,7 +221,7 @@ def _fault_injection_kill_after_send() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def build_digest(ctx: Context, row: DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
+def build_digest(ctx: Context, row: Claim | DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
     """One digest on its own (the send pass shares them instead, see sendpass.py)."""
     return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), channel=row.channel,
                        period_key=row.period, now=now)
@@ -230,7 +231,7 @@ __all__ = ["Context", "PollResult", "SendResult", "build_digest", "open_due_dige
            "send_due"]
 
 
-def envelope(config: Config, row: DigestRow, sub: SubscriptionConfig) -> Envelope:
+def envelope(config: Config, row: Claim | DigestRow, sub: SubscriptionConfig) -> Envelope:
     domain = _domain(config.email.sender) if config.email else "digestbot.localhost"
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
                     message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>",

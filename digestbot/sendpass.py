@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from .config import SubscriptionConfig
 from .digest import make_digest
+from .ledger import Claim
 from .models import Message
-from .store import DigestRow
 
 if TYPE_CHECKING:
     from .pipeline import Context
@@ -39,11 +39,11 @@ class Contents:
         self._rendered: OrderedDict[Key, Content] = OrderedDict()
         self.renders = 0  # how many times the renderer ran (tests check the sharing with it)
 
-    def load(self, batch: list[DigestRow]) -> None:
+    def load(self, batch: list[Claim]) -> None:
         """The paper ids of a claimed batch, in one query (instead of a joined ORM query per digest)."""
         self._papers = self.ctx.store.digest_papers([row.id for row in batch])
 
-    def get(self, row: DigestRow, sub: SubscriptionConfig) -> Content:
+    def get(self, row: Claim, sub: SubscriptionConfig) -> Content:
         papers = self._papers.get(row.id)
         if papers is None:  # not in the loaded batch (a caller that skipped load)
             papers = self.ctx.store.digest_papers([row.id])[row.id]
@@ -58,7 +58,7 @@ class Contents:
             self._rendered.popitem(last=False)
         return content
 
-    def _render(self, row: DigestRow, sub: SubscriptionConfig, papers: tuple[int, ...]) -> Content:
+    def _render(self, row: Claim, sub: SubscriptionConfig, papers: tuple[int, ...]) -> Content:
         matches = self.ctx.store.matches_of(sub.id, papers)
         digest = make_digest(self.ctx.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now)
         self.renders += 1
