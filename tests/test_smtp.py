@@ -155,3 +155,17 @@ def test_settle_runs_before_the_hand_over_and_its_failure_stops_the_message():
             channel.send_after(MESSAGE, envelope("b@example.org", 2), settle=broken)
         channel.send(MESSAGE, envelope("c@example.org", 3))  # the session is still usable
     assert order == ["0"] and server.rcpts == [["a@example.org"], ["c@example.org"]]
+
+
+def test_lines_starting_with_a_dot_arrive_intact():
+    """The shared part is dot-stuffed once and reused: a line "." must not end the message early and
+    ".hidden" must not lose its dot, for every recipient (the server removes the stuffing)."""
+    text = "first line\n.\n.hidden\n..two dots\nlast line\n"
+    message = Message(subject="dots", text=text, html="<p>\n.\n.dot</p>")
+    with Server() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        for n, target in enumerate(["a@example.org", "b@example.org"]):
+            channel.send(message, envelope(target, n))
+    assert len(server.messages) == 2
+    for received in server.messages:
+        assert received.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+        assert received.get_body(("html",)).get_content().replace("\r\n", "\n") == "<p>\n.\n.dot</p>\n"

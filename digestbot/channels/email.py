@@ -60,6 +60,7 @@ class SmtpChannel(Channel):
         self.host, self.port, self.security, self.sender = host, port, security, sender
         self.username, self.password, self.timeout = username, password, timeout
         self._smtp: smtplib.SMTP | None = None
+        self._mail_from = smtplib.quoteaddr(sender.addr_spec)
         self._shared_parts: OrderedDict[tuple[int, str], tuple[Message, bytes]] = OrderedDict()
 
     @property
@@ -120,7 +121,7 @@ class SmtpChannel(Channel):
                     settle()
                     self._smtp.send_message(data, from_addr=self.sender.addr_spec, to_addrs=[to])
                 else:
-                    _transaction(self._smtp, self.sender.addr_spec, to, data, settle)
+                    _transaction(self._smtp, self._mail_from, to, data, settle)
                 log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
                 return envelope.message_id
             except smtplib.SMTPServerDisconnected:
@@ -142,14 +143,16 @@ class SmtpChannel(Channel):
         raise AssertionError("unreachable")
 
     def _wire(self, message: Message, envelope: Envelope, to: str) -> bytes | EmailMessage:
-        """The bytes to send; an EmailMessage when an address is not ASCII (smtplib then negotiates
-        SMTPUTF8). Built before connecting: a bad header never reaches the server.
+        """The message as DATA carries it (dot-stuffed); an EmailMessage when an address is not ASCII
+        (smtplib then negotiates SMTPUTF8). Built before connecting: a bad header never reaches the
+        server.
 
         The recipient's header lines are built per send; the rest (content headers and MIME body) is
-        serialised once per rendered message and list, and reused (see mailwire.py)."""
+        serialised and stuffed once per rendered message and list, and reused (see mailwire.py)."""
         if not (to + self.sender.addr_spec).isascii():
             return build_email(message, envelope, self.sender)
-        return mailwire.recipient_headers(envelope, mailwire.date_value()) + self._shared(message, envelope)
+        own = mailwire.stuffed(mailwire.recipient_headers(envelope, mailwire.date_value()))
+        return own + self._shared(message, envelope)
 
     def _shared(self, message: Message, envelope: Envelope) -> bytes:
         key = (id(message), envelope.list_id)
@@ -157,7 +160,7 @@ class SmtpChannel(Channel):
         if cached is not None and cached[0] is message:  # identity, not just id(): ids are reused
             self._shared_parts.move_to_end(key)
             return cached[1]
-        part = mailwire.shared_part(message, envelope.list_id, self.sender)
+        part = mailwire.stuffed(mailwire.shared_part(message, envelope.list_id, self.sender))
         self._shared_parts[key] = (message, part)  # holding the message keeps its id() unique
         if len(self._shared_parts) > SHARED_PARTS:
             self._shared_parts.popitem(last=False)
@@ -179,12 +182,13 @@ def _nothing() -> None:
     pass
 
 
-def _transaction(smtp: smtplib.SMTP, sender: str, to: str, data: bytes, settle: Callable[[], None]) -> None:
-    """smtplib's sendmail for one recipient (same replies, same exceptions), except that `settle()`
-    runs between sending MAIL and reading its reply: local work overlapping the server's."""
+def _transaction(smtp: smtplib.SMTP, mail_from: str, to: str, stuffed: bytes, settle: Callable[[], None]) -> None:
+    """smtplib's sendmail for one recipient (same commands, replies and exceptions), except that
+    `settle()` runs between sending MAIL and reading its reply (local work overlapping the
+    server's), and that the message arrives already dot-stuffed (mailwire.stuffed)."""
     smtp.ehlo_or_helo_if_needed()
-    size = f" size={len(data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
-    smtp.putcmd("mail", f"FROM:{smtplib.quoteaddr(sender)}{size}")
+    size = f" SIZE={len(stuffed)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
+    smtp.putcmd("mail", f"FROM:{mail_from}{size}")
     try:
         settle()
     except BaseException:
@@ -193,12 +197,17 @@ def _transaction(smtp: smtplib.SMTP, sender: str, to: str, data: bytes, settle: 
     code, reply = smtp.getreply()
     if code != 250:
         smtp.close() if code == 421 else _reset(smtp)
-        raise smtplib.SMTPSenderRefused(code, reply, sender)
-    code, reply = smtp.rcpt(to)
+        raise smtplib.SMTPSenderRefused(code, reply, mail_from)
+    code, reply = smtp.docmd("rcpt", f"TO:<{to}>") if mailwire.is_bare(to) else smtp.rcpt(to)
     if code not in (250, 251):
         smtp.close() if code == 421 else _reset(smtp)
         raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
-    code, reply = smtp.data(data)
+    code, reply = smtp.docmd("data")
+    if code != 354:
+        smtp.close() if code == 421 else _reset(smtp)
+        raise smtplib.SMTPDataError(code, reply)
+    smtp.send(stuffed + (b"." if stuffed.endswith(b"\r\n") else b"\r\n.") + b"\r\n")
+    code, reply = smtp.getreply()
     if code != 250:
         smtp.close() if code == 421 else _reset(smtp)
         raise smtplib.SMTPDataError(code, reply)
