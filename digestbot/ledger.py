@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator
 
-from sqlalchemy import Connection, Dialect, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Dialect, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from .store import DeliveryRow, DigestRow, Store, _aware
+from .tables import ACTIVE
 
 RETRY_FIRST, RETRY_MAX = timedelta(minutes=1), timedelta(hours=6)
 MAX_ATTEMPTS = 12  # about two days of backoff; then the digest is `failed` and shows in `status`
@@ -40,9 +41,10 @@ def backoff(attempt: int) -> timedelta:
 
 
 def _due(now: datetime):
-    # The IN term repeats what the OR implies; it is spelled out so the planner can use the partial
-    # index on active digests (tables.py), which is defined by that very term.
-    return and_(DigestRow.status.in_(("pending", "sending")),
+    # The ACTIVE term repeats what the OR implies. It is spelled out, as SQL text with its constants
+    # (a bound parameter would not do), so that SQLite can use the partial index of active digests
+    # (tables.py), which that very term defines.
+    return and_(text(ACTIVE),
                 or_(and_(DigestRow.status == "pending", DigestRow.next_try <= now),
                     and_(DigestRow.status == "sending", DigestRow.lease_until < now)))
 

@@ -179,3 +179,57 @@ def test_sent_soon_is_committed_before_any_other_ledger_write(url):
     ledger.sent_soon(c, "<c@x>", NOW)
     ledger.close()  # the end of a pass, even after an error, commits it too
     assert Ledger(store).get(c).status == "sent" and Ledger(store).get(c).message_id == "<c@x>"
+
+
+def test_open_digests_takes_each_targets_deliveries_once_and_skips_a_period_already_open(url):
+    store = Store(url)
+    with store.write() as w:
+        new = w.record_papers("src", [Paper(title=f"Paper {n}", arxiv_id=f"2411.0000{n}") for n in (1, 2)], NOW)
+        w.record_matches([(pid, Match("sub", p)) for pid, p in new],
+                         {"sub": [("email", "a@example.org"), ("email", "b@example.org")]}, NOW)
+    targets = [("email", "a@example.org"), ("email", "b@example.org"), ("email", "nobody@example.org")]
+    a, b, nobody = store.open_digests("sub", targets, "p1", NOW)
+    assert a and b and a != b and nobody is None  # nothing waits for the third: no empty digest
+    papers = store.digest_papers([a, b])
+    assert len(papers[a]) == len(papers[b]) == 2
+    assert store.open_digests("sub", targets, "p1", NOW) == [None, None, None]  # the period has its digests
+    assert store.pending_targets("sub") == []
+
+
+def test_a_claim_reads_the_index_of_active_digests_not_the_whole_history(url):
+    """The claim's SQL must be able to use the partial index (its IN term is what allows it): with
+    a long history of sent digests, anything else reads or sorts all of them for every batch."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    store = Store(url)
+    seed(store, 2)
+    executed: list[tuple[str, tuple]] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, params, context, many: executed.append((sql, params)))
+    Ledger(store).claim_batch(NOW)
+    [(sql, params)] = [(q, p) for q, p in executed if q.lstrip().startswith("SELECT digest.id")]
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "ix_digest_active" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_database_from_an_older_version_gets_todays_indexes_and_keeps_its_rows(url):
+    path = url.removeprefix("sqlite:///")
+    store = Store(url)
+    seed(store, 3)
+    store.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as db:  # as an older digestbot made it
+        db.execute("DROP INDEX ix_digest_active")
+        db.execute("DROP INDEX ix_delivery_waiting")
+        db.execute("CREATE INDEX ix_digest_status ON digest (status)")
+        db.execute("CREATE INDEX ix_delivery_status ON delivery (status)")
+    reopened = Store.open_existing(url)
+    with sqlite3.connect(path) as db:
+        names = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"ix_digest_active", "ix_delivery_waiting"} <= names
+    assert not {"ix_digest_status", "ix_delivery_status"} & names
+    assert [r.id for r in Ledger(reopened).claim_batch(NOW)] == [1, 2, 3]  # the rows are all there
