@@ -75,18 +75,20 @@ class Matcher:
         self._parsed[query] = self._ids[key]
         return self._ids[key]
 
-    def _interests_by_clause(self) -> tuple[list[tuple[tuple[int, str], ...]], list[tuple[int, ...]]]:
+    def _interests_by_clause(self) -> tuple[list[tuple[tuple[int, str], ...]],
+                                            list[tuple[tuple[int, str | None], ...]]]:
         """Clause id -> the interests whose only clause it is (their match is the clause's hits),
-        and -> the interests with topics that name it (their hits are merged from several)."""
+        and -> (interest, topic name or None for its own query) of the interests with topics that
+        name it: their match is that clause's hits when it is the only one of theirs that holds."""
         sole: list[list[tuple[int, str]]] = [[] for _ in self._texts]
-        users: list[list[int]] = [[] for _ in self._texts]
+        users: list[list[tuple[int, str | None]]] = [[] for _ in self._texts]
         for n, (own, topics) in enumerate(self._plans):
             if not topics:
                 sole[own].append((n, self._names[n]))  # type: ignore[index]
                 continue
-            clauses = [c for _, c in topics] if own is None else [own] + [c for _, c in topics]
-            for c in dict.fromkeys(clauses):  # once per interest, however often it names a clause
-                users[c].append(n)
+            named = list(topics) if own is None else [(None, own), *topics]
+            for topic, c in named:
+                users[c].append((n, topic))
         return [tuple(x) for x in sole], [tuple(x) for x in users]  # tuples: untracked by the GC
 
     def candidates(self, doc: Doc) -> set[int]:
@@ -143,11 +145,25 @@ class Matcher:
                 _, hits, score = self._hits(c, None, doc, cache)
                 score = round(score + bonus, 6)
                 found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
-        with_topics = sorted({n for c in holding for n in users[c]})
-        if with_topics:
+        held: dict[int, list[tuple[int, str | None]]] = {}  # interest with topics -> its clauses that hold
+        for c in holding:
+            for n, topic in users[c]:
+                if n in held:
+                    held[n].append((c, topic))
+                else:
+                    held[n] = [(c, topic)]
+        several: list[int] = []
+        for n, clauses in held.items():
+            if len(clauses) == 1:  # the usual case: its match is that clause's hits (cached per paper)
+                _, hits, score = self._hits(*clauses[0], doc, cache)
+                found.append((n, Match(self._names[n], paper, round(score + bonus, 6), hits)))
+            else:
+                several.append(n)
+        if several:  # hits merged from several clauses, in the interest's order
+            several.sort()
             rest: list[Match] = []
-            self._collect(paper, doc, with_topics, set(holding).__contains__, rest, cache)
-            found += zip(with_topics, rest)  # type: ignore[arg-type]  # one match each
+            self._collect(paper, doc, several, set(holding).__contains__, rest, cache)
+            found += zip(several, rest)  # type: ignore[arg-type]  # one match each
         found.sort(key=_first)
         return [m for _, m in found]
 
