@@ -11,6 +11,7 @@ per-interest path, and must return the same result.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Callable, Iterable, Sequence
 
 from digestbot.matching.batch import Batch, BatchPred, compile_batch, positions
@@ -23,6 +24,7 @@ from digestbot.models import Hit, Match, Paper
 BATCH_MIN = 300  # papers from which batch evaluation is not slower (100,000 subscriptions; at
 # 10,000 from ~100): at 1,000 papers it is ~25% faster (benchmarks/bench_matching.py)
 _Hits = tuple[Hits, tuple[Hit, ...], float]  # (hit, weight)s, hits, their sum
+_HIT, _WEIGHT = itemgetter(0), itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class Matcher:
             parts += [self._hits(c, name, doc, cache) for name, c in topics if holds(c)]
             if len(parts) > 1:  # query hits first, then each topic's; a hit found twice counts once
                 found = unique([p for part, _, _ in parts for p in part], lambda p: p[0])
-                parts = [(found, tuple(h for h, _ in found), sum(weight for _, weight in found))]
+                parts = [(found, tuple(map(_HIT, found)), sum(map(_WEIGHT, found)))]
             if parts:
                 _, hits, score = parts[0]
                 out.append(Match(self._names[n], paper, round(score + bonus, 6), hits))
@@ -199,13 +201,15 @@ class Matcher:
     def _hits(self, c: int, topic: str | None, doc: Doc,
               cache: dict[tuple[int, str | None], _Hits]) -> _Hits:
         """The hits of clause `c` (which holds) for this paper, computed once per paper."""
-        if (c, topic) not in cache:
-            collect = self._collectors.get((c, topic))
+        key = (c, topic)
+        got = cache.get(key)
+        if got is None:
+            collect = self._collectors.get(key)
             if collect is None:  # compiled on first use: most (clause, topic) pairs never match
-                collect = self._collectors[c, topic] = compile_hits(parse_query(self._texts[c]), topic)
+                collect = self._collectors[key] = compile_hits(parse_query(self._texts[c]), topic)
             found = collect(doc)
-            cache[c, topic] = (found, tuple(h for h, _ in found), sum(w for _, w in found))
-        return cache[c, topic]
+            got = cache[key] = (found, tuple(map(_HIT, found)), sum(map(_WEIGHT, found)))
+        return got
 
 
 def _bonus(paper: Paper) -> float:
