@@ -226,3 +226,18 @@ def test_compiled_closures_agree_with_the_ast(q, p):
         node.hits(doc, reference)
         expected = {Hit(text, field, "t"): weight for text, field, weight in reference}
         assert compile_hits(node, "t")(doc) == [(Hit("t", "topic", "t"), 0.0), *expected.items()]
+
+
+def test_matching_pauses_the_cyclic_gc_only_while_it_runs():
+    import gc
+
+    matcher = Matcher([Interest("s", "vision")])
+    assert gc.isenabled()
+    matcher.match([SPEC])
+    assert gc.isenabled()  # switched back on
+    gc.disable()
+    try:
+        matcher.match([SPEC])
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
