@@ -93,3 +93,16 @@ def test_lease_sent_and_failed_on_postgresql(store):
     ledger.close()
     counts = ledger.counts()["email"]
     assert (counts.sent, counts.failed, counts.pending) == (1, 1, 0)
+
+
+def test_an_older_database_on_postgresql_gets_todays_indexes(store, pg_url):
+    seed(store, 2)
+    with store.engine.begin() as conn:  # as an older digestbot made it
+        conn.exec_driver_sql("DROP INDEX ix_digest_active")
+        conn.exec_driver_sql("CREATE INDEX ix_digest_status ON digest (status)")
+    reopened = Store.open_existing(pg_url)
+    with reopened.engine.connect() as conn:
+        names = {name for (name,) in conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'digest'")}
+    assert "ix_digest_active" in names and "ix_digest_status" not in names
+    assert len(Ledger(reopened).claim_batch(NOW)) == 2
+    reopened.close()
