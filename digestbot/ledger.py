@@ -40,7 +40,8 @@ def backoff(attempt: int) -> timedelta:
     return delay * (0.75 + random.random() / 2)
 
 
-def _due(now: datetime):
+def _due(now):
+    """Digests a sender may take at `now` (a datetime, or a bind parameter in the prebuilt statements)."""
     # The ACTIVE term repeats what the OR implies. It is spelled out, as SQL text with its constants
     # (a bound parameter would not do), so that SQLite can use the partial index of active digests
     # (tables.py), which that very term defines.
