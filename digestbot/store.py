@@ -21,8 +21,8 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from .errors import StoreError
 from .models import Hit, Match, Paper, SourceMemory
-from .tables import (_DIGEST_PAPERS, _MATCHES_OF, OBSOLETE_INDEXES, DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, _aware,
-                     paper_from_row)
+from .tables import (_DIGEST_PAPERS, _MATCHES_OF, OBSOLETE_INDEXES, DeliveryRow, DigestRow, MatchRow, PaperRow,
+                     SourceState, _aware, paper_from_row)
 from .writer import Writer
 
 __all__ = ["Store", "Writer", "StoreError", "DeliveryRow", "DigestRow", "MatchRow", "PaperRow", "SourceState",

@@ -102,7 +102,8 @@ def test_an_older_database_on_postgresql_gets_todays_indexes(store, pg_url):
         conn.exec_driver_sql("CREATE INDEX ix_digest_status ON digest (status)")
     reopened = Store.open_existing(pg_url)
     with reopened.engine.connect() as conn:
-        names = {name for (name,) in conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'digest'")}
+        rows = conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'digest'")
+        names = {name for (name,) in rows}
     assert "ix_digest_active" in names and "ix_digest_status" not in names
     assert len(Ledger(reopened).claim_batch(NOW)) == 2
     reopened.close()

@@ -198,7 +198,7 @@ def _transaction(smtp: smtplib.SMTP, mail_from: str, to: str, stuffed: bytes, se
     if code != 250:
         smtp.close() if code == 421 else _reset(smtp)
         raise smtplib.SMTPSenderRefused(code, reply, mail_from)
-    code, reply = smtp.docmd("rcpt", f"TO:<{to}>") if mailwire.is_bare(to) else smtp.rcpt(to)
+    code, reply = smtp.docmd("rcpt", f"TO:<{to}>")  # `to` is a bare addr-spec (send_after)
     if code not in (250, 251):
         smtp.close() if code == 421 else _reset(smtp)
         raise smtplib.SMTPRecipientsRefused({to: (code, reply)})

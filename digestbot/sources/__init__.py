@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from ..models import SourceMemory
 
 REGISTRY: dict[str, type["Source"]] = {}
+
+
+def decoded(body: bytes, fail: Callable[[str], ParseError], expected: str) -> str:
+    """The body as text; ParseError when it is empty or not UTF-8 (a byte-order mark is dropped)."""
+    if not body.strip():
+        raise fail(f"empty response body (expected {expected})")
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fail(f"not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}; expected {expected})") from None
 
 
 class SourceOptions(BaseModel):

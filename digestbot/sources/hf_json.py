@@ -10,18 +10,16 @@ from typing import Any, Callable
 
 from ..errors import ParseError
 from ..models import Paper, bare_arxiv_id
+from . import decoded
 
 HF_PAPER_URL = "https://huggingface.co/papers/{}"
 
 
 def parse_items_json(body: bytes, fail: Callable[[str], ParseError], source: str) -> list[Paper]:
     """A JSON array of items, each `{"paper": {...}, ...}` or a flat paper object."""
-    if not body.strip():
-        raise fail("empty response body (expected a JSON array)")
+    text = decoded(body, fail, "a JSON array")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise fail(f"response is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise fail(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
                    f"{_looks_like_html(body)}") from None

@@ -8,7 +8,7 @@ from datetime import datetime
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from ..models import Paper, SourceMemory, bare_arxiv_id
-from . import Source
+from . import Source, decoded
 from .hf_json import HF_PAPER_URL, paper_from_item
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,7 @@ class HfPage(Source):
         return self.fetch_parsed(self.url, None, memory)
 
     def parse(self, body: bytes) -> list[Paper]:
-        if not body.strip():
-            raise self.fail("empty response body (expected a Hugging Face papers page)")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise self.fail(f"response is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        tree = HTMLParser(text)
+        tree = HTMLParser(decoded(body, self.fail, "a Hugging Face papers page"))
         node = tree.css_first('[data-target="DailyPapers"][data-props]')
         if node is not None:
             return self._from_props(node.attributes.get("data-props") or "")

@@ -22,7 +22,7 @@ from pydantic import model_validator
 
 from ..errors import FetchError
 from ..models import Paper, SourceMemory
-from . import Source, SourceOptions
+from . import Source, SourceOptions, decoded
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +189,7 @@ class TextSource(Source):
     today: date | None = None  # the day the listing is read; collect() sets it, tests may pin it
 
     def parse(self, body: bytes) -> list[Paper]:
-        if not body.strip():
-            raise self.fail("the listing is empty")
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise self.fail(f"the listing is not UTF-8 text (byte 0x{body[e.start]:02x} at offset "
-                            f"{e.start}); save it as UTF-8") from None
+        text = decoded(body, self.fail, "a saved listing as UTF-8 text")
         listing = parse_listing(text, self.today or datetime.now(UTC).date())
         if not listing.entries:
             raise self.fail(self._why_empty(text))
