@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
-from digestbot.matching.compile import compile_hits, compile_node, document
+from digestbot.matching.compile import compile_explain, compile_node, document
 from digestbot import config as config_module
 from digestbot.cli import build_matcher
 from digestbot.models import Hit, Paper
@@ -127,6 +127,16 @@ def test_order_is_paper_then_interest():
                              ("a", SPEC.key), ("c", VISION.key)]
 
 
+def test_an_and_across_fields_needs_every_field():
+    # Terms of different word sets (title, author, keyword, text) in one AND: each must hold.
+    # The batch path once kept only the last set's papers.
+    queries = ["keyword:cs.lg inference", "title:survey author:turing", "author:lovelace cache",
+               "keyword:cs.cl title:speculative", "title:vision images upvotes>=100 keyword:cs.lg"]
+    interests = [Interest(f"q{n}", q) for n, q in enumerate(queries)]
+    assert [(m.subscription, m.paper.arxiv_id) for m in run(*interests)] == [
+        ("q2", "2401.00001"), ("q0", "2401.00002")]
+
+
 def test_unanchored_queries_are_still_evaluated():
     result = run(Interest("popular", "upvotes>=40"), Interest("no-llm", "NOT llm"))
     assert pairs(result) == [("popular", SPEC.key), ("popular", VISION.key), ("no-llm", VISION.key)]
@@ -225,7 +235,8 @@ def test_compiled_closures_agree_with_the_ast(q, p):
         reference: list = []
         node.hits(doc, reference)
         expected = {Hit(text, field, "t"): weight for text, field, weight in reference}
-        assert compile_hits(node, "t")(doc) == [(Hit("t", "topic", "t"), 0.0), *expected.items()]
+        pairs = [(Hit("t", "topic", "t"), 0.0), *expected.items()]
+        assert compile_explain(node, "t")(doc) == (tuple(h for h, _ in pairs), sum(w for _, w in pairs), pairs)
 
 
 def test_matching_pauses_the_cyclic_gc_only_while_it_runs():

@@ -2,7 +2,7 @@
 
 A `Batch` holds, for each word set of the documents (title, author, keyword, text), posting lists
 word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once).
-`compile_batch(node)(batch, within)` is the bitset of the papers of `within` for which
+`compile_batch(node)(batch, papers)` is the bitset of the papers of `within` for which
 `node.evaluate(doc)` holds: word sets decide terms and prefixes exactly; phrases, abstract-only
 words and abstract prefixes take their words' postings as candidates and confirm each one with the
 per-paper substring test (`needle_key`). The index (`Index.batch_candidates`) skips clauses none
@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Callable, Iterator, Sequence
 
-from digestbot.matching.compile import SET_OF, Key, needle_key
+from digestbot.matching.compile import SET_OF, Source, needle_key
 from digestbot.matching.index import Index, tagged_keys
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
@@ -86,6 +86,13 @@ class Batch:
             bits ^= bit
         return found
 
+    def abstract_word(self, within: int, word: str, where: int, needle: str) -> int:
+        """The papers of `within` with `word` in the abstract: in the text but not the title, or
+        in both and found in the abstract's string."""
+        text = within & self.words[GROUP["text"]].get(word, 0)
+        both = text & self.words[GROUP["title"]].get(word, 0)
+        return (text & ~both) | self.confirm(both, where, needle) if both else text
+
     def keys(self, lengths: Sequence[int]) -> dict[str, int]:
         """Tagged index keys (as `Index.keys`) -> the papers having them."""
         return tagged_keys(self.words, lengths, self.all)
@@ -105,35 +112,32 @@ def positions(bits: int) -> Iterator[int]:
 
 def compile_batch(node: Node | None) -> BatchPred:
     """A function of (batch, papers) equivalent to `node.evaluate` on each of those papers: the
-    bitset of the papers of `within` for which `node` holds. An AND passes each child only the
-    papers its earlier children left, so a phrase confirms few candidates."""
+    bitset of the papers of `w` for which `node` holds. Generated as one expression (see
+    `compile.Source`); an AND passes each child only the papers its earlier children left (and
+    stops when none is left), so a phrase confirms few candidates."""
+    src = Source()
+    return src.function("b, w", _holding(node, "w", src, [0]))
+
+
+def _holding(node: Node | None, within: str, src: Source, names: list[int]) -> str:
+    """An expression: the papers of bitset `within` (a name) for which `node` holds."""
     kind = type(node)
     if node is None:
-        return lambda b, within: within
+        return within
     if kind is Term or kind is Phrase or kind is Prefix:
-        return _leaf(node)  # type: ignore[arg-type]
+        return _leaf(node, within, src)  # type: ignore[arg-type]
     if kind is Upvotes:
-        op, value = node.op, node.value  # type: ignore[union-attr]
-        return lambda b, within: within & b.upvotes(op, value)
+        return f"{within} & b.upvotes({src(node.op)}, {src(node.value)})"  # type: ignore[union-attr]
     if kind is Not:
-        inner = compile_batch(node.child)  # type: ignore[union-attr]
-        return lambda b, within: within & ~inner(b, within)
+        return f"{within} & ~({_holding(node.child, within, src, names)})"  # type: ignore[union-attr]
     if kind is Or:
-        parts = [compile_batch(c) for c in node.children]  # type: ignore[union-attr]
-        return lambda b, within: _any(parts, b, within)
-    return _and(node)  # type: ignore[arg-type]
+        return " | ".join(f"({_holding(c, within, src, names)})" for c in node.children)  # type: ignore[union-attr]
+    return _and(node, within, src, names)  # type: ignore[arg-type]
 
 
-def _any(parts: list[BatchPred], b: Batch, within: int) -> int:
-    bits = 0
-    for part in parts:
-        bits |= part(b, within)
-    return bits
-
-
-def _and(node: And) -> BatchPred:
-    """AND: plain terms of one word set first, in one call; then the rest, NOTs last; stop once
-    no paper is left."""
+def _and(node: And, within: str, src: Source, names: list[int]) -> str:
+    """AND: plain terms of one word set first, then the rest, NOTs last, each narrowing the
+    papers (`(x1 := ...) and ...`); 0 once none is left."""
     words: dict[int, list[str]] = {}
     rest: list[Node] = []
     for child in node.children:
@@ -142,43 +146,29 @@ def _and(node: And) -> BatchPred:
         else:
             rest.append(child)
     rest.sort(key=lambda c: type(c) is Not)
-    parts = [_all_of(s, tuple(ws)) for s, ws in words.items()] + [compile_batch(c) for c in rest]
-
-    def evaluate(b: Batch, within: int) -> int:
-        for part in parts:
-            within = part(b, within)
-            if not within:
-                return 0
-        return within
-    return evaluate
-
-
-def _all_of(s: int, words: tuple[str, ...]) -> BatchPred:
-    return lambda b, within: b.all_of(s, words, within)
+    steps = [within + "".join(f" & b.words[{g}].get({src(w)}, 0)" for g, ws in words.items() for w in ws)
+             ] if words else []
+    for child in rest:
+        if steps:
+            names[0] += 1
+            within = f"x{names[0]}"
+            steps[-1] = f"({within} := {steps[-1]})"
+        steps.append(_holding(child, within, src, names))
+    return "(" + " and ".join(steps) + ")"
 
 
-def _abstract_word(b: Batch, text: int, title: int, key: Key) -> int:
-    return (text & ~title) | b.confirm(text & title, *key) if text & title else text
-
-
-def _leaf(node: Term | Phrase | Prefix) -> BatchPred:
+def _leaf(node: Term | Phrase | Prefix, within: str, src: Source) -> str:
     """Word sets decide a term or prefix exactly, except in the abstract, which has no word set
     (text = title + abstract): there, and for phrases, candidates are confirmed by the substring
-    test of the per-paper closures (`needle_key`)."""
+    test of the per-paper functions (`needle_key`)."""
     s = SET_OF[node.group]
     if type(node) is Term and node.group != "abstract":
-        word = node.word
-        return lambda b, within: within & b.words[s].get(word, 0)
+        return f"{within} & b.words[{s}].get({src(node.word)}, 0)"
     if type(node) is Prefix and node.group != "abstract":
-        stem = node.stem
-        return lambda b, within: within & b.prefixed(s, stem)
-    key = needle_key(node)
+        return f"{within} & b.prefixed({s}, {src(node.stem)})"
+    where, needle = needle_key(node)
     if type(node) is Term:  # not in the title: in the abstract; in both: the abstract must say so
-        word, title = node.word, GROUP["title"]
-        return lambda b, within: _abstract_word(
-            b, within & b.words[s].get(word, 0), b.words[title].get(word, 0), key)
+        return f"b.abstract_word({within}, {src(node.word)}, {where}, {src(needle)})"
     if type(node) is Prefix:
-        stem = node.stem
-        return lambda b, within: b.confirm(within & b.prefixed(s, stem), *key)
-    words = node.words  # type: ignore[union-attr]
-    return lambda b, within: b.confirm(b.all_of(s, words, within), *key)
+        return f"b.confirm({within} & b.prefixed({s}, {src(node.stem)}), {where}, {src(needle)})"
+    return f"b.confirm(b.all_of({s}, {src(node.words)}, {within}), {where}, {src(needle)})"  # type: ignore[union-attr]

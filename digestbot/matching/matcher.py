@@ -17,7 +17,9 @@ from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Sequence
 
 from digestbot.matching.batch import Batch, BatchPred, compile_batch, positions
-from digestbot.matching.compile import Hits, Pred, compile_hits, compile_node, document, unique
+from digestbot.matching.compile import (
+    Explanation, Pred, compile_explain, compile_node, document, explanation, unique,
+)
 from digestbot.matching.index import Index, Rarity
 from digestbot.matching.nodes import Doc
 from digestbot.matching.query import parse_query
@@ -25,8 +27,7 @@ from digestbot.models import Hit, Match, Paper
 
 BATCH_MIN = 300  # papers from which batch evaluation is not slower (100,000 subscriptions; at
 # 10,000 from ~100): at 1,000 papers it is ~25% faster (benchmarks/bench_matching.py)
-_Hits = tuple[Hits, tuple[Hit, ...], float]  # (hit, weight)s, hits, their sum
-_HIT, _WEIGHT = itemgetter(0), itemgetter(1)
+_HIT = itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class Matcher:
         self._plans = [self._plan(i) for i in interests]
         self._index.freeze()
         self._sole, self._users = self._interests_by_clause()
-        self._collectors: dict[tuple[int, str | None], Callable[[Doc], Hits]] = {}
+        self._explainers: dict[tuple[int, str | None], Callable[[Doc], Explanation]] = {}
+        self._own: list[Callable[[Doc], Explanation] | None] = [None] * len(self._texts)  # topic None
         self._batch_preds: dict[int, BatchPred] = {}  # compiled on first use, as _preds
 
     def _plan(self, interest: Interest) -> tuple[int | None, tuple[tuple[str, int], ...]]:
@@ -80,20 +82,21 @@ class Matcher:
         return self._ids[key]
 
     def _interests_by_clause(self) -> tuple[list[tuple[tuple[int, str], ...]],
-                                            list[tuple[tuple[int, str | None], ...]]]:
+                                            list[tuple[tuple[str | None, tuple[int, ...]], ...]]]:
         """Clause id -> the interests whose only clause it is (their match is the clause's hits),
-        and -> (interest, topic name or None for its own query) of the interests with topics that
-        name it: their match is that clause's hits when it is the only one of theirs that holds."""
+        and -> (topic name or None for their own query, interests) for the interests with topics
+        that name it: their match is that clause's hits when it is the only one of theirs that holds."""
         sole: list[list[tuple[int, str]]] = [[] for _ in self._texts]
-        users: list[list[tuple[int, str | None]]] = [[] for _ in self._texts]
+        users: list[dict[str | None, list[int]]] = [{} for _ in self._texts]
         for n, (own, topics) in enumerate(self._plans):
             if not topics:
                 sole[own].append((n, self._names[n]))  # type: ignore[index]
                 continue
             named = list(topics) if own is None else [(None, own), *topics]
             for topic, c in named:
-                users[c].append((n, topic))
-        return [tuple(x) for x in sole], [tuple(x) for x in users]  # tuples: untracked by the GC
+                users[c].setdefault(topic, []).append(n)
+        # tuples: untracked by the GC
+        return [tuple(x) for x in sole], [tuple((t, tuple(ns)) for t, ns in x.items()) for x in users]
 
     def candidates(self, doc: Doc) -> set[int]:
         """Clause ids that may hold for `doc` (see `Index`)."""
@@ -141,35 +144,32 @@ class Matcher:
 
     def _matches(self, paper: Paper, doc: Doc, holding: list[int]) -> list[Match]:
         """The matches of one paper, given the clauses that hold for it, in interest order."""
-        sole, users = self._sole, self._users
-        cache: dict[tuple[int, str | None], _Hits] = {}
         bonus = _bonus(paper)
+        sole, users, own, names = self._sole, self._users, self._own, self._names
         found: list[tuple[int, Match]] = []
-        for c in holding:  # a clause's hits and score serve all the interests it is alone in
-            if sole[c]:
-                _, hits, score = self._hits(c, None, doc, cache)
-                score = round(score + bonus, 6)
-                found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
-        held: dict[int, list[tuple[int, str | None]]] = {}  # interest with topics -> its clauses that hold
+        held: dict[int, tuple[tuple[Hit, ...], float] | None] = {}  # with topics: None if several hold
         for c in holding:
-            for n, topic in users[c]:
-                if n in held:
-                    held[n].append((c, topic))
-                else:
-                    held[n] = [(c, topic)]
+            if sole[c]:  # one explanation serves all the interests this clause is alone in
+                hits, weight, _ = (own[c] or self._explainer(c, None))(doc)
+                score = round(weight + bonus, 6)
+                found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
+            for topic, members in users[c]:
+                hits, weight, _ = self._explainer(c, topic)(doc)
+                why = hits, round(weight + bonus, 6)
+                for n in members:
+                    held[n] = None if n in held else why
         several: list[int] = []
-        for n, clauses in held.items():
-            if len(clauses) == 1:  # the usual case: its match is that clause's hits (cached per paper)
-                _, hits, score = self._hits(*clauses[0], doc, cache)
-                found.append((n, Match(self._names[n], paper, round(score + bonus, 6), hits)))
-            else:
+        for n, why in held.items():
+            if why is None:
                 several.append(n)
+            else:  # the usual case: one of its clauses holds, and its match is that clause's
+                found.append((n, Match(names[n], paper, why[1], why[0])))
         if several:  # hits merged from several clauses, in the interest's order
             several.sort()
             rest: list[Match] = []
-            self._collect(paper, doc, several, set(holding).__contains__, rest, cache)
+            self._collect(paper, doc, several, set(holding).__contains__, rest)
             found += zip(several, rest)  # type: ignore[arg-type]  # one match each
-        found.sort(key=_first)
+        found.sort()  # by interest: each is there once, so no two Matches are ever compared
         return [m for _, m in found]
 
     def match_naive(self, papers: Sequence[Paper]) -> list[Match]:
@@ -181,38 +181,27 @@ class Matcher:
         return out
 
     def _collect(self, paper: Paper, doc: Doc, interests: Iterable[int], holds: Callable[[int], bool],
-                 out: list[Match], cache: dict[tuple[int, str | None], _Hits] | None = None) -> None:
+                 out: list[Match]) -> None:
         """Append a Match for each of `interests` one of whose clauses holds."""
-        cache = {} if cache is None else cache
         bonus = _bonus(paper)
         for n in interests:
             own, topics = self._plans[n]
-            if not topics:  # the common case, kept short: one clause, its hits cached per paper
-                if holds(own):  # type: ignore[arg-type]
-                    _, hits, score = cache.get((own, None)) or self._hits(own, None, doc, cache)
-                    out.append(Match(self._names[n], paper, round(score + bonus, 6), hits))
-                continue
-            parts = [self._hits(own, None, doc, cache)] if own is not None and holds(own) else []
-            parts += [self._hits(c, name, doc, cache) for name, c in topics if holds(c)]
+            parts = [self._explainer(own, None)(doc)] if own is not None and holds(own) else []
+            parts += [self._explainer(c, name)(doc) for name, c in topics if holds(c)]
             if len(parts) > 1:  # query hits first, then each topic's; a hit found twice counts once
-                found = unique([p for part, _, _ in parts for p in part], lambda p: p[0])
-                parts = [(found, tuple(map(_HIT, found)), sum(map(_WEIGHT, found)))]
+                parts = [explanation(unique([p for _, _, found in parts for p in found], _HIT))]
             if parts:
-                _, hits, score = parts[0]
-                out.append(Match(self._names[n], paper, round(score + bonus, 6), hits))
+                hits, weight, _ = parts[0]
+                out.append(Match(self._names[n], paper, round(weight + bonus, 6), hits))
 
-    def _hits(self, c: int, topic: str | None, doc: Doc,
-              cache: dict[tuple[int, str | None], _Hits]) -> _Hits:
-        """The hits of clause `c` (which holds) for this paper, computed once per paper."""
-        key = (c, topic)
-        got = cache.get(key)
-        if got is None:
-            collect = self._collectors.get(key)
-            if collect is None:  # compiled on first use: most (clause, topic) pairs never match
-                collect = self._collectors[key] = compile_hits(parse_query(self._texts[c]), topic)
-            found = collect(doc)
-            got = cache[key] = (found, tuple(map(_HIT, found)), sum(map(_WEIGHT, found)))
-        return got
+    def _explainer(self, c: int, topic: str | None) -> Callable[[Doc], Explanation]:
+        """Why clause `c` holds for a paper (compiled on first use: most clauses never match)."""
+        explain = self._explainers.get((c, topic))
+        if explain is None:
+            explain = self._explainers[c, topic] = compile_explain(parse_query(self._texts[c]), topic)
+            if topic is None:
+                self._own[c] = explain
+        return explain
 
 
 @contextmanager
@@ -231,7 +220,3 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 def _bonus(paper: Paper) -> float:
     return min(max(paper.upvotes or 0, 0), 1000) / 10000  # upvotes only break ties
-
-
-def _first(pair: tuple[int, Match]) -> int:
-    return pair[0]
