@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Callable, Iterator, Sequence
 
-from digestbot.matching.compile import SET_OF, Source, needle_key
+from digestbot.matching.compile import SET_OF, Source, effort, needle_key
 from digestbot.matching.index import Index, tagged_keys
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
@@ -22,10 +22,15 @@ from digestbot.matching.nodes import (
 
 BatchPred = Callable[["Batch", int], int]  # (batch, papers) -> those papers for which it holds
 _WORD_SETS = (GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"])
+_GET = {GROUP["title"]: "b.title", GROUP["author"]: "b.author", GROUP["keyword"]: "b.keyword",
+        GROUP["text"]: "b.text"}  # a word set's look-up in generated code
 
 
 class Batch:
     """The papers' documents as posting bitsets, with the look-ups compiled clauses need."""
+
+    __slots__ = ("docs", "all", "words", "title", "author", "keyword", "text",
+                 "_sorted", "_prefixed", "_upvotes", "_texts")
 
     def __init__(self, docs: Sequence[Doc]):
         self.docs = docs
@@ -37,6 +42,8 @@ class Batch:
                 bit = 1 << i
                 for w in doc[g]:  # the set's words, each once per paper
                     postings[w] = get(w, 0) | bit
+        # word -> papers, per word set: what generated code calls (`b.text(word, 0)`)
+        self.title, self.author, self.keyword, self.text = (self.words[g].get for g in _WORD_SETS)
         self._sorted: dict[int, list[str]] = {}
         self._prefixed: dict[tuple[int, str], int] = {}
         self._upvotes: dict[tuple[str, int], int] = {}
@@ -136,8 +143,8 @@ def _holding(node: Node | None, within: str, src: Source, names: list[int]) -> s
 
 
 def _and(node: And, within: str, src: Source, names: list[int]) -> str:
-    """AND: plain terms of one word set first, then the rest, NOTs last, each narrowing the
-    papers (`(x1 := ...) and ...`); 0 once none is left."""
+    """AND: plain terms first, then the rest, cheap tests before substring tests, NOTs last,
+    each narrowing the papers (`(x1 := ...) and ...`); 0 once none is left."""
     words: dict[int, list[str]] = {}
     rest: list[Node] = []
     for child in node.children:
@@ -145,8 +152,8 @@ def _and(node: And, within: str, src: Source, names: list[int]) -> str:
             words.setdefault(SET_OF[child.group], []).append(child.word)
         else:
             rest.append(child)
-    rest.sort(key=lambda c: type(c) is Not)
-    steps = [within + "".join(f" & b.words[{g}].get({src(w)}, 0)" for g, ws in words.items() for w in ws)
+    rest.sort(key=lambda c: (type(c) is Not, effort(c)))  # substring tests on the fewest papers
+    steps = [within + "".join(f" & {_GET[g]}({src(w)}, 0)" for g, ws in words.items() for w in ws)
              ] if words else []
     for child in rest:
         if steps:
@@ -163,7 +170,7 @@ def _leaf(node: Term | Phrase | Prefix, within: str, src: Source) -> str:
     test of the per-paper functions (`needle_key`)."""
     s = SET_OF[node.group]
     if type(node) is Term and node.group != "abstract":
-        return f"{within} & b.words[{s}].get({src(node.word)}, 0)"
+        return f"{within} & {_GET[s]}({src(node.word)}, 0)"
     if type(node) is Prefix and node.group != "abstract":
         return f"{within} & b.prefixed({s}, {src(node.stem)})"
     where, needle = needle_key(node)

@@ -111,7 +111,7 @@ def _junction(node: And | Or, src: Source) -> str:
             words.setdefault(GROUP[child.group], set()).add(child.word)
         else:
             rest.append(child)
-    rest.sort(key=_effort)
+    rest.sort(key=effort)
     if type(node) is And:
         parts = [f"{src(next(iter(w)))} in d[{g}]" if len(w) == 1 else f"{src(frozenset(w))} <= d[{g}]"
                  for g, w in words.items()]
@@ -123,12 +123,12 @@ def _junction(node: And | Or, src: Source) -> str:
     return "(" + glue.join(parts + [f"({holds(c, src)})" for c in rest]) + ")"
 
 
-def _effort(node: Node) -> int:
+def effort(node: Node) -> int:
     """Rough cost of evaluating `node`: set look-ups 1, substring searches 3."""
     if type(node) in (And, Or):
-        return 1 + sum(map(_effort, node.children))  # type: ignore[union-attr]
+        return 1 + sum(map(effort, node.children))  # type: ignore[union-attr]
     if type(node) is Not:
-        return _effort(node.child)
+        return effort(node.child)
     return 1 if type(node) is Upvotes or (type(node) is Term and node.group != "abstract") else 3
 
 

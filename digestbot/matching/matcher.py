@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Sequence
 
-from digestbot.matching.batch import Batch, BatchPred, compile_batch, positions
+from digestbot.matching.batch import Batch, BatchPred, compile_batch
 from digestbot.matching.compile import (
     Explanation, Pred, compile_explain, compile_node, document, explanation, unique,
 )
 from digestbot.matching.index import Index, Rarity
 from digestbot.matching.nodes import Doc
 from digestbot.matching.query import parse_query
-from digestbot.models import Hit, Match, Paper
+from digestbot.models import Match, Paper
 
 BATCH_MIN = 300  # papers from which batch evaluation is not slower (100,000 subscriptions; at
 # 10,000 from ~100): at 1,000 papers it is ~25% faster (benchmarks/bench_matching.py)
@@ -122,10 +122,13 @@ class Matcher:
             return [self._holding_one(doc) for doc in docs]
         batch = Batch(docs)
         found: list[list[int]] = [[] for _ in docs]
-        preds = self._batch_preds
+        preds, everyone = self._batch_preds, batch.all
         for c in batch.candidates(self._index):
-            for i in positions((preds.get(c) or self._batch_pred(c))(batch, batch.all)):
+            bits = (preds.get(c) or self._batch_pred(c))(batch, everyone)
+            while bits:  # as `positions`, inline: this loop runs for every clause that holds
+                i = bits.bit_length() - 1
                 found[i].append(c)
+                bits ^= 1 << i
         return found
 
     def _holding_one(self, doc: Doc) -> list[int]:
@@ -147,7 +150,8 @@ class Matcher:
         bonus = _bonus(paper)
         sole, users, own, names = self._sole, self._users, self._own, self._names
         found: list[tuple[int, Match]] = []
-        held: dict[int, tuple[tuple[Hit, ...], float] | None] = {}  # with topics: None if several hold
+        held: dict[int, tuple[int, Match]] = {}  # interests with topics
+        several: set[int] = set()  # ... for which more than one clause holds
         for c in holding:
             if sole[c]:  # one explanation serves all the interests this clause is alone in
                 hits, weight, _ = (own[c] or self._explainer(c, None))(doc)
@@ -155,20 +159,20 @@ class Matcher:
                 found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
             for topic, members in users[c]:
                 hits, weight, _ = self._explainer(c, topic)(doc)
-                why = hits, round(weight + bonus, 6)
-                for n in members:
-                    held[n] = None if n in held else why
-        several: list[int] = []
-        for n, why in held.items():
-            if why is None:
-                several.append(n)
-            else:  # the usual case: one of its clauses holds, and its match is that clause's
-                found.append((n, Match(names[n], paper, why[1], why[0])))
+                score = round(weight + bonus, 6)
+                for n in members:  # the usual case: one of its clauses holds, the match is its
+                    if n in held:
+                        several.add(n)
+                    else:
+                        held[n] = n, Match(names[n], paper, score, hits)
         if several:  # hits merged from several clauses, in the interest's order
-            several.sort()
+            found += [pair for n, pair in held.items() if n not in several]
+            merged = sorted(several)
             rest: list[Match] = []
-            self._collect(paper, doc, several, set(holding).__contains__, rest)
-            found += zip(several, rest)  # type: ignore[arg-type]  # one match each
+            self._collect(paper, doc, merged, set(holding).__contains__, rest)
+            found += zip(merged, rest)  # type: ignore[arg-type]  # one match each
+        else:
+            found += held.values()
         found.sort()  # by interest: each is there once, so no two Matches are ever compared
         return [m for _, m in found]
 
