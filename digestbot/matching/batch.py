@@ -12,9 +12,11 @@ of whose anchors one paper of the batch has. Worth it when many papers share can
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
-from digestbot.matching.compile import SET_OF, Source, effort, needle_key
+from digestbot.models import Paper
+
+from digestbot.matching.compile import SET_OF, Source, document, effort, needle_key
 from digestbot.matching.index import Index, tagged_keys
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
@@ -27,19 +29,22 @@ _GET = {GROUP["title"]: "b.title", GROUP["author"]: "b.author", GROUP["keyword"]
 
 
 class Batch:
-    """The papers' documents as posting bitsets, with the look-ups compiled clauses need."""
+    """The papers' documents, and their words as posting bitsets, with the look-ups compiled
+    clauses need."""
 
     __slots__ = ("docs", "all", "words", "title", "author", "keyword", "text",
                  "_sorted", "_prefixed", "_upvotes", "_texts")
 
-    def __init__(self, docs: Sequence[Doc]):
-        self.docs = docs
-        self.all = (1 << len(docs)) - 1
+    def __init__(self, papers: Sequence[Paper]):
+        self.all = (1 << len(papers)) - 1
         self.words: dict[int, dict[str, int]] = {g: {} for g in _WORD_SETS}
-        for g, postings in self.words.items():
-            get = postings.get
-            for i, doc in enumerate(docs):
-                bit = 1 << i
+        sets = [(g, postings, postings.get) for g, postings in self.words.items()]
+        self.docs: list[Doc] = []
+        for i, paper in enumerate(papers):  # a paper's words go in while they are in the CPU cache
+            doc = document(paper)
+            self.docs.append(doc)
+            bit = 1 << i
+            for g, postings, get in sets:
                 for w in doc[g]:  # the set's words, each once per paper
                     postings[w] = get(w, 0) | bit
         # word -> papers, per word set: what generated code calls (`b.text(word, 0)`)
@@ -85,7 +90,7 @@ class Batch:
         if texts is None:
             texts = self._texts[where] = [doc[where] for doc in self.docs]
         found = 0
-        while bits:  # as `positions`, inline: this loop runs for every phrase candidate
+        while bits:  # each paper of `bits`, highest first
             i = bits.bit_length() - 1
             bit = 1 << i
             if needle in texts[i]:
@@ -107,14 +112,6 @@ class Batch:
     def candidates(self, index: Index) -> set[int]:
         """Clause ids that may hold for some paper of the batch."""
         return index.batch_candidates(self.keys(index.lengths))
-
-
-def positions(bits: int) -> Iterator[int]:
-    """The positions of the set bits, highest first."""
-    while bits:
-        i = bits.bit_length() - 1
-        yield i
-        bits ^= 1 << i
 
 
 def compile_batch(node: Node | None) -> BatchPred:

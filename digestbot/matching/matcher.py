@@ -114,22 +114,24 @@ class Matcher:
             pred = self._batch_preds[c] = compile_batch(parse_query(self._texts[c]))
         return pred
 
-    def holding(self, docs: Sequence[Doc]) -> list[list[int]]:
-        """Per paper, the clause ids that hold. A large batch evaluates each candidate clause once
-        over all its papers (bitsets, `batch.py`): candidates are shared by many papers there. In
-        a small one they rarely are, and a clause costs less on one paper than on a bitset."""
-        if len(docs) < self.batch_min:
-            return [self._holding_one(doc) for doc in docs]
-        batch = Batch(docs)
-        found: list[list[int]] = [[] for _ in docs]
+    def holding(self, papers: Sequence[Paper]) -> tuple[list[Doc], list[list[int]]]:
+        """The papers' documents and, per paper, the clause ids that hold. A large batch evaluates
+        each candidate clause once over all its papers (bitsets, `batch.py`): candidates are
+        shared by many papers there. In a small one they rarely are, and a clause costs less on
+        one paper than on a bitset."""
+        if len(papers) < self.batch_min:
+            docs = [document(paper) for paper in papers]
+            return docs, [self._holding_one(doc) for doc in docs]
+        batch = Batch(papers)
+        found: list[list[int]] = [[] for _ in papers]
         preds, everyone = self._batch_preds, batch.all
         for c in batch.candidates(self._index):
             bits = (preds.get(c) or self._batch_pred(c))(batch, everyone)
-            while bits:  # as `positions`, inline: this loop runs for every clause that holds
+            while bits:  # each paper for which it holds
                 i = bits.bit_length() - 1
                 found[i].append(c)
                 bits ^= 1 << i
-        return found
+        return batch.docs, found
 
     def _holding_one(self, doc: Doc) -> list[int]:
         preds = self._preds
@@ -139,8 +141,7 @@ class Matcher:
         """Matches grouped by paper order, then interest order."""
         out: list[Match] = []
         with _cyclic_gc_paused():
-            docs = [document(paper) for paper in papers]
-            for paper, doc, holding in zip(papers, docs, self.holding(docs)):
+            for paper, doc, holding in zip(papers, *self.holding(papers)):
                 if holding:
                     out += self._matches(paper, doc, holding)
         return out
