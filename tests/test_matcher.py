@@ -228,7 +228,7 @@ def test_indexed_match_equals_naive_loop(interests, papers, sample):
 
 @settings(max_examples=200, deadline=None)
 @given(query, paper)
-def test_compiled_closures_agree_with_the_ast(q, p):
+def test_compiled_functions_agree_with_the_ast(q, p):
     node, doc = parse_query(q), document(p)
     assert compile_node(node)(doc) == node.evaluate(doc)
     if node.evaluate(doc):

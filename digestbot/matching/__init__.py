@@ -4,7 +4,7 @@
     Matcher(interests, sample=()).match(papers) -> [Match]
 
 Inside: `nodes` (the AST and its reference semantics), `query` (the parser), `compile` (papers to
-documents, queries to closures), `index` (anchors, the inverted index), `batch` (queries over a
+documents, queries to generated functions), `index` (anchors, the inverted index), `batch` (queries over a
 batch's posting bitsets), `matcher` (the whole).
 """
 from digestbot.matching.matcher import Interest, Matcher

@@ -2,10 +2,10 @@
 
 A `Batch` holds, for each word set of the documents (title, author, keyword, text), posting lists
 word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once).
-`compile_batch(node)(batch, papers)` is the bitset of the papers of `within` for which
-`node.evaluate(doc)` holds: word sets decide terms and prefixes exactly; phrases, abstract-only
-words and abstract prefixes take their words' postings as candidates and confirm each one with the
-per-paper substring test (`needle_key`). The index (`Index.batch_candidates`) skips clauses none
+`compile_batch(node)(batch, papers)` is the bitset of those papers for which `node.evaluate(doc)`
+holds, computed by one generated expression (`compile.Source`): word sets decide terms and
+prefixes exactly; phrases, abstract-only words and abstract prefixes take their words' postings
+as candidates and confirm each one with the per-paper substring test (`needle_key`). The index (`Index.batch_candidates`) skips clauses none
 of whose anchors one paper of the batch has. Worth it when many papers share candidate clauses:
 `Matcher` uses it from `BATCH_MIN` papers.
 """

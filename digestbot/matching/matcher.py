@@ -1,12 +1,12 @@
 """Match many interests against a batch of papers: compile, index, evaluate candidates, explain.
 
 Every distinct query (a subscription's own or a topic's) becomes one *clause*, indexed by its
-anchors in the inverted index (`index.py`); its closures (`compile.py`) are compiled from the query
-text when first needed, and its AST is not kept. Only the index's candidates are evaluated: per
-paper (closures), or in a large batch once over all its papers (bitsets, `batch.py`). The hits
-and score of each clause that holds are computed once per paper and shared by every interest that
-has it as its only clause. `match_naive` evaluates everything, through the general
-per-interest path, and must return the same result.
+anchors in the inverted index (`index.py`); its functions (generated, `compile.py`) are compiled
+from the query text when first needed, and its AST is not kept. Only the index's candidates are
+evaluated: per paper, or in a large batch once over all its papers (bitsets, `batch.py`). The
+explanation (hits and score) of each clause that holds is computed once per paper and shared by
+every interest that has it as its only clause. `match_naive` evaluates everything, through the
+general per-interest path, and must return the same result.
 """
 from __future__ import annotations
 
