@@ -11,6 +11,7 @@ ever skips clauses that cannot hold.
 """
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from itertools import chain, combinations, compress
 from math import inf, prod
@@ -129,7 +130,7 @@ class Index:
         self.lengths: list[int] = []
         self._needles: dict[str, list[tuple[Key, list[int]]]] = {}
         self._numbers: dict[str, int] = {}
-        self._by_number: dict[str, tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]] = {}
+        self._by_number: dict[str, tuple[array[int], array[int]]] = {}
         self._first_letters = _FirstLetters()
 
     def add(self, c: int, node: Node | None) -> None:
@@ -152,12 +153,13 @@ class Index:
         self.lengths = sorted(set(self.lengths))
         self._first_letters = _FirstLetters(self.lengths)
         self._numbers = {_NONE: 0}  # second key -> its number (batches find them in a list)
-        for seconds in self.postings.values():
-            for other, clauses in seconds.items():
-                seconds[other] = tuple(clauses)  # type: ignore[assignment]
-                self._numbers.setdefault(other, len(self._numbers))
-        self._by_number = {first: (tuple(map(self._numbers.__getitem__, seconds)), tuple(seconds.values()))
-                           for first, seconds in self.postings.items()}
+        for first, seconds in self.postings.items():
+            numbers, clauses = array("I"), array("I")  # per posting, flat: compact to scan
+            for other, ids in seconds.items():
+                seconds[other] = tuple(ids)  # type: ignore[assignment]
+                numbers.extend([self._numbers.setdefault(other, len(self._numbers))] * len(ids))
+                clauses.extend(ids)
+            self._by_number[first] = numbers, clauses
         self._needles = {first: [(k, tuple(c)) for k, c in tests.items()]  # type: ignore[misc]
                          for first, tests in self.needles.items()}
 
@@ -189,8 +191,8 @@ class Index:
         batch to the bitset of its papers; a posting counts if one paper has both its keys.
 
         A batch meets most of the index, so this scans it in C: each first key's postings are
-        its second keys' numbers and their clause lists, and `compress` keeps the lists whose
-        second key's papers (a list indexed by number) meet the first key's."""
+        two flat arrays, second keys' numbers and clause ids, and `compress` keeps the clauses
+        whose second key's papers (a list indexed by number) meet the first key's."""
         bits = [0] * len(self._numbers)
         number = self._numbers.get
         for key, papers in keys.items():
@@ -200,8 +202,8 @@ class Index:
         found = list(self.always)
         postings, on = self._by_number, bits.__getitem__
         for first in postings.keys() & keys.keys():
-            seconds, lists = postings[first]
-            found += chain.from_iterable(compress(lists, map(keys[first].__and__, map(on, seconds))))
+            seconds, clauses = postings[first]
+            found += compress(clauses, map(keys[first].__and__, map(on, seconds)))
         found += [c for first in self._needles.keys() & keys.keys()  # a substring test: evaluation's
                   for _, clauses in self._needles[first] for c in clauses]
         return set(found)
