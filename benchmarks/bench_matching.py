@@ -137,8 +137,16 @@ def tokenise_only(papers: list[Paper]) -> None:
         [tokenize(a) for a in p.authors], [tokenize(k) for k in p.ai_keywords]
 
 
-def best_of_3(fn, *args):
-    return min((timed(fn, *args) for _ in range(3)), key=lambda r: r[0])
+def best_of_rounds(rounds: int, *calls):
+    """The least CPU time of each call (fn, *args) and its result, the calls taking turns: the
+    load of other work on a shared machine varies over seconds, and this way it slows all alike."""
+    best: list = [None] * len(calls)
+    for _ in range(rounds):
+        for k, (fn, *args) in enumerate(calls):
+            took = timed(fn, *args)
+            if best[k] is None or took[0] < best[k][0]:
+                best[k] = took
+    return best
 
 
 def run(quick: bool) -> str:
@@ -152,10 +160,8 @@ def run(quick: bool) -> str:
     index_mb, matcher = traced(Matcher, interests, earlier)  # again: tracemalloc slows it down
     guessed = Matcher(interests)  # anchors from the built-in guess instead of word frequencies
     matcher.match(papers), guessed.match(papers)  # warm up: hit collectors compile on first use
-    tok = best_of_3(tokenise_only, papers)[0]
-    fast, result = best_of_3(matcher.match, papers)
-    fast_guess, guess_result = best_of_3(guessed.match, papers)
-    tok = min(tok, best_of_3(tokenise_only, papers)[0])  # after, too: load from others varies
+    (tok, _), (fast, result), (fast_guess, guess_result) = best_of_rounds(
+        5, (tokenise_only, papers), (matcher.match, papers), (guessed.match, papers))
     subset = sorted(random.Random(1).sample(range(n_papers), n_naive))
     chosen = {id(papers[k]) for k in subset}
     matcher.match_naive(papers[:1])  # warm up: every clause's closure compiles on first use

@@ -64,7 +64,7 @@ def document(paper: Paper) -> tuple:
 
 def _joined(items: list[list[str]]) -> str:
     # " a b | c d ": a phrase needle " b c " cannot span two authors or two keywords.
-    return " " + " | ".join(" ".join(words) for words in items) + " "
+    return " " + " | ".join(map(" ".join, items)) + " "
 
 
 def compile_node(node: Node | None) -> Pred:

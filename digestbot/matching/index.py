@@ -201,8 +201,9 @@ class Index:
                 bits[n] = papers
         found = list(self.always)
         postings, on = self._by_number, bits.__getitem__
-        for first in postings.keys() & keys.keys():
-            seconds, clauses = postings[first]
+        for first, (seconds, clauses) in postings.items():  # in memory order, not hash order:
+            if first not in keys:  # fewer cache misses, and a speed that does not vary by run
+                continue
             found += compress(clauses, map(keys[first].__and__, map(on, seconds)))
         found += [c for first in self._needles.keys() & keys.keys()  # a substring test: evaluation's
                   for _, clauses in self._needles[first] for c in clauses]

@@ -58,7 +58,7 @@ class Matcher:
         self._sole, self._users = self._interests_by_clause()
         self._explainers: dict[tuple[int, str | None], Callable[[Doc], Explanation]] = {}
         self._own: list[Callable[[Doc], Explanation] | None] = [None] * len(self._texts)  # topic None
-        self._batch_preds: dict[int, BatchPred] = {}  # compiled on first use, as _preds
+        self._batch_preds: list[BatchPred | None] = [None] * len(self._texts)  # as _preds
 
     def _plan(self, interest: Interest) -> tuple[int | None, tuple[tuple[str, int], ...]]:
         self._names.append(interest.id)
@@ -109,7 +109,7 @@ class Matcher:
         return pred
 
     def _batch_pred(self, c: int) -> BatchPred:
-        pred = self._batch_preds.get(c)
+        pred = self._batch_preds[c]
         if pred is None:
             pred = self._batch_preds[c] = compile_batch(parse_query(self._texts[c]))
         return pred
@@ -126,7 +126,7 @@ class Matcher:
         found: list[list[int]] = [[] for _ in papers]
         preds, everyone = self._batch_preds, batch.all
         for c in batch.candidates(self._index):
-            bits = (preds.get(c) or self._batch_pred(c))(batch, everyone)
+            bits = (preds[c] or self._batch_pred(c))(batch, everyone)
             while bits:  # each paper for which it holds
                 i = bits.bit_length() - 1
                 found[i].append(c)
