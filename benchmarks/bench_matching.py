@@ -9,7 +9,11 @@ The naive loop (every subscription against every paper) is too slow to run over 
 size (~0.1 s a paper), so it runs on a random subset of them and its time is scaled by the paper
 count (its cost is linear in papers); `identical` compares its matches with the indexed matcher's
 matches for those papers, taken from the indexed run over all papers. The index's memory is the
-tracemalloc peak while the Matcher is built (parsed queries, closures, index).
+tracemalloc peak while the Matcher is built (parsed queries, index).
+
+Times are CPU seconds, the least of 5 rounds in which tokenising and both matchers take turns, so
+that a busy spell of a shared machine slows all of them alike. Runs still differ by ~10%, also
+with the interpreter's hash seed (which orders sets of words): 5.4 to 6.2 on a 2-core VM.
 
     python benchmarks/bench_matching.py [--quick]
 """

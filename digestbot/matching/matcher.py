@@ -87,16 +87,17 @@ class Matcher:
         and -> (topic name or None for their own query, interests) for the interests with topics
         that name it: their match is that clause's hits when it is the only one of theirs that holds."""
         sole: list[list[tuple[int, str]]] = [[] for _ in self._texts]
-        users: list[dict[str | None, list[int]]] = [{} for _ in self._texts]
+        named: dict[tuple[int, str | None], list[int]] = {}
         for n, (own, topics) in enumerate(self._plans):
             if not topics:
                 sole[own].append((n, self._names[n]))  # type: ignore[index]
                 continue
-            named = list(topics) if own is None else [(None, own), *topics]
-            for topic, c in named:
-                users[c].setdefault(topic, []).append(n)
-        # tuples: untracked by the GC
-        return [tuple(x) for x in sole], [tuple((t, tuple(ns)) for t, ns in x.items()) for x in users]
+            for topic, c in (list(topics) if own is None else [(None, own), *topics]):
+                named.setdefault((c, topic), []).append(n)
+        users: list[tuple[tuple[str | None, tuple[int, ...]], ...]] = [()] * len(self._texts)
+        for (c, topic), interests in named.items():
+            users[c] += ((topic, tuple(interests)),)
+        return [tuple(x) for x in sole], users  # tuples: untracked by the GC
 
     def candidates(self, doc: Doc) -> set[int]:
         """Clause ids that may hold for `doc` (see `Index`)."""
