@@ -137,6 +137,22 @@ def test_an_and_across_fields_needs_every_field():
         ("q2", "2401.00001"), ("q0", "2401.00002")]
 
 
+def test_huge_and_deep_queries_compile_and_agree_on_both_paths():
+    # Queries become generated Python; thousands of ORed or ANDed words, and the deepest nesting
+    # the parser allows, must still compile (Python's compiler recurses per operator and paren).
+    wide_or = " OR ".join(["speculative", *(f"w{i}" for i in range(3000))])
+    wide_and = " ".join(["inference", "llm", *(f"title:w{i}" for i in range(3000))])
+    wide_phrases = " OR ".join(['"kv cache"', *(f'"llm w{i}"' for i in range(2000))])
+    deep = "inference"
+    for level in range(12):  # 30 levels of parentheses and NOTs, alternating AND and OR
+        deep = f"(llm OR NOT (vision {deep}))" if level % 2 else f"(inference ({deep} OR w{level}))"
+    interests = [Interest("or", wide_or), Interest("and", wide_and),
+                 Interest("phrases", wide_phrases), Interest("deep", deep)]
+    assert sorted((m.subscription, m.paper.arxiv_id) for m in run(*interests)) == [
+        ("deep", "2401.00001"), ("deep", "2401.00002"), ("deep", "2401.00003"),  # NOT (vision ...)
+        ("or", "2401.00002"), ("phrases", "2401.00001"), ("phrases", "2401.00002")]
+
+
 def test_unanchored_queries_are_still_evaluated():
     result = run(Interest("popular", "upvotes>=40"), Interest("no-llm", "NOT llm"))
     assert pairs(result) == [("popular", SPEC.key), ("popular", VISION.key), ("no-llm", VISION.key)]

@@ -6,7 +6,7 @@ import pytest
 from digestbot.errors import ConfigError
 from digestbot.matching import QuerySyntaxError, parse_query, tokenize
 from digestbot.matching.compile import document
-from digestbot.matching.query import And, Not, Or, Phrase, Prefix, Term, Upvotes
+from digestbot.matching.query import MAX_DEPTH, And, Not, Or, Phrase, Prefix, Term, Upvotes
 from digestbot.models import Paper
 
 
@@ -225,3 +225,12 @@ def test_syntax_errors_point_at_the_culprit(query, position, says):
 def test_caret_stays_aligned_when_the_query_has_tabs_and_newlines():
     lines = str(error("llm\tAND\n(")).splitlines()
     assert lines[1:] == ["  llm AND (", " " * 11 + "^"]
+
+
+def test_nesting_deeper_than_the_limit_is_a_clear_error_not_a_crash():
+    deepest = "(" * (MAX_DEPTH - 1) + "llm" + ")" * (MAX_DEPTH - 1)
+    assert parse_query(deepest) == Term("llm")
+    e = error("(" * 200 + "llm" + ")" * 200)
+    assert "nested too deeply: at most 32 levels" in e.message
+    assert e.position == MAX_DEPTH  # the first "(" past the limit
+    assert "nested too deeply" in error("NOT " * 40 + "llm").message

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from digestbot.models import Paper
 
-from digestbot.matching.compile import SET_OF, Source, document, effort, needle_key
+from digestbot.matching.compile import SET_OF, Source, document, effort, joined, needle_key
 from digestbot.matching.index import Index, tagged_keys
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
@@ -135,7 +135,7 @@ def _holding(node: Node | None, within: str, src: Source, names: list[int]) -> s
     if kind is Not:
         return f"{within} & ~({_holding(node.child, within, src, names)})"  # type: ignore[union-attr]
     if kind is Or:
-        return " | ".join(f"({_holding(c, within, src, names)})" for c in node.children)  # type: ignore[union-attr]
+        return joined("|", [f"({_holding(c, within, src, names)})" for c in node.children])  # type: ignore[union-attr]
     return _and(node, within, src, names)  # type: ignore[arg-type]
 
 
@@ -150,7 +150,7 @@ def _and(node: And, within: str, src: Source, names: list[int]) -> str:
         else:
             rest.append(child)
     rest.sort(key=lambda c: (type(c) is Not, effort(c)))  # substring tests on the fewest papers
-    steps = [within + "".join(f" & {_GET[g]}({src(w)}, 0)" for g, ws in words.items() for w in ws)
+    steps = [joined("&", [within] + [f"{_GET[g]}({src(w)}, 0)" for g, ws in words.items() for w in ws])
              ] if words else []
     for child in rest:
         if steps:

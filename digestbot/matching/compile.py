@@ -50,6 +50,15 @@ class Source:
         return factory(*self.values)
 
 
+def joined(op: str, parts: list[str]) -> str:
+    """`parts` joined by a binary operator, a long list as a balanced tree: Python's compiler
+    recurses once per operator of a chain, and a query may OR thousands of words."""
+    if len(parts) <= 16:
+        return f" {op} ".join(parts)
+    half = len(parts) // 2
+    return f"({joined(op, parts[:half])}) {op} ({joined(op, parts[half:])})"
+
+
 def document(paper: Paper) -> tuple:
     """Tokenise a paper once into the tuple layout the nodes and closures read (see nodes.py)."""
     title, abstract = tokenize(paper.title), tokenize(paper.abstract)
@@ -141,7 +150,7 @@ def compile_explain(node: Node | None, topic: str | None) -> Callable[[Doc], Exp
     src = Source()
     probes = list(_probes(node, topic, "", src))
     table = src(_Explanations(topic, [(hit, weight) for _, hit, weight in probes]))
-    mask = " | ".join(f"({test}) << {j}" for j, (test, _, _) in enumerate(probes)) or "0"
+    mask = joined("|", [f"({test}) << {j}" for j, (test, _, _) in enumerate(probes)]) or "0"
     return src.function("d", f"{table}[{mask}]")
 
 

@@ -72,10 +72,12 @@ def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anc
         sets = [anchors(c, rarity) for c in node.children]  # type: ignore[union-attr]
         return None if None in sets else frozenset().union(*sets)  # type: ignore[arg-type]
     if kind is And:  # every child holds: one child's anchors do; two children's combined do better
-        sets = [a for c in node.children if (a := anchors(c, rarity)) is not None]  # type: ignore[union-attr]
+        cost = lambda a: sum(_cost(t, rarity) for t in a)  # noqa: E731
+        # the cheapest children only are paired: an AND of thousands of words has millions of pairs
+        sets = sorted((a for c in node.children if (a := anchors(c, rarity)) is not None), key=cost)[:8]  # type: ignore[union-attr]
         pairs = [frozenset(_best(x + y, rarity) for x in a for y in b)
                  for a, b in combinations(sets, 2) if len(a) * len(b) <= 16]
-        return min(sets + pairs, key=lambda a: sum(_cost(t, rarity) for t in a), default=None)
+        return min(sets + pairs, key=cost, default=None)
     return None  # NOT, upvotes, blank
 
 

@@ -118,11 +118,15 @@ def _stem(query: str, i: int, raw: str) -> str:
     return words[0]
 
 
+MAX_DEPTH = 32  # nested parentheses, NOTs and fields: more says nothing a reader could follow
+
+
 class _Parser:
     def __init__(self, query: str):
         self.query = query
         self.tokens = _lex(query)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -156,10 +160,17 @@ class _Parser:
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
     def unary(self, group: str) -> Node:
-        if self.peek().kind == "NOT":
-            self.take()
-            return Not(self.unary(group))
-        return self.primary(group)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"nested too deeply: at most {MAX_DEPTH} levels of parentheses, NOT and"
+                            " fields", self.peek())
+        try:
+            if self.peek().kind == "NOT":
+                self.take()
+                return Not(self.unary(group))
+            return self.primary(group)
+        finally:
+            self.depth -= 1
 
     def primary(self, group: str) -> Node:
         tok = self.take()
