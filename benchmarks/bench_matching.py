@@ -13,7 +13,7 @@ tracemalloc peak while the Matcher is built (parsed queries, index).
 
 Times are CPU seconds, the least of 5 rounds in which tokenising and both matchers take turns, so
 that a busy spell of a shared machine slows all of them alike. Runs still differ by ~10%, also
-with the interpreter's hash seed (which orders sets of words): 5.4 to 6.2 on a 2-core VM.
+with the interpreter's hash seed (which orders sets of words): 5.4 to 6.7 on a 2-core VM.
 
     python benchmarks/bench_matching.py [--quick]
 """
