@@ -34,6 +34,12 @@ class Source:
 
     def __init__(self) -> None:
         self.values: list[Any] = []
+        self._locals = 0
+
+    def local(self) -> str:
+        """A fresh name for a result the expression keeps (`(t0 := ...)`)."""
+        self._locals += 1
+        return f"t{self._locals - 1}"
 
     def __call__(self, value: Any) -> str:
         """The name under which the function will see `value`."""
@@ -148,7 +154,7 @@ def compile_explain(node: Node | None, topic: str | None) -> Callable[[Doc], Exp
     hits of each mask are built once (`_Explanations`), so a paper costs its tests and a look-up.
     """
     src = Source()
-    probes = list(_probes(node, topic, "", src))
+    probes = list(_probes(node, topic, None, src))
     table = src(_Explanations(topic, [(hit, weight) for _, hit, weight in probes]))
     mask = joined("|", [f"({test}) << {j}" for j, (test, _, _) in enumerate(probes)]) or "0"
     return src.function("d", f"{table}[{mask}]")
@@ -182,13 +188,13 @@ def unique(items: list, hit_of: Callable) -> list:
     return list(first.values())
 
 
-def _probes(node: Node | None, topic: str | None, gate: str, src: Source,
+def _probes(node: Node | None, topic: str | None, gate: _Gate | None, src: Source,
             certain: bool = True) -> Iterator[tuple[str, Hit, float]]:
     """(is it a reason here?, its Hit, weight) for every leaf and field that may count, in query
     order: a leaf counts where it is present, and below an OR only in a branch that holds
-    (`gate`, an expression that ends in "and "). NOT and upvotes are never reasons. A leaf that
-    is `certain` to be present (an AND of the clause, or of a branch that holds) and is not in
-    the title is in the abstract: its long abstract string is searched only if it is."""
+    (`gate`). NOT and upvotes are never reasons. A leaf that is `certain` to be present (an AND
+    of the clause, or of a branch that holds) and is not in the title is in the abstract: its
+    long abstract string is searched only if it is in the title too."""
     kind = type(node)
     if node is None or kind is Not or kind is Upvotes:
         return
@@ -201,16 +207,35 @@ def _probes(node: Node | None, topic: str | None, gate: str, src: Source,
             if type(child) in (Term, Phrase, Prefix):  # a leaf present is a branch that holds
                 yield from _probes(child, topic, gate, src, False)
             else:
-                yield from _probes(child, topic, f"{gate}({holds(child, src)}) and ", src)
+                yield from _probes(child, topic, _Gate(gate, holds(child, src), src.local()), src)
         return
     fields = SEARCHED[node.group]  # type: ignore[union-attr]
+    in_title = src.local() if certain and fields == ("title", "abstract") else None
     for field in fields:
         hit = Hit(node.label, field, topic)  # type: ignore[union-attr]
-        if certain and field == "abstract" and "title" in fields:
-            test = f"(not {_present(node, 'title', src)} or {_in_abstract_string(node, src)})"  # type: ignore[arg-type]
-        else:
+        if in_title is None:
             test = _present(node, field, src)  # type: ignore[arg-type]
-        yield gate + test, hit, WEIGHTS[field] * node.bonus  # type: ignore[union-attr]
+        elif field == "title":  # kept: the abstract's test below reads it
+            test = f"({in_title} := {_present(node, field, src)})"  # type: ignore[arg-type]
+        else:
+            test = f"(not {in_title} or {_in_abstract_string(node, src)})"  # type: ignore[arg-type]
+        yield (gate.prefix() if gate else "") + test, hit, WEIGHTS[field] * node.bonus  # type: ignore[union-attr]
+
+
+class _Gate:
+    """A branch below an OR, which must hold for its leaves to count. Its test runs once per
+    paper, in the first probe below it, and is kept in a name that later probes read (after
+    their outer gates' names, so an unassigned name is never read)."""
+
+    def __init__(self, outer: _Gate | None, test: str, name: str):
+        self.outer, self.test, self.name, self.tested = outer, test, name, False
+
+    def prefix(self) -> str:
+        outer = self.outer.prefix() if self.outer else ""
+        if self.tested:
+            return f"{outer}{self.name} and "
+        self.tested = True
+        return f"{outer}({self.name} := ({self.test})) and "
 
 
 def _present(node: Term | Phrase | Prefix, field: str, src: Source) -> str:
