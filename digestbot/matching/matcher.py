@@ -55,9 +55,11 @@ class Matcher:
         self._names: list[str] = []
         self._plans = [self._plan(i) for i in interests]
         self._index.freeze()
+        # why a clause holds, per (clause, topic) "slot": a clause's own is its id, a topic's after
+        self._slots: dict[tuple[int, str], int] = {}
+        self._slot_of: list[tuple[int, str]] = []
         self._sole, self._users = self._interests_by_clause()
-        self._explainers: dict[tuple[int, str | None], Callable[[Doc], Explanation]] = {}
-        self._own: list[Callable[[Doc], Explanation] | None] = [None] * len(self._texts)  # topic None
+        self._explainers: list[Callable[[Doc], Explanation] | None] = [None] * (len(self._texts) + len(self._slot_of))
         self._batch_preds: list[BatchPred | None] = [None] * len(self._texts)  # as _preds
 
     def _plan(self, interest: Interest) -> tuple[int | None, tuple[tuple[str, int], ...]]:
@@ -82,10 +84,10 @@ class Matcher:
         return self._ids[key]
 
     def _interests_by_clause(self) -> tuple[list[tuple[tuple[int, str], ...]],
-                                            list[tuple[tuple[str | None, tuple[int, ...]], ...]]]:
+                                            list[tuple[tuple[int, tuple[int, ...]], ...]]]:
         """Clause id -> the interests whose only clause it is (their match is the clause's hits),
-        and -> (topic name or None for their own query, interests) for the interests with topics
-        that name it: their match is that clause's hits when it is the only one of theirs that holds."""
+        and -> (explanation slot, interests) for the interests with topics that name it: their
+        match is that clause's hits when it is the only one of theirs that holds."""
         sole: list[list[tuple[int, str]]] = [[] for _ in self._texts]
         named: dict[tuple[int, str | None], list[int]] = {}
         for n, (own, topics) in enumerate(self._plans):
@@ -94,9 +96,9 @@ class Matcher:
                 continue
             for topic, c in (list(topics) if own is None else [(None, own), *topics]):
                 named.setdefault((c, topic), []).append(n)
-        users: list[tuple[tuple[str | None, tuple[int, ...]], ...]] = [()] * len(self._texts)
+        users: list[tuple[tuple[int, tuple[int, ...]], ...]] = [()] * len(self._texts)
         for (c, topic), interests in named.items():
-            users[c] += ((topic, tuple(interests)),)
+            users[c] += ((self._slot(c, topic), tuple(interests)),)
         return [tuple(x) for x in sole], users  # tuples: untracked by the GC
 
     def candidates(self, doc: Doc) -> set[int]:
@@ -150,18 +152,23 @@ class Matcher:
     def _matches(self, paper: Paper, doc: Doc, holding: list[int]) -> list[Match]:
         """The matches of one paper, given the clauses that hold for it, in interest order."""
         bonus = _bonus(paper)
-        sole, users, own, names = self._sole, self._users, self._own, self._names
+        sole, users, explainers, names = self._sole, self._users, self._explainers, self._names
         found: list[tuple[int, Match]] = []
         held: dict[int, tuple[int, Match]] = {}  # interests with topics
         several: set[int] = set()  # ... for which more than one clause holds
+        scores: dict[float, float] = {}  # weight -> score: round() costs more than a look-up
         for c in holding:
             if sole[c]:  # one explanation serves all the interests this clause is alone in
-                hits, weight, _ = (own[c] or self._explainer(c, None))(doc)
-                score = round(weight + bonus, 6)
-                found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
-            for topic, members in users[c]:
-                hits, weight, _ = self._explainer(c, topic)(doc)
-                score = round(weight + bonus, 6)
+                hits, weight, _ = (explainers[c] or self._compile_explainer(c))(doc)
+                score = scores.get(weight) or scores.setdefault(weight, round(weight + bonus, 6))
+                if len(sole[c]) == 1:
+                    n, name = sole[c][0]
+                    found.append((n, Match(name, paper, score, hits)))
+                else:
+                    found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
+            for slot, members in users[c]:
+                hits, weight, _ = (explainers[slot] or self._compile_explainer(slot))(doc)
+                score = scores.get(weight) or scores.setdefault(weight, round(weight + bonus, 6))
                 for n in members:  # the usual case: one of its clauses holds, the match is its
                     if n in held:
                         several.add(n)
@@ -200,13 +207,24 @@ class Matcher:
                 hits, weight, _ = parts[0]
                 out.append(Match(self._names[n], paper, round(weight + bonus, 6), hits))
 
+    def _slot(self, c: int, topic: str | None) -> int:
+        """Where the explanation of clause `c` for `topic` (None: an interest's own query) is
+        kept; a topic's slot is made while the interests are grouped (`_interests_by_clause`)."""
+        if topic is None:
+            return c
+        if (c, topic) not in self._slots:
+            self._slots[c, topic] = len(self._texts) + len(self._slot_of)
+            self._slot_of.append((c, topic))
+        return self._slots[c, topic]
+
     def _explainer(self, c: int, topic: str | None) -> Callable[[Doc], Explanation]:
-        """Why clause `c` holds for a paper (compiled on first use: most clauses never match)."""
-        explain = self._explainers.get((c, topic))
-        if explain is None:
-            explain = self._explainers[c, topic] = compile_explain(parse_query(self._texts[c]), topic)
-            if topic is None:
-                self._own[c] = explain
+        slot = c if topic is None else self._slots[c, topic]
+        return self._explainers[slot] or self._compile_explainer(slot)
+
+    def _compile_explainer(self, slot: int) -> Callable[[Doc], Explanation]:
+        """Why a clause holds for a paper (compiled on first use: most clauses never match)."""
+        c, topic = (slot, None) if slot < len(self._texts) else self._slot_of[slot - len(self._texts)]
+        explain = self._explainers[slot] = compile_explain(parse_query(self._texts[c]), topic)
         return explain
 
 
