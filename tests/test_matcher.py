@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
 from digestbot.matching.compile import compile_explain, compile_node, document
+from digestbot.matching.index import anchors
 from digestbot import config as config_module
 from digestbot.cli import build_matcher
 from digestbot.models import Hit, Paper
@@ -171,6 +172,20 @@ def test_index_skips_interests_whose_anchor_words_are_absent():
     assert len(matcher.candidates(document(SPEC))) == 1
     assert pairs(matcher.match([SPEC])) == [("spec", SPEC.key)]
 
+
+
+def test_a_phrase_and_a_word_are_anchored_by_a_key_of_each():
+    """A phrase's words come together: a paper with "speculative" mostly has "decoding" too, so
+    anchoring `"speculative decoding" hopper` by those two lets every paper on speculative
+    decoding through. The index pairs the rarest key with one of the *other* child instead."""
+    rare = {"speculative": 0.001, "decoding": 0.002, "hopper": 0.01}
+    rarity = lambda key: rare.get(key[1], 0.5)  # noqa: E731
+    (keys,) = anchors(parse_query('"speculative decoding" hopper'), rarity)
+    assert [what for _, what in keys] == ["speculative", "hopper"]
+    (keys,) = anchors(parse_query('title:hopper abstract:"speculative decoding"'), rarity)
+    assert [what for _, what in keys] == ["speculative", "hopper"]
+    both = anchors(parse_query('hopper AND (kv OR "speculative decoding")'), rarity)
+    assert sorted(tuple(what for _, what in keys) for keys in both) == [("hopper", "kv"), ("speculative", "hopper")]
 
 def test_bad_query_fails_when_the_matcher_is_built():
     with pytest.raises(QuerySyntaxError):

@@ -15,7 +15,7 @@ from array import array
 from collections import Counter
 from itertools import chain, combinations, compress
 from math import inf, prod
-from operator import and_
+from operator import and_, itemgetter
 from typing import Callable, Iterable
 
 from digestbot.matching.compile import SET_OF, Key, document, needle_key
@@ -74,11 +74,15 @@ def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anc
         return None if None in sets else frozenset().union(*sets)  # type: ignore[arg-type]
     if kind is And:  # every child holds: one child's anchors do; two children's combined do better
         cost = lambda a: sum(_cost(t, rarity) for t in a)  # noqa: E731
+        # A leaf's keys go together (a phrase's words co-occur): its tuple is as rare as its rarest
+        # key, not as the product of their rarities, which is for keys of different children.
+        alone = lambda a, leaf: min(map(rarity, next(iter(a)))) if leaf else cost(a)  # noqa: E731
         # the cheapest children only are paired: an AND of thousands of words has millions of pairs
-        sets = sorted((a for c in node.children if (a := anchors(c, rarity)) is not None), key=cost)[:8]  # type: ignore[union-attr]
-        pairs = [frozenset(_best(x + y, rarity) for x in a for y in b)
-                 for a, b in combinations(sets, 2) if len(a) * len(b) <= 16]
-        return min(sets + pairs, key=cost, default=None)
+        sets = sorted(((alone(a, type(c) in (Term, Phrase, Prefix)), a) for c in node.children  # type: ignore[union-attr]
+                       if (a := anchors(c, rarity)) is not None), key=itemgetter(0))[:8]
+        pairs = [(cost(p), p) for (_, a), (_, b) in combinations(sets, 2) if len(a) * len(b) <= 16
+                 for p in [frozenset(_paired(x, y, rarity) for x in a for y in b)]]
+        return min(sets + pairs, key=itemgetter(0), default=(0, None))[1]
     return None  # NOT, upvotes, blank
 
 
@@ -103,6 +107,18 @@ def _best(keys: Iterable[Key], rarity: Callable[[Key], float]) -> tuple[Key, ...
     first = next((k for k in ranked if k[0] in _SETS), ranked[0])
     rest = sorted((k for k in ranked if k != first), key=lambda k: _CHECK_COST.get(k[0], 2))
     return (first, rest[0]) if rest else (first,)
+
+
+def _paired(x: tuple[Key, ...], y: tuple[Key, ...], rarity: Callable[[Key], float]) -> tuple[Key, ...]:
+    """The anchor of an AND of two children anchored by `x` and `y`: the rarest set key, and the
+    key to check from the *other* child. Two keys of one child go together (a phrase's words
+    co-occur), so a paper having one mostly has both, and the pair would let it through."""
+    ranked = sorted(set(x + y), key=lambda k: (rarity(k), k))
+    first = next((k for k in ranked if k[0] in _SETS), None)
+    other = [k for k in (y if first in x else x) if k != first]
+    if first is None or not other:
+        return _best(x + y, rarity)
+    return first, min(other, key=lambda k: (_CHECK_COST.get(k[0], 2), rarity(k), k))
 
 
 def _cost(keys: tuple[Key, ...], rarity: Callable[[Key], float]) -> float:
