@@ -10,12 +10,11 @@ functions to the nodes.
 """
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Callable, Iterator
 
 from digestbot.matching.nodes import (
     GROUP, SEARCHED, TEXT, UPVOTES, WEIGHTS, And, Doc, Node, Not, Or, Phrase, Prefix, Term,
-    Upvotes, tokenize,
+    Upvotes, tokenize, tokenize_items,
 )
 from digestbot.models import Hit, Paper
 
@@ -68,18 +67,20 @@ def joined(op: str, parts: list[str]) -> str:
 def document(paper: Paper) -> tuple:
     """Tokenise a paper once into the tuple layout the nodes and closures read (see nodes.py)."""
     title, abstract = tokenize(paper.title), tokenize(paper.abstract)
-    authors = [tokenize(a) for a in paper.authors]
-    keywords = [tokenize(k) for k in paper.ai_keywords]
+    authors, keywords = tokenize_items(paper.authors), tokenize_items(paper.ai_keywords)
     text = set(abstract)
     text.update(title)
-    texts = (_joined([title]), _joined([abstract]), _joined(authors), _joined(keywords))
-    return (set(title), None, set(chain.from_iterable(authors)), set(chain.from_iterable(keywords)),
+    # " a b | c d ": a phrase needle " b c " cannot span two authors or two keywords.
+    texts = (f" {' '.join(title)} ", f" {' '.join(abstract)} ", f" {' '.join(authors)} ",
+             f" {' '.join(keywords)} ")
+    return (set(title), None, _words(authors), _words(keywords),
             text, *texts, texts[0] + "|" + texts[1], paper.upvotes or 0)
 
 
-def _joined(items: list[list[str]]) -> str:
-    # " a b | c d ": a phrase needle " b c " cannot span two authors or two keywords.
-    return " " + " | ".join(map(" ".join, items)) + " "
+def _words(items: list[str]) -> set[str]:
+    words = set(items)
+    words.discard("|")
+    return words
 
 
 def compile_node(node: Node | None) -> Pred:
