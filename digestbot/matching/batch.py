@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from digestbot.models import Paper
 
 from digestbot.matching.compile import SET_OF, Source, document, effort, joined, needle_key
-from digestbot.matching.index import Index, tagged_keys
+from digestbot.matching.index import Index
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
 )
@@ -105,13 +105,9 @@ class Batch:
         both = text & self.words[GROUP["title"]].get(word, 0)
         return (text & ~both) | self.confirm(both, where, needle) if both else text
 
-    def keys(self, lengths: Sequence[int]) -> dict[str, int]:
-        """Tagged index keys (as `Index.keys`) -> the papers having them."""
-        return tagged_keys(self.words, lengths, self.all)
-
     def candidates(self, index: Index) -> set[int]:
         """Clause ids that may hold for some paper of the batch."""
-        return index.batch_candidates(self.keys(index.lengths))
+        return index.batch_candidates(self.words, self.all)
 
 
 def compile_batch(node: Node | None) -> BatchPred:

@@ -149,6 +149,8 @@ class Index:
         self.lengths: list[int] = []
         self._needles: dict[str, list[tuple[Key, list[int]]]] = {}
         self._numbers: dict[str, int] = {}
+        self._numbered: dict[int, dict[str, int]] = {where: {} for where in _SETS}
+        self._needle_firsts: list[tuple[int, tuple[int, ...]]] = []
         self._pairs: tuple[array[int], array[int], array[int]] = (array("I"), array("I"), array("I"))
         self._first_letters = _FirstLetters()
 
@@ -182,6 +184,14 @@ class Index:
                 clauses.extend(ids)
         self._needles = {first: [(k, tuple(c)) for k, c in tests.items()]  # type: ignore[misc]
                          for first, tests in self.needles.items()}
+        self._needle_firsts = [(self._numbers.setdefault(first, len(self._numbers)),
+                                tuple(c for ids in tests.values() for c in ids))
+                               for first, tests in self.needles.items()]
+        untag = {tag: where for where, tag in _TAGS.items() if tag}
+        for key, number in self._numbers.items():  # batches look their words up per word set
+            if key:
+                where = untag.get(key[:2], GROUP["text"])
+                self._numbered[where][key[2:] if where != GROUP["text"] else key] = number
 
     def keys(self, doc: Doc) -> set[str]:
         """The paper's set keys, tagged, and _NONE. (map over C methods: no bytecode per word.)"""
@@ -206,40 +216,34 @@ class Index:
                   for (where, needle), clauses in needles[first] if needle in doc[where]]
         return set(chain(self.always, chain.from_iterable(lists)))
 
-    def batch_candidates(self, keys: dict[str, int]) -> set[int]:
-        """Clause ids that may hold for a paper of a batch: `keys` maps each tagged key of the
-        batch to the bitset of its papers; a posting counts if one paper has both its keys.
+    def batch_candidates(self, words: dict[int, dict[str, int]], everyone: int) -> set[int]:
+        """Clause ids that may hold for a paper of a batch: `words` maps each word set (title,
+        author, keyword, text) to its words' bitsets of papers; a posting counts if one paper
+        has both its keys.
 
         A batch meets most of the index, so this scans all of it in C: the postings are three
         flat arrays (first key's number, second key's number, clause id), and `compress` keeps
         the clauses whose two keys' papers (a list indexed by number; 0 if none) meet."""
         bits = [0] * len(self._numbers)
-        number = self._numbers.get
-        for key, papers in keys.items():
-            n = number(key)
-            if n is not None:
-                bits[n] = papers
+        bits[0] = everyone  # _NONE: the second key of a one-key anchor
+        for where, postings in words.items():
+            numbered = self._numbered[where]
+            for w in numbered.keys() & postings.keys():
+                bits[numbered[w]] = postings[w]
+        numbered = self._numbered[FIRST]
+        for n in self.lengths:  # first letters of text words, for prefixes
+            for w, papers in words[GROUP["text"]].items():
+                number = numbered.get(w[:n])
+                if number is not None:
+                    bits[number] |= papers
         on = bits.__getitem__
         firsts, seconds, clauses = self._pairs
         found = list(self.always)
         found += compress(clauses, map(and_, map(on, firsts), map(on, seconds)))
-        found += [c for first in self._needles.keys() & keys.keys()  # a substring test: evaluation's
-                  for _, clauses in self._needles[first] for c in clauses]
+        for first, ids in self._needle_firsts:  # a substring test: evaluation's
+            if bits[first]:
+                found += ids
         return set(found)
-
-def tagged_keys(words: dict[int, dict[str, int]], lengths: Iterable[int], everyone: int) -> dict[str, int]:
-    """Tagged set keys (as `Index.keys`) -> bitsets of papers, from word sets' posting bitsets."""
-    keys = dict(words[GROUP["text"]])
-    for where in (GROUP["title"], GROUP["author"], GROUP["keyword"]):
-        tag = _TAGS[where]
-        keys.update((tag + w, bits) for w, bits in words[where].items())
-    for n in lengths:  # first letters of text words, for prefixes
-        tag = _TAGS[FIRST]
-        for w, bits in words[GROUP["text"]].items():
-            key = tag + w[:n]
-            keys[key] = keys.get(key, 0) | bits
-    keys[_NONE] = everyone
-    return keys
 
 
 class _FirstLetters(dict):
