@@ -159,6 +159,21 @@ def test_unanchored_queries_are_still_evaluated():
     assert pairs(result) == [("popular", SPEC.key), ("popular", VISION.key), ("no-llm", VISION.key)]
 
 
+def test_upvote_thresholds_are_anchors():
+    """`upvotes>=40` is anchored by "at least 20" (a step of the index's ladder at or below 40):
+    papers with fewer are never candidates, and the query still decides exactly."""
+    matcher = Matcher([Interest("popular", "upvotes>=40"), Interest("exact", "upvotes=40"),
+                       Interest("over", "upvotes>39 speculative")])
+    low, twenty, forty = (Paper(title="speculative", upvotes=n) for n in (5, 20, 40))
+    assert matcher.candidates(document(low)) == set()
+    assert len(matcher.candidates(document(twenty))) == 3
+    assert pairs(matcher.match([low, twenty, forty])) == [
+        ("popular", forty.key), ("exact", forty.key), ("over", forty.key)]
+    matcher.batch_min = 1
+    assert pairs(matcher.match([low, twenty, forty])) == [
+        ("popular", forty.key), ("exact", forty.key), ("over", forty.key)]
+
+
 def test_shared_topics_are_evaluated_once_per_paper():
     topic = ("t", "inference")
     matcher = Matcher([Interest(f"s{i}", topics=(topic,)) for i in range(50)])
@@ -213,6 +228,7 @@ def test_the_daemons_matcher_learns_word_rarity_from_stored_papers(tmp_path):
 VOCAB = ["llm", "kv", "cache", "inference", "speculative", "decoding", "quant", "quantization",
          "survey", "and", "vision", "smith", "cs", "cl", "a", "q"]
 FIELD = st.sampled_from(["", "title:", "abstract:", "author:", "keyword:"])
+UPVOTES = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 49, 50, 51, 999, 1000, 1001, 5000])
 word = st.sampled_from(VOCAB)
 words = st.lists(word, min_size=1, max_size=3)
 atom = st.one_of(
@@ -222,7 +238,7 @@ atom = st.one_of(
     st.builds(lambda ws: "-".join(ws).upper(), st.lists(word, min_size=2, max_size=3)),  # KV-CACHE
     st.builds(lambda f, w, n: f + w[:n] + "*", FIELD, word, st.integers(1, 4)),
     st.builds(lambda op, n: f"upvotes{op}{n}", st.sampled_from([">=", ">", "<=", "<", "="]),
-              st.integers(0, 6)),
+              UPVOTES),
 )
 query = st.recursive(atom, lambda q: st.one_of(
     st.builds(lambda a, b: f"{a} {b}", q, q),
@@ -237,7 +253,7 @@ text = st.lists(st.tuples(word, st.sampled_from([" ", "-", ", ", "_", " (", ". "
 paper = st.builds(
     lambda t, a, au, kw, up: Paper(title=t, abstract=a, authors=tuple(au), ai_keywords=tuple(kw),
                                    upvotes=up),
-    text, text, st.lists(text, max_size=2), st.lists(text, max_size=3), st.integers(0, 6))
+    text, text, st.lists(text, max_size=2), st.lists(text, max_size=3), UPVOTES)
 interest = st.builds(
     lambda i, q, ts: Interest(f"s{i}", q, tuple((f"t{n}", t) for n, t in enumerate(ts))),
     st.integers(0, 3), st.one_of(st.just(""), query), st.lists(query, max_size=2))

@@ -107,7 +107,7 @@ class Batch:
 
     def candidates(self, index: Index) -> set[int]:
         """Clause ids that may hold for some paper of the batch."""
-        return index.batch_candidates(self.words, self.all)
+        return index.batch_candidates(self.words, self.all, lambda n: self.upvotes(">=", n))
 
 
 def compile_batch(node: Node | None) -> BatchPred:

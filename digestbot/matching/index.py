@@ -19,13 +19,16 @@ from operator import and_, itemgetter
 from typing import Callable, Iterable
 
 from digestbot.matching.compile import SET_OF, Key, document, needle_key
-from digestbot.matching.nodes import GROUP, UPVOTES, And, Doc, Node, Or, Phrase, Prefix, Term
+from digestbot.matching.nodes import GROUP, UPVOTES, And, Doc, Node, Or, Phrase, Prefix, Term, Upvotes
 from digestbot.models import Paper
 
 Anchors = frozenset[tuple[Key, ...]]  # a paper can match only if it has every key of one tuple
 FIRST = UPVOTES + 1  # view[FIRST]: first letters of the title/abstract words (for prefixes)
-_SETS = frozenset([GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"], FIRST])
-_CHECK_COST = {GROUP["title"]: 0, GROUP["author"]: 0, GROUP["keyword"]: 0, GROUP["text"]: 0, FIRST: 1}
+UPVOTED = FIRST + 1  # view[UPVOTED]: "N" for each N of _LADDER the paper has at least N upvotes
+_LADDER = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+_SETS = frozenset([GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"], FIRST, UPVOTED])
+_CHECK_COST = {GROUP["title"]: 0, GROUP["author"]: 0, GROUP["keyword"]: 0, GROUP["text"]: 0, FIRST: 1,
+               UPVOTED: 0}
 _FIRST_LETTERS = 4  # prefixes are indexed by (up to) their first 4 letters
 # Without a sample of papers, a guess: frequent words of abstracts are poor anchors.
 _COMMON = frozenset("""a an and are as at be by can for from has have in is it its of on or our
@@ -44,8 +47,9 @@ class Rarity:
         self.n = 0
         for paper in sample:
             doc = document(paper)
-            for where in _SETS - {FIRST}:
+            for where in _SETS - {FIRST, UPVOTED}:
                 self.df.update((where, w) for w in doc[where])
+            self.df.update((UPVOTED, n) for n in _upvoted(doc[UPVOTES]))
             self.df.update({(FIRST, w[:n]) for w in doc[GROUP["text"]]
                             for n in range(1, _FIRST_LETTERS + 1)})
             self.n += 1
@@ -60,6 +64,8 @@ class Rarity:
             return (self.df[key] + 0.5) / (self.n + 1)
         if where == FIRST:
             return 0.5 / len(what)
+        if where == UPVOTED:  # most papers have few upvotes
+            return 1.0 / (1 + int(what))
         factor = {GROUP["title"]: 0.2, GROUP["author"]: 0.01, GROUP["keyword"]: 0.5}.get(where, 1)
         return factor * (1.0 if what in _COMMON else 1.0 / len(what))
 
@@ -69,6 +75,9 @@ def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anc
     kind = type(node)
     if kind is Term or kind is Phrase or kind is Prefix:
         return frozenset([_best(_leaf_keys(node), rarity)])  # type: ignore[arg-type]
+    if kind is Upvotes:  # at least N upvotes: the paper has the ladder's step at or below N
+        least = {">=": node.value, ">": node.value + 1, "=": node.value}.get(node.op, 0)  # type: ignore[union-attr]
+        return frozenset([((UPVOTED, _upvoted(least)[-1]),)]) if least >= 1 else None
     if kind is Or:  # any child may hold: every child must be anchored
         sets = [anchors(c, rarity) for c in node.children]  # type: ignore[union-attr]
         return None if None in sets else frozenset().union(*sets)  # type: ignore[arg-type]
@@ -83,7 +92,15 @@ def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anc
         pairs = [(cost(p), p) for (_, a), (_, b) in combinations(sets, 2) if len(a) * len(b) <= 16
                  for p in [frozenset(_paired(x, y, rarity) for x in a for y in b)]]
         return min(sets + pairs, key=itemgetter(0), default=(0, None))[1]
-    return None  # NOT, upvotes, blank
+    return None  # NOT, few upvotes, blank
+
+
+def _upvoted(upvotes: int) -> tuple[str, ...]:
+    """The steps of the ladder a paper with `upvotes` has reached."""
+    return _STEPS[min(max(upvotes, 0), _LADDER[-1])]
+
+
+_STEPS = [tuple(str(n) for n in _LADDER if n <= upvotes) for upvotes in range(_LADDER[-1] + 1)]
 
 
 def _leaf_keys(node: Term | Phrase | Prefix) -> list[Key]:
@@ -128,7 +145,8 @@ def _cost(keys: tuple[Key, ...], rarity: Callable[[Key], float]) -> float:
 # A paper's set keys as one set of strings: text words as they are, the others tagged with a
 # prefix no word has, so one set intersection per posting list finds them all.
 _TAGS = {GROUP["text"]: "", GROUP["title"]: "\0t", GROUP["author"]: "\0a",
-         GROUP["keyword"]: "\0k", FIRST: "\0f"}
+         GROUP["keyword"]: "\0k", FIRST: "\0f", UPVOTED: "\0u"}
+_UPVOTED_KEYS = [tuple(_TAGS[UPVOTED] + n for n in steps) for steps in _STEPS]
 _NONE = ""  # the "second key" of a one-key anchor: every paper has it (a word is never empty)
 
 
@@ -201,6 +219,7 @@ class Index:
             keys.update(map(_TAGS[where].__add__, doc[where]))
         if self.lengths:  # the first letters of its words, for prefixes
             keys.update(chain.from_iterable(map(self._first_letters.__getitem__, text)))
+        keys.update(_UPVOTED_KEYS[min(max(doc[UPVOTES], 0), _LADDER[-1])])
         keys.add(_NONE)
         return keys
 
@@ -216,10 +235,11 @@ class Index:
                   for (where, needle), clauses in needles[first] if needle in doc[where]]
         return set(chain(self.always, chain.from_iterable(lists)))
 
-    def batch_candidates(self, words: dict[int, dict[str, int]], everyone: int) -> set[int]:
+    def batch_candidates(self, words: dict[int, dict[str, int]], everyone: int,
+                         upvoted: Callable[[int], int]) -> set[int]:
         """Clause ids that may hold for a paper of a batch: `words` maps each word set (title,
-        author, keyword, text) to its words' bitsets of papers; a posting counts if one paper
-        has both its keys.
+        author, keyword, text) to its words' bitsets of papers, `upvoted(n)` is the bitset of
+        those with at least n upvotes; a posting counts if one paper has both its keys.
 
         A batch meets most of the index, so this scans all of it in C: the postings are three
         flat arrays (first key's number, second key's number, clause id), and `compress` keeps
@@ -236,6 +256,8 @@ class Index:
                 number = numbered.get(w[:n])
                 if number is not None:
                     bits[number] |= papers
+        for n, number in self._numbered[UPVOTED].items():
+            bits[number] = upvoted(int(n))
         on = bits.__getitem__
         firsts, seconds, clauses = self._pairs
         found = list(self.always)
