@@ -2,7 +2,7 @@
 
 A `Batch` holds, for each word set of the documents (title, author, keyword, text), posting lists
 word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once).
-`compile_batch(node)(batch, papers)` is the bitset of those papers for which `node.evaluate(doc)`
+`compile_batch(node)(batch)` is the bitset of the papers for which `node.evaluate(doc)`
 holds, computed by one generated expression (`compile.Source`): word sets decide terms and
 prefixes exactly; phrases, abstract-only words and abstract prefixes take their words' postings
 as candidates and confirm each one with the per-paper substring test (`needle_key`). The index (`Index.batch_candidates`) skips clauses none
@@ -22,7 +22,7 @@ from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
 )
 
-BatchPred = Callable[["Batch", int], int]  # (batch, papers) -> those papers for which it holds
+BatchPred = Callable[["Batch"], int]  # batch -> those of its papers for which it holds
 _WORD_SETS = (GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"])
 _GET = {GROUP["title"]: "b.title", GROUP["author"]: "b.author", GROUP["keyword"]: "b.keyword",
         GROUP["text"]: "b.text"}  # a word set's look-up in generated code
@@ -53,15 +53,6 @@ class Batch:
         self._prefixed: dict[tuple[int, str], int] = {}
         self._upvotes: dict[tuple[str, int], int] = {}
         self._texts: dict[int, list[str]] = {}  # where -> each document's string there
-
-    def all_of(self, g: int, words: Sequence[str], within: int) -> int:
-        """The papers of `within` whose word set `g` has every one of `words`."""
-        postings = self.words[g]
-        for w in words:
-            within &= postings.get(w, 0)
-            if not within:
-                break
-        return within
 
     def prefixed(self, g: int, stem: str) -> int:
         """Papers with a word starting with `stem` in word set `g` (remembered per batch)."""
@@ -111,31 +102,36 @@ class Batch:
 
 
 def compile_batch(node: Node | None) -> BatchPred:
-    """A function of (batch, papers) equivalent to `node.evaluate` on each of those papers: the
-    bitset of the papers of `w` for which `node` holds. Generated as one expression (see
-    `compile.Source`); an AND passes each child only the papers its earlier children left (and
-    stops when none is left), so a phrase confirms few candidates."""
+    """A function of a batch equivalent to `node.evaluate` on each of its papers: the bitset of
+    the papers for which `node` holds. Generated as one expression (see `compile.Source`); an
+    AND passes each child only the papers its earlier children left (and stops when none is
+    left), so a phrase confirms few candidates."""
     src = Source()
-    return src.function("b, w", _holding(node, "w", src, [0]))
+    return src.function("b", _holding(node, None, src, [0]))
 
 
-def _holding(node: Node | None, within: str, src: Source, names: list[int]) -> str:
-    """An expression: the papers of bitset `within` (a name) for which `node` holds."""
+def _holding(node: Node | None, within: str | None, src: Source, names: list[int]) -> str:
+    """An expression: the papers of bitset `within` (a name; None: all) for which `node` holds."""
     kind = type(node)
     if node is None:
-        return within
+        return within or "b.all"
     if kind is Term or kind is Phrase or kind is Prefix:
         return _leaf(node, within, src)  # type: ignore[arg-type]
     if kind is Upvotes:
-        return f"{within} & b.upvotes({src(node.op)}, {src(node.value)})"  # type: ignore[union-attr]
+        return _among(within, [f"b.upvotes({src(node.op)}, {src(node.value)})"])  # type: ignore[union-attr]
     if kind is Not:
-        return f"{within} & ~({_holding(node.child, within, src, names)})"  # type: ignore[union-attr]
+        return f"{within or 'b.all'} & ~({_holding(node.child, within, src, names)})"  # type: ignore[union-attr]
     if kind is Or:
         return joined("|", [f"({_holding(c, within, src, names)})" for c in node.children])  # type: ignore[union-attr]
     return _and(node, within, src, names)  # type: ignore[arg-type]
 
 
-def _and(node: And, within: str, src: Source, names: list[int]) -> str:
+def _among(within: str | None, bitsets: list[str]) -> str:
+    """The papers of `within` (None: all) in every one of `bitsets`."""
+    return joined("&", ([within] if within else []) + bitsets) or "b.all"
+
+
+def _and(node: And, within: str | None, src: Source, names: list[int]) -> str:
     """AND: plain terms first, then the rest, cheap tests before substring tests, NOTs last,
     each narrowing the papers (`(x1 := ...) and ...`); 0 once none is left."""
     words: dict[int, list[str]] = {}
@@ -146,7 +142,7 @@ def _and(node: And, within: str, src: Source, names: list[int]) -> str:
         else:
             rest.append(child)
     rest.sort(key=lambda c: (type(c) is Not, effort(c)))  # substring tests on the fewest papers
-    steps = [joined("&", [within] + [f"{_GET[g]}({src(w)}, 0)" for g, ws in words.items() for w in ws])
+    steps = [_among(within, [f"{_GET[g]}({src(w)}, 0)" for g, ws in words.items() for w in ws])
              ] if words else []
     for child in rest:
         if steps:
@@ -157,18 +153,19 @@ def _and(node: And, within: str, src: Source, names: list[int]) -> str:
     return "(" + " and ".join(steps) + ")"
 
 
-def _leaf(node: Term | Phrase | Prefix, within: str, src: Source) -> str:
+def _leaf(node: Term | Phrase | Prefix, within: str | None, src: Source) -> str:
     """Word sets decide a term or prefix exactly, except in the abstract, which has no word set
     (text = title + abstract): there, and for phrases, candidates are confirmed by the substring
     test of the per-paper functions (`needle_key`)."""
     s = SET_OF[node.group]
     if type(node) is Term and node.group != "abstract":
-        return f"{within} & {_GET[s]}({src(node.word)}, 0)"
+        return _among(within, [f"{_GET[s]}({src(node.word)}, 0)"])
     if type(node) is Prefix and node.group != "abstract":
-        return f"{within} & b.prefixed({s}, {src(node.stem)})"
+        return _among(within, [f"b.prefixed({s}, {src(node.stem)})"])
     where, needle = needle_key(node)
     if type(node) is Term:  # not in the title: in the abstract; in both: the abstract must say so
-        return f"b.abstract_word({within}, {src(node.word)}, {where}, {src(needle)})"
+        return f"b.abstract_word({within or 'b.all'}, {src(node.word)}, {where}, {src(needle)})"
     if type(node) is Prefix:
-        return f"b.confirm({within} & b.prefixed({s}, {src(node.stem)}), {where}, {src(needle)})"
-    return f"b.confirm(b.all_of({s}, {src(node.words)}, {within}), {where}, {src(needle)})"  # type: ignore[union-attr]
+        return f"b.confirm({_among(within, [f'b.prefixed({s}, {src(node.stem)})'])}, {where}, {src(needle)})"
+    words = [f"{_GET[s]}({src(w)}, 0)" for w in node.words]  # type: ignore[union-attr]
+    return f"b.confirm({_among(within, words)}, {where}, {src(needle)})"

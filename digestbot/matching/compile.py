@@ -241,6 +241,9 @@ class _Gate:
 
 def _present(node: Term | Phrase | Prefix, field: str, src: Source) -> str:
     """An expression equivalent to `node.present(doc, field)`."""
+    if type(node) is Phrase and field == "abstract":  # a set look-up spares most string searches
+        word = max(node.words, key=len)
+        return f"({src(word)} in d[{GROUP['text']}] and {src(node.needle)} in d[{TEXT + GROUP[field]}])"
     if type(node) is not Term:
         return f"{src(node.needle)} in d[{TEXT + GROUP[field]}]"  # type: ignore[union-attr]
     word = src(node.word)

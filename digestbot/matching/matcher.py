@@ -127,9 +127,9 @@ class Matcher:
             return docs, [self._holding_one(doc) for doc in docs]
         batch = Batch(papers)
         found: list[list[int]] = [[] for _ in papers]
-        preds, everyone = self._batch_preds, batch.all
+        preds = self._batch_preds
         for c in batch.candidates(self._index):
-            bits = (preds[c] or self._batch_pred(c))(batch, everyone)
+            bits = (preds[c] or self._batch_pred(c))(batch)
             while bits:  # each paper for which it holds
                 i = bits.bit_length() - 1
                 found[i].append(c)
