@@ -27,7 +27,7 @@ from digestbot.models import Match, Paper
 
 BATCH_MIN = 300  # papers from which batch evaluation is not slower (100,000 subscriptions; at
 # 10,000 from ~100): at 1,000 papers it takes ~30% less time (benchmarks/bench_matching.py)
-_HIT = itemgetter(0)
+_HIT, _MATCH = itemgetter(0), itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -146,11 +146,11 @@ class Matcher:
         with _cyclic_gc_paused():
             for paper, doc, holding in zip(papers, *self.holding(papers)):
                 if holding:
-                    out += self._matches(paper, doc, holding)
+                    self._matches(paper, doc, holding, out)
         return out
 
-    def _matches(self, paper: Paper, doc: Doc, holding: list[int]) -> list[Match]:
-        """The matches of one paper, given the clauses that hold for it, in interest order."""
+    def _matches(self, paper: Paper, doc: Doc, holding: list[int], out: list[Match]) -> None:
+        """Append the matches of one paper, given the clauses that hold for it, in interest order."""
         bonus = _bonus(paper)
         sole, users, explainers, names = self._sole, self._users, self._explainers, self._names
         found: list[tuple[int, Match]] = []
@@ -161,11 +161,8 @@ class Matcher:
             if sole[c]:  # one explanation serves all the interests this clause is alone in
                 hits, weight, _ = (explainers[c] or self._compile_explainer(c))(doc)
                 score = scores.get(weight) or scores.setdefault(weight, round(weight + bonus, 6))
-                if len(sole[c]) == 1:
-                    n, name = sole[c][0]
+                for n, name in sole[c]:
                     found.append((n, Match(name, paper, score, hits)))
-                else:
-                    found += [(n, Match(name, paper, score, hits)) for n, name in sole[c]]
             for slot, members in users[c]:
                 hits, weight, _ = (explainers[slot] or self._compile_explainer(slot))(doc)
                 score = scores.get(weight) or scores.setdefault(weight, round(weight + bonus, 6))
@@ -183,7 +180,7 @@ class Matcher:
         else:
             found += held.values()
         found.sort()  # by interest: each is there once, so no two Matches are ever compared
-        return [m for _, m in found]
+        out += map(_MATCH, found)
 
     def match_naive(self, papers: Sequence[Paper]) -> list[Match]:
         """Every interest against every paper, no index: the reference `match` must agree with."""
