@@ -11,9 +11,11 @@ count (its cost is linear in papers); `identical` compares its matches with the 
 matches for those papers, taken from the indexed run over all papers. The index's memory is the
 tracemalloc peak while the Matcher is built (parsed queries, index).
 
-Times are CPU seconds, the least of 5 rounds in which tokenising and both matchers take turns, so
-that a busy spell of a shared machine slows all of them alike. Runs still differ by ~10%, also
-with the interpreter's hash seed (which orders sets of words): 5.4 to 6.7 on a 2-core VM.
+Times are CPU seconds, the least of ROUNDS rounds in which tokenising and both matchers take
+turns, so that a busy spell of a shared machine slows all of them alike. Runs still differ, with
+the interpreter's hash seed (which orders sets of words) and with the load of other machines on
+the same host: matching is bound by memory (cache misses), tokenising by the CPU, so a neighbour
+that takes the shared cache slows matching more. See README for the spread measured.
 
     python benchmarks/bench_matching.py [--quick]
 """
@@ -37,6 +39,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _STOP = frozenset("""the and for with that this from are our these which their have has been
 were was can also such into than then them they its not but all any each more most other some
 only over both between while where when how what who using based show shows shown""".split())
+ROUNDS = 9  # each call's least time of these: more rounds, less of a shared machine's noise
 CATEGORIES = ["cs.CL", "cs.LG", "cs.CV", "cs.AI", "stat.ML", "cs.CR", "cs.IR", "eess.AS"]
 
 
@@ -165,7 +168,7 @@ def run(quick: bool) -> str:
     guessed = Matcher(interests)  # anchors from the built-in guess instead of word frequencies
     matcher.match(papers), guessed.match(papers)  # warm up: hit collectors compile on first use
     (tok, _), (fast, result), (fast_guess, guess_result) = best_of_rounds(
-        5, (tokenise_only, papers), (matcher.match, papers), (guessed.match, papers))
+        ROUNDS, (tokenise_only, papers), (matcher.match, papers), (guessed.match, papers))
     subset = sorted(random.Random(1).sample(range(n_papers), n_naive))
     chosen = {id(papers[k]) for k in subset}
     matcher.match_naive(papers[:1])  # warm up: every clause's closure compiles on first use
