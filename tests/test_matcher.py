@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
 from digestbot.matching.compile import compile_explain, compile_node, document
 from digestbot.matching.index import anchors
+from digestbot.matching.nodes import GROUP
 from digestbot import config as config_module
 from digestbot.cli import build_matcher
 from digestbot.models import Hit, Paper
@@ -201,6 +202,9 @@ def test_a_phrase_and_a_word_are_anchored_by_a_key_of_each():
     assert [what for _, what in keys] == ["speculative", "hopper"]
     both = anchors(parse_query('hopper AND (kv OR "speculative decoding")'), rarity)
     assert sorted(tuple(what for _, what in keys) for keys in both) == [("hopper", "kv"), ("speculative", "hopper")]
+    # an author prefix is no set key (it is searched for in a string): the word anchors the AND
+    (keys,) = anchors(parse_query("author:hop* speculative"), rarity)
+    assert keys[0] == (GROUP["text"], "speculative")
 
 def test_bad_query_fails_when_the_matcher_is_built():
     with pytest.raises(QuerySyntaxError):

@@ -83,12 +83,10 @@ def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anc
         return None if None in sets else frozenset().union(*sets)  # type: ignore[arg-type]
     if kind is And:  # every child holds: one child's anchors do; two children's combined do better
         cost = lambda a: sum(_cost(t, rarity) for t in a)  # noqa: E731
-        # A leaf's keys go together (a phrase's words co-occur): its tuple is as rare as its rarest
-        # key, not as the product of their rarities, which is for keys of different children.
-        alone = lambda a, leaf: min(map(rarity, next(iter(a)))) if leaf else cost(a)  # noqa: E731
         # the cheapest children only are paired: an AND of thousands of words has millions of pairs
-        sets = sorted(((alone(a, type(c) in (Term, Phrase, Prefix)), a) for c in node.children  # type: ignore[union-attr]
-                       if (a := anchors(c, rarity)) is not None), key=itemgetter(0))[:8]
+        sets = sorted(((_leaf_cost(a, rarity) if type(c) in (Term, Phrase, Prefix) else cost(a), a)
+                       for c in node.children if (a := anchors(c, rarity)) is not None),  # type: ignore[union-attr]
+                      key=itemgetter(0))[:8]
         pairs = [(cost(p), p) for (_, a), (_, b) in combinations(sets, 2) if len(a) * len(b) <= 16
                  for p in [frozenset(_paired(x, y, rarity) for x in a for y in b)]]
         return min(sets + pairs, key=itemgetter(0), default=(0, None))[1]
@@ -140,6 +138,13 @@ def _paired(x: tuple[Key, ...], y: tuple[Key, ...], rarity: Callable[[Key], floa
 
 def _cost(keys: tuple[Key, ...], rarity: Callable[[Key], float]) -> float:
     return prod(map(rarity, keys)) if keys[0][0] in _SETS else inf  # no set key: not indexable
+
+
+def _leaf_cost(found: Anchors, rarity: Callable[[Key], float]) -> float:
+    """A leaf's keys go together (a phrase's words co-occur): its anchor is as rare as its rarest
+    key, not as the product of their rarities, which is for keys of different children."""
+    (keys,) = found
+    return min(map(rarity, keys)) if keys[0][0] in _SETS else inf
 
 
 # A paper's set keys as one set of strings: text words as they are, the others tagged with a
