@@ -2,12 +2,13 @@
 
 A clause's *anchors* are tuples of one or two keys such that a paper satisfying the clause has
 every key of at least one tuple. A key is `(where, what)`, and a paper has it when
-`what in view[where]`: a word in a word set (title, author, keyword, text, or the first letters of
-text words) or a needle in a text string (a phrase, a prefix). Each tuple starts with a set key,
-the rarest one (by a sample's word frequencies), which the index is keyed by; the second key is
-looked up in a nested table, so a paper meets only postings whose both keys it has. Clauses
-without anchors (only NOT, only upvotes, blank) are candidates for every paper. The index only
-ever skips clauses that cannot hold.
+`what in view[where]`: a word in a word set (title, author, keyword, text, the first letters of
+text words, or the steps of an upvotes ladder the paper has reached) or a needle in a text string
+(a phrase, a prefix). Each tuple starts with a set key, the rarest one (by a sample's word
+frequencies), which the index is keyed by; the second key is looked up in a nested table, so a
+paper meets only postings whose both keys it has. In an AND, the two keys come from different
+children. Clauses without anchors (only NOT, few upvotes, blank) are candidates for every paper.
+The index only ever skips clauses that cannot hold.
 """
 from __future__ import annotations
 
