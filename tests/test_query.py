@@ -6,6 +6,7 @@ import pytest
 from digestbot.errors import ConfigError
 from digestbot.matching import QuerySyntaxError, parse_query, tokenize
 from digestbot.matching.compile import document
+from digestbot.matching.nodes import tokenize_items
 from digestbot.matching.query import MAX_DEPTH, And, Not, Or, Phrase, Prefix, Term, Upvotes
 from digestbot.models import Paper
 
@@ -95,6 +96,13 @@ def test_phrase_does_not_span_title_and_abstract_or_two_authors():
     assert not matches('"kv cache"', title="about kv", abstract="cache is fast")
     assert not matches('author:"smith alice"', authors=["John Smith", "Alice Brown"])
     assert matches('author:"alice brown"', authors=["John Smith", "Alice Brown"])
+
+
+def test_items_are_tokenised_as_each_alone_with_a_bar_between():
+    items = ["John Smith", "Ｆｕｌｌ-Width ﬁne", "", "O'Brien, Jr."]
+    expected = [w for item in items for w in ["|", *tokenize(item)]][1:]
+    assert tokenize_items(items) == expected
+    assert tokenize_items([]) == []
 
 
 def test_single_quoted_word_is_a_term():

@@ -5,8 +5,8 @@ word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over al
 `compile_batch(node)(batch)` is the bitset of the papers for which `node.evaluate(doc)`
 holds, computed by one generated expression (`compile.Source`): word sets decide terms and
 prefixes exactly; phrases, abstract-only words and abstract prefixes take their words' postings
-as candidates and confirm each one with the per-paper substring test (`needle_key`). The index (`Index.batch_candidates`) skips clauses none
-of whose anchors one paper of the batch has. Worth it when many papers share candidate clauses:
+as candidates and confirm each one with the per-paper substring test (`needle_key`). The index
+(`Index.batch_candidates`) skips clauses none of whose anchors one paper of the batch has. Worth it when many papers share candidate clauses:
 `Matcher` uses it from `BATCH_MIN` papers.
 """
 from __future__ import annotations

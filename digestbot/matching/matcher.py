@@ -59,7 +59,8 @@ class Matcher:
         self._slots: dict[tuple[int, str], int] = {}
         self._slot_of: list[tuple[int, str]] = []
         self._sole, self._users = self._interests_by_clause()
-        self._explainers: list[Callable[[Doc], Explanation] | None] = [None] * (len(self._texts) + len(self._slot_of))
+        slots = len(self._texts) + len(self._slot_of)
+        self._explainers: list[Callable[[Doc], Explanation] | None] = [None] * slots
         self._batch_preds: list[BatchPred | None] = [None] * len(self._texts)  # as _preds
 
     def _plan(self, interest: Interest) -> tuple[int | None, tuple[tuple[str, int], ...]]:
