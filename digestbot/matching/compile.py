@@ -101,13 +101,18 @@ def holds(node: Node | None, src: Source) -> str:
         return f"{src(needle)} in d[{t}]"
     if kind is Term or kind is Phrase:  # a set test first rejects most papers cheaply
         (t, needle), s = needle_key(node), SET_OF[node.group]  # type: ignore[arg-type, union-attr]
-        word = max(node.words, key=len) if kind is Phrase else node.word  # type: ignore[union-attr]
+        word = _screen(node) if kind is Phrase else node.word  # type: ignore[union-attr, arg-type]
         return f"({src(word)} in d[{s}] and {src(needle)} in d[{t}])"
     if kind is Upvotes:
         return f"d[{UPVOTES}] {OPERATOR[node.op]} {src(node.value)}"  # type: ignore[union-attr]
     if kind is Not:
         return f"not ({holds(node.child, src)})"  # type: ignore[union-attr]
     return _junction(node, src)  # type: ignore[arg-type]
+
+
+def _screen(phrase: Phrase) -> str:
+    """The word whose set look-up screens a phrase's string search: its longest, likely its rarest."""
+    return max(phrase.words, key=len)
 
 
 def needle_key(node: Term | Phrase | Prefix) -> Key:
@@ -242,8 +247,7 @@ class _Gate:
 def _present(node: Term | Phrase | Prefix, field: str, src: Source) -> str:
     """An expression equivalent to `node.present(doc, field)`."""
     if type(node) is Phrase and field == "abstract":  # a set look-up spares most string searches
-        word = max(node.words, key=len)
-        return f"({src(word)} in d[{GROUP['text']}] and {src(node.needle)} in d[{TEXT + GROUP[field]}])"
+        return f"({src(_screen(node))} in d[{GROUP['text']}] and {src(node.needle)} in d[{TEXT + GROUP[field]}])"
     if type(node) is not Term:
         return f"{src(node.needle)} in d[{TEXT + GROUP[field]}]"  # type: ignore[union-attr]
     word = src(node.word)

@@ -96,7 +96,11 @@ def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anc
 
 def _upvoted(upvotes: int) -> tuple[str, ...]:
     """The steps of the ladder a paper with `upvotes` has reached."""
-    return _STEPS[min(max(upvotes, 0), _LADDER[-1])]
+    return _STEPS[_clamped(upvotes)]
+
+
+def _clamped(upvotes: int) -> int:
+    return min(max(upvotes, 0), _LADDER[-1])
 
 
 _STEPS = [tuple(str(n) for n in _LADDER if n <= upvotes) for upvotes in range(_LADDER[-1] + 1)]
@@ -174,6 +178,7 @@ class Index:
         self._needles: dict[str, list[tuple[Key, list[int]]]] = {}
         self._numbers: dict[str, int] = {}
         self._numbered: dict[int, dict[str, int]] = {where: {} for where in _SETS}
+        self._keys: dict[str, Key] = {}  # tagged -> (where, what), while clauses are added
         self._needle_firsts: list[tuple[int, tuple[int, ...]]] = []
         self._pairs: tuple[array[int], array[int], array[int]] = (array("I"), array("I"), array("I"))
         self._first_letters = _FirstLetters()
@@ -187,10 +192,16 @@ class Index:
         for first, *second in found:
             self.lengths += [len(what) for where, what in (first, *second) if where == FIRST]
             if second and second[0][0] not in _SETS:
-                self.needles.setdefault(_tagged(first), {}).setdefault(second[0], []).append(c)
+                self.needles.setdefault(self._tag(first), {}).setdefault(second[0], []).append(c)
             else:
-                other = _tagged(second[0]) if second else _NONE
-                self.postings.setdefault(_tagged(first), {}).setdefault(other, []).append(c)
+                other = self._tag(second[0]) if second else _NONE
+                self.postings.setdefault(self._tag(first), {}).setdefault(other, []).append(c)
+
+    def _tag(self, key: Key) -> str:
+        """The key as one string (`_tagged`), remembered until `freeze` numbers it per word set."""
+        tagged = _tagged(key)
+        self._keys[tagged] = key
+        return tagged
 
     def freeze(self) -> None:
         """Compact for look-ups. Tuples of ints are untracked by the cyclic GC, which otherwise
@@ -211,11 +222,11 @@ class Index:
         self._needle_firsts = [(self._numbers.setdefault(first, len(self._numbers)),
                                 tuple(c for ids in tests.values() for c in ids))
                                for first, tests in self.needles.items()]
-        untag = {tag: where for where, tag in _TAGS.items() if tag}
-        for key, number in self._numbers.items():  # batches look their words up per word set
-            if key:
-                where = untag.get(key[:2], GROUP["text"])
-                self._numbered[where][key[2:] if where != GROUP["text"] else key] = number
+        for tagged, number in self._numbers.items():  # batches look their words up per word set
+            if tagged:
+                where, what = self._keys[tagged]
+                self._numbered[where][what] = number
+        self._keys = {}
 
     def keys(self, doc: Doc) -> set[str]:
         """The paper's set keys, tagged, and _NONE. (map over C methods: no bytecode per word.)"""
@@ -225,7 +236,7 @@ class Index:
             keys.update(map(_TAGS[where].__add__, doc[where]))
         if self.lengths:  # the first letters of its words, for prefixes
             keys.update(chain.from_iterable(map(self._first_letters.__getitem__, text)))
-        keys.update(_UPVOTED_KEYS[min(max(doc[UPVOTES], 0), _LADDER[-1])])
+        keys.update(_UPVOTED_KEYS[_clamped(doc[UPVOTES])])
         keys.add(_NONE)
         return keys
 
