@@ -1,13 +1,15 @@
 """Query-at-a-time evaluation over a batch of papers: each clause runs once per batch, not per paper.
 
 A `Batch` holds, for each word set of the documents (title, author, keyword, text), posting lists
-word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once).
-`compile_batch(node)(batch)` is the bitset of the papers for which `node.evaluate(doc)`
-holds, computed by one generated expression (`compile.Source`): word sets decide terms and
+word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once),
+and `bits`: the bitsets of the words the index numbers (every word a clause looks up), in a list
+indexed by number. `compile_batch(node, index)(batch, batch.bits)` is the bitset of the papers
+for which `node.evaluate(doc)` holds, computed by one generated expression (`compile.Source`)
+that reads its words' papers by number, without a string look-up: word sets decide terms and
 prefixes exactly; phrases, abstract-only words and abstract prefixes take their words' postings
 as candidates and confirm each one with the per-paper substring test (`needle_key`). The index
-(`Index.batch_candidates`) skips clauses none of whose anchors one paper of the batch has. Worth it when many papers share candidate clauses:
-`Matcher` uses it from `BATCH_MIN` papers.
+(`Index.batch_candidates`) skips clauses none of whose anchors one paper of the batch has.
+Worth it when many papers share candidate clauses: `Matcher` uses it from `BATCH_MIN` papers.
 """
 from __future__ import annotations
 
@@ -22,20 +24,17 @@ from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
 )
 
-BatchPred = Callable[["Batch"], int]  # batch -> those of its papers for which it holds
+BatchPred = Callable[["Batch", list[int]], int]  # (batch, its bits) -> its papers for which it holds
 _WORD_SETS = (GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"])
-_GET = {GROUP["title"]: "b.title", GROUP["author"]: "b.author", GROUP["keyword"]: "b.keyword",
-        GROUP["text"]: "b.text"}  # a word set's look-up in generated code
 
 
 class Batch:
-    """The papers' documents, and their words as posting bitsets, with the look-ups compiled
-    clauses need."""
+    """The papers' documents, their words as posting bitsets, and the papers of each word the
+    index numbers (`bits`), with the look-ups compiled clauses need."""
 
-    __slots__ = ("docs", "all", "words", "title", "author", "keyword", "text",
-                 "_sorted", "_prefixed", "_upvotes", "_texts")
+    __slots__ = ("docs", "all", "words", "bits", "_sorted", "_prefixed", "_upvotes", "_texts")
 
-    def __init__(self, papers: Sequence[Paper]):
+    def __init__(self, papers: Sequence[Paper], index: Index):
         self.all = (1 << len(papers)) - 1
         self.words: dict[int, dict[str, int]] = {g: {} for g in _WORD_SETS}
         sets = [(g, postings, postings.get) for g, postings in self.words.items()]
@@ -47,12 +46,12 @@ class Batch:
             for g, postings, get in sets:
                 for w in doc[g]:  # the set's words, each once per paper
                     postings[w] = get(w, 0) | bit
-        # word -> papers, per word set: what generated code calls (`b.text(word, 0)`)
-        self.title, self.author, self.keyword, self.text = (self.words[g].get for g in _WORD_SETS)
         self._sorted: dict[int, list[str]] = {}
         self._prefixed: dict[tuple[int, str], int] = {}
         self._upvotes: dict[tuple[str, int], int] = {}
         self._texts: dict[int, list[str]] = {}  # where -> each document's string there
+        # number -> papers: what generated code reads (`B[v0]`, see `Index.number`)
+        self.bits = index.batch_bits(self.words, self.all, lambda n: self.upvotes(">=", n))
 
     def prefixed(self, g: int, stem: str) -> int:
         """Papers with a word starting with `stem` in word set `g` (remembered per batch)."""
@@ -89,28 +88,43 @@ class Batch:
             bits ^= bit
         return found
 
-    def abstract_word(self, within: int, word: str, where: int, needle: str) -> int:
-        """The papers of `within` with `word` in the abstract: in the text but not the title, or
-        in both and found in the abstract's string."""
-        text = within & self.words[GROUP["text"]].get(word, 0)
-        both = text & self.words[GROUP["title"]].get(word, 0)
+    def abstract_word(self, within: int, text: int, title: int, where: int, needle: str) -> int:
+        """The papers of `within` with a word in the abstract, given the papers with it in the
+        text and in the title: in the text but not the title, or in both and found in the
+        abstract's string."""
+        text &= within
+        both = text & title
         return (text & ~both) | self.confirm(both, where, needle) if both else text
 
-    def candidates(self, index: Index) -> set[int]:
-        """Clause ids that may hold for some paper of the batch."""
-        return index.batch_candidates(self.words, self.all, lambda n: self.upvotes(">=", n))
+
+def compile_batch(node: Node | None, index: Index) -> BatchPred:
+    """A function of a batch (and its `bits`) equivalent to `node.evaluate` on each of its
+    papers: the bitset of the papers for which `node` holds. Generated as one expression (see
+    `compile.Source`); a word's papers are read by its number in `index`. An AND passes each
+    child only the papers its earlier children left (and stops when none is left), so a phrase
+    confirms few candidates."""
+    src = _BatchSource(index)
+    return src.function("b, B", _holding(node, None, src))
 
 
-def compile_batch(node: Node | None) -> BatchPred:
-    """A function of a batch equivalent to `node.evaluate` on each of its papers: the bitset of
-    the papers for which `node` holds. Generated as one expression (see `compile.Source`); an
-    AND passes each child only the papers its earlier children left (and stops when none is
-    left), so a phrase confirms few candidates."""
-    src = Source()
-    return src.function("b", _holding(node, None, src, [0]))
+class _BatchSource(Source):
+    """A batch function's source: words become their numbers' bitsets, `B[...]`."""
+
+    def __init__(self, index: Index):
+        super().__init__()
+        self.index = index
+        self.names = 0  # papers kept along an AND: x1, x2, ...
+
+    def word(self, where: int, word: str) -> str:
+        """An expression: the papers with `word` in word set `where`."""
+        return f"B[{self(self.index.number(where, word))}]"
+
+    def name(self) -> str:
+        self.names += 1
+        return f"x{self.names}"
 
 
-def _holding(node: Node | None, within: str | None, src: Source, names: list[int]) -> str:
+def _holding(node: Node | None, within: str | None, src: _BatchSource) -> str:
     """An expression: the papers of bitset `within` (a name; None: all) for which `node` holds."""
     kind = type(node)
     if node is None:
@@ -120,10 +134,10 @@ def _holding(node: Node | None, within: str | None, src: Source, names: list[int
     if kind is Upvotes:
         return _among(within, [f"b.upvotes({src(node.op)}, {src(node.value)})"])  # type: ignore[union-attr]
     if kind is Not:
-        return f"{within or 'b.all'} & ~({_holding(node.child, within, src, names)})"  # type: ignore[union-attr]
+        return f"{within or 'b.all'} & ~({_holding(node.child, within, src)})"  # type: ignore[union-attr]
     if kind is Or:
-        return joined("|", [f"({_holding(c, within, src, names)})" for c in node.children])  # type: ignore[union-attr]
-    return _and(node, within, src, names)  # type: ignore[arg-type]
+        return joined("|", [f"({_holding(c, within, src)})" for c in node.children])  # type: ignore[union-attr]
+    return _and(node, within, src)  # type: ignore[arg-type]
 
 
 def _among(within: str | None, bitsets: list[str]) -> str:
@@ -131,41 +145,40 @@ def _among(within: str | None, bitsets: list[str]) -> str:
     return joined("&", ([within] if within else []) + bitsets) or "b.all"
 
 
-def _and(node: And, within: str | None, src: Source, names: list[int]) -> str:
+def _and(node: And, within: str | None, src: _BatchSource) -> str:
     """AND: plain terms first, then the rest, cheap tests before substring tests, NOTs last,
     each narrowing the papers (`(x1 := ...) and ...`); 0 once none is left."""
-    words: dict[int, list[str]] = {}
+    words: list[str] = []
     rest: list[Node] = []
     for child in node.children:
         if type(child) is Term and child.group != "abstract":
-            words.setdefault(SET_OF[child.group], []).append(child.word)
+            words.append(src.word(SET_OF[child.group], child.word))
         else:
             rest.append(child)
     rest.sort(key=lambda c: (type(c) is Not, effort(c)))  # substring tests on the fewest papers
-    steps = [_among(within, [f"{_GET[g]}({src(w)}, 0)" for g, ws in words.items() for w in ws])
-             ] if words else []
+    steps = [_among(within, words)] if words else []
     for child in rest:
         if steps:
-            names[0] += 1
-            within = f"x{names[0]}"
+            within = src.name()
             steps[-1] = f"({within} := {steps[-1]})"
-        steps.append(_holding(child, within, src, names))
+        steps.append(_holding(child, within, src))
     return "(" + " and ".join(steps) + ")"
 
 
-def _leaf(node: Term | Phrase | Prefix, within: str | None, src: Source) -> str:
+def _leaf(node: Term | Phrase | Prefix, within: str | None, src: _BatchSource) -> str:
     """Word sets decide a term or prefix exactly, except in the abstract, which has no word set
     (text = title + abstract): there, and for phrases, candidates are confirmed by the substring
     test of the per-paper functions (`needle_key`)."""
     s = SET_OF[node.group]
     if type(node) is Term and node.group != "abstract":
-        return _among(within, [f"{_GET[s]}({src(node.word)}, 0)"])
+        return _among(within, [src.word(s, node.word)])
     if type(node) is Prefix and node.group != "abstract":
         return _among(within, [f"b.prefixed({s}, {src(node.stem)})"])
     where, needle = needle_key(node)
     if type(node) is Term:  # not in the title: in the abstract; in both: the abstract must say so
-        return f"b.abstract_word({within or 'b.all'}, {src(node.word)}, {where}, {src(needle)})"
+        return (f"b.abstract_word({within or 'b.all'}, {src.word(s, node.word)}, "
+                f"{src.word(GROUP['title'], node.word)}, {where}, {src(needle)})")
     if type(node) is Prefix:
         return f"b.confirm({_among(within, [f'b.prefixed({s}, {src(node.stem)})'])}, {where}, {src(needle)})"
-    words = [f"{_GET[s]}({src(w)}, 0)" for w in node.words]  # type: ignore[union-attr]
+    words = [src.word(s, w) for w in node.words]  # type: ignore[union-attr]
     return f"b.confirm({_among(within, words)}, {where}, {src(needle)})"

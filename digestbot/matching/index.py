@@ -9,6 +9,9 @@ frequencies), which the index is keyed by; the second key is looked up in a nest
 paper meets only postings whose both keys it has. In an AND, the two keys come from different
 children. Clauses without anchors (only NOT, few upvotes, blank) are candidates for every paper.
 The index only ever skips clauses that cannot hold.
+
+The index also numbers every word a clause looks up (`number`), anchor or not: a batch finds the
+papers of all of them once (`batch_bits`), and clauses compiled for it read them by number.
 """
 from __future__ import annotations
 
@@ -17,10 +20,10 @@ from collections import Counter
 from itertools import chain, combinations, compress
 from math import inf, prod
 from operator import and_, itemgetter
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from digestbot.matching.compile import SET_OF, Key, document, needle_key
-from digestbot.matching.nodes import GROUP, UPVOTES, And, Doc, Node, Or, Phrase, Prefix, Term, Upvotes
+from digestbot.matching.nodes import GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes
 from digestbot.models import Paper
 
 Anchors = frozenset[tuple[Key, ...]]  # a paper can match only if it has every key of one tuple
@@ -117,6 +120,23 @@ def _leaf_keys(node: Term | Phrase | Prefix) -> list[Key]:
     return keys + [(SET_OF[node.group], w) for w in words]
 
 
+def _looked_up(node: Node | None) -> Iterator[Key]:
+    """The word-set keys a batch evaluates `node` by (`batch.compile_batch`): each word of its
+    terms and phrases; a word of the abstract also in the title set (text = title + abstract)."""
+    kind = type(node)
+    if kind is Term or kind is Phrase:
+        where = SET_OF[node.group]  # type: ignore[union-attr]
+        for word in node.words if kind is Phrase else (node.word,):  # type: ignore[union-attr]
+            yield where, word
+            if node.group == "abstract":  # type: ignore[union-attr]
+                yield GROUP["title"], word
+    elif kind is And or kind is Or:
+        for child in node.children:  # type: ignore[union-attr]
+            yield from _looked_up(child)
+    elif kind is Not:
+        yield from _looked_up(node.child)  # type: ignore[union-attr]
+
+
 def _best(keys: Iterable[Key], rarity: Callable[[Key], float]) -> tuple[Key, ...]:
     """The rarest set key (the index is keyed by set keys), then the second key to check.
 
@@ -185,6 +205,8 @@ class Index:
 
     def add(self, c: int, node: Node | None) -> None:
         """Index clause `c` by the anchors of its query; call `freeze` when all are added."""
+        for key in _looked_up(node):  # numbered in `freeze`: batches evaluate clauses by number
+            self._tag(key)
         found = anchors(node, self.rarity)
         if found is None or any(keys[0][0] not in _SETS for keys in found):
             self.always.append(c)
@@ -222,11 +244,18 @@ class Index:
         self._needle_firsts = [(self._numbers.setdefault(first, len(self._numbers)),
                                 tuple(c for ids in tests.values() for c in ids))
                                for first, tests in self.needles.items()]
+        for tagged in self._keys:  # the words clauses look up, anchors or not
+            self._numbers.setdefault(tagged, len(self._numbers))
         for tagged, number in self._numbers.items():  # batches look their words up per word set
             if tagged:
                 where, what = self._keys[tagged]
                 self._numbered[where][what] = number
         self._keys = {}
+
+    def number(self, where: int, word: str) -> int:
+        """The number of a word a clause looks up in word set `where`: its papers in a batch are
+        `bits[number]` (see `batch_bits`)."""
+        return self._numbered[where][word]
 
     def keys(self, doc: Doc) -> set[str]:
         """The paper's set keys, tagged, and _NONE. (map over C methods: no bytecode per word.)"""
@@ -252,15 +281,12 @@ class Index:
                   for (where, needle), clauses in needles[first] if needle in doc[where]]
         return set(chain(self.always, chain.from_iterable(lists)))
 
-    def batch_candidates(self, words: dict[int, dict[str, int]], everyone: int,
-                         upvoted: Callable[[int], int]) -> set[int]:
-        """Clause ids that may hold for a paper of a batch: `words` maps each word set (title,
+    def batch_bits(self, words: dict[int, dict[str, int]], everyone: int,
+                   upvoted: Callable[[int], int]) -> list[int]:
+        """Each numbered key's papers in a batch (0: none): `words` maps each word set (title,
         author, keyword, text) to its words' bitsets of papers, `upvoted(n)` is the bitset of
-        those with at least n upvotes; a posting counts if one paper has both its keys.
-
-        A batch meets most of the index, so this scans all of it in C: the postings are three
-        flat arrays (first key's number, second key's number, clause id), and `compress` keeps
-        the clauses whose two keys' papers (a list indexed by number; 0 if none) meet."""
+        those with at least n upvotes. A list indexed by number: clauses compiled for batches
+        read their words' papers there, without a string look-up (`number`)."""
         bits = [0] * len(self._numbers)
         bits[0] = everyone  # _NONE: the second key of a one-key anchor
         for where, postings in words.items():
@@ -275,6 +301,15 @@ class Index:
                     bits[number] |= papers
         for n, number in self._numbered[UPVOTED].items():
             bits[number] = upvoted(int(n))
+        return bits
+
+    def batch_candidates(self, bits: list[int]) -> set[int]:
+        """Clause ids that may hold for a paper of a batch whose keys' papers are `bits`
+        (`batch_bits`): those of the postings one paper has both keys of.
+
+        A batch meets most of the index, so this scans all of it in C: the postings are three
+        flat arrays (first key's number, second key's number, clause id), and `compress` keeps
+        the clauses whose two keys' papers meet."""
         on = bits.__getitem__
         firsts, seconds, clauses = self._pairs
         found = list(self.always)

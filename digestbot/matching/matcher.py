@@ -115,7 +115,7 @@ class Matcher:
     def _batch_pred(self, c: int) -> BatchPred:
         pred = self._batch_preds[c]
         if pred is None:
-            pred = self._batch_preds[c] = compile_batch(parse_query(self._texts[c]))
+            pred = self._batch_preds[c] = compile_batch(parse_query(self._texts[c]), self._index)
         return pred
 
     def holding(self, papers: Sequence[Paper]) -> tuple[list[Doc], list[list[int]]]:
@@ -126,11 +126,11 @@ class Matcher:
         if len(papers) < self.batch_min:
             docs = [document(paper) for paper in papers]
             return docs, [self._holding_one(doc) for doc in docs]
-        batch = Batch(papers)
+        batch = Batch(papers, self._index)
         found: list[list[int]] = [[] for _ in papers]
-        preds = self._batch_preds
-        for c in batch.candidates(self._index):
-            bits = (preds[c] or self._batch_pred(c))(batch)
+        preds, numbered = self._batch_preds, batch.bits
+        for c in self._index.batch_candidates(numbered):
+            bits = (preds[c] or self._batch_pred(c))(batch, numbered)
             while bits:  # each paper for which it holds
                 i = bits.bit_length() - 1
                 found[i].append(c)
