@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
 from digestbot.matching.compile import compile_explain, compile_node, document
-from digestbot.matching.index import anchors
-from digestbot.matching.nodes import GROUP
+from digestbot.matching.index import Index, Rarity, anchors
+from digestbot.matching.nodes import GROUP, TEXT
 from digestbot import config as config_module
 from digestbot.cli import build_matcher
 from digestbot.models import Hit, Paper
@@ -173,6 +173,23 @@ def test_upvote_thresholds_are_anchors():
     matcher.batch_min = 1
     assert pairs(matcher.match([low, twenty, forty])) == [
         ("popular", forty.key), ("exact", forty.key), ("over", forty.key)]
+
+
+def test_documents_for_the_index_keep_only_the_words_that_can_matter():
+    """A word no clause looks up, and that starts no clause's prefix, is left out of the word
+    sets (not of the strings, which phrases and prefixes search); matches are unchanged, which
+    the property test below checks against the naive loop's whole documents."""
+    index = Index(Rarity())
+    index.add(0, parse_query('speculative "kv cache" title:quantiz* author:hopper'))
+    index.freeze()
+    paper = Paper(title="Quantized speculative decoding", abstract="We quantize the KV cache.",
+                  authors=("Grace Hopper", "Alan Turing"), ai_keywords=("cs.LG",))
+    doc = index.document(paper)
+    assert doc[GROUP["text"]] == {"quantized", "speculative", "quantize", "kv", "cache"}
+    assert doc[GROUP["title"]] == {"quantized", "speculative"}
+    assert doc[GROUP["author"]] == {"hopper"} and doc[GROUP["keyword"]] == set()
+    assert doc[TEXT + GROUP["abstract"]] == document(paper)[TEXT + GROUP["abstract"]]
+    assert document(paper)[GROUP["text"]] >= {"decoding", "we", "the"}  # whole without the index
 
 
 def test_shared_topics_are_evaluated_once_per_paper():

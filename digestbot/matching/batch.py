@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from digestbot.models import Paper
 
-from digestbot.matching.compile import SET_OF, Source, document, effort, joined, needle_key
+from digestbot.matching.compile import SET_OF, Source, effort, joined, needle_key
 from digestbot.matching.index import Index
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
@@ -40,7 +40,7 @@ class Batch:
         sets = [(g, postings, postings.get) for g, postings in self.words.items()]
         self.docs: list[Doc] = []
         for i, paper in enumerate(papers):  # a paper's words go in while they are in the CPU cache
-            doc = document(paper)
+            doc = index.document(paper)
             self.docs.append(doc)
             bit = 1 << i
             for g, postings, get in sets:

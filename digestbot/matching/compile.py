@@ -64,16 +64,22 @@ def joined(op: str, parts: list[str]) -> str:
     return f"({joined(op, parts[:half])}) {op} ({joined(op, parts[half:])})"
 
 
-def document(paper: Paper) -> tuple:
-    """Tokenise a paper once into the tuple layout the nodes and closures read (see nodes.py)."""
+def document(paper: Paper, keep: Callable[[str], bool] | None = None) -> tuple:
+    """Tokenise a paper once into the tuple layout the nodes and closures read (see nodes.py).
+    `keep`: if given, the word sets hold only the words it keeps (see `Index.document`)."""
     title, abstract = tokenize(paper.title), tokenize(paper.abstract)
     authors, keywords = tokenize_items(paper.authors), tokenize_items(paper.ai_keywords)
-    text = set(abstract)
-    text.update(title)
     # " a b | c d ": a phrase needle " b c " cannot span two authors or two keywords.
     texts = (f" {' '.join(title)} ", f" {' '.join(abstract)} ", f" {' '.join(authors)} ",
              f" {' '.join(keywords)} ")
-    return (set(title), None, _words(authors), _words(keywords),
+    if keep is None:
+        words, text = set(title), set(abstract)
+        authors_words, keywords_words = _words(authors), _words(keywords)
+    else:  # "|" is no word: never kept
+        words, text = set(filter(keep, title)), set(filter(keep, abstract))
+        authors_words, keywords_words = set(filter(keep, authors)), set(filter(keep, keywords))
+    text.update(words)
+    return (words, None, authors_words, keywords_words,
             text, *texts, texts[0] + "|" + texts[1], paper.upvotes or 0)
 
 

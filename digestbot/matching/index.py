@@ -12,6 +12,8 @@ The index only ever skips clauses that cannot hold.
 
 The index also numbers every word a clause looks up (`number`), anchor or not: a batch finds the
 papers of all of them once (`batch_bits`), and clauses compiled for it read them by number.
+Documents made for the index (`document`) keep in their word sets only the words a clause can
+look up there: a word of a term or phrase, or one that starts with the stem of a prefix.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from collections import Counter
 from itertools import chain, combinations, compress
 from math import inf, prod
 from operator import and_, itemgetter
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from digestbot.matching.compile import SET_OF, Key, document, needle_key
 from digestbot.matching.nodes import GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes
@@ -120,21 +122,26 @@ def _leaf_keys(node: Term | Phrase | Prefix) -> list[Key]:
     return keys + [(SET_OF[node.group], w) for w in words]
 
 
+def _leaves(node: Node | None) -> Iterator[Term | Phrase | Prefix]:
+    kind = type(node)
+    if kind is Term or kind is Phrase or kind is Prefix:
+        yield node  # type: ignore[misc]
+    elif kind is And or kind is Or:
+        for child in node.children:  # type: ignore[union-attr]
+            yield from _leaves(child)
+    elif kind is Not:
+        yield from _leaves(node.child)  # type: ignore[union-attr]
+
+
 def _looked_up(node: Node | None) -> Iterator[Key]:
     """The word-set keys a batch evaluates `node` by (`batch.compile_batch`): each word of its
     terms and phrases; a word of the abstract also in the title set (text = title + abstract)."""
-    kind = type(node)
-    if kind is Term or kind is Phrase:
-        where = SET_OF[node.group]  # type: ignore[union-attr]
-        for word in node.words if kind is Phrase else (node.word,):  # type: ignore[union-attr]
-            yield where, word
-            if node.group == "abstract":  # type: ignore[union-attr]
-                yield GROUP["title"], word
-    elif kind is And or kind is Or:
-        for child in node.children:  # type: ignore[union-attr]
-            yield from _looked_up(child)
-    elif kind is Not:
-        yield from _looked_up(node.child)  # type: ignore[union-attr]
+    for leaf in _leaves(node):
+        if type(leaf) is not Prefix:
+            for word in leaf.words if type(leaf) is Phrase else (leaf.word,):  # type: ignore[union-attr]
+                yield SET_OF[leaf.group], word
+                if leaf.group == "abstract":
+                    yield GROUP["title"], word
 
 
 def _best(keys: Iterable[Key], rarity: Callable[[Key], float]) -> tuple[Key, ...]:
@@ -202,9 +209,12 @@ class Index:
         self._needle_firsts: list[tuple[int, tuple[int, ...]]] = []
         self._pairs: tuple[array[int], array[int], array[int]] = (array("I"), array("I"), array("I"))
         self._first_letters = _FirstLetters()
+        self._vocabulary = _Vocabulary()
+        self._matters = self._vocabulary.__getitem__
 
     def add(self, c: int, node: Node | None) -> None:
         """Index clause `c` by the anchors of its query; call `freeze` when all are added."""
+        self._vocabulary.add(node)
         for key in _looked_up(node):  # numbered in `freeze`: batches evaluate clauses by number
             self._tag(key)
         found = anchors(node, self.rarity)
@@ -251,6 +261,11 @@ class Index:
                 where, what = self._keys[tagged]
                 self._numbered[where][what] = number
         self._keys = {}
+
+    def document(self, paper: Paper) -> Doc:
+        """The paper's document for the indexed clauses: its word sets hold only the words that
+        can matter to one of them (`_Vocabulary`); its strings are whole."""
+        return document(paper, self._matters)
 
     def number(self, where: int, word: str) -> int:
         """The number of a word a clause looks up in word set `where`: its papers in a batch are
@@ -320,19 +335,54 @@ class Index:
         return set(found)
 
 
-class _FirstLetters(dict):
-    """word -> its tagged first-letter keys, remembered: slicing every word of every paper cost
-    more than tokenising it, while the words of papers repeat."""
+class _Remembered(dict):
+    """word -> `answer(word)`, remembered: the words of papers repeat. Bounded: it starts over
+    at LIMIT words."""
 
-    LIMIT = 200_000  # words remembered; then it starts over (memory stays bounded)
+    LIMIT = 200_000
+
+    def answer(self, word: str) -> Any:
+        raise NotImplementedError
+
+    def __missing__(self, word: str) -> Any:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        found = self[word] = self.answer(word)
+        return found
+
+
+class _FirstLetters(_Remembered):
+    """word -> its tagged first-letter keys: slicing every word of every paper cost more than
+    tokenising it."""
 
     def __init__(self, lengths: Iterable[int] = ()):
         super().__init__()
         self.lengths = tuple(lengths)
 
-    def __missing__(self, word: str) -> tuple[str, ...]:
-        if len(self) >= self.LIMIT:
-            self.clear()
-        found = self[word] = tuple({_TAGS[FIRST] + word[:n] for n in self.lengths})
-        return found
+    def answer(self, word: str) -> tuple[str, ...]:
+        return tuple({_TAGS[FIRST] + word[:n] for n in self.lengths})
 
+
+class _Vocabulary(_Remembered):
+    """word -> can it matter to a clause: it is a word of a term or phrase, or starts with the
+    stem of a prefix. The others are left out of the word sets of a document (`Index.document`):
+    no clause looks them up there, and each one would cost its place in a set and in the
+    postings of a batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words: set[str] = set()
+        self.stems: set[str] = set()
+        self.lengths: tuple[int, ...] = ()
+
+    def add(self, node: Node | None) -> None:
+        for leaf in _leaves(node):
+            if type(leaf) is Prefix:
+                self.stems.add(leaf.stem)
+                self.lengths = tuple(sorted({*self.lengths, len(leaf.stem)}))
+            else:
+                self.words.update(leaf.words if type(leaf) is Phrase else (leaf.word,))  # type: ignore[union-attr]
+        self.clear()
+
+    def answer(self, word: str) -> bool:
+        return word in self.words or any(word[:n] in self.stems for n in self.lengths)

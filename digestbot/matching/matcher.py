@@ -124,7 +124,7 @@ class Matcher:
         shared by many papers there. In a small one they rarely are, and a clause costs less on
         one paper than on a bitset."""
         if len(papers) < self.batch_min:
-            docs = [document(paper) for paper in papers]
+            docs = [self._index.document(paper) for paper in papers]
             return docs, [self._holding_one(doc) for doc in docs]
         batch = Batch(papers, self._index)
         found: list[list[int]] = [[] for _ in papers]
