@@ -6,7 +6,7 @@ from the query text when first needed, and its AST is not kept. Only the index's
 evaluated: per paper, or in a large batch once over all its papers (bitsets, `batch.py`). The
 explanation (hits and score) of each clause that holds is computed once per paper and shared by
 every interest that has it as its only clause. `match_naive` evaluates everything, through the
-general per-interest path, and must return the same result.
+general per-interest path and on whole documents, and must return the same result.
 """
 from __future__ import annotations
 
