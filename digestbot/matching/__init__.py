@@ -4,8 +4,8 @@
     Matcher(interests, sample=()).match(papers) -> [Match]
 
 Inside: `nodes` (the AST and its reference semantics), `query` (the parser), `compile` (papers to
-documents, queries to generated functions), `index` (anchors, the inverted index), `batch` (queries over a
-batch's posting bitsets), `matcher` (the whole).
+documents, queries to generated functions), `index` (anchors, the inverted index), `batch`
+(queries over a batch's posting bitsets), `matcher` (the whole).
 """
 from digestbot.matching.matcher import Interest, Matcher
 from digestbot.matching.query import QuerySyntaxError, parse_query, tokenize

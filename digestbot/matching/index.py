@@ -123,6 +123,7 @@ def _leaf_keys(node: Term | Phrase | Prefix) -> list[Key]:
 
 
 def _leaves(node: Node | None) -> Iterator[Term | Phrase | Prefix]:
+    """The terms, phrases and prefixes of a query, NOTs' too, in query order."""
     kind = type(node)
     if kind is Term or kind is Phrase or kind is Prefix:
         yield node  # type: ignore[misc]
@@ -133,10 +134,11 @@ def _leaves(node: Node | None) -> Iterator[Term | Phrase | Prefix]:
         yield from _leaves(node.child)  # type: ignore[union-attr]
 
 
-def _looked_up(node: Node | None) -> Iterator[Key]:
-    """The word-set keys a batch evaluates `node` by (`batch.compile_batch`): each word of its
-    terms and phrases; a word of the abstract also in the title set (text = title + abstract)."""
-    for leaf in _leaves(node):
+def _looked_up(leaves: list[Term | Phrase | Prefix]) -> Iterator[Key]:
+    """The word-set keys a batch evaluates a query of these leaves by (`batch.compile_batch`):
+    each word of its terms and phrases; a word of the abstract also in the title set (text =
+    title + abstract)."""
+    for leaf in leaves:
         if type(leaf) is not Prefix:
             for word in leaf.words if type(leaf) is Phrase else (leaf.word,):  # type: ignore[union-attr]
                 yield SET_OF[leaf.group], word
@@ -214,8 +216,9 @@ class Index:
 
     def add(self, c: int, node: Node | None) -> None:
         """Index clause `c` by the anchors of its query; call `freeze` when all are added."""
-        self._vocabulary.add(node)
-        for key in _looked_up(node):  # numbered in `freeze`: batches evaluate clauses by number
+        leaves = list(_leaves(node))
+        self._vocabulary.add(leaves)
+        for key in _looked_up(leaves):  # numbered in `freeze`: batches evaluate clauses by number
             self._tag(key)
         found = anchors(node, self.rarity)
         if found is None or any(keys[0][0] not in _SETS for keys in found):
@@ -375,8 +378,9 @@ class _Vocabulary(_Remembered):
         self.stems: set[str] = set()
         self.lengths: tuple[int, ...] = ()
 
-    def add(self, node: Node | None) -> None:
-        for leaf in _leaves(node):
+    def add(self, leaves: list[Term | Phrase | Prefix]) -> None:
+        """Words and stems of a query's leaves (forgetting the answers given so far)."""
+        for leaf in leaves:
             if type(leaf) is Prefix:
                 self.stems.add(leaf.stem)
                 self.lengths = tuple(sorted({*self.lengths, len(leaf.stem)}))

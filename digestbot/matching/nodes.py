@@ -2,9 +2,9 @@
 
 AST nodes evaluate a *document*, the tuple `compile.document` builds once per paper: at GROUP[g]
 the word set of group g (None for "abstract": it would cost as much as the text set, and the
-string answers; for the index, only the words some query can look up: `Index.document`), at TEXT + GROUP[g] the group as " w w | w " (phrases, prefixes), at UPVOTES the
-upvotes. The fast path (closures in `compile.py`, the index in `index.py`) is tested against the
-nodes here.
+string answers; for the index, only the words some query can look up: `Index.document`), at
+TEXT + GROUP[g] the group as " w w | w " (phrases, prefixes), at UPVOTES the upvotes. The fast
+path (closures in `compile.py`, the index in `index.py`) is tested against the nodes here.
 """
 from __future__ import annotations
 
