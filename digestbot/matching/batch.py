@@ -16,13 +16,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Callable, Sequence
 
-from digestbot.models import Paper
-
 from digestbot.matching.compile import SET_OF, Source, effort, joined, needle_key
 from digestbot.matching.index import Index
 from digestbot.matching.nodes import (
     COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
 )
+from digestbot.models import Paper
 
 BatchPred = Callable[["Batch", list[int]], int]  # (batch, its bits) -> its papers for which it holds
 _WORD_SETS = (GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"])
