@@ -28,6 +28,7 @@ import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -146,14 +147,17 @@ def tokenise_only(papers: list[Paper]) -> None:
 
 def best_of_rounds(rounds: int, *calls):
     """The least CPU time of each call (fn, *args) and its result, the calls taking turns: the
-    load of other work on a shared machine varies over seconds, and this way it slows all alike."""
+    load of other work on a shared machine varies over seconds, and this way it slows all alike.
+    Also each call's time in every round, to show how much the rounds differ."""
     best: list = [None] * len(calls)
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(rounds):
         for k, (fn, *args) in enumerate(calls):
             took = timed(fn, *args)
+            times[k].append(took[0])
             if best[k] is None or took[0] < best[k][0]:
                 best[k] = took
-    return best
+    return best, times
 
 
 def run(quick: bool) -> str:
@@ -167,7 +171,7 @@ def run(quick: bool) -> str:
     index_mb, matcher = traced(Matcher, interests, earlier)  # again: tracemalloc slows it down
     guessed = Matcher(interests)  # anchors from the built-in guess instead of word frequencies
     matcher.match(papers), guessed.match(papers)  # warm up: hit collectors compile on first use
-    (tok, _), (fast, result), (fast_guess, guess_result) = best_of_rounds(
+    ((tok, _), (fast, result), (fast_guess, guess_result)), times = best_of_rounds(
         ROUNDS, (tokenise_only, papers), (matcher.match, papers), (guessed.match, papers))
     subset = sorted(random.Random(1).sample(range(n_papers), n_naive))
     chosen = {id(papers[k]) for k in subset}
@@ -185,6 +189,9 @@ def run(quick: bool) -> str:
         print(f"{name:36} {seconds:10.3f} {seconds / n_papers * 1000:15.3f} {seconds / tok:11.1f}")
     print(f"identical: indexed (both rarities) == naive loop on {n_naive} random papers of {n_papers}: "
           f"{identical}; guessed-rarity match / tokenise: {fast_guess / tok:.1f}")
+    per_round = sorted(m / t for t, m in zip(times[0], times[1]))  # the noise of this machine
+    print(f"indexed match / tokenise in each of {ROUNDS} rounds: least {per_round[0]:.1f}, "
+          f"median {median(per_round):.1f}, most {per_round[-1]:.1f}")
     return (f"speedup_vs_loop={naive_all / fast:.0f} ratio_vs_tokenize={fast / tok:.1f} "
             f"identical={str(identical).lower()} index_mb={index_mb:.0f}")
 
