@@ -55,12 +55,17 @@ class ConfigEditor:
         table["name"] = name
         for key, value in values.items():
             table[key] = _item(key, value)
-        table.add(tomlkit.nl())
-        if "subscriptions" in self.doc:
-            self.doc["subscriptions"].append(table)
-        else:
+        # One blank line between two tables, as people write them: before the new one, unless
+        # the text above ends with one; after it too, if something follows it.
+        subscriptions = self._subscriptions()
+        above = subscriptions[-1].as_string() if subscriptions else self.text()
+        if above.strip() and not above.endswith("\n\n"):
+            table.trivia.indent = "\n"
+        if "subscriptions" not in self.doc:
             self.doc.append("subscriptions", tomlkit.aot())
-            self.doc["subscriptions"].append(table)
+        elif list(self.doc)[-1] != "subscriptions":
+            table.add(tomlkit.nl())
+        self.doc["subscriptions"].append(table)
 
     def set_subscription(self, name: str, values: dict[str, Any]) -> None:
         table = self._subscriptions()[self.find(name)]
@@ -79,6 +84,9 @@ class ConfigEditor:
         end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
         while end - 1 > start and lines[end - 1].lstrip().startswith("#"):
             end -= 1  # a comment right above the next header describes that table
+        if end == len(lines):  # the last table: the blank line above it went with it when it was added
+            while start > 0 and not lines[start - 1].strip():
+                start -= 1
         self.doc = tomlkit.parse("".join(lines[:start] + lines[end:]))
 
     # --- topics -------------------------------------------------------------------------------------

@@ -59,6 +59,9 @@ def test_add_then_remove_restores_the_file_byte_for_byte(path):
     assert added.returncode == 0, added.stderr
     text = path.read_text()
     assert text.startswith(BASE)  # everything before is untouched
+    # set off by one blank line, as a person writes tables; the file ends with one newline
+    assert text[len(BASE):].startswith("\n[[subscriptions]]\nname = \"Carol: RL\"\n")
+    assert text.endswith("\n") and not text.endswith("\n\n")
     config = config_module.load(path)
     carol = config.subscription("carol-rl")
     assert carol.query == 'reinforcement -survey "reward model"' and carol.slack == ["#rl"]
