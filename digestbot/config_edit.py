@@ -103,7 +103,8 @@ class ConfigEditor:
         table = tomlkit.table()
         for key, value in values.items():
             table[key] = _item(key, value)
-        table.add(tomlkit.nl())
+        if list(self.doc)[-1] != "topics":  # a blank line before what follows (tomlkit puts one above)
+            table.add(tomlkit.nl())
         topics.append(name, table)
 
     def remove_topic(self, name: str) -> None:
@@ -111,6 +112,9 @@ class ConfigEditor:
         if topics is None or name not in topics:
             raise ConfigError(f"{self.path}: no topic {name!r}")
         del topics[name]
+        text = self.text()
+        if text.endswith("\n\n") and not self.original.endswith("\n\n"):  # the blank line above it
+            self.doc = tomlkit.parse(text.rstrip("\n") + "\n")
 
     # --- writing ------------------------------------------------------------------------------------
 

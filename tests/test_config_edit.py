@@ -118,6 +118,20 @@ def test_topics_add_list_remove(path):
     assert path.read_text() == BASE
 
 
+def test_topics_in_a_file_without_any_go_at_its_end_and_leave_it_as_it_was(tmp_path):
+    path = tmp_path / "config.toml"
+    before = BASE.replace("[topics.efficient-inference]\nquery = '\"speculative decoding\" OR \"kv cache\"'\n\n", "")
+    path.write_text(before.replace('topics = ["efficient-inference"]\n', ""))
+    original = path.read_text()
+    assert digestbot(path, "topics", "add", "vision", "--query", "vision").returncode == 0
+    assert digestbot(path, "topics", "add", "audio", "--query", "speech").returncode == 0
+    text = path.read_text()
+    assert text == original + "\n[topics.vision]\nquery = 'vision'\n\n[topics.audio]\nquery = 'speech'\n"
+    assert digestbot(path, "topics", "remove", "audio").returncode == 0
+    assert digestbot(path, "topics", "remove", "vision").returncode == 0
+    assert path.read_text() == original
+
+
 def test_subs_list_and_show(path):
     listed = digestbot(path, "subs", "list")
     assert listed.returncode == 0 and "alice" in listed.stdout and "weekly mon 09:00" in listed.stdout
