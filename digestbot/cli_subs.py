@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import tomlkit
+
 from . import config as config_module
 from .config_edit import ConfigEditor, parse_assignment
 from .errors import ConfigError
+from .tomlpos import table_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     subs = sub.add_parser("subs", help="list, show, add, change, remove and test subscriptions")
     actions = subs.add_subparsers(dest="subs_command", required=True, metavar="ACTION")
     actions.add_parser("list", help="one line per subscription").set_defaults(func=cmd_list)
-    show = actions.add_parser("show", help="every setting of one subscription")
+    show = actions.add_parser("show", help="one subscription as written, its defaults and its topics")
     show.add_argument("name")
     show.set_defaults(func=cmd_show)
 
@@ -74,13 +79,32 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """The subscription's table as written in the config file, then, as comments, the settings it
+    leaves to their defaults, then the topics it includes: what to edit, and what is in effect."""
     config = config_module.load(args.config)
     sub = config.subscription(args.name)
-    print(f"id: {sub.id}")
-    for key, value in sub.model_dump().items():
-        print(f"{key}: {value}")
+    text = Path(args.config).read_text(encoding="utf-8")
+    found = table_text(text, ("subscriptions", config.subscriptions.index(sub)))
+    if found is None:  # not where the file's text says it is (a dotted or inline table): its values
+        line, written = 0, tomlkit.dumps({"subscriptions": [sub.model_dump(exclude_defaults=True)]})
+    else:
+        line, written = found
+    print(f"# subscription {sub.id!r}" + (f", {args.config}:{line}" if line else ""))
+    print(written.rstrip())
+    given = set(tomlkit.parse(written)["subscriptions"][0])
+    defaults = {k: v for k, v in sub.model_dump().items() if k not in given and v not in (None, "", [])}
+    if "timezone" not in given:
+        defaults["timezone"] = config.bot.timezone
+    if defaults:
+        print("# not set above, so in effect:")
+        for key, value in defaults.items():
+            origin = "  # bot.timezone" if key == "timezone" else ""
+            print(f"# {tomlkit.dumps({key: value}).strip()}{origin}")
     for topic in sub.topics:
-        print(f"topic {topic}: {config.topics[topic].model_dump()}")
+        table = table_text(text, ("topics", topic))
+        print()
+        print(table[1] if table else tomlkit.dumps({"topics": {topic: config.topics[topic].model_dump(
+            exclude_defaults=True)}}).strip())
     return 0
 
 

@@ -60,3 +60,20 @@ def _find_key(lines: list[str], start: int, key: str) -> int | None:
         if match and _name(match.group(1)) == key:
             return number
     return None
+
+
+def table_text(text: str, loc: tuple) -> tuple[int, str] | None:
+    """The 1-based line of the header of table `loc` (e.g. ("subscriptions", 1)) and the table as
+    written, up to the next header, with its comments: those right above its header describe it,
+    those right above the next header describe that one. None: no such table."""
+    lines = text.splitlines()
+    header, rest = _find_section(lines, loc)
+    if header < 0 or rest:
+        return None
+    end = next((n for n in range(header + 1, len(lines)) if _HEADER.match(lines[n])), len(lines))
+    while end - 1 > header and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    start = header
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    return header + 1, "\n".join(lines[start:end])

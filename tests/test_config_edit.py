@@ -136,7 +136,16 @@ def test_subs_list_and_show(path):
     listed = digestbot(path, "subs", "list")
     assert listed.returncode == 0 and "alice" in listed.stdout and "weekly mon 09:00" in listed.stdout
     shown = digestbot(path, "subs", "show", "Bob")
-    assert "query: vision" in shown.stdout and "schedule: weekly mon 09:00" in shown.stdout
+    assert shown.returncode == 0, shown.stderr
+    # the table as written (comment and spacing kept), what it leaves to defaults, its topics
+    assert shown.stdout == (
+        f"# subscription 'bob', {path}:18\n"
+        "# Bob reads vision papers, weekly.\n"  # the comment right above the header describes Bob's
+        "[[subscriptions]]\nname = \"Bob\"\nquery   =   'vision'\ntopics = [\"efficient-inference\"]\n"
+        "email = [\"bob@example.org\"]\nschedule = \"weekly mon 09:00\"\n"
+        "# not set above, so in effect:\n# max_papers = 15\n# send_empty = false\n"
+        "# timezone = \"Europe/Berlin\"  # bot.timezone\n\n"
+        "[topics.efficient-inference]\nquery = '\"speculative decoding\" OR \"kv cache\"'\n")
 
 
 def test_the_file_keeps_its_permissions(path):
