@@ -72,6 +72,8 @@ class ConfigEditor:
         for key, value in values.items():
             if value in ("", None) and key in table:
                 del table[key]
+            elif key in table:
+                _replace(table, key, _item(key, value))
             else:
                 table[key] = _item(key, value)
 
@@ -173,6 +175,16 @@ def _item(key: str, value: Any) -> Any:
     if isinstance(value, str) and "'" not in value and "\n" not in value and key in ("query", "schedule"):
         return tomlkit.string(value, literal=True)
     return value
+
+
+def _replace(table: Table, key: str, value: Any) -> None:
+    """Set `key` and keep its comment where it was: people align the comments of a table."""
+    before = table.item(key)
+    table[key] = value
+    after = table.item(key)
+    if before.trivia.comment:
+        shift = len(before.as_string()) - len(after.as_string())
+        after.trivia.comment_ws = " " * max(1, len(before.trivia.comment_ws) + shift)
 
 
 def subscription_table(editor: ConfigEditor, name: str) -> Table:

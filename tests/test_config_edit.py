@@ -84,6 +84,16 @@ def test_set_changes_only_the_named_keys(path):
     assert bob.email == ["bob@example.org", "b2@example.org"] and bob.max_papers == 5
 
 
+def test_set_keeps_a_comment_in_its_column(path):
+    path.write_text(BASE.replace('name = "Alice"       # keep me\nquery = \'inference llm\'',
+                                 'name = "Alice"       # keep me\nquery = \'inference llm\'   # what Alice reads'))
+    column = len("query = 'inference llm'   ")
+    assert digestbot(path, "subs", "set", "alice", "query=llm").returncode == 0
+    assert "query = 'llm'".ljust(column) + "# what Alice reads\n" in path.read_text()
+    assert digestbot(path, "subs", "set", "alice", "query=a much longer query than before").returncode == 0
+    assert "query = 'a much longer query than before' # what Alice reads\n" in path.read_text()
+
+
 def test_removing_a_table_keeps_the_comment_of_the_next_one(path):
     assert digestbot(path, "subs", "remove", "alice").returncode == 0
     text = path.read_text()
