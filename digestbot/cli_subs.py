@@ -14,6 +14,7 @@ import tomlkit
 from . import config as config_module
 from .config_edit import ConfigEditor, parse_assignment
 from .errors import ConfigError
+from .models import paper_key_of
 from .tomlpos import table_text
 
 
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     topic_add = topic_actions.add_parser("add", help="add a [topics.NAME] table")
     topic_add.add_argument("name", help="a slug, e.g. efficient-inference")
     topic_add.add_argument("--query")
-    topic_add.add_argument("--like", action="append", default=[], help="an arXiv id of an example paper (repeatable)")
+    topic_add.add_argument("--like", action="append", default=[], help="an example paper: arXiv id or its arXiv / Hugging Face link (repeatable)")
     topic_add.add_argument("--min-similarity", type=float)
     topic_add.set_defaults(func=cmd_topics_add)
     topic_remove = topic_actions.add_parser("remove", help="remove a topic (no subscription may use it)")
@@ -164,7 +165,8 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_add(args: argparse.Namespace) -> int:
-    values = {"query": args.query, "like": args.like, "min_similarity": args.min_similarity}
+    like = [paper_key_of(text) for text in args.like]  # the file says what the matcher compares
+    values = {"query": args.query, "like": like, "min_similarity": args.min_similarity}
     editor = ConfigEditor(args.config)
     editor.add_topic(args.name, {k: v for k, v in values.items() if v not in (None, [])})
     return _save(editor, f"added topic {args.name!r}")

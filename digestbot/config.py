@@ -21,6 +21,7 @@ from slugify import slugify
 
 from . import sources
 from .errors import ConfigError
+from .models import paper_key_of
 from .schedule import Schedule, parse_schedule
 from .problems import Problems, toml_syntax_error
 
@@ -90,6 +91,11 @@ class TopicConfig(Strict):
     query: str = ""
     like: list[str] = []  # arXiv ids of example papers: interest by example (TF-IDF similarity)
     min_similarity: float = Field(default=0.12, gt=0, le=1)
+
+    @field_validator("like")
+    @classmethod
+    def _paper_keys(cls, values: list[str]) -> list[str]:
+        return [paper_key_of(value) for value in values]  # links and "arXiv:...v2" as people paste them
 
     @model_validator(mode="after")
     def _query_or_like(self) -> "TopicConfig":

@@ -25,6 +25,22 @@ def bare_arxiv_id(raw: str | None) -> str | None:
     return _ARXIV_VERSION.sub("", raw) or None
 
 
+_PAPER_PAGE = re.compile(r"^https?://(?:www\.|export\.)?(?:arxiv\.org/(?:abs|pdf|html)|huggingface\.co/papers)/"
+                         r"([^?#]+?)(?:\.pdf)?/?(?:[?#].*)?$", re.IGNORECASE)
+_ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z][a-z.\-]*/\d{7})(?:v\d+)?$", re.IGNORECASE)
+
+
+def paper_key_of(text: str) -> str:
+    """The paper key that a person means by `text`: an arXiv id as they copy it (`arXiv:2407.13168v2`,
+    an arxiv.org abs or pdf link, a Hugging Face paper page) becomes the bare id; anything else (a
+    title slug, the key of a paper with no arXiv id) is kept as it is."""
+    text = text.strip()
+    page = _PAPER_PAGE.match(text)
+    candidate = page.group(1) if page else text
+    bare = bare_arxiv_id(candidate)
+    return bare if bare and _ARXIV_ID.match(candidate.split(":")[-1]) else text
+
+
 def clean_text(text: str | None) -> str:
     """Collapse arXiv's hard line breaks and indentation into single spaces."""
     return _SPACE.sub(" ", text or "").strip()

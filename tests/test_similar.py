@@ -54,3 +54,21 @@ def test_a_like_topic_needs_examples_or_a_query(tmp_path):
     with pytest.raises(ConfigError) as info:
         config_module.load(path)
     assert ":1: topics.empty: give a query, or like" in str(info.value)
+
+
+def test_examples_may_be_given_as_people_paste_them(tmp_path):
+    """An arXiv link, a Hugging Face paper page or "arXiv:...v2" names the same paper as its bare id."""
+    path = tmp_path / "config.toml"
+    pasted = ["https://arxiv.org/abs/2411.01019v2", "https://huggingface.co/papers/2411.01023",
+              "arXiv:2411.01045v1", "https://arxiv.org/pdf/2411.01035v3.pdf", "a-paper-without-arxiv-id"]
+    path.write_text(f"[topics.membership]\nlike = {pasted!r}\n".replace("'", '"'))
+    assert config_module.load(path).topics["membership"].like == [
+        "2411.01019", "2411.01023", "2411.01045", "2411.01035", "a-paper-without-arxiv-id"]
+    path.write_text("")
+    import subprocess
+    import sys
+    added = subprocess.run([sys.executable, "-m", "digestbot", "-c", str(path), "topics", "add", "mi",
+                            "--like", "https://arxiv.org/abs/2411.01019v2", "--like", "2411.01023"],
+                           capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    assert 'like = ["2411.01019", "2411.01023"]' in path.read_text()
