@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     topic_add = topic_actions.add_parser("add", help="add a [topics.NAME] table")
     topic_add.add_argument("name", help="a slug, e.g. efficient-inference")
     topic_add.add_argument("--query")
-    topic_add.add_argument("--like", action="append", default=[], help="an example paper: arXiv id or its arXiv / Hugging Face link (repeatable)")
+    topic_add.add_argument("--like", action="append", default=[],
+                           help="an example paper: its arXiv id, or its arXiv or Hugging Face link (repeatable)")
     topic_add.add_argument("--min-similarity", type=float)
     topic_add.set_defaults(func=cmd_topics_add)
     topic_remove = topic_actions.add_parser("remove", help="remove a topic (no subscription may use it)")
