@@ -30,15 +30,21 @@ _PAPER_PAGE = re.compile(r"^https?://(?:www\.|export\.)?(?:arxiv\.org/(?:abs|pdf
 _ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z][a-z.\-]*/\d{7})(?:v\d+)?$", re.IGNORECASE)
 
 
-def paper_key_of(text: str) -> str:
-    """The paper key that a person means by `text`: an arXiv id as they copy it (`arXiv:2407.13168v2`,
-    an arxiv.org abs or pdf link, a Hugging Face paper page) becomes the bare id; anything else (a
-    title slug, the key of a paper with no arXiv id) is kept as it is."""
+def arxiv_id_of(text: str) -> str | None:
+    """The bare arXiv id in `text` as people and feeds write it: `2407.13168v2`, `arXiv:...`,
+    `oai:arXiv.org:...`, an arxiv.org abs, pdf or html link, a Hugging Face paper page; None if
+    it names no arXiv paper."""
     text = text.strip()
     page = _PAPER_PAGE.match(text)
     candidate = page.group(1) if page else text
     bare = bare_arxiv_id(candidate)
-    return bare if bare and _ARXIV_ID.match(candidate.split(":")[-1]) else text
+    return bare if bare and _ARXIV_ID.match(candidate.split(":")[-1]) else None
+
+
+def paper_key_of(text: str) -> str:
+    """The paper key that a person means by `text`: the bare arXiv id of an id or link they copied
+    (`arxiv_id_of`); anything else (a title slug, the key of a paper with no arXiv id) as it is."""
+    return arxiv_id_of(text) or text.strip()
 
 
 def clean_text(text: str | None) -> str:

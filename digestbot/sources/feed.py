@@ -11,13 +11,12 @@ from xml.sax import SAXParseException
 import feedparser
 from pydantic import Field
 
-from ..models import Paper, SourceMemory, bare_arxiv_id
+from ..models import Paper, SourceMemory, arxiv_id_of
 from . import Source, SourceOptions
 from .hf_json import http_url
 from .xmlsafe import check_xml
 
 log = logging.getLogger(__name__)
-_ARXIV_ID = re.compile(r"arxiv\.org/(?:abs|pdf)/([\w.\-/]+?)(?:\.pdf)?/?$|^oai:arXiv\.org:(.+)$", re.IGNORECASE)
 _ABSTRACT = re.compile(r"^arXiv:\S+\s+Announce Type:\s*\S+\s*(?:Abstract:\s*)?", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
 NEW_TYPES = {"new", "cross"}
@@ -80,8 +79,7 @@ class Feed(Source):
 
 
 def _arxiv_id(value: Any) -> str | None:
-    match = _ARXIV_ID.search(value.strip()) if isinstance(value, str) else None
-    return bare_arxiv_id(match.group(1) or match.group(2)) if match else None
+    return arxiv_id_of(value) if isinstance(value, str) else None
 
 
 def _authors(entry: Any) -> list[str]:
