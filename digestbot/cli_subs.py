@@ -1,7 +1,8 @@
 """`digestbot subs ...` and `digestbot topics ...`: read and edit subscriptions in the config file.
 
-Part of the command line (cli.py registers these); every edit goes through config_edit.ConfigEditor,
-which validates before it writes and never leaves a half-written or invalid file.
+Part of the command line (cli.py registers these); every edit goes through config_edit.editing, which
+holds the config's lock (edits at the same moment wait for each other), validates before it writes and
+never leaves a half-written or invalid file.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import tomlkit
 
 from . import config as config_module
-from .config_edit import ConfigEditor, parse_assignment
+from .config_edit import ConfigEditor, editing, parse_assignment
 from .errors import ConfigError
 from .models import paper_key_of
 from .tomlpos import table_text
@@ -119,24 +120,24 @@ def _save(editor: ConfigEditor, what: str) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     values = {"query": args.query, "topics": args.topic, "email": args.email, "slack": args.slack,
               "schedule": args.schedule, "timezone": args.timezone, "max_papers": args.max_papers}
-    editor = ConfigEditor(args.config)
-    editor.add_subscription(args.name, {k: v for k, v in values.items() if v not in (None, [])})
-    return _save(editor, f"added subscription {args.name!r}")
+    with editing(args.config) as editor:
+        editor.add_subscription(args.name, {k: v for k, v in values.items() if v not in (None, [])})
+        return _save(editor, f"added subscription {args.name!r}")
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    editor = ConfigEditor(args.config)
     values = dict(parse_assignment(a) for a in args.assignments)
     if "name" in values:
         raise ConfigError("renaming changes the subscription's id (and its history): remove it and add it anew")
-    editor.set_subscription(args.name, values)
-    return _save(editor, f"changed {', '.join(values)} of {args.name!r}")
+    with editing(args.config) as editor:
+        editor.set_subscription(args.name, values)
+        return _save(editor, f"changed {', '.join(values)} of {args.name!r}")
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    editor = ConfigEditor(args.config)
-    editor.remove_subscription(args.name)
-    return _save(editor, f"removed subscription {args.name!r}")
+    with editing(args.config) as editor:
+        editor.remove_subscription(args.name)
+        return _save(editor, f"removed subscription {args.name!r}")
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -168,13 +169,13 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
 def cmd_topics_add(args: argparse.Namespace) -> int:
     like = [paper_key_of(text) for text in args.like]  # the file says what the matcher compares
     values = {"query": args.query, "like": like, "min_similarity": args.min_similarity}
-    editor = ConfigEditor(args.config)
-    editor.add_topic(args.name, {k: v for k, v in values.items() if v not in (None, [])})
-    return _save(editor, f"added topic {args.name!r}")
+    with editing(args.config) as editor:
+        editor.add_topic(args.name, {k: v for k, v in values.items() if v not in (None, [])})
+        return _save(editor, f"added topic {args.name!r}")
 
 
 def cmd_topics_remove(args: argparse.Namespace) -> int:
-    editor = ConfigEditor(args.config)
-    editor.remove_topic(args.name)
-    return _save(editor, f"removed topic {args.name!r}")
+    with editing(args.config) as editor:
+        editor.remove_topic(args.name)
+        return _save(editor, f"removed topic {args.name!r}")
 

@@ -4,12 +4,22 @@ Edits go through tomlkit, which keeps comments, order and formatting of everythi
 change. Each edit produces the new text, validates it exactly as `digestbot check` would, and only then
 replaces the file atomically (a temporary file in the same folder, fsync, rename). A failing edit leaves
 the file untouched and raises ConfigError saying why.
+
+Edit under the config's lock, so that edits made at the same moment (two commands, the command line
+and a web form) wait for each other instead of overwriting each other:
+
+    with editing(path) as editor:
+        editor.add_subscription("Carol", {"email": ["carol@example.org"]})
+        editor.save()
+
+A ConfigEditor made outside `editing` reads without the lock and takes it only to save; it then
+refuses to save over a file another edit changed since (config_file.py has the details).
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +28,7 @@ from slugify import slugify
 from tomlkit.items import AoT, Table
 
 from . import config as config_module
+from . import config_file
 from .errors import ConfigError
 
 LIST_KEYS = {"email", "slack", "topics", "like"}
@@ -27,13 +38,34 @@ BOOL_KEYS = {"send_empty"}
 _HEADER = re.compile(r"^\s*\[")
 
 
-class ConfigEditor:
-    def __init__(self, path: Path):
-        self.path = Path(path)
+@contextmanager
+def editing(path: str | Path, timeout: float | None = None) -> Iterator[ConfigEditor]:
+    """An editor of the config at `path` that holds its lock (waiting up to `timeout` seconds for it,
+    config_file.LOCK_TIMEOUT by default) from before it reads the file until the block ends;
+    ConfigError if the lock stays taken."""
+    editor = ConfigEditor(path, lock_timeout=timeout, read=False)
+    with config_file.locked(editor.real, editor.lock_timeout):
+        editor._load()
+        editor._holds_lock = True
         try:
-            self.original = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self.original = ""  # `subs add` may start a config from nothing
+            yield editor
+        finally:
+            editor._holds_lock = False
+
+
+class ConfigEditor:
+    def __init__(self, path: str | Path, lock_timeout: float | None = None, read: bool = True):
+        """`read=False`: the caller reads the file later (`editing` does, once it holds the lock)."""
+        self.path = Path(path)
+        self.real = config_file.real_path(self.path)  # a symlink's target is edited; the link stays
+        self.lock_timeout = config_file.LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        self._holds_lock = False
+        if read:
+            self._load()
+
+    def _load(self) -> None:
+        self._read_bytes = config_file.read(self.real)  # None: `subs add` may start a config from nothing
+        self.original = config_file.decode(self._read_bytes, self.path)
         self.doc = tomlkit.parse(self.original)
 
     # --- subscriptions ------------------------------------------------------------------------------
@@ -130,23 +162,16 @@ class ConfigEditor:
             config = config_module.loads(text, self.path)
         except ConfigError as exc:
             raise ConfigError(["the edit was not saved; it would make the config invalid:", *exc.problems]) from None
-        atomic_write(self.path, text)
+        if self._holds_lock:
+            self._write(text)
+        else:
+            with config_file.locked(self.real, self.lock_timeout):
+                self._write(text)
         return config
 
-
-def atomic_write(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    def _write(self, text: str) -> None:
+        config_file.write(self.real, text, self._read_bytes)
+        self._read_bytes = text.encode("utf-8")  # what the file now holds: the next save starts from it
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
