@@ -254,4 +254,5 @@ def test_an_edit_run_as_root_leaves_the_file_to_its_owner(linked: tuple[Path, Pa
     assert digestbot(target if through == "the file" else link, "subs", "set", "alice", "max_papers=3").returncode == 0
     stat = target.stat()
     assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o7777) == (65534, 65534, 0o600)
+    assert lock_of(target).stat().st_uid == 65534  # the service user's own edits can open it too
     assert link.is_symlink() and config_module.load(target).subscription("alice").max_papers == 3
