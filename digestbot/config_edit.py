@@ -170,7 +170,7 @@ class ConfigEditor:
         return config
 
     def _write(self, text: str) -> None:
-        config_file.write(self.real, text, self._read_bytes)
+        config_file.write(self.real, text, self._read_bytes, self.path)
         self._read_bytes = text.encode("utf-8")  # what the file now holds: the next save starts from it
 
 

@@ -114,9 +114,10 @@ def decode(data: bytes | None, path: Path) -> str:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 and edit it again") from None
 
 
-def write(real: Path, text: str, expected: bytes | None) -> None:
+def write(real: Path, text: str, expected: bytes | None, shown: str | Path | None = None) -> None:
     """Replace `real` by `text` atomically (a temporary file in its folder, fsync, rename) with the file's
-    mode and owner, unless its content is no longer `expected` (what the edit read; None: no file)."""
+    mode and owner, unless its content is no longer `expected` (what the edit read; None: no file).
+    `shown`: the path as the user gave it, for messages."""
     before = _stat(real)
     fd, temporary = tempfile.mkstemp(prefix=f".{real.name}.", dir=real.parent)
     try:
@@ -126,7 +127,7 @@ def write(real: Path, text: str, expected: bytes | None) -> None:
             _keep_owner_and_mode(handle.fileno(), before, real)
             os.fsync(handle.fileno())
         if read(real) != expected:
-            raise ConfigError(f"{real} changed while this edit was being made (edited by hand?); "
+            raise ConfigError(f"{shown or real} changed while this edit was being made (edited by hand?); "
                               "nothing was written; run the command again")
         os.replace(temporary, real)
     except BaseException:
