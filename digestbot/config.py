@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slugify import slugify
 
-from . import sources
+from . import sendable, sources
 from .errors import ConfigError
 from .models import paper_key_of
 from .schedule import Schedule, parse_schedule
@@ -31,8 +31,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def _no_newlines(value: str) -> str:
-    if "\r" in value or "\n" in value:
+def _no_newlines(value: str | None) -> str | None:
+    """For values that end up in a mail header (other control characters: see sendable.py)."""
+    if value is not None and ("\r" in value or "\n" in value):
         raise ValueError("must not contain a line break")
     return value
 
@@ -53,8 +54,9 @@ class BotConfig(Strict):
     max_age_days: int = Field(default=7, ge=0)
     busy_timeout: float = Field(default=10.0, gt=0)
     send_lease: float = Field(default=600.0, gt=0)  # seconds before a digest stuck in `sending` is retried
-    public_url: str | None = None
+    public_url: str | None = None  # goes into List-Unsubscribe
     _tz = field_validator("timezone")(_zone)
+    _public_url = field_validator("public_url")(_no_newlines)
 
 
 class EmailConfig(Strict):
@@ -137,6 +139,13 @@ class SubscriptionConfig(Strict):
                 raise ValueError(f"not an email address: {value!r}")
         return values
 
+    @field_validator("slack")
+    @classmethod
+    def _channels(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _no_newlines(value)
+        return values
+
     @cached_property  # on every digest's hot path; a subscription's name never changes once loaded
     def id(self) -> str:
         return slugify(self.name)
@@ -210,6 +219,7 @@ def loads(text: str, path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(toml_syntax_error(path, exc)) from None
     problems = Problems(path, text)
+    data = sendable.cleaned(data, problems)
     for key in data.keys() - SECTIONS.keys():
         problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
     section = lambda key, model, default: problems.validate(model, data.get(key, default), (key,))  # noqa: E731
