@@ -48,6 +48,7 @@ def _zone(value: str) -> str:
 
 class BotConfig(Strict):
     database: str = "sqlite:///digestbot.db"
+    database_env: str | None = None  # or the environment variable holding the URL (it may carry a password)
     timezone: str = "UTC"
     outbox: str = "outbox"
     templates: str | None = None
@@ -168,11 +169,23 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        url = self.bot.database
+        url = self._database_setting()
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url[len(prefix):].startswith(("/", ":memory:")):
             return prefix + str(self.resolve(url[len(prefix):]))
         return url
+
+    def _database_setting(self) -> str:
+        env = self.bot.database_env
+        if not env:
+            return self.bot.database
+        value = os.environ.get(env, "").strip()
+        if not value:
+            problems = Problems(self.path, self.text)
+            problems.add(("bot", "database_env"), f"environment variable {env} is not set: set it to the "
+                         f"database URL (e.g. postgresql+psycopg://user:password@host/db)")
+            raise ConfigError(problems.lines)
+        return value
 
     @property
     def outbox(self) -> Path:
@@ -264,17 +277,19 @@ def check_secrets(config: Config) -> list[str]:
     problems = Problems(config.path, config.text)
     if config.email and config.email.username and not config.email.password_env:
         problems.add(("email", "username"), "set password_env too (the variable holding the password)")
-    wanted = []
+    wanted: list[tuple[tuple, str, str]] = []
+    if config.bot.database_env:
+        wanted.append((("bot", "database_env"), config.bot.database_env, "needed to open the database"))
     if config.email and config.email.password_env:
-        wanted.append((("email", "password_env"), config.email.password_env))
+        wanted.append((("email", "password_env"), config.email.password_env, "needed to send"))
     if config.slack:
-        wanted.append((("slack", "token_env"), config.slack.token_env))
+        wanted.append((("slack", "token_env"), config.slack.token_env, "needed to send"))
     for i, sub in enumerate(config.subscriptions):
         if sub.slack_webhook_env:
-            wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env))
-    for loc, env in wanted:
-        if not os.environ.get(env):
-            problems.add(loc, f"environment variable {env} is not set (needed to send)")
+            wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env, "needed to send"))
+    for loc, env, why in wanted:
+        if not os.environ.get(env, "").strip():
+            problems.add(loc, f"environment variable {env} is not set ({why})")
     return problems.lines
 
 
@@ -295,6 +310,8 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.Sour
 def _cross_check(config: Config, problems: Problems) -> None:
     from .matching import QuerySyntaxError, parse_query
 
+    if config.bot.database_env and "database" in config.bot.model_fields_set:
+        problems.add(("bot", "database_env"), "give database or database_env, not both")
     _unique([s.name for s in config.sources], "sources", "name", "source", problems)
     _unique([s.id for s in config.subscriptions], "subscriptions", "name", "subscription", problems)
     for i, options in enumerate(config.sources):
