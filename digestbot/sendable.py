@@ -35,8 +35,8 @@ def problem(value: str) -> str | None:
     """Why `value` cannot be sent (its first forbidden character and where), or None."""
     for index, char in enumerate(value):
         if forbidden(char):
-            return (f"contains {describe(char)} at character {index + 1}, which no digest can carry "
-                    f"(mail headers and Slack refuse it): remove it")
+            return (f"contains {describe(char)} at character {index + 1}, which mail headers and Slack messages "
+                    f"must not carry: remove it")
     return None
 
 
@@ -49,7 +49,10 @@ def cleaned(data: Any, problems: Reporter, loc: tuple = ()) -> Any:
     if isinstance(data, dict):
         result = {}
         for key, value in data.items():
-            key = _cleaned_string(key, problems, loc, "a key ") if isinstance(key, str) else key
+            if isinstance(key, str) and problem(key):
+                clean = "".join(char for char in key if not forbidden(char))
+                _cleaned_string(key, problems, loc + (clean,), "this key ")
+                key = clean
             result[key] = cleaned(value, problems, loc + (key,))
         return result
     if isinstance(data, list):

@@ -115,3 +115,9 @@ def test_subs_set_and_add_cannot_put_one_in(tmp_path, char):
     code, err = cli("-c", str(path), "subs", "add", f"Carol{char}papers", "--email", "carol@example.org")
     assert code == 1 and f"subscriptions[1].name: contains {CHARACTERS[char]} (" in err
     assert path.read_text(encoding="utf-8") == BASE
+
+
+def test_a_key_with_a_control_character_is_named_without_printing_the_character(tmp_path):
+    lines = problems(tmp_path, BASE + '"col\\u001bour" = 1\n')
+    assert "subscriptions[0].colour: this key contains U+001B (a control character) at character 4" in lines[0]
+    assert all("\x1b" not in line for line in lines)
