@@ -1,7 +1,7 @@
 """Load the TOML config into validated, typed models; every problem reported as FILE:LINE: key: message.
 
-Secrets never live in the file: `[email] password_env` and `[slack] token_env` name environment
-variables. Relative paths (the SQLite file, the outbox, templates, text sources) are relative to the
+Secrets never live in the file: `[email] password_env`, `[slack] token_env` and (for a database URL
+with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the outbox, templates, text sources) are relative to the
 config file, so the bot behaves the same whatever folder it is started from.
 """
 from __future__ import annotations
