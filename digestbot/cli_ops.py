@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from . import store as store_module
+from . import dbstate, store as store_module
 from .errors import DigestbotError
 from .http import Http
 from .ledger import Ledger
@@ -46,7 +46,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args)
     store = open_store(config)
     states = store.source_states()
-    print(f"database: {store.url.split('///')[-1]}  papers: {store.count_papers()}")
+    print(f"database: {store_module._sqlite_path(store.url) or dbstate.shown(store.url)}  "
+          f"papers: {store.count_papers()}")
     print("\nsources:")
     for options in config.sources:
         print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
@@ -93,7 +94,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     url = config.database_url
     try:
         Store.open_existing(url).close()
-        print(f"{url}: already a digestbot database; nothing changed")
+        print(f"{dbstate.shown(url)}: already a digestbot database; nothing changed")
         return 0
     except DigestbotError as exc:
         path = store_module._sqlite_path(url)
@@ -105,8 +106,8 @@ def cmd_init(args: argparse.Namespace) -> int:
             aside = store_module.set_aside(Path(path))
             print(f"moved the old database to {aside}")
     create_store(config).close()
-    print(f"created {url}\nnext: `digestbot run --once --no-send` records what is listed today without sending it; "
-          f"then `digestbot run`")
+    print(f"created {dbstate.shown(url)}\nnext: `digestbot run --once --no-send` records what is listed today "
+          f"without sending it; then `digestbot run`")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Load the TOML config into validated, typed models; every problem reported as FILE:LINE: key: message.
 
-Secrets never live in the file: `[email] password_env` and `[slack] token_env` name environment
-variables. Relative paths (the SQLite file, the outbox, templates, text sources) are relative to the
+Secrets never live in the file: `[email] password_env`, `[slack] token_env` and (for a database URL
+with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the outbox, templates, text sources) are relative to the
 config file, so the bot behaves the same whatever folder it is started from.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slugify import slugify
 
-from . import sources
+from . import sendable, sources
 from .errors import ConfigError
 from .models import paper_key_of
 from .schedule import Schedule, parse_schedule
@@ -31,8 +31,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def _no_newlines(value: str) -> str:
-    if "\r" in value or "\n" in value:
+def _no_newlines(value: str | None) -> str | None:
+    """For values that end up in a mail header (other control characters: see sendable.py)."""
+    if value is not None and ("\r" in value or "\n" in value):
         raise ValueError("must not contain a line break")
     return value
 
@@ -47,14 +48,16 @@ def _zone(value: str) -> str:
 
 class BotConfig(Strict):
     database: str = "sqlite:///digestbot.db"
+    database_env: str | None = None  # or the environment variable holding the URL (it may carry a password)
     timezone: str = "UTC"
     outbox: str = "outbox"
     templates: str | None = None
     max_age_days: int = Field(default=7, ge=0)
     busy_timeout: float = Field(default=10.0, gt=0)
     send_lease: float = Field(default=600.0, gt=0)  # seconds before a digest stuck in `sending` is retried
-    public_url: str | None = None
+    public_url: str | None = None  # goes into List-Unsubscribe
     _tz = field_validator("timezone")(_zone)
+    _public_url = field_validator("public_url")(_no_newlines)
 
 
 class EmailConfig(Strict):
@@ -137,6 +140,13 @@ class SubscriptionConfig(Strict):
                 raise ValueError(f"not an email address: {value!r}")
         return values
 
+    @field_validator("slack")
+    @classmethod
+    def _channels(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _no_newlines(value)
+        return values
+
     @cached_property  # on every digest's hot path; a subscription's name never changes once loaded
     def id(self) -> str:
         return slugify(self.name)
@@ -159,11 +169,23 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        url = self.bot.database
+        url = self._database_setting()
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url[len(prefix):].startswith(("/", ":memory:")):
             return prefix + str(self.resolve(url[len(prefix):]))
         return url
+
+    def _database_setting(self) -> str:
+        env = self.bot.database_env
+        if not env:
+            return self.bot.database
+        value = os.environ.get(env, "").strip()
+        if not value:
+            problems = Problems(self.path, self.text)
+            problems.add(("bot", "database_env"), f"environment variable {env} is not set: set it to the "
+                         f"database URL (e.g. postgresql+psycopg://user:password@host/db)")
+            raise ConfigError(problems.lines)
+        return value
 
     @property
     def outbox(self) -> Path:
@@ -210,6 +232,7 @@ def loads(text: str, path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(toml_syntax_error(path, exc)) from None
     problems = Problems(path, text)
+    data = sendable.cleaned(data, problems)
     for key in data.keys() - SECTIONS.keys():
         problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
     section = lambda key, model, default: problems.validate(model, data.get(key, default), (key,))  # noqa: E731
@@ -254,17 +277,19 @@ def check_secrets(config: Config) -> list[str]:
     problems = Problems(config.path, config.text)
     if config.email and config.email.username and not config.email.password_env:
         problems.add(("email", "username"), "set password_env too (the variable holding the password)")
-    wanted = []
+    wanted: list[tuple[tuple, str, str]] = []
+    if config.bot.database_env:
+        wanted.append((("bot", "database_env"), config.bot.database_env, "needed to open the database"))
     if config.email and config.email.password_env:
-        wanted.append((("email", "password_env"), config.email.password_env))
+        wanted.append((("email", "password_env"), config.email.password_env, "needed to send"))
     if config.slack:
-        wanted.append((("slack", "token_env"), config.slack.token_env))
+        wanted.append((("slack", "token_env"), config.slack.token_env, "needed to send"))
     for i, sub in enumerate(config.subscriptions):
         if sub.slack_webhook_env:
-            wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env))
-    for loc, env in wanted:
-        if not os.environ.get(env):
-            problems.add(loc, f"environment variable {env} is not set (needed to send)")
+            wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env, "needed to send"))
+    for loc, env, why in wanted:
+        if not os.environ.get(env, "").strip():
+            problems.add(loc, f"environment variable {env} is not set ({why})")
     return problems.lines
 
 
@@ -285,6 +310,8 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.Sour
 def _cross_check(config: Config, problems: Problems) -> None:
     from .matching import QuerySyntaxError, parse_query
 
+    if config.bot.database_env and "database" in config.bot.model_fields_set:
+        problems.add(("bot", "database_env"), "give database or database_env, not both")
     _unique([s.name for s in config.sources], "sources", "name", "source", problems)
     _unique([s.id for s in config.subscriptions], "subscriptions", "name", "subscription", problems)
     for i, options in enumerate(config.sources):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
+
+from . import private
 
 log = logging.getLogger(__name__)
 MARKER = ".digestbot-databases.json"
@@ -41,12 +42,21 @@ def record(config_path: Path, url: str) -> None:
     try:
         known = json.loads(path.read_text("utf-8")) if path.exists() else {}
         known[_key(url)] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(known, indent=2) + "\n", "utf-8")
-        os.replace(temporary, path)
+        private.write(path, (json.dumps(known, indent=2) + "\n").encode("utf-8"))
     except (OSError, ValueError) as exc:
         log.warning("cannot record the new database in %s (%s): if it is lost later, digestbot will not notice "
                     "and would start from empty", path, exc)
+
+
+def shown(url: str) -> str:
+    """`url` as it may be printed or logged: with its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _key(url)
 
 
 def _key(url: str) -> str:

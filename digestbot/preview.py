@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from . import private
 from .config import Config
 from .digest import make_digest
 from .matching import Interest, Matcher
@@ -41,10 +42,10 @@ def preview(config: Config, store: Store, name: str, now: datetime, *, days: flo
 
 
 def write(message: Message, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    private.make_folder(out)  # a digest shows its subscription's interests and recipients
     slack = [{"text": post.text, "blocks": post.blocks} for post in message.slack_posts]
     contents = (message.html, message.text, json.dumps(slack, indent=2, ensure_ascii=False) + "\n")
     paths = [out / name for name in FILES]
     for path, content in zip(paths, contents):
-        path.write_text(content, encoding="utf-8")
+        private.write(path, content.encode("utf-8"))
     return paths

@@ -21,9 +21,16 @@ def _header_path(raw: str) -> tuple[str, ...]:
     return tuple(_name(p) for p in re.findall(r"""("[^"]*"|'[^']*'|[^.]+)""", raw))
 
 
+def lines_of(text: str) -> list[str]:
+    """The lines as TOML (and tomllib's error positions) count them: ended by LF only. str.splitlines
+    also breaks at NEL, U+2028 and other characters a TOML string may hold, which would shift every
+    line number after such a value."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def locate(text: str, loc: tuple) -> int:
     """1-based line of `loc` (e.g. ("subscriptions", 1, "query")); 1 when nothing better is known."""
-    lines = text.splitlines()
+    lines = lines_of(text)
     section_start, rest = _find_section(lines, loc)
     if rest:
         line = _find_key(lines, section_start, str(rest[0]))
@@ -66,7 +73,7 @@ def table_text(text: str, loc: tuple) -> tuple[int, str] | None:
     """The 1-based line of the header of table `loc` (e.g. ("subscriptions", 1)) and the table as
     written, up to the next header, with its comments: those right above its header describe it,
     those right above the next header describe that one. None: no such table."""
-    lines = text.splitlines()
+    lines = lines_of(text)
     header, rest = _find_section(lines, loc)
     if header < 0 or rest:
         return None

@@ -5,11 +5,11 @@ Used when `[email]` or `[slack]` is absent, and by `digestbot demo`: nothing lea
 from __future__ import annotations
 
 import json
-import os
 import re
 from email.headerregistry import Address
 from pathlib import Path
 
+from .. import private
 from ..models import Message
 from . import Channel, Envelope
 from .email import build_email
@@ -27,7 +27,7 @@ class FileChannel(Channel):
         self.sender = sender or Address(display_name="digestbot", addr_spec="digestbot@localhost")
 
     def send(self, message: Message, envelope: Envelope) -> str:
-        self.outbox.mkdir(parents=True, exist_ok=True)
+        private.make_folder(self.outbox)  # the files name their recipients
         stem = _UNSAFE.sub("_", f"{envelope.message_id.strip('<>').split('@')[0]}-{envelope.target}")
         if self.format == "email":
             path = self.outbox / f"{stem}.eml"
@@ -37,7 +37,5 @@ class FileChannel(Channel):
             payload = [{"channel": envelope.target, "text": post.text, "blocks": post.blocks}
                        for post in message.slack_posts]  # the first is top-level, the rest its thread
             data = json.dumps(payload, indent=2, ensure_ascii=False).encode()
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)  # a reader never sees half a file
+        private.write(path, data)
         return str(path)
