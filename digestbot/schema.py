@@ -4,7 +4,7 @@ A process killed while creating a SQLite database used to leave a file with no t
 command refused as "not a digestbot database" (a service restarted on failure looped for ever). So a new
 database is built in a temporary file beside it (0600: it will hold subscriber addresses), closed, and
 only then linked into place: the database's name never shows a half-made file. A killed creation leaves
-at most a `NAME.creating-PID` file, removed by the next creation.
+at most a `NAME.creating-PID-RANDOM` file, removed by the next creation or open.
 
 Files that older versions left half-made are recognised by `is_blank` (a SQLite file that never held
 anything); cli.open_store completes them unless the marker says the database was created and used.
@@ -14,6 +14,7 @@ that two processes completing the same database queue instead of colliding.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import sqlite3
@@ -79,9 +80,7 @@ def create_file(path: Path, build_in: Callable[[Path], None]) -> None:
 def temporary_beside(path: Path) -> Path:
     """A new, empty 0600 file next to `path` for building the database in (leftovers of killed runs go)."""
     remove_leftovers(path)
-    temporary = path.with_name(f"{path.name}{CREATING}{os.getpid()}")
-    for old in _with_journals(temporary):
-        old.unlink(missing_ok=True)  # our pid's: a dead process's leftover
+    temporary = path.with_name(f"{path.name}{CREATING}{os.getpid()}-{uuid4().hex[:8]}")  # threads too
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return temporary
 
@@ -118,7 +117,7 @@ def is_blank(path: Path) -> bool:
 
 def remove_leftovers(path: Path) -> None:
     """Delete the temporary files of creations killed before they finished (their process is gone)."""
-    for leftover in path.parent.glob(f"{_glob_escape(path.name)}{CREATING}*"):
+    for leftover in path.parent.glob(f"{glob.escape(path.name)}{CREATING}*"):
         pid = leftover.name[len(path.name) + len(CREATING):].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             log.info("removing %s, left by a creation of the database that was stopped", leftover)
@@ -130,6 +129,8 @@ def _with_journals(path: Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would end the process there: keep the file
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,10 +138,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _sync_folder(folder: Path) -> None:
