@@ -130,7 +130,7 @@ def prepare_raw(ctx: pipeline.Context, now: datetime) -> list[tuple[str, bytes]]
     for row in Ledger(ctx.store).digests("pending"):
         sub = subs[row.subscription]
         message = ctx.renderer.render(pipeline.build_digest(ctx, row, sub, now))
-        mail = build_email(message, pipeline.envelope(ctx.config, row, sub), sender)
+        mail = build_email(message, pipeline.envelope(ctx.config, row, sub, ctx.store.installation), sender)
         prepared.append((row.target, mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))))
     return prepared
 

@@ -72,7 +72,19 @@ def open_store(config: config_module.Config) -> Store:
                 f"send every paper still listed again. To start over on purpose: `digestbot init`")
         log.warning("new installation: creating the database %s", url)
         return create_store(config)
+    if _never_used(config):
+        log.warning("the database %s is an empty file (a first run was stopped while creating it): creating its "
+                    "tables now", url)
+        return create_store(config)
     return Store.open_existing(url, busy_timeout=config.bot.busy_timeout)
+
+
+def _never_used(config: config_module.Config) -> bool:
+    """An empty SQLite file that no digestbot finished creating (older versions killed while creating it
+    left one). Emptied after use, the marker remembers it: then it is refused like any damaged file."""
+    path = store_module._sqlite_path(config.database_url)
+    return (path is not None and store_module.is_blank(Path(path))
+            and dbstate.created_at(config.path, config.database_url) is None)
 
 
 def _exists(url: str) -> bool:
@@ -85,7 +97,7 @@ def _exists(url: str) -> bool:
 
 def create_store(config: config_module.Config) -> Store:
     if path := store_module._sqlite_path(config.database_url):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder for subscriber data
     store = Store(config.database_url, busy_timeout=config.bot.busy_timeout)
     store.create_tables()
     dbstate.record(config.path, config.database_url)

@@ -182,7 +182,7 @@ def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig,
     try:
         content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
         # The previous digest's `sent` commit runs during this exchange (ledger.sent_soon).
-        sent_id = channels.get(row.channel).send_after(content.message, envelope(ctx.config, row, sub),
+        sent_id = channels.get(row.channel).send_after(content.message, envelope(ctx.config, row, sub, ctx.store.installation),
                                                        settle=ledger.settle)
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
@@ -231,10 +231,13 @@ __all__ = ["Context", "PollResult", "SendResult", "build_digest", "open_due_dige
            "send_due"]
 
 
-def envelope(config: Config, row: Claim | DigestRow, sub: SubscriptionConfig) -> Envelope:
+def envelope(config: Config, row: Claim | DigestRow, sub: SubscriptionConfig, installation: str) -> Envelope:
+    """The Message-ID is unique for ever: row ids restart at 1 in a new database, so the database's
+    installation id goes with them; a re-send of the same digest keeps it (a duplicate is recognisable)."""
     domain = _domain(config.email.sender) if config.email else "digestbot.localhost"
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
-                    message_id=f"<digest-{row.id}.{sub.id}@{domain}>", list_id=f"{sub.name} <{sub.id}.{domain}>",
+                    message_id=f"<digest-{row.id}.{installation}.{sub.id}@{domain}>",
+                    list_id=f"{sub.name} <{sub.id}.{domain}>",
                     unsubscribe=unsubscribe_urls(config, sub, row.target))
 
 

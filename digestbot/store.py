@@ -1,7 +1,8 @@
 """The database: opening it (pragmas, guards against a busy or damaged file) and the Store API.
 
 The tables are in tables.py, one write transaction's operations in writer.py, the send-side ledger in
-ledger.py; these four modules are the only ones that touch SQLAlchemy/SQLModel.
+ledger.py, making the schema whole at once (and the installation id) in schema.py; these five modules are
+the only ones that touch SQLAlchemy/SQLModel.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
 timeout instead of failing when a read transaction upgrades to a write.
@@ -19,6 +20,7 @@ from sqlalchemy import event, func, inspect, or_
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from . import schema
 from .errors import StoreError
 from .models import Hit, Match, Paper, SourceMemory
 from .tables import (_DIGEST_PAPERS, _MATCHES_OF, OBSOLETE_INDEXES, DeliveryRow, DigestRow, MatchRow, PaperRow,
@@ -26,7 +28,7 @@ from .tables import (_DIGEST_PAPERS, _MATCHES_OF, OBSOLETE_INDEXES, DeliveryRow,
 from .writer import Writer
 
 __all__ = ["Store", "Writer", "StoreError", "DeliveryRow", "DigestRow", "MatchRow", "PaperRow", "SourceState",
-           "paper_from_row", "utcnow"]
+           "is_blank", "paper_from_row", "utcnow"]
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
@@ -41,13 +43,52 @@ class Store:
 
     def __init__(self, url: str, *, busy_timeout: float = 10.0):
         self.url = url
+        self.busy_timeout = busy_timeout
         self.engine = create_engine(url, connect_args=_connect_args(url, busy_timeout))
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine, busy_timeout)
+        self._installation: str | None = None
 
     def create_tables(self) -> None:
-        with self._guard("create the tables"):
-            SQLModel.metadata.create_all(self.engine)
+        """The whole schema at once: a process killed meanwhile leaves no half-made database (schema.py).
+
+        A missing SQLite file is built beside its place and moved in; an existing file (one an older
+        version left empty) and other databases are completed in one transaction."""
+        path = _sqlite_path(self.url)
+        if path is None or Path(path).exists():
+            self._complete_schema()
+            return
+        schema.create_file(Path(path), self._build_in)
+        self.engine.dispose()  # connections opened before (if any) saw no file
+
+    def _build_in(self, temporary: Path) -> None:
+        with Store(f"sqlite:///{temporary}", busy_timeout=self.busy_timeout) as building:
+            building._complete_schema()
+
+    def _complete_schema(self) -> None:
+        with self._guard("create the tables"), self.engine.connect() as conn:
+            conn.info["write"] = True  # BEGIN IMMEDIATE on SQLite: two processes take turns
+            try:
+                with conn.begin():
+                    schema.complete(conn)
+            finally:
+                conn.info.pop("write", None)
+
+    @property
+    def installation(self) -> str:
+        """This database's random id (in every Message-ID); one an older version made gets it here."""
+        if self._installation is None:
+            if self._read_installation() is None:
+                self._complete_schema()
+            self._installation = self._read_installation()
+            if self._installation is None:
+                raise StoreError(f"{self._where()} has no installation id even after adding it: is the database "
+                                 f"read-only? Restore it from a backup")
+        return self._installation
+
+    def _read_installation(self) -> str | None:
+        with self._guard("read the installation id"), self.engine.connect() as conn:
+            return schema.installation_id(conn)
 
     @classmethod
     def open_existing(cls, url: str, *, busy_timeout: float = 10.0) -> "Store":
@@ -60,8 +101,11 @@ class Store:
         if path is not None and not Path(path).exists():
             raise StoreError(f"no database at {path}: run `digestbot init` to create one; if one existed, restore "
                              f"it from a backup (starting empty would send history again)")
+        if path is not None:
+            schema.remove_leftovers(Path(path))  # of a creation killed after it gave the file its name
         store = cls(url, busy_timeout=busy_timeout)
         store.verify()
+        store._add_missing_tables()
         store._update_indexes()
         return store
 
@@ -88,6 +132,13 @@ class Store:
                 if result != "ok":
                     raise StoreError(f"{self._where()} is damaged ({result}): restore it from a backup, or "
                                      f"`digestbot init --force` to start a new one")
+
+    def _add_missing_tables(self) -> None:
+        """A database made by an older digestbot gets today's new tables and its installation id."""
+        with self._guard("read the tables"):
+            present = set(inspect(self.engine).get_table_names())
+        if set(SQLModel.metadata.tables) - present or self._read_installation() is None:
+            self._complete_schema()
 
     def _update_indexes(self) -> None:
         """A database made by an older digestbot gets today's indexes (they only change speed)."""
@@ -268,6 +319,11 @@ def _sqlite_path(url: str) -> str | None:
     prefix = "sqlite:///"
     rest = url[len(prefix):] if url.startswith(prefix) else ""
     return rest.split("?", 1)[0] if rest and not rest.startswith(":memory:") else None
+
+
+def is_blank(path: Path) -> bool:
+    """A SQLite file that never held anything (see schema.is_blank)."""
+    return schema.is_blank(path)
 
 
 def set_aside(path: Path) -> Path:

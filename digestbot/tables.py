@@ -3,8 +3,9 @@
 `paper` (one row per paper whatever its sources), `source_state` (per source: last success, last
 error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
-subscription x channel x target x period, grouping deliveries). Only store.py, writer.py and
-ledger.py use these.
+subscription x channel x target x period, grouping deliveries), `installation` (one row: the
+database's random id, part of every Message-ID). Only store.py, schema.py, writer.py and ledger.py use
+these.
 """
 from __future__ import annotations
 
@@ -106,6 +107,16 @@ class DigestRow(SQLModel, table=True):
     message_id: str | None = None
     created: datetime
     sent_at: datetime | None = None
+
+
+class InstallationRow(SQLModel, table=True):
+    """This database's id. Digest row ids restart at 1 in every new database (`init --force`, a second
+    installation), so Message-IDs carry this too: a mail client that hides a repeated Message-ID as a
+    duplicate must never hide a different digest."""
+    __tablename__ = "installation"
+    slot: int = Field(default=1, primary_key=True)  # always 1: a second insert conflicts (one row)
+    id: str
+    created: datetime
 
 
 _DIGEST_PAPERS = (sa_select(DeliveryRow.digest_id, DeliveryRow.paper_id)

@@ -106,7 +106,8 @@ def run_demo(folder: Path, report: Callable) -> int:
         path = folder / "config.toml"
         path.write_text(DEMO_CONFIG.format(url=f"http://127.0.0.1:{server.server_port}"), encoding="utf-8")
         config = config_module.load(path)
-        Store(config.database_url).create_tables()  # the demo starts from empty on purpose, like `init`
+        with Store(config.database_url) as fresh:  # the demo starts from empty on purpose, like `init`
+            fresh.create_tables()
         ctx = build_context(config)
         print(f"digestbot demo: polling the bundled sample listings (a loopback server on port "
               f"{server.server_port}) for {len(config.subscriptions)} subscriptions")
