@@ -67,14 +67,14 @@ def open_store(config: config_module.Config) -> Store:
         since = dbstate.created_at(config.path, url)
         if since is not None:
             raise DigestbotError(
-                f"the database {url} is missing, but digestbot created it on {since} (recorded in "
+                f"the database {dbstate.shown(url)} is missing, but digestbot created it on {since} (recorded in "
                 f"{dbstate.marker_path(config.path)}): restore it from a backup; starting from an empty one would "
                 f"send every paper still listed again. To start over on purpose: `digestbot init`")
-        log.warning("new installation: creating the database %s", url)
+        log.warning("new installation: creating the database %s", dbstate.shown(url))
         return create_store(config)
     if _never_used(config):
         log.warning("the database %s is an empty file (a first run was stopped while creating it): creating its "
-                    "tables now", url)
+                    "tables now", dbstate.shown(url))
         return create_store(config)
     return Store.open_existing(url, busy_timeout=config.bot.busy_timeout)
 

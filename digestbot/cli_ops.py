@@ -98,7 +98,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 0
     except DigestbotError as exc:
         path = store_module._sqlite_path(url)
-        if path and Path(path).exists():
+        if path and Path(path).exists() and not store_module.is_blank(Path(path)):  # a blank file is completed
             if not args.force:
                 print(f"error: {exc}\n(not touched: `digestbot init --force` moves it aside and starts empty)",
                       file=sys.stderr)

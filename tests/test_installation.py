@@ -123,3 +123,12 @@ def test_the_database_and_its_folder_are_private_under_umask_022(tmp_path, http_
         os.umask(old)
     assert modes == {"bot.db": 0o600, "bot.db-wal": 0o600, "bot.db-shm": 0o600}
     assert stat.S_IMODE(world.db.parent.stat().st_mode) == 0o700
+
+
+def test_init_completes_an_empty_file_instead_of_asking_for_force(tmp_path, http_server, smtp_server):
+    world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org"])
+    world.db.touch()  # what an older version killed while creating its database left
+    result = world.cli("init")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "created" in result.stdout and not list(tmp_path.rglob("*.broken-*"))
+    assert {"paper", "delivery", "digest", "installation"} <= table_names(world.db)
