@@ -131,7 +131,7 @@ def as_moment(value: Any) -> tuple[datetime | None, str | None]:
 
 def _parse_moment(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z
     except ValueError:
         pass
     try:
@@ -144,6 +144,9 @@ def _shown(value: Any) -> str:
     """A source's value in a message: its repr, cut to a readable length."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+Reported = Any  # a value as a source read it, before Paper checked it
 
 
 @dataclass(slots=True)
@@ -160,9 +163,11 @@ class Paper:
     abstract: str = ""
     arxiv_id: str | None = None
     authors: tuple[str, ...] = ()
-    published: datetime | None = None  # the arXiv date when known, else the listing date
+    # A source passes the date and the count as it read them (`Reported`); once made, they are a UTC
+    # datetime or None and an int in 0..MAX_COUNT.
+    published: datetime | None | Reported = None  # the arXiv date when known, else the listing date
     url: str | None = None  # the page a reader should open (Hugging Face paper page, arXiv abs, feed link)
-    upvotes: int = 0
+    upvotes: int | Reported = 0
     ai_summary: str | None = None
     ai_keywords: tuple[str, ...] = ()
     github: str | None = None
@@ -176,7 +181,8 @@ class Paper:
 
     def __post_init__(self) -> None:
         if not isinstance(self.title, str):
-            raise ValueError(f"its title is {_shown(self.title)}, not text")
+            # A bad value from a source, not a programming error: sources.read_items reports it as such.
+            raise ValueError(f"its title is {_shown(self.title)}, not text")  # noqa: TRY004
         self.title = clean_text(self.title)
         self.abstract = clean_text(self.abstract)
         self.authors = tuple(a for a in map(clean_text, self.authors) if a)

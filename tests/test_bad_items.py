@@ -9,15 +9,24 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from fixtures import (
+    atom_entry,
+    atom_feed,
+    daily_items,
+    hf_page,
+    poll_context,
+    rss_feed,
+    rss_item,
+    text_entry,
+    text_listing,
+)
 
 from digestbot import pipeline
-from fixtures import atom_entry, atom_feed, daily_items, hf_page, poll_context, rss_feed, rss_item, text_entry, \
-    text_listing
 
 MAX_COUNT = 2**31 - 1  # PostgreSQL's INTEGER: the cap both databases hold
 NOW = datetime.now(UTC)  # the sources judge "in the future" by the real clock

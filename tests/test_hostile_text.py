@@ -16,11 +16,11 @@ from email import policy
 from pathlib import Path
 
 import pytest
+from fixtures import daily_items
 
 from digestbot import cli
 from digestbot.models import Digest, Match, Paper
 from digestbot.render import Renderer
-from fixtures import daily_items
 
 INVISIBLE = [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
                               *range(0x200B, 0x200E), 0x2060, 0xFEFF, 0x1B, 0x00)]

@@ -40,43 +40,43 @@ def decoded(body: bytes, fail: Callable[[str], ParseError], expected: str) -> st
         raise fail(f"not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}; expected {expected})") from None
 
 
-def read_items(source: str, items: Iterable[Item], build: Callable[[Item, int], Paper],
-               now: datetime | None = None) -> list[Paper]:
+def read_items(source: str, items: Iterable[Item], build: Callable[[Item, int], Paper]) -> list[Paper]:
     """The papers of a listing's items, one at a time: the error boundary of every source kind.
 
-    `build(item, index)` makes a Paper of one item or raises (ParseError for a missing title or id; a
-    Paper checks its own values). One bad item is skipped with a warning naming the source and the
-    item, and a value the Paper clamped or dropped is reported the same way: the other items are kept.
-    Only when every item fails is the listing itself wrong (a format change): ParseError, with the
-    first item's reason.
+    `build(item, index)` makes a Paper of one item or raises (ParseError for a missing title or id);
+    the Paper checks its own values, and a date too far ahead of the clock is dropped here. One bad
+    item is skipped with a warning naming the source and the item, and a value that was clamped or
+    dropped is reported the same way: the other items are kept. Only when every item fails is the
+    listing itself wrong (a format change): ParseError, with the first item's reason.
     """
     papers: list[Paper] = []
     failures: list[str] = []
-    limit = (now or datetime.now(UTC)) + FUTURE_SLACK
+    limit = datetime.now(UTC) + FUTURE_SLACK
     for index, raw in enumerate(items):
         try:
             paper = build(raw, index)
         except Exception as exc:  # noqa: BLE001 - whatever one item holds must not cost the others
-            reason = _reason(exc, index)
-            failures.append(reason)
-            log.warning("source %r: %s; skipped this item, the others are read", source, reason)
+            failures.append(_reason(exc, index))
             continue
         if paper.published is not None and paper.published > limit:
-            paper.problems.append(f"date {paper.published:%Y-%m-%d} is in the future; kept without a date")
+            paper.problems.append(f"date {paper.published:%Y-%m-%d} is more than {FUTURE_SLACK.days} days ahead "
+                                  f"of this machine's clock; kept without a date (if every date is, check the clock)")
             paper.published = None
         for problem in paper.problems:
             log.warning("source %r: item %d (%s): %s", source, index, _named(paper), problem)
         papers.append(paper)
     if failures and not papers:
-        more = f" (and so are the other {len(failures) - 1} items)" if len(failures) > 1 else ""
+        more = f" (and the other {len(failures) - 1} items fail too)" if len(failures) > 1 else ""
         raise ParseError(source, failures[0] + more)
+    for reason in failures:
+        log.warning("source %r: %s; skipped this item, the other %d are read", source, reason, len(papers))
     return papers
 
 
 def _reason(exc: Exception, index: int) -> str:
     if isinstance(exc, ParseError):
         return exc.reason
-    if isinstance(exc, ValueError):
+    if isinstance(exc, ValueError):  # Paper refusing a value
         return f"item {index}: {exc}"
     return f"item {index}: {type(exc).__name__}: {exc} (a bug in digestbot? please report it)"
 

@@ -72,8 +72,9 @@ class Arxiv(Source):
         arxiv_id = arxiv_id_of(raw_id)
         title = _text(entry, "a:title")
         if not title or not arxiv_id:
+            named = f"id {raw_id[:60]!r}; " if raw_id else ""
             raise self.fail(f"entry {index} has no {'title' if not title else 'arXiv id'} "
-                            f"(not an arXiv API entry?)")
+                            f"({named}not an arXiv API entry?)")
         return Paper(
             title=title, abstract=_text(entry, "a:summary"), arxiv_id=arxiv_id,
             authors=tuple(n for n in (_text(a, "a:name") for a in entry.findall("a:author", NS)) if n),

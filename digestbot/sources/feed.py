@@ -60,7 +60,9 @@ class Feed(Source):
     def _paper(self, entry: Any, index: int) -> Paper:
         title = _plain(entry.get("title"))
         if not title:
-            raise self.fail(f"item {index} has no title")
+            link = entry.get("link") or entry.get("id")
+            named = f" ({link[:60]!r})" if isinstance(link, str) and link else ""
+            raise self.fail(f"item {index} has no title{named}")
         arxiv_id = _arxiv_id(entry.get("link")) or _arxiv_id(entry.get("id"))
         announce = str(entry.get("arxiv_announce_type") or "new").strip().lower()
         if announce not in NEW_TYPES | UPDATE_TYPES:

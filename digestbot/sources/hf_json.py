@@ -38,9 +38,10 @@ def paper_from_item(item: Any, index: int, fail: Callable[[str], ParseError], so
     if not isinstance(paper, dict):
         raise fail(f"item {index}: 'paper' is not an object")
     title = _text(paper.get("title")) or _text(item.get("title"))
-    if not title:
-        raise fail(f"item {index} has no title (not a Hugging Face paper item?)")
     raw_id = paper.get("id")
+    if not title:
+        named = f"id {raw_id[:60]!r}; " if isinstance(raw_id, str) and raw_id else ""
+        raise fail(f"item {index} has no title ({named}not a Hugging Face paper item?)")
     arxiv_id = arxiv_id_of(raw_id) if isinstance(raw_id, str) else None
     return Paper(
         title=title,
