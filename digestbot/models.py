@@ -123,7 +123,10 @@ def as_moment(value: Any) -> tuple[datetime | None, str | None]:
         moment = _parse_moment(value.strip())
     if moment is None:
         return None, f"{_shown(value)} is not a date; kept without a date"
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime in UTC
+        return None, f"{_shown(value)} is out of range; kept without a date"
     if moment < EARLIEST:
         return None, f"{_shown(value)} is before {EARLIEST.year} (a placeholder?); kept without a date"
     return moment, None

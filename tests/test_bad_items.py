@@ -86,8 +86,11 @@ JSON_CASES = [
     ("date year 0", set_both("publishedAt", "0000-01-01T00:00:00Z"), True, (ANY, True)),
     ("date year 99999", set_both("publishedAt", "99999-01-01T00:00:00Z"), True, (ANY, True)),
     ("date far future", set_both("publishedAt", FAR), True, (ANY, True)),
+    ("date past the last datetime", set_both("publishedAt", "9999-12-31T23:00:00-05:00"), True, (ANY, True)),
     ("date a number", set_both("publishedAt", 1732000000), True, (ANY, True)),
     ("title not text", lambda item: (item["paper"].update(title=42), item.update(title=42)), False, None),
+    ("title invisible", lambda item: (item["paper"].update(title="\u200b\u202e "), item.update(title="\u200b")),
+     False, None),
     ("paper not an object", lambda item: item.update(paper=[1, 2]), False, None),
 ]
 ITEM_CASES = [("item not an object", replace_item("just a string")), ("item null", replace_item(None)),

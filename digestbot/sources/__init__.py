@@ -58,6 +58,9 @@ def read_items(source: str, items: Iterable[Item], build: Callable[[Item, int], 
         except Exception as exc:  # noqa: BLE001 - whatever one item holds must not cost the others
             failures.append(_reason(exc, index))
             continue
+        if not paper.title:  # it was only invisible characters: it would share its empty key with others
+            failures.append(f"item {index} has no visible title")
+            continue
         if paper.published is not None and paper.published > limit:
             paper.problems.append(f"date {paper.published:%Y-%m-%d} is more than {FUTURE_SLACK.days} days ahead "
                                   f"of this machine's clock; kept without a date (if every date is, check the clock)")
