@@ -156,7 +156,9 @@ Reported = Any  # a value as a source read it, before Paper checked it
 class Paper:
     """One paper as a source reported it (or as the store remembers it).
 
-    Construction checks every value (sources pass what they read): text loses invisible characters,
+    Construction checks every value (sources pass what they read, the store what it holds, so a paper
+    stored by an older version is checked when it is read back, before any digest or command shows
+    it): text loses invisible characters,
     a count is clamped into 0..MAX_COUNT, a date that is no date is dropped, an id that is not an
     arXiv id is dropped (it never reaches a link). What was changed is listed in `problems`, for the
     source to report; a title that is not text raises ValueError.
@@ -219,18 +221,22 @@ class Paper:
     def slug(self) -> str:
         return title_slug(self.title)
 
-    # The id is checked again where it becomes a link: an id set after construction must not become a path.
+    # The id is checked again where it becomes a link (one match: these run for every paper rendered),
+    # so that an id set after construction cannot become a path either.
+    def _link_id(self) -> str | None:
+        return self.arxiv_id if self.arxiv_id and _ARXIV_ID.match(self.arxiv_id) else None
+
     @property
     def hf_url(self) -> str | None:
-        return f"https://huggingface.co/papers/{arxiv_id}" if (arxiv_id := linkable_id(self.arxiv_id)) else None
+        return f"https://huggingface.co/papers/{arxiv_id}" if (arxiv_id := self._link_id()) else None
 
     @property
     def arxiv_url(self) -> str | None:
-        return f"https://arxiv.org/abs/{arxiv_id}" if (arxiv_id := linkable_id(self.arxiv_id)) else None
+        return f"https://arxiv.org/abs/{arxiv_id}" if (arxiv_id := self._link_id()) else None
 
     @property
     def pdf_url(self) -> str | None:
-        return f"https://arxiv.org/pdf/{arxiv_id}" if (arxiv_id := linkable_id(self.arxiv_id)) else None
+        return f"https://arxiv.org/pdf/{arxiv_id}" if (arxiv_id := self._link_id()) else None
 
     @property
     def link(self) -> str | None:

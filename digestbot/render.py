@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from .highlight import joined, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
-from .models import Digest, Match, Message, Paper, neutralised
+from .models import Digest, Match, Message, Paper
 from .slackblocks import digest_blocks, split_posts
 from .urls import one_line, safe_url
 from .summarize import choose, cut
@@ -92,13 +92,8 @@ def title_link(paper: Paper) -> str | None:
 @lru_cache(maxsize=4096)
 def _static(title: str, link: str | None, authors: tuple[str, ...], published: datetime | None, arxiv: str | None,
             pdf: str | None, code: str | None, project: str | None, tldr: str | None) -> tuple:
-    """The parts of an item that are the same for every subscriber: computed once per paper.
-
-    Paper text is neutralised here too (Paper does it when it is made): a value changed after that
-    must not bring a bidi override or a zero-width character into a digest either."""
-    short = cut(neutralised(title), TITLE_MAX)
-    authors = tuple(neutralised(a) for a in authors)
-    tldr = neutralised(tldr) if tldr else tldr
+    """The parts of an item that are the same for every subscriber: computed once per paper."""
+    short = cut(title, TITLE_MAX)
     return (short, slack_escape(short), safe_url(link), authors_short(authors),
             published.strftime("%d %b %Y") if published else "", safe_url(arxiv), safe_url(pdf),
             safe_url(code), safe_url(project), cut(one_line(tldr or ""), TLDR_MAX))
@@ -110,9 +105,8 @@ def item(match: Match) -> Item:
         p.title, title_link(p), p.authors, p.published, p.arxiv_url, p.pdf_url, p.github, p.project_page, p.ai_summary)
     marker = pattern(terms(match.hits))
     # When the TL;DR is the abstract's first sentence (Hugging Face often does that), don't repeat it.
-    abstract = neutralised(p.abstract)
-    lead = not tldr or not abstract.startswith(tldr.rstrip("…"))
-    chosen = choose(abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker, lead=lead)
+    lead = not tldr or not p.abstract.startswith(tldr.rstrip("…"))
+    chosen = choose(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker, lead=lead)
     summary = " ".join(chosen)
     # Searched sentence by sentence: (term, sentence) results are cached, a joined summary is new text.
     t, s = segments(title, marker), joined([segments(sentence, marker) for sentence in chosen])
