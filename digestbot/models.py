@@ -4,9 +4,12 @@ They are plain, immutable-by-convention dataclasses: no database, no network, no
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
 
 from slugify import slugify
 
@@ -47,26 +50,129 @@ def paper_key_of(text: str) -> str:
     return arxiv_id_of(text) or text.strip()
 
 
-def clean_text(text: str | None) -> str:
-    """Collapse arXiv's hard line breaks and indentation into single spaces."""
-    return _SPACE.sub(" ", text or "").strip()
+# Characters that change how the text around them is shown without being seen themselves: bidirectional
+# embeddings, overrides and isolates (U+202E shows "cod.exe" as "exe.doc"), direction marks, zero-width
+# spaces and joiners, the word joiner and the byte-order mark; and control characters (a raw ESC reaches
+# a terminal through `digestbot papers`). Whitespace controls are not here: clean_text collapses them.
+_INVISIBLE = dict.fromkeys(
+    [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C, *range(0x200B, 0x200E), 0x2060,
+     0xFEFF, *(c for c in [*range(0x20), *range(0x7F, 0xA0)] if not chr(c).isspace())])
+
+
+def neutralised(text: str) -> str:
+    """`text` without invisible formatting characters (bidi overrides, zero-width) and control characters."""
+    return text.translate(_INVISIBLE)
+
+
+def clean_text(text: object) -> str:
+    """Collapse arXiv's hard line breaks and indentation into single spaces; drop invisible characters.
+    Anything that is not text is no text."""
+    return _SPACE.sub(" ", neutralised(text)).strip() if isinstance(text, str) else ""
 
 
 def title_slug(title: str) -> str:
     return slugify(title, max_length=200, word_boundary=True)
 
 
+MAX_COUNT = 2**31 - 1  # PostgreSQL's INTEGER is 32-bit (SQLite's 64): a count both databases can store
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # arXiv began in 1991: an earlier date is a placeholder
+
+
+def linkable_id(raw: object) -> str | None:
+    """The bare arXiv id when `raw` is one (`2407.13168v2`, `arXiv:hep-th/9901001`); else None.
+
+    Only such an id is ever put into a link: `../../x`, `x?y`, `a%2Fb` would become a path or a query.
+    """
+    bare = bare_arxiv_id(raw) if isinstance(raw, str) else None
+    return bare if bare and _ARXIV_ID.match(bare) else None
+
+
+def as_count(value: Any) -> tuple[int, str | None]:
+    """A count a source reported, as an int in 0..MAX_COUNT, and what was wrong with it (None if nothing)."""
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case, first
+        return value, None
+    if value is None:
+        return 0, None
+    number: int | None = None
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip()) if len(value.strip()) <= 18 else MAX_COUNT + 1
+    elif type(value) is int:
+        number = value
+    if number is None:
+        return 0, f"is {_shown(value)}, not a count; read as 0"
+    if number < 0:
+        return 0, f"is {number}, below 0; read as 0"
+    if number > MAX_COUNT:
+        return MAX_COUNT, f"is {_shown(value)}, over {MAX_COUNT}; stored as {MAX_COUNT}"
+    return number, None
+
+
+def as_moment(value: Any) -> tuple[datetime | None, str | None]:
+    """A date a source reported as an aware UTC datetime (ISO 8601, RFC 2822, a date or a datetime; a
+    naive one is UTC), and what was wrong with it: a value that is no date, or one before EARLIEST."""
+    moment: datetime | None = None
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        moment = _parse_moment(value.strip())
+    if moment is None:
+        return None, f"{_shown(value)} is not a date; kept without a date"
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime in UTC
+        return None, f"{_shown(value)} is out of range; kept without a date"
+    if moment < EARLIEST:
+        return None, f"{_shown(value)} is before {EARLIEST.year} (a placeholder?); kept without a date"
+    return moment, None
+
+
+def _parse_moment(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _shown(value: Any) -> str:
+    """A source's value in a message: its repr, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+Reported = Any  # a value as a source read it, before Paper checked it
+
+
 @dataclass(slots=True)
 class Paper:
-    """One paper as a source reported it (or as the store remembers it)."""
+    """One paper as a source reported it (or as the store remembers it).
+
+    Construction checks every value (sources pass what they read, the store what it holds, so a paper
+    stored by an older version is checked when it is read back, before any digest or command shows
+    it): text loses invisible characters,
+    a count is clamped into 0..MAX_COUNT, a date that is no date is dropped, an id that is not an
+    arXiv id is dropped (it never reaches a link). What was changed is listed in `problems`, for the
+    source to report; a title that is not text raises ValueError.
+    """
 
     title: str
     abstract: str = ""
     arxiv_id: str | None = None
     authors: tuple[str, ...] = ()
-    published: datetime | None = None  # the arXiv date when known, else the listing date
+    # A source passes the date and the count as it read them (`Reported`); once made, they are a UTC
+    # datetime or None and an int in 0..MAX_COUNT.
+    published: datetime | None | Reported = None  # the arXiv date when known, else the listing date
     url: str | None = None  # the page a reader should open (Hugging Face paper page, arXiv abs, feed link)
-    upvotes: int = 0
+    upvotes: int | Reported = 0
     ai_summary: str | None = None
     ai_keywords: tuple[str, ...] = ()
     github: str | None = None
@@ -76,11 +182,35 @@ class Paper:
     # A new version of an older paper (arXiv RSS `replace`): it may update a stored paper, but it is
     # never stored as a new one (we never saw its first announcement, so it is no news either).
     update_only: bool = False
+    problems: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.title, str):
+            # A bad value from a source, not a programming error: sources.read_items reports it as such.
+            raise ValueError(f"its title is {_shown(self.title)}, not text")  # noqa: TRY004
         self.title = clean_text(self.title)
         self.abstract = clean_text(self.abstract)
-        self.arxiv_id = bare_arxiv_id(self.arxiv_id)
+        self.authors = tuple(a for a in map(clean_text, self.authors) if a)
+        self.ai_summary = clean_text(self.ai_summary) or None
+        self.ai_keywords = tuple(k for k in map(clean_text, self.ai_keywords) if k)
+        self._check_id_and_url()
+        self.upvotes, problem = as_count(self.upvotes)
+        if problem:
+            self.problems.append(f"upvotes {problem}")
+        self.published, problem = as_moment(self.published)
+        if problem:
+            self.problems.append(f"date {problem}")
+
+    def _check_id_and_url(self) -> None:
+        raw = self.arxiv_id
+        self.arxiv_id = linkable_id(raw)
+        if raw and self.arxiv_id is None:
+            self.problems.append(f"id {_shown(raw)} is not an arXiv id; kept without an id (no arXiv link)")
+        if self.url is not None and not isinstance(self.url, str):
+            self.url = None
+        elif self.url and _PAPER_PAGE.match(self.url) and arxiv_id_of(self.url) is None:
+            self.problems.append(f"link {_shown(self.url)} names no arXiv id; dropped")
+            self.url = None
 
     @property
     def key(self) -> str:
@@ -91,17 +221,22 @@ class Paper:
     def slug(self) -> str:
         return title_slug(self.title)
 
+    # The id is checked again where it becomes a link (one match: these run for every paper rendered),
+    # so that an id set after construction cannot become a path either.
+    def _link_id(self) -> str | None:
+        return self.arxiv_id if self.arxiv_id and _ARXIV_ID.match(self.arxiv_id) else None
+
     @property
     def hf_url(self) -> str | None:
-        return f"https://huggingface.co/papers/{self.arxiv_id}" if self.arxiv_id else None
+        return f"https://huggingface.co/papers/{arxiv_id}" if (arxiv_id := self._link_id()) else None
 
     @property
     def arxiv_url(self) -> str | None:
-        return f"https://arxiv.org/abs/{self.arxiv_id}" if self.arxiv_id else None
+        return f"https://arxiv.org/abs/{arxiv_id}" if (arxiv_id := self._link_id()) else None
 
     @property
     def pdf_url(self) -> str | None:
-        return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else None
+        return f"https://arxiv.org/pdf/{arxiv_id}" if (arxiv_id := self._link_id()) else None
 
     @property
     def link(self) -> str | None:

@@ -184,3 +184,20 @@ def poll_context(tmp: Path, sources_toml: str, sleep=lambda s: None):
     slept: list[float] = []
     http = Http(sleep=lambda s: (slept.append(s), sleep(s)), backoff=0.01, timeout=5)
     return cli.build_context(config_module.load(write_config(tmp, sources_toml)), http), slept
+
+
+# --- saved text listings (the `text` source), built from daily_papers items -------------------------
+
+def text_entry(item: dict, date_line: str = "") -> str:
+    """One paper of a saved Hugging Face listing: title, abstract (one long line), `·`, date line."""
+    p = item["paper"]
+    abstract = " ".join(p["summary"].split())
+    abstract += " It is read as the abstract because it is long." * max(0, (220 - len(abstract)) // 40 + 1)
+    tail = f"\n·\n{date_line}" if date_line else ""
+    return f"{' '.join(p['title'].split())}\n{abstract}{tail}\n"
+
+
+def text_listing(entries: list[str], header_date: str = "") -> bytes:
+    """A saved listing: the page header (with its date line when given), then the entries."""
+    head = "Daily Papers\nbyAK and the research community\n" + (f"{header_date}\n" if header_date else "")
+    return (head + "\n".join(entries)).encode()

@@ -224,9 +224,9 @@ def test_user_templates_override_slack_blocks_and_html_with_per_digest_inlining(
 def test_title_links_to_hugging_face_when_it_knows_the_paper_else_arxiv():
     from digestbot.render import title_link
 
-    assert title_link(Paper(title="t", arxiv_id="2411.1", url="https://huggingface.co/papers/2411.1")) == \
-        "https://huggingface.co/papers/2411.1"
-    assert title_link(Paper(title="t", arxiv_id="2411.1", upvotes=3)) == "https://huggingface.co/papers/2411.1"
-    assert title_link(Paper(title="t", arxiv_id="2411.1", url="https://arxiv.org/abs/2411.1")) == \
-        "https://arxiv.org/abs/2411.1"
+    assert title_link(Paper(title="t", arxiv_id="2411.00001", url="https://huggingface.co/papers/2411.00001")) == \
+        "https://huggingface.co/papers/2411.00001"
+    assert title_link(Paper(title="t", arxiv_id="2411.00001", upvotes=3)) == "https://huggingface.co/papers/2411.00001"
+    assert title_link(Paper(title="t", arxiv_id="2411.00001", url="https://arxiv.org/abs/2411.00001")) == \
+        "https://arxiv.org/abs/2411.00001"
     assert title_link(Paper(title="t", url="https://blog.example/post")) == "https://blog.example/post"

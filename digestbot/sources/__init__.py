@@ -7,9 +7,10 @@ only `ParseError`. The class docstring is the user-facing help (`digestbot sourc
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
-from datetime import datetime
-from typing import TYPE_CHECKING, Callable, ClassVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
     from ..http import Http
     from ..models import SourceMemory
 
+log = logging.getLogger(__name__)
 REGISTRY: dict[str, type["Source"]] = {}
+# Listings date papers by UTC day, and a poll may run a little ahead of a source's clock: a date more
+# than this ahead of ours is a wrong one (year 9999, a typo), not a paper from the future.
+FUTURE_SLACK = timedelta(days=2)
+Item = TypeVar("Item")
 
 
 def decoded(body: bytes, fail: Callable[[str], ParseError], expected: str) -> str:
@@ -32,6 +38,56 @@ def decoded(body: bytes, fail: Callable[[str], ParseError], expected: str) -> st
         return body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}; expected {expected})") from None
+
+
+def read_items(source: str, items: Iterable[Item], build: Callable[[Item, int], Paper]) -> list[Paper]:
+    """The papers of a listing's items, one at a time: the error boundary of every source kind.
+
+    `build(item, index)` makes a Paper of one item or raises (ParseError for a missing title or id);
+    the Paper checks its own values, and a date too far ahead of the clock is dropped here. One bad
+    item is skipped with a warning naming the source and the item, and a value that was clamped or
+    dropped is reported the same way: the other items are kept. Only when every item fails is the
+    listing itself wrong (a format change): ParseError, with the first item's reason.
+    """
+    papers: list[Paper] = []
+    failures: list[str] = []
+    limit = datetime.now(UTC) + FUTURE_SLACK
+    for index, raw in enumerate(items):
+        try:
+            paper = build(raw, index)
+        except Exception as exc:  # noqa: BLE001 - whatever one item holds must not cost the others
+            failures.append(_reason(exc, index))
+            continue
+        if not paper.title:  # it was only invisible characters: it would share its empty key with others
+            failures.append(f"item {index} has no visible title")
+            continue
+        if paper.published is not None and paper.published > limit:
+            paper.problems.append(f"date {paper.published:%Y-%m-%d} is more than {FUTURE_SLACK.days} days ahead "
+                                  f"of this machine's clock; kept without a date (if every date is, check the clock)")
+            paper.published = None
+        for problem in paper.problems:
+            log.warning("source %r: item %d (%s): %s", source, index, _named(paper), problem)
+        papers.append(paper)
+    if failures and not papers:
+        more = f" (and the other {len(failures) - 1} items fail too)" if len(failures) > 1 else ""
+        raise ParseError(source, failures[0] + more)
+    for reason in failures:
+        log.warning("source %r: %s; skipped this item, the other %d are read", source, reason, len(papers))
+    return papers
+
+
+def _reason(exc: Exception, index: int) -> str:
+    if isinstance(exc, ParseError):
+        return exc.reason
+    if isinstance(exc, ValueError):  # Paper refusing a value
+        return f"item {index}: {exc}"
+    return f"item {index}: {type(exc).__name__}: {exc} (a bug in digestbot? please report it)"
+
+
+def _named(paper: Paper) -> str:
+    """How a warning names an item: its arXiv id and the start of its title."""
+    title = paper.title if len(paper.title) <= 60 else paper.title[:57] + "..."
+    return f"{paper.arxiv_id} {title!r}" if paper.arxiv_id else repr(title)
 
 
 class SourceOptions(BaseModel):

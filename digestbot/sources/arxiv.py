@@ -8,9 +8,8 @@ from xml.etree.ElementTree import Element
 
 from pydantic import Field
 
-from ..models import Paper, SourceMemory, bare_arxiv_id
-from . import Source, SourceOptions
-from .hf_json import parse_time
+from ..models import Paper, SourceMemory, arxiv_id_of
+from . import Source, SourceOptions, read_items
 from .xmlsafe import parse_xml
 
 log = logging.getLogger(__name__)
@@ -66,19 +65,20 @@ class Arxiv(Source):
         if len(entries) == 1 and _text(entries[0], "a:title") == "Error":
             raise self.fail(f"arXiv rejected the query: {_text(entries[0], 'a:summary')[:200]} "
                             f"(check `query`; see https://info.arxiv.org/help/api/user-manual.html)")
-        return [self._paper(entry, i) for i, entry in enumerate(entries)]
+        return read_items(self.name, entries, self._paper)
 
     def _paper(self, entry: Element, index: int) -> Paper:
         raw_id = _text(entry, "a:id")
-        arxiv_id = bare_arxiv_id(raw_id.rsplit("/abs/", 1)[-1]) if "/abs/" in raw_id else None
+        arxiv_id = arxiv_id_of(raw_id)
         title = _text(entry, "a:title")
         if not title or not arxiv_id:
+            named = f"id {raw_id[:60]!r}; " if raw_id else ""
             raise self.fail(f"entry {index} has no {'title' if not title else 'arXiv id'} "
-                            f"(not an arXiv API entry?)")
+                            f"({named}not an arXiv API entry?)")
         return Paper(
             title=title, abstract=_text(entry, "a:summary"), arxiv_id=arxiv_id,
             authors=tuple(n for n in (_text(a, "a:name") for a in entry.findall("a:author", NS)) if n),
-            published=parse_time(_text(entry, "a:published")),
+            published=_text(entry, "a:published"),  # Paper reads it, and reports one that is no date
             url=ARXIV_ABS.format(arxiv_id),  # the version-less page always shows the latest version
             # arXiv categories answer `keyword:` queries (DESIGN 3.4), like Hugging Face's ai_keywords.
             ai_keywords=tuple(c.get("term", "") for c in entry.findall("a:category", NS) if c.get("term")),

@@ -12,7 +12,7 @@ import feedparser
 from pydantic import Field
 
 from ..models import Paper, SourceMemory, arxiv_id_of
-from . import Source, SourceOptions
+from . import Source, SourceOptions, read_items
 from .hf_json import http_url
 from .xmlsafe import check_xml
 
@@ -55,12 +55,14 @@ class Feed(Source):
             # Broken XML is most often a truncated download: keeping the items read so far would
             # record a partial listing as if it were the whole one.
             raise self.fail(f"the feed is not well-formed XML ({parsed.bozo_exception}); a truncated response?")
-        return [p for p in (self._paper(e, i) for i, e in enumerate(parsed.entries)) if p is not None]
+        return read_items(self.name, parsed.entries, self._paper)
 
-    def _paper(self, entry: Any, index: int) -> Paper | None:
+    def _paper(self, entry: Any, index: int) -> Paper:
         title = _plain(entry.get("title"))
         if not title:
-            raise self.fail(f"item {index} has no title")
+            link = entry.get("link") or entry.get("id")
+            named = f" ({link[:60]!r})" if isinstance(link, str) and link else ""
+            raise self.fail(f"item {index} has no title{named}")
         arxiv_id = _arxiv_id(entry.get("link")) or _arxiv_id(entry.get("id"))
         announce = str(entry.get("arxiv_announce_type") or "new").strip().lower()
         if announce not in NEW_TYPES | UPDATE_TYPES:
@@ -70,7 +72,7 @@ class Feed(Source):
             abstract=_ABSTRACT.sub("", _plain(entry.get("summary"))),
             arxiv_id=arxiv_id,
             authors=tuple(_authors(entry)),
-            published=_time(entry.get("published_parsed") or entry.get("updated_parsed")),
+            published=_time(entry),
             url=http_url(entry.get("link")) or (f"https://arxiv.org/abs/{arxiv_id}" if arxiv_id else None),
             ai_keywords=tuple(t.get("term", "") for t in entry.get("tags") or () if t.get("term")),
             sources=(self.name,),
@@ -95,8 +97,14 @@ def _plain(value: Any) -> str:
     return html.unescape(_TAG.sub(" ", value)).strip() if isinstance(value, str) else ""
 
 
-def _time(value: Any) -> datetime | None:
-    try:
-        return datetime(*value[:6], tzinfo=timezone.utc) if value else None
-    except (TypeError, ValueError):
-        return None
+def _time(entry: Any) -> datetime | str | None:
+    """The entry's date as feedparser read it; else the text it could not read, for Paper to report."""
+    for parsed, raw in (("published_parsed", "published"), ("updated_parsed", "updated")):
+        try:
+            if entry.get(parsed):
+                return datetime(*entry[parsed][:6], tzinfo=timezone.utc)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        if entry.get(raw):
+            return str(entry[raw])
+    return None

@@ -5,12 +5,11 @@ Shared by every Hugging Face source kind; lenient about extra keys, strict about
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Callable
 
 from ..errors import ParseError
-from ..models import Paper, bare_arxiv_id
-from . import decoded
+from ..models import Paper, arxiv_id_of
+from . import decoded, read_items
 
 HF_PAPER_URL = "https://huggingface.co/papers/{}"
 
@@ -29,7 +28,7 @@ def parse_items_json(body: bytes, fail: Callable[[str], ParseError], source: str
         raise fail(f"the server answered with an error: {str(data['error'])[:200]}")
     if not isinstance(data, list):
         raise fail(f"expected a JSON array of papers, got a JSON {type(data).__name__}")
-    return [paper_from_item(item, i, fail, source) for i, item in enumerate(data)]
+    return read_items(source, data, lambda item, i: paper_from_item(item, i, fail, source))
 
 
 def paper_from_item(item: Any, index: int, fail: Callable[[str], ParseError], source: str) -> Paper:
@@ -39,32 +38,26 @@ def paper_from_item(item: Any, index: int, fail: Callable[[str], ParseError], so
     if not isinstance(paper, dict):
         raise fail(f"item {index}: 'paper' is not an object")
     title = _text(paper.get("title")) or _text(item.get("title"))
+    raw_id = paper.get("id")
     if not title:
-        raise fail(f"item {index} has no title (not a Hugging Face paper item?)")
-    arxiv_id = bare_arxiv_id(_text(paper.get("id")))
+        named = f"id {raw_id[:60]!r}; " if isinstance(raw_id, str) and raw_id else ""
+        raise fail(f"item {index} has no title ({named}not a Hugging Face paper item?)")
+    arxiv_id = arxiv_id_of(raw_id) if isinstance(raw_id, str) else None
     return Paper(
         title=title,
         abstract=_text(paper.get("summary")) or _text(item.get("summary")),
-        arxiv_id=arxiv_id,
+        arxiv_id=raw_id if isinstance(raw_id, str) else None,  # Paper reports an id that is no arXiv id
         authors=tuple(_authors(paper.get("authors"))),
-        published=parse_time(paper.get("publishedAt")) or parse_time(item.get("publishedAt")),
+        # Paper reads the date and the count and reports a malformed one, naming this item.
+        published=paper.get("publishedAt") or item.get("publishedAt"),
         url=HF_PAPER_URL.format(arxiv_id) if arxiv_id else None,
-        upvotes=_int(paper.get("upvotes", item.get("upvotes"))),
+        upvotes=paper.get("upvotes", item.get("upvotes")),
         ai_summary=_text(paper.get("ai_summary")) or None,
         ai_keywords=tuple(k for k in (_text(k) for k in _list(paper.get("ai_keywords"))) if k),
         github=github_url(paper.get("githubRepo")),
         project_page=http_url(paper.get("projectPage")),
         sources=(source,),
     )
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def http_url(value: Any) -> str | None:
@@ -93,10 +86,6 @@ def _authors(value: Any) -> list[str]:
 
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _list(value: Any) -> list:

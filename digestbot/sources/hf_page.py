@@ -7,8 +7,8 @@ from datetime import datetime
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from ..models import Paper, SourceMemory, bare_arxiv_id
-from . import Source, decoded
+from ..models import Paper, SourceMemory, arxiv_id_of
+from . import Source, decoded, read_items
 from .hf_json import HF_PAPER_URL, paper_from_item
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,15 @@ class HfPage(Source):
         if key is None:
             raise self.fail(f"the page's DailyPapers data has none of {', '.join(PROPS_KEYS)} "
                             f"(keys: {', '.join(sorted(props))[:200]}); the page layout changed?")
-        return [paper_from_item(item, i, self.fail, self.name) for i, item in enumerate(props[key])]
+        return read_items(self.name, props[key], lambda item, i: paper_from_item(item, i, self.fail, self.name))
 
     def _from_cards(self, tree: HTMLParser) -> list[Paper]:
         papers: dict[str, Paper] = {}
         for link in tree.css("article h3 a[href], h3 a[href^='/papers/']"):
             href = link.attributes.get("href") or ""
-            arxiv_id = bare_arxiv_id(href.rstrip("/").rsplit("/papers/", 1)[-1]) if "/papers/" in href else None
+            arxiv_id = arxiv_id_of(href.rstrip("/").rsplit("/papers/", 1)[-1]) if "/papers/" in href else None
             title = link.text(deep=True, separator=" ").strip()
-            if arxiv_id and title and "?" not in arxiv_id:
+            if arxiv_id and title:
                 papers.setdefault(arxiv_id, Paper(title=title, arxiv_id=arxiv_id, url=HF_PAPER_URL.format(arxiv_id),
                                                   sources=(self.name,)))
         return list(papers.values())

@@ -22,7 +22,7 @@ from pydantic import model_validator
 
 from ..errors import FetchError
 from ..models import Paper, SourceMemory
-from . import Source, SourceOptions, decoded
+from . import Source, SourceOptions, decoded, read_items
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def parse_date(line: str, reference: date) -> tuple[date, int | None] | None:
     if not m or m["mon"].lower() not in _MONTHS:
         return None
     month, day = _MONTHS.index(m["mon"].lower()) + 1, int(m["day"])
-    upvotes = int(m["up"]) if m["up"] else None
+    upvotes = _number(m["up"]) if m["up"] else None
     try:
         if m["year"]:
             return date(int(m["year"]), month, day), upvotes
@@ -91,6 +91,15 @@ def parse_date(line: str, reference: date) -> tuple[date, int | None] | None:
         return found, upvotes
     except ValueError:  # Feb 30, or Feb 29 moved to a non-leap year: not a date after all
         return None
+
+
+def _number(digits: str) -> int:
+    """The number a run of digits shows; a run too long for int() is just "too many" (Paper clamps it),
+    and a digit int() cannot read (`²`) is none."""
+    try:
+        return int(digits) if len(digits) <= 18 else 10**18
+    except ValueError:
+        return 0
 
 
 def _is_meta(line: str) -> bool:
@@ -118,12 +127,12 @@ def _apply_meta(entry: ListingEntry, block: list[str], reference: date) -> None:
         if line == _DOT:
             continue
         if m := _AUTHORS.match(line):
-            entry.author_count = int(m["n"])
+            entry.author_count = _number(m["n"])
         elif (found := parse_date(line, reference)) is not None:
             entry.published, upvotes = found
             entry.upvotes = upvotes if upvotes is not None else entry.upvotes
         elif line.isdigit():
-            entry.upvotes = int(line)
+            entry.upvotes = _number(line)
         elif i + 1 < len(block) and block[i + 1] == _DOT:
             entry.organisation = line  # an organisation byline always comes right before the `·`
         else:
@@ -195,7 +204,7 @@ class TextSource(Source):
             raise self.fail(self._why_empty(text))
         if listing.skipped:
             log.warning("source %r: skipped %d abstract(s) without a title line", self.name, listing.skipped)
-        return [self._paper(entry, listing.listing_date) for entry in listing.entries]
+        return read_items(self.name, listing.entries, lambda entry, _: self._paper(entry, listing.listing_date))
 
     def _paper(self, entry: ListingEntry, listing_date: date | None) -> Paper:
         day = entry.published or listing_date
