@@ -72,14 +72,14 @@ def open_store(config: config_module.Config) -> Store:
                 f"send every paper still listed again. To start over on purpose: `digestbot init`")
         log.warning("new installation: creating the database %s", dbstate.shown(url))
         return create_store(config)
-    if _never_used(config):
+    if never_used(config):
         log.warning("the database %s is an empty file (a first run was stopped while creating it): creating its "
                     "tables now", dbstate.shown(url))
         return create_store(config)
     return Store.open_existing(url, busy_timeout=config.bot.busy_timeout)
 
 
-def _never_used(config: config_module.Config) -> bool:
+def never_used(config: config_module.Config) -> bool:
     """An empty SQLite file that no digestbot finished creating (older versions killed while creating it
     left one). Emptied after use, the marker remembers it: then it is refused like any damaged file."""
     path = store_module._sqlite_path(config.database_url)

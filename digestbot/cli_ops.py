@@ -88,7 +88,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create the database on purpose, also where a lost one was recorded (see dbstate)."""
-    from .cli import load_config, create_store
+    from .cli import never_used, create_store, load_config
 
     config = load_config(args)
     url = config.database_url
@@ -98,7 +98,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 0
     except DigestbotError as exc:
         path = store_module._sqlite_path(url)
-        if path and Path(path).exists() and not store_module.is_blank(Path(path)):  # a blank file is completed
+        if path and Path(path).exists() and not never_used(config):  # a never-used blank file is completed
             if not args.force:
                 print(f"error: {exc}\n(not touched: `digestbot init --force` moves it aside and starts empty)",
                       file=sys.stderr)
