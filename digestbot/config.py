@@ -283,7 +283,14 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.Sour
 
 
 def _cross_check(config: Config, problems: Problems) -> None:
-    from .matching import QuerySyntaxError, parse_query
+    from .matching import QuerySyntaxError, parse_query as parse
+
+    valid: set[str] = set()  # a query many subscriptions share is parsed once per load
+
+    def parse_query(query: str) -> None:
+        if query not in valid:
+            parse(query)
+            valid.add(query)
 
     _unique([s.name for s in config.sources], "sources", "name", "source", problems)
     _unique([s.id for s in config.subscriptions], "subscriptions", "name", "subscription", problems)

@@ -61,3 +61,23 @@ def test_ten_thousand_fielded_terms_parse_to_one_and():
     node = parse_query(" ".join(f"title:w{i}" for i in range(10_000)))
     assert isinstance(node, And) and len(node.children) == 10_000
     assert node.children[-1] == Term("w9999", "title")
+
+
+def test_a_config_load_parses_each_distinct_query_once(monkeypatch, tmp_path):
+    """However many subscriptions share a query (or a topic), loading the config parses it once."""
+    import digestbot.matching
+    from digestbot import config as config_module
+
+    parsed: list[str] = []
+    real = digestbot.matching.parse_query
+    monkeypatch.setattr(digestbot.matching, "parse_query", lambda q: (parsed.append(q), real(q))[1])
+    subscriptions = "".join(f"""
+[[subscriptions]]
+name = "reader {i}"
+query = '{"title:llm inference" if i < 50 else f"w{i}"}'
+topics = ["kv"]
+email = ["r{i}@example.org"]
+""" for i in range(60))
+    text = f"[topics.kv]\nquery = 'title:kv OR cache'\n{subscriptions}"
+    config_module.loads(text, tmp_path / "config.toml")
+    assert sorted(parsed) == sorted({"title:kv OR cache", "title:llm inference", *(f"w{i}" for i in range(50, 60))})
