@@ -96,10 +96,13 @@ def test_a_local_file_source_has_no_server_clock_and_polls_as_before(tmp_path):
 # --- a server whose clock is 8 days behind, for the CLI and the daemon job on a correct clock ----------
 
 class SkewedServer:
-    """Answers every GET with `body`; its `Date` header is `offset` from this machine's clock."""
+    """Answers every GET with `body`; its `Date` header is `offset` from this machine's clock (or
+    `date_text` as is), with `Age: age` when set, as a cache sends a stored response."""
 
     def __init__(self, body: bytes, offset: timedelta) -> None:
         self.body, self.offset = body, offset
+        self.age: int | None = None
+        self.date_text: str | None = None
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,11 +110,13 @@ class SkewedServer:
                 self.send_response(200)  # sends Date from date_time_string, as real servers do
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(owner.body)))
+                if owner.age is not None:
+                    self.send_header("Age", str(owner.age))
                 self.end_headers()
                 self.wfile.write(owner.body)
 
             def date_time_string(self, timestamp: float | None = None) -> str:
-                return formatdate(time.time() + owner.offset.total_seconds(), usegmt=True)
+                return owner.date_text or formatdate(time.time() + owner.offset.total_seconds(), usegmt=True)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -152,3 +157,34 @@ def test_the_daemon_poll_job_skips_its_send_when_the_clock_is_wrong(tmp_path, ca
         server.offset = timedelta(0)
         scheduler.poll_job(scheduler.Live(ctx, lambda new: ctx), "search")
         assert len(outbox(tmp_path)) == 1
+
+
+def test_a_cached_response_is_judged_by_its_date_plus_its_age(tmp_path):
+    with SkewedServer(json.dumps(fresh_items()).encode(), -timedelta(hours=2)) as server:
+        server.age = 7200  # a cache's stored copy, made two hours ago: the server's clock is right
+        ctx, _ = poll_context(tmp_path, SEARCH.format(url=server.url), clock_tolerance=CLOCK_TOLERANCE)
+        result = pipeline.poll(ctx, "search", datetime.now(UTC))
+    assert result.error is None and result.new == 6
+
+
+def test_an_unreadable_date_is_nothing_to_compare_with(tmp_path):
+    with SkewedServer(json.dumps(fresh_items()).encode(), timedelta(0)) as server:
+        server.date_text = "yesterday at noon"
+        ctx, _ = poll_context(tmp_path, SEARCH.format(url=server.url), clock_tolerance=CLOCK_TOLERANCE)
+        result = pipeline.poll(ctx, "search", datetime.now(UTC) + timedelta(days=8))
+    assert result.error is None and result.new == 6  # as before: no evidence the clock is wrong
+
+
+def test_a_poll_late_in_a_long_run_counts_the_time_since_its_now_was_read(http_server):
+    """run_once reads `now` once for every source: the tenth source may be polled minutes later."""
+    from digestbot.http import ClockError
+
+    http_server.route("/x", b"ok")
+    http = Http(sleep=lambda s: None, timeout=5)
+    http.get(f"{http_server.url}/x", source="late")
+    read_ten_minutes_ago = datetime.now(UTC) - timedelta(minutes=10)
+    http.check_clock("late", read_ten_minutes_ago, time.monotonic() - 600)  # right: no error
+    with pytest.raises(ClockError, match=r"(9 minutes 59 seconds|10 minutes) behind"):  # Date: whole seconds
+        http.check_clock("late", read_ten_minutes_ago, time.monotonic())
+    http.forget_server_date("late")  # a new poll: no response yet, nothing to compare
+    http.check_clock("late", read_ten_minutes_ago, time.monotonic())
