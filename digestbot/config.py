@@ -308,7 +308,14 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.Sour
 
 
 def _cross_check(config: Config, problems: Problems) -> None:
-    from .matching import QuerySyntaxError, parse_query
+    from .matching import QuerySyntaxError, parse_query as parse
+
+    valid: set[str] = set()  # a query many subscriptions share is parsed once per load
+
+    def parse_query(query: str) -> None:
+        if query not in valid:
+            parse(query)
+            valid.add(query)
 
     if config.bot.database_env and "database" in config.bot.model_fields_set:
         problems.add(("bot", "database_env"), "give database or database_env, not both")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
 from .digest import make_digest, rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
-from .http import Http
+from .http import ClockError, Http
 from .matching import Matcher
 from .models import Digest, Paper
 from .ledger import Claim, Ledger
@@ -53,6 +54,7 @@ class PollResult:
     new: int = 0
     matched: int = 0
     error: str | None = None
+    clock_wrong: bool = False  # the error is this machine's clock: nothing may be acted on (run_once)
 
 
 @dataclass
@@ -72,11 +74,16 @@ def is_fresh(paper: Paper, now: datetime, max_age_days: int) -> bool:
     return paper.published is None or paper.published >= now - timedelta(days=max_age_days)
 
 
-def poll(ctx: Context, name: str, now: datetime, *, send: bool = True) -> PollResult:
+def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: float | None = None) -> PollResult:
+    """Collect one source and record what is new. `taken`: time.monotonic() when `now` was read
+    (default: now), so that a poll late in a long run does not take its clock for wrong."""
     source = sources.build(ctx.config.source(name), ctx.http)
+    ctx.http.forget_server_date(name)
+    taken = time.monotonic() if taken is None else taken
     try:
         memory = ctx.store.source_memory(name)
         papers = source.collect(now, memory)
+        ctx.http.check_clock(name, now, taken)
         with ctx.store.write() as w:
             new = w.record_papers(name, papers, now)
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
@@ -84,6 +91,9 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True) -> PollRe
             matches = ctx.matcher.match([p for _, p in fresh])
             w.record_matches([(ids[m.paper.key], m) for m in matches], _all_targets(ctx.config), now)
             w.source_polled(name, now, seen=len(papers), new=len(new), validators=memory.new_validators)
+    except ClockError as exc:  # not even the failure is recorded: its time would be wrong too
+        log.error("%s", exc)
+        return PollResult(name, error=str(exc), clock_wrong=True)
     except (SourceError, StoreError) as exc:
         _record_failure(ctx, name, now, str(exc))
         return PollResult(name, error=str(exc))
@@ -247,8 +257,12 @@ def _domain(sender: str) -> str:
 
 
 def run_once(ctx: Context, now: datetime, *, send: bool = True) -> tuple[list[PollResult], SendResult]:
-    polls = [poll(ctx, options.name, now, send=send) for options in ctx.config.sources]
+    taken = time.monotonic()
+    polls = [poll(ctx, options.name, now, send=send, taken=taken) for options in ctx.config.sources]
     if not send:
+        return polls, SendResult()
+    if any(p.clock_wrong for p in polls):  # it would open digests of periods that have not come
+        log.error("not sending: this machine's clock is wrong (see above); fix it and run again")
         return polls, SendResult()
     try:
         return polls, send_due(ctx, now)

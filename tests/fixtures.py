@@ -176,13 +176,17 @@ schedule = "instant"
     return path
 
 
-def poll_context(tmp: Path, sources_toml: str, sleep=lambda s: None):
-    """(Context, slept) for pipeline.poll: real config, store, matcher; Http with an injected sleep."""
+def poll_context(tmp: Path, sources_toml: str, sleep=lambda s: None, clock_tolerance=None):
+    """(Context, slept) for pipeline.poll: real config, store, matcher; Http with an injected sleep.
+
+    Most tests poll as of a fixed date while the loopback server's `Date` is real time: they leave
+    the clock check off (clock_tolerance=None); tests of that check pass a tolerance."""
     from digestbot import cli, config as config_module
     from digestbot.http import Http
 
     slept: list[float] = []
-    http = Http(sleep=lambda s: (slept.append(s), sleep(s)), backoff=0.01, timeout=5)
+    http = Http(sleep=lambda s: (slept.append(s), sleep(s)), backoff=0.01, timeout=5,
+                clock_tolerance=clock_tolerance)
     return cli.build_context(config_module.load(write_config(tmp, sources_toml)), http), slept
 
 

@@ -76,18 +76,21 @@ def _lex_phrase(query: str, i: int, tokens: list[_Token]) -> int:
 
 def _lex_word(query: str, i: int, tokens: list[_Token]) -> int:
     """A bare word, an operator, a `field:` prefix or an `upvotes>=N` comparison."""
-    end = i
-    while end < len(query) and not query[end].isspace() and query[end] not in _WORD_ENDS:
-        end += 1
-    raw = query[i:end]
-    if field := _FIELD.match(raw):
+    # The field is matched before the word's end is looked for: only the prefix is consumed, so
+    # scanning the whole word first made `title:title:title:...` quadratic (each prefix rescanned
+    # the rest). A match holds only letters and ":", so it never runs past the word's end.
+    if field := _FIELD.match(query, i):
         name = field.group(1).lower()
         if name not in FIELDS:
             known = ", ".join(f"{f}:" for f in FIELDS)
             raise QuerySyntaxError(f"unknown field {name!r}: the fields are {known} and upvotes>=N",
                                    query, i)
-        tokens.append(_Token("FIELD", raw[:field.end()], i, name))
-        return i + field.end()  # what follows the colon is lexed on its own: "x y", (x), -x, x*
+        tokens.append(_Token("FIELD", field.group(0), i, name))
+        return field.end()  # what follows the colon is lexed on its own: "x y", (x), -x, x*
+    end = i
+    while end < len(query) and not query[end].isspace() and query[end] not in _WORD_ENDS:
+        end += 1
+    raw = query[i:end]
     if raw in _OPERATORS:
         tokens.append(_Token(raw, raw, i))
     elif cmp := _UPVOTES.match(raw):
