@@ -4,11 +4,11 @@ RSET, NOOP, QUIT) to take messages, and faults at a chosen point of the exchange
     with FaultySmtpServer() as smtp:
         smtp.misbehave("dot", "close", times=1)  # the first message's reply to the final "." is lost
 
-Points: "rcpt" (once a RCPT command arrived, before answering it) and "dot" (once the final "."
-arrived). What happens there: "close" the connection without a reply; "hang" (never reply, until
-the client gives up); "long" (a reply line over smtplib's 8 KB limit); "garbage" (a reply without
-a code); "slow" (the usual reply after `delay` seconds). `times` faults, then it behaves (None: for
-ever). `smtputf8=False`: EHLO does not offer SMTPUTF8.
+Points: "ehlo" and "rcpt" (once that command arrived, before answering it) and "dot" (once the
+final "." arrived). What happens there: "close" the connection without a reply; "hang" (never
+reply, until the client gives up); "long" (a reply line over smtplib's 8 KB limit); "garbage" (a
+reply without a code); "slow" (the usual reply after `delay` seconds). `times` faults, then it
+behaves (None: for ever). `smtputf8=False`: EHLO does not offer SMTPUTF8.
 
 A message is in `received` ("delivered") as soon as its final "." arrived, whatever the reply
 was, as a real server may have queued it. `mail_commands` keeps every MAIL command's argument.
@@ -23,7 +23,7 @@ from email import message_from_bytes, policy
 
 from servers import Received
 
-POINTS = ("rcpt", "dot")
+POINTS = ("ehlo", "rcpt", "dot")
 ACTIONS = ("close", "hang", "long", "garbage", "slow")
 
 
@@ -125,6 +125,8 @@ class _Session(socketserver.StreamRequestHandler):
         while line := self.rfile.readline():
             verb, _, arg = line.decode("utf-8", "replace").strip().partition(" ")
             verb = verb.upper()
+            if verb == "EHLO" and self.fault(owner, "ehlo"):
+                continue
             if verb == "EHLO":
                 utf8 = b"\r\n250-SMTPUTF8" if owner.smtputf8 else b""
                 self.reply(b"250-faulty.example.org\r\n250-SIZE 10000000" + utf8 + b"\r\n250 8BITMIME")

@@ -37,7 +37,7 @@ def envelope(target: str, n: int = 1) -> Envelope:
 
 
 def channel(server: FaultySmtpServer, **options) -> SmtpChannel:
-    return SmtpChannel(server.host, server.port, "none", SENDER, data_timeout=1.0, **options)
+    return SmtpChannel(server.host, server.port, "none", SENDER, data_timeout=3.0, **options)
 
 
 def received_by(server: FaultySmtpServer) -> Counter:
@@ -59,6 +59,7 @@ def test_a_reply_lost_after_the_final_dot_every_time_gives_two_copies_and_an_unk
         with pytest.raises(DeliveryError) as error:
             smtp.send(MESSAGE, envelope("a@example.org"))
         assert_unknown(error.value)
+        assert action != "hang" or "no reply within 3 s" in str(error.value)
         assert len(server.received) == 2  # the first copy and the one more try, never a stream
         assert {m.message["Message-ID"] for m in server.received} == {"<digest-1.sub@example.org>"}
 
@@ -87,6 +88,16 @@ def test_a_fault_before_the_final_dot_is_a_connection_problem_retried_later(acti
         server.misbehave(None)
         smtp.send(MESSAGE, envelope("a@example.org"))
         assert received_by(server) == Counter(["a@example.org"])
+
+
+@pytest.mark.parametrize("action", ["close", "long"])
+def test_an_unreadable_or_lost_ehlo_reply_is_a_connection_problem(action):
+    with FaultySmtpServer() as server, channel(server) as smtp:
+        server.misbehave("ehlo", action)
+        with pytest.raises(DeliveryError) as error:
+            smtp.send(MESSAGE, envelope("a@example.org"))
+        assert error.value.unreachable and not error.value.permanent, str(error.value)
+        assert "check the address" not in str(error.value) and server.received == []
 
 
 def test_a_fault_before_the_final_dot_once_is_sent_after_one_reconnect():

@@ -129,7 +129,7 @@ class SmtpChannel(Channel):
         try:
             self._send_reconnecting(mail, envelope.target, settle)
         except OutcomeUnknown as lost:
-            log.warning("%s: the reply to the final \".\" of %s for %s was lost (%s); the server may have it. "
+            log.warning("%s: no readable reply to the final \".\" of %s for %s (%s); the server may have it. "
                         "Sending it once more, so it may arrive twice (same Message-ID)", self.where,
                         envelope.message_id, to, lost)
             self._once_more(mail, envelope, settle, lost)
@@ -157,8 +157,9 @@ class SmtpChannel(Channel):
         except (OutcomeUnknown, DeliveryError, smtplib.SMTPException, OSError) as again:
             broken = not isinstance(again, DeliveryError) or again.unreachable
             raise DeliveryError(
-                f"outcome unknown: {self.where} lost its reply after the message to {envelope.target} was handed "
-                f"over ({lost}), and one more try failed too ({again}). It may have arrived, at most twice, as "
+                f"outcome unknown: the message to {envelope.target} was handed over to {self.where}, but no "
+                f"readable reply came back ({lost}), and one more try failed too ({again}). It may have arrived, "
+                f"at most twice, as "
                 f"Message-ID {envelope.message_id}: check with the recipient or in the server's log, and only if "
                 f"it did not arrive, `digestbot retry --failed`", permanent=True, unreachable=broken) from None
 

@@ -90,6 +90,8 @@ def _final_reply(smtp: smtplib.SMTP, data_timeout: float) -> tuple[int, bytes]:
     try:
         return _reply(smtp)
     except smtplib.SMTPServerDisconnected as exc:
+        if isinstance(exc.__context__, TimeoutError):  # getreply turns a read timeout into a disconnect
+            raise OutcomeUnknown(f"no reply within {data_timeout:g} s") from None
         raise OutcomeUnknown(str(exc) or "connection closed") from None
     finally:
         if smtp.sock is not None:
