@@ -159,9 +159,9 @@ class SmtpChannel(Channel):
             raise DeliveryError(
                 f"outcome unknown: the message to {envelope.target} was handed over to {self.where}, but no "
                 f"readable reply came back ({lost}), and one more try failed too ({again}). It may have arrived, "
-                f"at most twice, as "
-                f"Message-ID {envelope.message_id}: check with the recipient or in the server's log, and only if "
-                f"it did not arrive, `digestbot retry --failed`", permanent=True, unreachable=broken) from None
+                f"at most twice, as Message-ID {envelope.message_id}: check with the recipient or in the server's "
+                f"log, and only if it did not arrive, `digestbot retry --failed`", permanent=True,
+                unreachable=broken) from None
 
     def _attempt(self, mail: Wire, target: str, settle: Callable[[], None]) -> None:
         """One transaction; a broken connection (SMTPServerDisconnected, OutcomeUnknown) is dropped
