@@ -5,6 +5,7 @@ import logging
 import smtplib
 import ssl
 from collections import OrderedDict
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -14,6 +15,7 @@ from .. import mailwire
 from ..errors import DeliveryError
 from ..models import Message
 from . import Channel, Envelope
+from .smtp_transaction import OutcomeUnknown, Wire, reply_text, transaction
 
 log = logging.getLogger(__name__)
 SHARED_PARTS = 16  # serialised bodies kept: the send pass sends one subscription's rows together
@@ -49,16 +51,26 @@ def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailM
 class SmtpChannel(Channel):
     """Sends email through the `[email]` SMTP server (security none | starttls | ssl).
 
-    One connection serves a whole batch and is re-opened once if the server dropped it. Each message
-    goes to one recipient, so a refusal maps to exactly one ledger row: 4xx is retried later, 5xx is
-    permanent. The password is only ever sent inside TLS (or to a server on this machine)."""
+    One connection serves a whole batch. Each message goes to one recipient, so a refusal maps to
+    exactly one ledger row: 4xx is retried later, 5xx is permanent. The password is only ever sent
+    inside TLS (or to a server on this machine).
+
+    Where a failure happens decides what it means (RFC 5321 6.1): before the final "." of DATA
+    nothing was handed over, so the connection is re-opened once and then the digest waits for a
+    later run; after it, the server may have the message. Then the outcome is unknown: it is tried
+    once more, and if that does not end in a clear 250 the digest is `failed` with a text saying
+    it may have arrived (at most twice, same Message-ID), never re-sent on its own. A reply that
+    smtplib cannot read (a line over 8 KB, no code) is such a failure, not the server's refusal.
+    `data_timeout` is the wait for the reply to the final ".": 10 minutes (RFC 5321 4.5.3.2.6),
+    as a server may check the message before answering; `timeout` is for everything else."""
 
     kind = "smtp"
 
     def __init__(self, host: str, port: int, security: str, sender: Address, username: str | None = None,
-                 password: str | None = None, timeout: float = 30.0):
+                 password: str | None = None, timeout: float = 30.0, data_timeout: float = 600.0):
         self.host, self.port, self.security, self.sender = host, port, security, sender
         self.username, self.password, self.timeout = username, password, timeout
+        self.data_timeout = data_timeout
         self._smtp: smtplib.SMTP | None = None
         self._mail_from = smtplib.quoteaddr(sender.addr_spec)
         self._shared_parts: OrderedDict[tuple[int, str], tuple[Message, bytes]] = OrderedDict()
@@ -70,10 +82,11 @@ class SmtpChannel(Channel):
     def _connect(self) -> smtplib.SMTP:
         try:
             smtp = self._open()
+            smtp.ehlo_or_helo_if_needed()  # here, so that an EHLO failure reads as the connection's
             self._login(smtp)
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(f"{self.where} refused the login for {self.username!r}: {exc.smtp_code} "
-                                f"{_text(exc.smtp_error)} (check [email] username and the password variable)",
+                                f"{reply_text(exc.smtp_error)} (check [email] username and the password variable)",
                                 unreachable=True) from None
         except smtplib.SMTPNotSupportedError as exc:
             remedy = ("use security = \"ssl\" with its TLS port, usually 465; digestbot never falls back to plain "
@@ -110,49 +123,82 @@ class SmtpChannel(Channel):
         message is handed over (the send pass commits the previous digest there, see ledger.py)."""
         to = envelope.target if mailwire.is_bare(envelope.target) else parseaddr(envelope.target)[1]
         try:
-            data = self._wire(message, envelope, to)
+            mail = self._wire(message, envelope, to)
         except (ValueError, TypeError) as exc:  # CR/LF or similar in a header value: never on the wire
             raise DeliveryError(f"cannot build the email to {envelope.target}: {exc}", permanent=True) from None
-        for attempt in (1, 2):  # a server that dropped the connection gets one reconnect
-            if self._smtp is None:
-                self._smtp = self._connect()
-            try:
-                if isinstance(data, EmailMessage):  # non-ASCII addresses: smtplib negotiates SMTPUTF8
-                    settle()
-                    self._smtp.send_message(data, from_addr=self.sender.addr_spec, to_addrs=[to])
-                else:
-                    _transaction(self._smtp, self._mail_from, to, data, settle)
-                log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
-                return envelope.message_id
-            except smtplib.SMTPServerDisconnected:
-                self._smtp = None
-                if attempt == 2:
-                    raise DeliveryError(f"{self.where} disconnected twice while sending to {to}",
-                                        unreachable=True) from None
-                log.info("%s dropped the connection; reconnecting", self.where)
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, reply = next(iter(exc.recipients.values()))
-                raise _reply_error(envelope.target, code, reply) from None
-            except smtplib.SMTPResponseException as exc:
-                if exc.smtp_code == 421:  # the server is closing the connection
-                    self._smtp = None
-                raise _reply_error(envelope.target, exc.smtp_code, exc.smtp_error) from None
-            except (OSError, smtplib.SMTPException) as exc:
-                self._smtp = None
-                raise DeliveryError(f"SMTP send to {to} failed: {exc}", unreachable=True) from None
-        raise AssertionError("unreachable")
+        try:
+            self._send_reconnecting(mail, envelope.target, settle)
+        except OutcomeUnknown as lost:
+            log.warning("%s: no readable reply to the final \".\" of %s for %s (%s); the server may have it. "
+                        "Sending it once more, so it may arrive twice (same Message-ID)", self.where,
+                        envelope.message_id, to, lost)
+            self._once_more(mail, envelope, settle, lost)
+        log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
+        return envelope.message_id
 
-    def _wire(self, message: Message, envelope: Envelope, to: str) -> bytes | EmailMessage:
-        """The message as DATA carries it (dot-stuffed); an EmailMessage when an address is not ASCII
-        (smtplib then negotiates SMTPUTF8). Built before connecting: a bad header never reaches the
-        server.
+    def _send_reconnecting(self, mail: Wire, target: str, settle: Callable[[], None]) -> None:
+        """One try, and one more on a new connection if the old one broke before the final "."."""
+        try:
+            return self._attempt(mail, target, settle)
+        except smtplib.SMTPServerDisconnected as exc:
+            log.info("%s dropped the connection (%s); reconnecting", self.where, exc)
+        try:
+            return self._attempt(mail, target, settle)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise DeliveryError(f"{self.where} disconnected twice while sending to {mail.to} ({exc}); nothing was "
+                                f"handed over, retried later", unreachable=True) from None
+
+    def _once_more(self, mail: Wire, envelope: Envelope, settle: Callable[[], None], lost: Exception) -> None:
+        """The second and last try of a message whose first outcome is unknown (as Slack's posts),
+        on a new connection (_attempt dropped the old one). A server that lost its reply again, or
+        cannot be reached, is down for the rest of the pass: the next message would fare the same."""
+        try:
+            self._attempt(mail, envelope.target, settle)
+        except (OutcomeUnknown, DeliveryError, smtplib.SMTPException, OSError) as again:
+            broken = not isinstance(again, DeliveryError) or again.unreachable
+            raise DeliveryError(
+                f"outcome unknown: the message to {envelope.target} was handed over to {self.where}, but no "
+                f"readable reply came back ({lost}), and one more try failed too ({again}). It may have arrived, "
+                f"at most twice, as Message-ID {envelope.message_id}: check with the recipient or in the server's "
+                f"log, and only if it did not arrive, `digestbot retry --failed`", permanent=True,
+                unreachable=broken) from None
+
+    def _attempt(self, mail: Wire, target: str, settle: Callable[[], None]) -> None:
+        """One transaction; a broken connection (SMTPServerDisconnected, OutcomeUnknown) is dropped
+        and re-raised, every other failure becomes the DeliveryError it means."""
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            transaction(self._smtp, self._mail_from, mail, settle, self.data_timeout)
+        except (smtplib.SMTPServerDisconnected, OutcomeUnknown):
+            self._smtp = None
+            raise
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            raise _reply_error(target, code, reply) from None
+        except smtplib.SMTPNotSupportedError as exc:  # SMTPUTF8 missing: nothing this server can do for it
+            raise DeliveryError(f"{self.where} cannot take the non-ASCII address of {target}: {exc} (use an ASCII "
+                                f"address, or a server that offers SMTPUTF8)", permanent=True) from None
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:  # the server is closing the connection
+                self._smtp = None
+            raise _reply_error(target, exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            self._smtp = None
+            raise DeliveryError(f"SMTP send to {mail.to} failed: {exc}", unreachable=True) from None
+
+    def _wire(self, message: Message, envelope: Envelope, to: str) -> Wire:
+        """The message as DATA carries it (dot-stuffed). Built before connecting: a bad header never
+        reaches the server. A non-ASCII address needs SMTPUTF8: then the `email` package writes the
+        whole message with UTF-8 headers, as smtplib's send_message would.
 
         The recipient's header lines are built per send; the rest (content headers and MIME body) is
         serialised and stuffed once per rendered message and list, and reused (see mailwire.py)."""
         if not (to + self.sender.addr_spec).isascii():
-            return build_email(message, envelope, self.sender)
+            whole = build_email(message, envelope, self.sender).as_bytes(policy=policy.SMTPUTF8)
+            return Wire(to, mailwire.stuffed(whole), utf8=True)
         own = mailwire.stuffed(mailwire.recipient_headers(envelope, mailwire.date_value()))
-        return own + self._shared(message, envelope)
+        return Wire(to, own + self._shared(message, envelope))
 
     def _shared(self, message: Message, envelope: Envelope) -> bytes:
         key = (id(message), envelope.list_id)
@@ -182,51 +228,9 @@ def _nothing() -> None:
     pass
 
 
-def _transaction(smtp: smtplib.SMTP, mail_from: str, to: str, stuffed: bytes, settle: Callable[[], None]) -> None:
-    """smtplib's sendmail for one recipient (same commands, replies and exceptions), except that
-    `settle()` runs between sending MAIL and reading its reply (local work overlapping the
-    server's), and that the message arrives already dot-stuffed (mailwire.stuffed)."""
-    smtp.ehlo_or_helo_if_needed()
-    size = f" SIZE={len(stuffed)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
-    smtp.putcmd("mail", f"FROM:{mail_from}{size}")
-    try:
-        settle()
-    except BaseException:
-        _reset(smtp, read_reply=True)  # leave the session clean: nothing was handed over
-        raise
-    code, reply = smtp.getreply()
-    if code != 250:
-        smtp.close() if code == 421 else _reset(smtp)
-        raise smtplib.SMTPSenderRefused(code, reply, mail_from)
-    code, reply = smtp.docmd("rcpt", f"TO:<{to}>")  # `to` is a bare addr-spec (send_after)
-    if code not in (250, 251):
-        smtp.close() if code == 421 else _reset(smtp)
-        raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
-    code, reply = smtp.docmd("data")
-    if code != 354:
-        smtp.close() if code == 421 else _reset(smtp)
-        raise smtplib.SMTPDataError(code, reply)
-    smtp.send(stuffed + (b"." if stuffed.endswith(b"\r\n") else b"\r\n.") + b"\r\n")
-    code, reply = smtp.getreply()
-    if code != 250:
-        smtp.close() if code == 421 else _reset(smtp)
-        raise smtplib.SMTPDataError(code, reply)
-
-
-def _reset(smtp: smtplib.SMTP, *, read_reply: bool = False) -> None:
-    try:
-        if read_reply:
-            smtp.getreply()  # the MAIL reply still on its way
-        smtp.rset()
-    except (OSError, smtplib.SMTPException):
-        pass  # a dead connection is found (and reopened) by the next send
-def _text(reply: bytes | str) -> str:
-    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-
-
 def _reply_error(target: str, code: int, reply: bytes | str) -> DeliveryError:
     """4xx: try again later; 5xx: permanent (unknown mailbox, policy); 421: the server is going away."""
-    text = f"SMTP server answered {code} {_text(reply)} for {target}"
+    text = f"SMTP server answered {code} {reply_text(reply)} for {target}"
     if 500 <= code < 600:
         text += " (permanent: check the address, then `digestbot retry --failed`)"
     return DeliveryError(text, permanent=500 <= code < 600, unreachable=code == 421)
