@@ -40,7 +40,7 @@ class Store:
     """Open with `Store(url)`; `Store.create(url)` makes the tables (used by init/first run)."""
 
     def __init__(self, url: str, *, busy_timeout: float = 10.0):
-        self.url = url
+        self.url, self.busy_timeout = url, busy_timeout
         self.engine = create_engine(url, connect_args=_connect_args(url, busy_timeout))
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine, busy_timeout)
@@ -62,6 +62,7 @@ class Store:
                              f"it from a backup (starting empty would send history again)")
         store = cls(url, busy_timeout=busy_timeout)
         store.verify()
+        store._add_missing_columns()
         store._update_indexes()
         return store
 
@@ -103,6 +104,41 @@ class Store:
                     for name in obsolete:
                         conn.exec_driver_sql(f"DROP INDEX {name}")
 
+    def _add_missing_columns(self) -> None:
+        """A database made by an older digestbot gets today's new columns (all nullable, e.g.
+        digest.claimed_by); two processes opening it at once may both try: the second finds it done."""
+        with self._guard("add new columns"):
+            for table in SQLModel.metadata.sorted_tables:
+                existing = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+                for column in (c for c in table.columns if c.name not in existing):
+                    try:
+                        with self.engine.connect() as conn:
+                            conn.info["write"] = True
+                            with conn.begin():
+                                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                                                     f"{column.type.compile(dialect=self.engine.dialect)}")
+                            conn.info.pop("write", None)
+                    except DatabaseError:
+                        if column.name not in {c["name"] for c in inspect(self.engine).get_columns(table.name)}:
+                            raise
+
+    def checkpoint(self) -> None:
+        """Copy SQLite's write-ahead log into the database and truncate it (the end of a send pass):
+        a long-running process otherwise keeps a -wal file that only grows. Skipped when busy."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            with self.engine.connect() as conn:
+                cursor = conn.connection.dbapi_connection.cursor()  # outside a transaction, as it must be
+                try:
+                    busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                finally:
+                    cursor.close()
+        except (DatabaseError, self.engine.dialect.dbapi.Error) as exc:
+            busy = exc
+        if busy:
+            log.debug("write-ahead log not checkpointed (%s): another process is using the database", busy)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -113,7 +149,8 @@ class Store:
         except OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreError(f"database busy: another process held {self._where()} longer than the busy "
-                                 f"timeout while trying to {doing}; nothing was changed, try again") from None
+                                 f"timeout while this one tried to {doing}, so that was not done: stop the other "
+                                 f"process (or raise bot.busy_timeout) and try again") from None
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig}") from None
         except DatabaseError as exc:
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig} (is it a digestbot database? "
