@@ -26,19 +26,29 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Iterator
 
-from sqlalchemy import Connection, Dialect, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from .errors import StoreError
+from .ledger_sql import (
+    CANDIDATES,
+    CLAIM,
+    SENT_DELIVERIES,
+    SENT_DIGEST,
+    Claim,
+    Prepared,
+    core,
+    due,
+)
 from .store import DeliveryRow, DigestRow, Store, _aware, utcnow
-from .tables import ACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +63,6 @@ def backoff(attempt: int) -> timedelta:
     """Exponential (1 min, 2, 4, ... capped at 6 h) with +-25% jitter so retries do not stampede."""
     delay = min(RETRY_FIRST * 2 ** (max(attempt, 1) - 1), RETRY_MAX)
     return delay * (0.75 + random.random() / 2)
-
-
-def _due(now):
-    """Digests a sender may take at `now` (a datetime, or a bind parameter in the prebuilt statements)."""
-    # The ACTIVE term repeats what the OR implies. It is spelled out, as SQL text with its constants
-    # (a bound parameter would not do), so that SQLite can use the partial index of active digests
-    # (tables.py), which that very term defines.
-    return and_(text(ACTIVE),
-                or_(and_(DigestRow.status == "pending", DigestRow.next_try <= now),
-                    and_(DigestRow.status == "sending", DigestRow.lease_until < now)))
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A digest this sender holds (status `sending`): what sending it takes."""
-    id: int
-    subscription: str
-    channel: str
-    target: str
-    period: str
-    attempts: int
-
-
-_CLAIM_COLUMNS = [getattr(DigestRow.__table__.c, name) for name in Claim.__slots__]
 
 
 @dataclass
@@ -100,7 +86,7 @@ class Ledger:
         self._held: set[int] = set()  # claimed, not yet recorded: renewed together
         self._expires: datetime | None = None  # when the earliest of their leases runs out
         self._conn: Connection | None = None
-        self._sent: list[_Prepared] | None = None
+        self._sent: list[Prepared] | None = None
         self._pending: tuple[dict, str] | None = None  # a sent digest not yet committed, and its target
 
     @contextmanager
@@ -137,11 +123,11 @@ class Ledger:
         sender renews their lease (`hold`)."""
         self.settle()
         with self.store.write() as w:
-            ids = list(_core(w, _CANDIDATES, {"now": now, "limit": limit}).scalars())
+            ids = list(core(w, CANDIDATES, {"now": now, "limit": limit}).scalars())
             if not ids:
                 return []
             until = self.clock() + self.lease  # from now, not from the pass's start: never born expired
-            claimed = _core(w, _CLAIM, {"ids": ids, "now": now, "lease_until": until, "token": self.token}).all()
+            claimed = core(w, CLAIM, {"ids": ids, "now": now, "lease_until": until, "token": self.token}).all()
         self._hold_new([row.id for row in claimed], until)
         return sorted((Claim(*row) for row in claimed), key=lambda claim: claim.id)
 
@@ -150,7 +136,7 @@ class Ledger:
         self.settle()
         with self.store.write() as w:
             until = self.clock() + self.lease
-            result = _core(w, update(DigestRow).where(DigestRow.id == digest_id, _due(now))
+            result = core(w, update(DigestRow).where(DigestRow.id == digest_id, due(now))
                                        .values(status="sending", lease_until=until, claimed_by=self.token))
             if result.rowcount != 1:
                 return False
@@ -176,21 +162,49 @@ class Ledger:
             return
         with self.store.write() as w:
             until = self.clock() + self.lease
-            kept = set(_core(w, update(DigestRow).where(DigestRow.id.in_(sorted(self._held)),
-                                                        DigestRow.status == "sending",
-                                                        DigestRow.claimed_by == self.token)
-                              .values(lease_until=until).returning(DigestRow.id)).scalars())
+            kept = set(core(w, self._renewal(self._held).values(lease_until=until).returning(DigestRow.id)).scalars())
         for digest_id in sorted(self._held - kept):
             log.warning("digest %d was taken over by another sender after its lease ran out; not sending it "
                         "here (this process was stalled for longer than half of bot.send_lease)", digest_id)
         self._held, self._expires = kept, until
+
+    @contextmanager
+    def kept_alive(self) -> Iterator[None]:
+        """Renew this sender's claims in the background, every third of the lease, while the block
+        runs: one exchange slower than the lease (a relay may take minutes to answer DATA) must not
+        let another sender take the digest over. `hold` still notices a take-over (a stalled process)."""
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(stop,), name="digestbot-claims", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.lease.total_seconds() / 3):
+            held = self._held.copy()  # the send pass changes the set meanwhile
+            if not held:
+                continue
+            try:  # its own connection: the pass's connection and its pending record are the pass's
+                with self.store.write() as w:
+                    until = self.clock() + self.lease
+                    core(w, self._renewal(held).values(lease_until=until))
+                self._expires = until
+            except StoreError as exc:
+                log.warning("could not renew the claims of this send pass (%s); trying again", exc)
+
+    def _renewal(self, ids: set[int]):
+        return update(DigestRow).where(DigestRow.id.in_(sorted(ids)), DigestRow.status == "sending",
+                                       DigestRow.claimed_by == self.token)
 
     def release(self, ids: list[int], next_try: datetime) -> None:
         """Give back claimed digests that were not attempted (their channel went down first)."""
         self.settle()
         if ids:
             with self.store.write() as w:
-                _core(w, update(DigestRow).where(DigestRow.id.in_(ids), DigestRow.status == "sending", self._mine())
+                core(w, update(DigestRow).where(DigestRow.id.in_(ids), DigestRow.status == "sending", self._mine())
                                   .values(status="pending", lease_until=None, next_try=next_try))
             self._held.difference_update(ids)
 
@@ -238,7 +252,7 @@ class Ledger:
         (SQLAlchemy's per-statement bookkeeping cost more than the SQLite commit); one commit."""
         with self._hot("record a sent digest") as conn:
             if self._sent is None:
-                self._sent = [_Prepared(statement, conn.dialect) for statement in (_SENT_DIGEST, _SENT_DELIVERIES)]
+                self._sent = [Prepared(statement, conn.dialect) for statement in (SENT_DIGEST, SENT_DELIVERIES)]
             cursor = conn.connection.dbapi_connection.cursor()
             try:
                 digest, deliveries = self._sent
@@ -265,7 +279,7 @@ class Ledger:
             return None
         retry_at = now + backoff(attempts)
         with self.store.write() as w:
-            n = _core(w, update(DigestRow).where(DigestRow.id == row.id, self._mine()).values(
+            n = core(w, update(DigestRow).where(DigestRow.id == row.id, self._mine()).values(
                 status="pending", next_try=retry_at, last_error=error, lease_until=None, attempts=attempts)).rowcount
         self._written(row.id, n)
         return retry_at
@@ -273,10 +287,10 @@ class Ledger:
     def _finish(self, digest_id: int, status: str, **values) -> None:
         self.settle()
         with self.store.write() as w:
-            n = _core(w, update(DigestRow).where(DigestRow.id == digest_id, self._mine())
+            n = core(w, update(DigestRow).where(DigestRow.id == digest_id, self._mine())
                                   .values(status=status, lease_until=None, **values)).rowcount
             if n:
-                _core(w, update(DeliveryRow).where(DeliveryRow.digest_id == digest_id).values(status=status))
+                core(w, update(DeliveryRow).where(DeliveryRow.digest_id == digest_id).values(status=status))
         self._written(digest_id, n)
 
     def _written(self, digest_id: int, rowcount: int) -> None:
@@ -288,13 +302,13 @@ class Ledger:
         """Make pending digests due now; with `failed`, give failed ones a new chance too."""
         self.settle()
         with self.store.write() as w:
-            n = _core(w, update(DigestRow).where(DigestRow.status == "pending")
+            n = core(w, update(DigestRow).where(DigestRow.status == "pending")
                                   .values(next_try=now)).rowcount
             if failed:
-                ids = list(_core(w, select(DigestRow.id).where(DigestRow.status == "failed")).scalars())
-                n += _core(w, update(DigestRow).where(DigestRow.id.in_(ids))
+                ids = list(core(w, select(DigestRow.id).where(DigestRow.status == "failed")).scalars())
+                n += core(w, update(DigestRow).where(DigestRow.id.in_(ids))
                                        .values(status="pending", next_try=now, attempts=0)).rowcount
-                _core(w, update(DeliveryRow).where(DeliveryRow.digest_id.in_(ids))
+                core(w, update(DeliveryRow).where(DeliveryRow.digest_id.in_(ids))
                                   .values(status="pending"))
             return n
 
@@ -326,52 +340,6 @@ class Ledger:
     def get(self, digest_id: int) -> DigestRow | None:
         with self.store.read() as s:
             return s.get(DigestRow, digest_id)
-
-
-# Built once (the send pass claims a batch every hundred digests; building them cost more than the SQL).
-_CANDIDATES = (select(DigestRow.id).where(_due(bindparam("now"))).order_by(DigestRow.id).limit(bindparam("limit"))
-               .with_for_update(skip_locked=True))
-_CLAIM = (update(DigestRow).where(DigestRow.id.in_(bindparam("ids", expanding=True)), _due(bindparam("now")))
-          .values(status="sending", lease_until=bindparam("lease_until"), claimed_by=bindparam("token"))
-          .returning(*_CLAIM_COLUMNS))
-# Fenced on the claim's token (or no claim at all: a digest recorded without claiming it first).
-_SENT_DIGEST = update(DigestRow).where(
-    DigestRow.id == bindparam("digest"),
-    or_(DigestRow.claimed_by == bindparam("token"), DigestRow.claimed_by.is_(None))).values(
-    status="sent", message_id=bindparam("server_id"), sent_at=bindparam("now"), last_error=None, lease_until=None,
-    attempts=DigestRow.attempts + 1)
-_SENT_DELIVERIES = update(DeliveryRow).where(DeliveryRow.digest_id == bindparam("digest")).values(status="sent")
-
-
-class _Prepared:
-    """A statement compiled once for one dialect, run on a DBAPI cursor with SQLAlchemy's own bind
-    processing (datetimes stored exactly as the ORM stores them) and its error classes."""
-
-    def __init__(self, statement, dialect: Dialect):
-        self.compiled = statement.compile(dialect=dialect)
-        self.order = self.compiled.positiontup if self.compiled.positional else None
-        processors = ((name, bind.type.dialect_impl(dialect).bind_processor(dialect))
-                      for name, bind in self.compiled.binds.items())
-        self.processors = {name: process for name, process in processors if process is not None}
-
-    def run(self, cursor, values: dict, dialect: Dialect) -> int:
-        """Execute; the number of rows it changed (the driver's rowcount)."""
-        params = self.compiled.construct_params(values)
-        for name, process in self.processors.items():
-            if name in params:  # `binds` also names the anonymous originals of renamed parameters
-                params[name] = process(params[name])
-        args = [params[name] for name in self.order] if self.order is not None else params
-        try:
-            cursor.execute(self.compiled.string, args)
-        except dialect.dbapi.Error as exc:  # as SQLAlchemy would raise it, so Store._guard explains it
-            raise DBAPIError.instance(self.compiled.string, args, exc, dialect.dbapi.Error) from exc
-        return cursor.rowcount
-
-
-def _core(w, statement, params=None):
-    """Run a statement on the transaction's connection, skipping the ORM's bookkeeping (which cost
-    more than the SQLite commit itself; the ledger never holds ORM objects of these rows)."""
-    return w.session.connection().execute(statement, params)
 
 
 def _unrecorded(values: dict, target: str, budget: float, exc: StoreError) -> str:

@@ -155,6 +155,7 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
     result, sent_ids = SendResult(), []
     with ExitStack() as stack:
         stack.callback(ledger.close)
+        stack.enter_context(ledger.kept_alive())
         channels = _Channels(ctx, stack)
         contents = Contents(ctx, now)
         while batch := ledger.claim_batch(now):

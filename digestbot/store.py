@@ -1,7 +1,7 @@
 """The database: opening it (pragmas, guards against a busy or damaged file) and the Store API.
 
 The tables are in tables.py, one write transaction's operations in writer.py, the send-side ledger in
-ledger.py; these four modules are the only ones that touch SQLAlchemy/SQLModel.
+ledger.py (its SQL in ledger_sql.py); these modules are the only ones that touch SQLAlchemy/SQLModel.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
 timeout instead of failing when a read transaction upgrades to a write.

@@ -144,16 +144,18 @@ class HookedSmtpServer(SmtpServer):
     def __init__(self, delay: float = 0.0, after_accept: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.delay, self.after_accept = delay, after_accept
+        self.data_started = 0  # DATA commands the server has begun to answer
 
     def start(self) -> "HookedSmtpServer":
         self._controller = Controller(_HookedHandler(self), hostname=self.host, port=self.port)
         self._controller.start()
         return self
 
-    def wait_for(self, count: int, timeout: float = 120.0) -> None:
-        """Until `count` messages have arrived (a wait for an event, not a timing assertion)."""
+    def wait_for(self, count: int, *, started: bool = False, timeout: float = 120.0) -> None:
+        """Until `count` messages have arrived (or, with `started`, are being answered): a wait for
+        an event, not a timing assertion."""
         deadline = time.monotonic() + timeout
-        while len(self.received) < count:
+        while (self.data_started if started else len(self.received)) < count:
             assert time.monotonic() < deadline, f"only {len(self.received)} of {count} messages arrived"
             time.sleep(0.05)
 
@@ -161,6 +163,7 @@ class HookedSmtpServer(SmtpServer):
 class _HookedHandler(_SmtpHandler):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         owner = self.owner
+        owner.data_started += 1
         if owner.delay:
             await asyncio.sleep(owner.delay)
         reply = await super().handle_DATA(server, session, envelope)

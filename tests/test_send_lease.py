@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -42,12 +43,13 @@ def test_a_second_run_started_after_the_first_claims_lease_ran_out_sends_nothing
     assert [r["status"] for r in world.rows()] == ["sent"] * len(recipients)
 
 
-def _config(tmp_path, port: int, recipients: list[str], lease: float) -> config_module.Config:
+def _config(tmp_path, port: int, recipients: list[str], lease: float, busy_timeout: float = 10) -> config_module.Config:
     path = tmp_path / "config.toml"
     path.write_text(f"""
 [bot]
 database = "sqlite:///{tmp_path}/state.db"
 send_lease = {lease}
+busy_timeout = {busy_timeout}
 
 [email]
 host = "127.0.0.1"
@@ -64,19 +66,21 @@ schedule = "instant"
     return config_module.load(path)
 
 
-def _seed_papers(ctx: pipeline.Context) -> None:
+def _seed_papers(ctx: pipeline.Context, arxiv_id: str = "2411.00001") -> None:
     from digestbot.models import Match, Paper
 
     [sub] = ctx.config.subscriptions
     with ctx.store.write() as w:
-        [(paper_id, paper)] = w.record_papers("test", [Paper(title="Fast inference", arxiv_id="2411.00001")], NOW)
+        [(paper_id, paper)] = w.record_papers("test", [Paper(title=f"Fast inference {arxiv_id}", arxiv_id=arxiv_id)],
+                                              NOW)
         w.record_matches([(paper_id, Match(sub.id, paper, 1.0))], pipeline._all_targets(ctx.config), NOW)
 
 
-def test_two_jobs_of_one_daemon_sending_at_once_send_nothing_twice(tmp_path):
+def test_two_jobs_of_one_daemon_sending_at_once_take_turns_and_send_nothing_twice(tmp_path):
     """The daemon runs its jobs in threads: a poll job's send and `send:retries` may start while a
-    slow pass is running. Here the second starts after the first claim's lease ran out."""
-    recipients = [f"d{i}@example.org" for i in range(8)]
+    slow pass is running. Here the second starts after the first claim's lease ran out, with a new
+    paper matched meanwhile: it waits for the first pass, then sends the new digests (not skipped)."""
+    recipients = [f"d{i}@example.org" for i in range(6)]
     with HookedSmtpServer(delay=1.0) as smtp:
         config = _config(tmp_path, smtp.port, recipients, lease=3)
         Store(config.database_url).create_tables()
@@ -85,14 +89,37 @@ def test_two_jobs_of_one_daemon_sending_at_once_send_nothing_twice(tmp_path):
         results: dict[str, pipeline.SendResult] = {}
         first = threading.Thread(target=lambda: results.update(first=pipeline.send_due(ctx, utcnow())))
         first.start()
-        smtp.wait_for(5)  # 5 s into the pass: its first claim (3 s) has run out
+        smtp.wait_for(4)  # 4 s into the pass: its first claim (3 s) has run out
+        _seed_papers(ctx, "2411.00002")  # a poll job found a new paper: new instant digests
         second = threading.Thread(target=lambda: results.update(second=pipeline.send_due(ctx, utcnow())))
         second.start()
         first.join(timeout=120)
         second.join(timeout=120)
-    assert received_by(smtp) == Counter(recipients)
-    assert len(results["first"].sent) == len(recipients) and results["second"].sent == []
-    assert {row.status for row in Ledger(ctx.store).digests("sent")} == {"sent"}
+    digest_of = {row.message_id: row.id for row in Ledger(ctx.store).digests("sent")}
+    order = [digest_of[m["Message-ID"]] for m in smtp.messages]
+    assert len(order) == len(set(order)) == 2 * len(recipients)  # nothing twice, nothing missing
+    assert order == sorted(order)  # one pass after the other: the first pass's digests all came first
+    assert len(results["first"].sent) == len(results["second"].sent) == len(recipients)
+
+
+def test_one_exchange_slower_than_the_lease_keeps_its_claim(tmp_path):
+    """A relay may take minutes to answer DATA (RFC 5321 allows ten): renewing between digests is
+    not enough, the claim is kept alive while the exchange runs."""
+    with HookedSmtpServer(delay=10.0) as smtp:
+        config = _config(tmp_path, smtp.port, ["slow@example.org"], lease=4)
+        Store(config.database_url).create_tables()
+        ctx = build_context(config)
+        _seed_papers(ctx)
+        results: list[pipeline.SendResult] = []
+        sender = threading.Thread(target=lambda: results.append(pipeline.send_due(ctx, utcnow())))
+        sender.start()
+        smtp.wait_for(1, started=True)
+        time.sleep(6)  # the claim's first lease (4 s) has run out; the server still has the message
+        other = Ledger(Store(config.database_url))  # another process's sender
+        taken = other.claim_batch(utcnow())
+        sender.join(timeout=120)
+    assert taken == []
+    assert received_by(smtp) == Counter(["slow@example.org"]) and len(results[0].sent) == 1
 
 
 def test_a_pass_renews_its_claims_while_it_works(tmp_path):
