@@ -1,7 +1,8 @@
 """The database: opening it (pragmas, guards against a busy or damaged file) and the Store API.
 
 The tables are in tables.py, one write transaction's operations in writer.py, the send-side ledger in
-ledger.py (its SQL in ledger_sql.py); these modules are the only ones that touch SQLAlchemy/SQLModel.
+ledger.py (its SQL in ledger_sql.py), new columns and the write-ahead log in store_upkeep.py: these
+are the only modules that touch SQLAlchemy/SQLModel.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
 timeout instead of failing when a read transaction upgrades to a write.
@@ -21,6 +22,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from .errors import StoreError
 from .models import Hit, Match, Paper, SourceMemory
+from .store_upkeep import add_missing_columns, checkpoint_wal
 from .tables import (_DIGEST_PAPERS, _MATCHES_OF, OBSOLETE_INDEXES, DeliveryRow, DigestRow, MatchRow, PaperRow,
                      SourceState, _aware, paper_from_row)
 from .writer import Writer
@@ -105,39 +107,12 @@ class Store:
                         conn.exec_driver_sql(f"DROP INDEX {name}")
 
     def _add_missing_columns(self) -> None:
-        """A database made by an older digestbot gets today's new columns (all nullable, e.g.
-        digest.claimed_by); two processes opening it at once may both try: the second finds it done."""
-        with self._guard("add new columns"):
-            for table in SQLModel.metadata.sorted_tables:
-                existing = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
-                for column in (c for c in table.columns if c.name not in existing):
-                    try:
-                        with self.engine.connect() as conn:
-                            conn.info["write"] = True
-                            with conn.begin():
-                                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
-                                                     f"{column.type.compile(dialect=self.engine.dialect)}")
-                            conn.info.pop("write", None)
-                    except DatabaseError:
-                        if column.name not in {c["name"] for c in inspect(self.engine).get_columns(table.name)}:
-                            raise
+        with self._guard("add the columns of this version"):
+            add_missing_columns(self.engine)
 
     def checkpoint(self) -> None:
-        """Copy SQLite's write-ahead log into the database and truncate it (the end of a send pass):
-        a long-running process otherwise keeps a -wal file that only grows. Skipped when busy."""
-        if self.engine.dialect.name != "sqlite":
-            return
-        try:
-            with self.engine.connect() as conn:
-                cursor = conn.connection.dbapi_connection.cursor()  # outside a transaction, as it must be
-                try:
-                    busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-                finally:
-                    cursor.close()
-        except (DatabaseError, self.engine.dialect.dbapi.Error) as exc:
-            busy = exc
-        if busy:
-            log.debug("write-ahead log not checkpointed (%s): another process is using the database", busy)
+        """Truncate SQLite's write-ahead log (at the end of a send pass; see store_upkeep.py)."""
+        checkpoint_wal(self.engine, self.busy_timeout)
 
     def close(self) -> None:
         self.engine.dispose()
