@@ -7,12 +7,14 @@ A digest row moves  pending -> sending -> sent | pending (retry later) | failed 
   same row and never wait for each other. SQLite ignores FOR UPDATE; the UPDATE's own WHERE (the row
   is still due) is what makes it atomic there.
 - A claim is a lease, measured from the moment of the claim (the Ledger's clock), and renewed while
-  its sender works through the batch (`hold`), so it stays valid however slow the server. A sender
+  its sender lives: in the background every third of the lease (`kept_alive`), and before each
+  digest when less than half is left (`hold`), so it stays valid however slow the server. A sender
   that dies mid-send leaves the row `sending`; once the lease runs out the row is due again. The
   message may then arrive twice, with the same Message-ID.
 - Each Ledger (one send pass) claims with its own token (`claimed_by`); `sent`, `failed`, `release`
   and renewals write only rows that still carry it, so a sender whose lease ran out (a process
-  paused for longer than the lease) never overwrites the sender that took the digest over.
+  stalled for longer than the lease) never overwrites the sender that took the digest over, and
+  does not send a digest it no longer holds.
 - `sent` is written, one digest per transaction, only after the server accepted the message: batching
   these commits would widen the duplicate window after a crash from one message to the batch. The
   send pass commits it while the next message's MAIL command is with the server, and hands that
@@ -57,6 +59,7 @@ MAX_ATTEMPTS = 12  # about two days of backoff; then the digest is `failed` and 
 LEASE = timedelta(minutes=10)
 RECORD_BUSY_TIMEOUTS = 6  # a failing `sent` record is tried for this many busy timeouts (60 s by default)
 RECORD_PAUSE, RECORD_PAUSE_MAX = 0.2, 5.0  # seconds between those tries: growing, capped
+STALLED = "this process was stalled, or could not write to the database, for longer than bot.send_lease"
 
 
 def backoff(attempt: int) -> timedelta:
@@ -165,7 +168,7 @@ class Ledger:
             kept = set(core(w, self._renewal(self._held).values(lease_until=until).returning(DigestRow.id)).scalars())
         for digest_id in sorted(self._held - kept):
             log.warning("digest %d was taken over by another sender after its lease ran out; not sending it "
-                        "here (this process was stalled for longer than half of bot.send_lease)", digest_id)
+                        "here (%s)", digest_id, STALLED)
         self._held, self._expires = kept, until
 
     @contextmanager
@@ -265,8 +268,8 @@ class Ledger:
         self._held.discard(values["digest"])
 
     def _taken_over(self, digest_id: int, consequence: str) -> None:
-        log.warning("digest %d was taken over by another sender after its lease ran out; %s (raise "
-                    "bot.send_lease if the server is this slow)", digest_id, consequence)
+        log.warning("digest %d was taken over by another sender after its lease ran out; %s (%s)",
+                    digest_id, consequence, STALLED)
         self.lost.add(digest_id)
 
     def failed(self, row: Claim, error: str, now: datetime, *, permanent: bool) -> datetime | None:

@@ -161,9 +161,9 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
         while batch := ledger.claim_batch(now):
             contents.load(batch)
             for row in batch:
-                sub = subscriptions.get(row.subscription)
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
                     continue
+                sub = subscriptions.get(row.subscription)
                 if sub is None:
                     log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
                                 "(put it back in the config, or it waits forever)", row.id, row.subscription)
@@ -173,7 +173,7 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
                     result.deferred += 1
                 elif _send_one(ctx, ledger, row, sub, channels, contents, now, result):
                     sent_ids.append(row.id)
-    if ledger.lost:  # another sender took these over and recorded them: not counted twice
+    if ledger.lost:  # another sender took these over: theirs to count
         result.sent = [sent for sent, digest_id in zip(result.sent, sent_ids) if digest_id not in ledger.lost]
     ctx.store.checkpoint()
     if result.deferred:
