@@ -174,7 +174,8 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
                 elif _send_one(ctx, ledger, row, sub, channels, contents, now, result):
                     sent_ids.append(row.id)
     if ledger.lost:  # another sender took these over: theirs to count
-        result.sent = [sent for sent, digest_id in zip(result.sent, sent_ids) if digest_id not in ledger.lost]
+        result.sent = [sent for sent, digest_id in zip(result.sent, sent_ids, strict=True)
+                       if digest_id not in ledger.lost]
     ctx.store.checkpoint()
     if result.deferred:
         log.error("%d digests were not attempted because their channel is down (%s); they stay pending for "

@@ -15,7 +15,7 @@ pytest.importorskip("psycopg")
 from test_ledger_postgres import pg_url, store  # noqa: E402,F401  (the fixtures)
 
 
-def test_a_take_over_renewal_and_fenced_records_on_postgresql(store):
+def test_a_take_over_renewal_and_fenced_records_on_postgresql(store):  # noqa: F811
     first, second = seed(store, 2)
     slow = Ledger(store, lease=timedelta(minutes=1), clock=lambda: NOW)
     assert len(slow.claim_batch(NOW)) == 2
