@@ -6,62 +6,66 @@ A digest row moves  pending -> sending -> sent | pending (retry later) | failed 
   PostgreSQL the candidate rows are selected `FOR UPDATE SKIP LOCKED`, so two senders never get the
   same row and never wait for each other. SQLite ignores FOR UPDATE; the UPDATE's own WHERE (the row
   is still due) is what makes it atomic there.
-- A claim is a lease: a sender that dies mid-send leaves the row `sending`; once the lease runs out
-  the row is due again. The message may then arrive twice, with the same Message-ID.
+- A claim is a lease, measured from the moment of the claim (the Ledger's clock), and renewed while
+  its sender lives: in the background every third of the lease (`kept_alive`), and before each
+  digest when less than half is left (`hold`), so it stays valid however slow the server. A sender
+  that dies mid-send leaves the row `sending`; once the lease runs out the row is due again. The
+  message may then arrive twice, with the same Message-ID.
+- Each Ledger (one send pass) claims with its own token (`claimed_by`); `sent`, `failed`, `release`
+  and renewals write only rows that still carry it, so a sender whose lease ran out (a process
+  stalled for longer than the lease) never overwrites the sender that took the digest over, and
+  does not send a digest it no longer holds.
 - `sent` is written, one digest per transaction, only after the server accepted the message: batching
   these commits would widen the duplicate window after a crash from one message to the batch. The
   send pass commits it while the next message's MAIL command is with the server, and hands that
-  message over only afterwards (`sent_soon`, `settle`): still one message.
+  message over only afterwards (`sent_soon`, `settle`): still one message. A `sent` record that
+  fails (database busy, disk full) is tried again for a while (`record_budget`): the message is
+  already with the server, and an unrecorded digest is sent again by the next run.
 
 Like store.py, this is a module that imports SQLAlchemy; nothing else does.
 """
 from __future__ import annotations
 
+import logging
 import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterator
 
-from sqlalchemy import Connection, Dialect, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from .store import DeliveryRow, DigestRow, Store, _aware
-from .tables import ACTIVE
+from .errors import StoreError
+from .ledger_sql import (
+    CANDIDATES,
+    CLAIM,
+    SENT_DELIVERIES,
+    SENT_DIGEST,
+    Claim,
+    Prepared,
+    core,
+    due,
+)
+from .store import DeliveryRow, DigestRow, Store, _aware, utcnow
+
+log = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MAX = timedelta(minutes=1), timedelta(hours=6)
 MAX_ATTEMPTS = 12  # about two days of backoff; then the digest is `failed` and shows in `status`
 LEASE = timedelta(minutes=10)
+RECORD_BUSY_TIMEOUTS = 6  # a failing `sent` record is tried for this many busy timeouts (60 s by default)
+RECORD_PAUSE, RECORD_PAUSE_MAX = 0.2, 5.0  # seconds between those tries: growing, capped
+STALLED = "this process was stalled, or could not write to the database, for longer than bot.send_lease"
 
 
 def backoff(attempt: int) -> timedelta:
     """Exponential (1 min, 2, 4, ... capped at 6 h) with +-25% jitter so retries do not stampede."""
     delay = min(RETRY_FIRST * 2 ** (max(attempt, 1) - 1), RETRY_MAX)
     return delay * (0.75 + random.random() / 2)
-
-
-def _due(now):
-    """Digests a sender may take at `now` (a datetime, or a bind parameter in the prebuilt statements)."""
-    # The ACTIVE term repeats what the OR implies. It is spelled out, as SQL text with its constants
-    # (a bound parameter would not do), so that SQLite can use the partial index of active digests
-    # (tables.py), which that very term defines.
-    return and_(text(ACTIVE),
-                or_(and_(DigestRow.status == "pending", DigestRow.next_try <= now),
-                    and_(DigestRow.status == "sending", DigestRow.lease_until < now)))
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A digest this sender holds (status `sending`): what sending it takes."""
-    id: int
-    subscription: str
-    channel: str
-    target: str
-    period: str
-    attempts: int
-
-
-_CLAIM_COLUMNS = [getattr(DigestRow.__table__.c, name) for name in Claim.__slots__]
 
 
 @dataclass
@@ -74,13 +78,19 @@ class ChannelCounts:
 
 
 class Ledger:
-    """The digest ledger of one Store."""
+    """The digest ledger of one Store; one Ledger per send pass (its claims carry its token)."""
 
-    def __init__(self, store: Store, lease: timedelta = LEASE):
-        self.store, self.lease = store, lease
+    def __init__(self, store: Store, lease: timedelta = LEASE, *, clock: Callable[[], datetime] = utcnow,
+                 record_budget: float | None = None):
+        self.store, self.lease, self.clock = store, lease, clock
+        self.record_budget = RECORD_BUSY_TIMEOUTS * store.busy_timeout if record_budget is None else record_budget
+        self.token = uuid.uuid4().hex
+        self.lost: set[int] = set()  # digests another sender took over from this one
+        self._held: set[int] = set()  # claimed, not yet recorded: renewed together
+        self._expires: datetime | None = None  # when the earliest of their leases runs out
         self._conn: Connection | None = None
-        self._sent: list[_Prepared] | None = None
-        self._pending: tuple[int, str, datetime] | None = None  # a sent digest not yet committed
+        self._sent: list[Prepared] | None = None
+        self._pending: tuple[dict, str] | None = None  # a sent digest not yet committed, and its target
 
     @contextmanager
     def _hot(self, doing: str) -> Iterator[Connection]:
@@ -100,48 +110,122 @@ class Ledger:
 
     def _close_connection(self) -> None:
         if self._conn is not None:
-            self._conn.info.pop("write", None)  # the pool hands this connection out again
-            self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            conn.info.pop("write", None)  # the pool hands this connection out again
+            try:
+                conn.close()
+            except DBAPIError:  # a connection broken by the error being handled: the pool drops it
+                pass
+
+    def _mine(self):
+        """The rows this sender may write: its own claims (and rows nobody ever claimed)."""
+        return or_(DigestRow.claimed_by == self.token, DigestRow.claimed_by.is_(None))
 
     def claim_batch(self, now: datetime, limit: int = 100) -> list[Claim]:
-        """Take up to `limit` due digests for this sender (oldest first); nobody else gets them."""
+        """Take up to `limit` digests due at `now` (oldest first); nobody else gets them while this
+        sender renews their lease (`hold`)."""
         self.settle()
         with self.store.write() as w:
-            ids = list(_core(w, _CANDIDATES, {"now": now, "limit": limit}).scalars())
+            ids = list(core(w, CANDIDATES, {"now": now, "limit": limit}).scalars())
             if not ids:
                 return []
-            claimed = _core(w, _CLAIM, {"ids": ids, "now": now, "lease_until": now + self.lease}).all()
+            until = self.clock() + self.lease  # from now, not from the pass's start: never born expired
+            claimed = core(w, CLAIM, {"ids": ids, "now": now, "lease_until": until, "token": self.token}).all()
+        self._hold_new([row.id for row in claimed], until)
         return sorted((Claim(*row) for row in claimed), key=lambda claim: claim.id)
 
     def claim(self, digest_id: int, now: datetime) -> bool:
         """Take one digest; False when another sender has it or it is not due."""
         self.settle()
         with self.store.write() as w:
-            result = _core(w, update(DigestRow).where(DigestRow.id == digest_id, _due(now))
-                                       .values(status="sending", lease_until=now + self.lease))
-            return result.rowcount == 1
+            until = self.clock() + self.lease
+            result = core(w, update(DigestRow).where(DigestRow.id == digest_id, due(now))
+                                       .values(status="sending", lease_until=until, claimed_by=self.token))
+            if result.rowcount != 1:
+                return False
+        self._hold_new([digest_id], until)
+        return True
+
+    def _hold_new(self, ids: list[int], until: datetime) -> None:
+        self._expires = until if not self._held or self._expires is None else min(self._expires, until)
+        self._held.update(ids)
+
+    def hold(self, digest_id: int) -> bool:
+        """Call before sending a claimed digest: renews the claims when less than half their lease
+        remains; False when another sender has taken this digest over (do not send it)."""
+        if digest_id in self._held and self._expires is not None and \
+                self._expires - self.clock() < self.lease / 2:
+            self.renew()
+        return digest_id in self._held
+
+    def renew(self) -> None:
+        """Extend the lease of every digest this sender still holds, in one fenced UPDATE."""
+        self.settle()
+        if not self._held:
+            return
+        with self.store.write() as w:
+            until = self.clock() + self.lease
+            kept = set(core(w, self._renewal(self._held).values(lease_until=until).returning(DigestRow.id)).scalars())
+        for digest_id in sorted(self._held - kept):
+            log.warning("digest %d was taken over by another sender after its lease ran out; not sending it "
+                        "here (%s)", digest_id, STALLED)
+        self._held, self._expires = kept, until
+
+    @contextmanager
+    def kept_alive(self) -> Iterator[None]:
+        """Renew this sender's claims in the background, every third of the lease, while the block
+        runs: one exchange slower than the lease (a relay may take minutes to answer DATA) must not
+        let another sender take the digest over. `hold` still notices a take-over (a stalled process)."""
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(stop,), name="digestbot-claims", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.lease.total_seconds() / 3):
+            held = self._held.copy()  # the send pass changes the set meanwhile
+            if not held:
+                continue
+            try:  # its own connection: the pass's connection and its pending record are the pass's
+                with self.store.write() as w:
+                    until = self.clock() + self.lease
+                    core(w, self._renewal(held).values(lease_until=until))
+                self._expires = until
+            except StoreError as exc:
+                log.warning("could not renew the claims of this send pass (%s); trying again", exc)
+
+    def _renewal(self, ids: set[int]):
+        return update(DigestRow).where(DigestRow.id.in_(sorted(ids)), DigestRow.status == "sending",
+                                       DigestRow.claimed_by == self.token)
 
     def release(self, ids: list[int], next_try: datetime) -> None:
         """Give back claimed digests that were not attempted (their channel went down first)."""
         self.settle()
         if ids:
             with self.store.write() as w:
-                _core(w, update(DigestRow).where(DigestRow.id.in_(ids), DigestRow.status == "sending")
+                core(w, update(DigestRow).where(DigestRow.id.in_(ids), DigestRow.status == "sending", self._mine())
                                   .values(status="pending", lease_until=None, next_try=next_try))
+            self._held.difference_update(ids)
 
-    def sent(self, digest_id: int, server_id: str, now: datetime) -> None:
+    def sent(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
         """The server accepted it: `server_id` is the Message-ID or the Slack ts."""
         self.settle()
-        self._record_sent(digest_id, server_id, now)
+        self._record_sent(self._sent_values(digest_id, server_id, now), target)
 
-    def sent_soon(self, digest_id: int, server_id: str, now: datetime) -> None:
+    def sent_soon(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
         """Like `sent`, committed by the next `settle()`: the send pass settles while the next
         message's first SMTP command is with the server (Channel.send_after), so the commit costs no
         extra time. Still at most one accepted digest unrecorded: the next message is handed over
         only after `settle()`, and every other ledger call (and `close`) settles first."""
         self.settle()
-        self._pending = (digest_id, server_id, now)
+        self._pending = (self._sent_values(digest_id, server_id, now), target)
+
+    def _sent_values(self, digest_id: int, server_id: str, now: datetime) -> dict:
+        return {"digest": digest_id, "server_id": server_id, "now": now, "token": self.token}
 
     def settle(self) -> None:
         """Commit the digest `sent_soon` recorded, if any."""
@@ -149,19 +233,44 @@ class Ledger:
         if pending is not None:
             self._record_sent(*pending)
 
-    def _record_sent(self, digest_id: int, server_id: str, now: datetime) -> None:
+    def _record_sent(self, values: dict, target: str) -> None:
+        """Record an accepted message, trying again with growing pauses while the database is busy
+        or full: giving up means the next run sends it again, so it is worth a wait."""
+        deadline, pause = time.monotonic() + self.record_budget, RECORD_PAUSE
+        while True:
+            try:
+                return self._write_sent(values)
+            except StoreError as exc:
+                self._close_connection()  # a fresh connection for the next try
+                if time.monotonic() + pause > deadline:
+                    raise StoreError(_unrecorded(values, target, self.record_budget, exc)) from None
+                if pause == RECORD_PAUSE:
+                    log.warning("recording digest %d as sent failed (%s); trying again for up to %.0f s",
+                                values["digest"], exc, self.record_budget)
+                time.sleep(pause)
+                pause = min(pause * 2, RECORD_PAUSE_MAX)
+
+    def _write_sent(self, values: dict) -> None:
         """The hot path of a send pass: statements compiled once and run on the driver's cursor
         (SQLAlchemy's per-statement bookkeeping cost more than the SQLite commit); one commit."""
-        values = {"digest": digest_id, "server_id": server_id, "now": now}
         with self._hot("record a sent digest") as conn:
             if self._sent is None:
-                self._sent = [_Prepared(statement, conn.dialect) for statement in (_SENT_DIGEST, _SENT_DELIVERIES)]
+                self._sent = [Prepared(statement, conn.dialect) for statement in (SENT_DIGEST, SENT_DELIVERIES)]
             cursor = conn.connection.dbapi_connection.cursor()
             try:
-                for prepared in self._sent:
-                    prepared.run(cursor, values, conn.dialect)
+                digest, deliveries = self._sent
+                if digest.run(cursor, values, conn.dialect) == 1:
+                    deliveries.run(cursor, values, conn.dialect)
+                else:
+                    self._taken_over(values["digest"], "it may arrive twice, with the same Message-ID")
             finally:
                 cursor.close()
+        self._held.discard(values["digest"])
+
+    def _taken_over(self, digest_id: int, consequence: str) -> None:
+        log.warning("digest %d was taken over by another sender after its lease ran out; %s (%s)",
+                    digest_id, consequence, STALLED)
+        self.lost.add(digest_id)
 
     def failed(self, row: Claim, error: str, now: datetime, *, permanent: bool) -> datetime | None:
         """Record a failed attempt; the next try time, or None when it will not be retried."""
@@ -173,28 +282,36 @@ class Ledger:
             return None
         retry_at = now + backoff(attempts)
         with self.store.write() as w:
-            _core(w, update(DigestRow).where(DigestRow.id == row.id).values(
-                status="pending", next_try=retry_at, last_error=error, lease_until=None, attempts=attempts))
+            n = core(w, update(DigestRow).where(DigestRow.id == row.id, self._mine()).values(
+                status="pending", next_try=retry_at, last_error=error, lease_until=None, attempts=attempts)).rowcount
+        self._written(row.id, n)
         return retry_at
 
     def _finish(self, digest_id: int, status: str, **values) -> None:
         self.settle()
         with self.store.write() as w:
-            _core(w, update(DigestRow).where(DigestRow.id == digest_id)
-                              .values(status=status, lease_until=None, **values))
-            _core(w, update(DeliveryRow).where(DeliveryRow.digest_id == digest_id).values(status=status))
+            n = core(w, update(DigestRow).where(DigestRow.id == digest_id, self._mine())
+                                  .values(status=status, lease_until=None, **values)).rowcount
+            if n:
+                core(w, update(DeliveryRow).where(DeliveryRow.digest_id == digest_id).values(status=status))
+        self._written(digest_id, n)
+
+    def _written(self, digest_id: int, rowcount: int) -> None:
+        self._held.discard(digest_id)
+        if rowcount == 0:
+            self._taken_over(digest_id, "its failure is left to that sender")
 
     def retry_now(self, now: datetime, *, failed: bool = False) -> int:
         """Make pending digests due now; with `failed`, give failed ones a new chance too."""
         self.settle()
         with self.store.write() as w:
-            n = _core(w, update(DigestRow).where(DigestRow.status == "pending")
+            n = core(w, update(DigestRow).where(DigestRow.status == "pending")
                                   .values(next_try=now)).rowcount
             if failed:
-                ids = list(_core(w, select(DigestRow.id).where(DigestRow.status == "failed")).scalars())
-                n += _core(w, update(DigestRow).where(DigestRow.id.in_(ids))
+                ids = list(core(w, select(DigestRow.id).where(DigestRow.status == "failed")).scalars())
+                n += core(w, update(DigestRow).where(DigestRow.id.in_(ids))
                                        .values(status="pending", next_try=now, attempts=0)).rowcount
-                _core(w, update(DeliveryRow).where(DeliveryRow.digest_id.in_(ids))
+                core(w, update(DeliveryRow).where(DeliveryRow.digest_id.in_(ids))
                                   .values(status="pending"))
             return n
 
@@ -228,44 +345,12 @@ class Ledger:
             return s.get(DigestRow, digest_id)
 
 
-# Built once (the send pass claims a batch every hundred digests; building them cost more than the SQL).
-_CANDIDATES = (select(DigestRow.id).where(_due(bindparam("now"))).order_by(DigestRow.id).limit(bindparam("limit"))
-               .with_for_update(skip_locked=True))
-_CLAIM = (update(DigestRow).where(DigestRow.id.in_(bindparam("ids", expanding=True)), _due(bindparam("now")))
-          .values(status="sending", lease_until=bindparam("lease_until")).returning(*_CLAIM_COLUMNS))
-_SENT_DIGEST = update(DigestRow).where(DigestRow.id == bindparam("digest")).values(
-    status="sent", message_id=bindparam("server_id"), sent_at=bindparam("now"), last_error=None, lease_until=None,
-    attempts=DigestRow.attempts + 1)
-_SENT_DELIVERIES = update(DeliveryRow).where(DeliveryRow.digest_id == bindparam("digest")).values(status="sent")
-
-
-class _Prepared:
-    """A statement compiled once for one dialect, run on a DBAPI cursor with SQLAlchemy's own bind
-    processing (datetimes stored exactly as the ORM stores them) and its error classes."""
-
-    def __init__(self, statement, dialect: Dialect):
-        self.compiled = statement.compile(dialect=dialect)
-        self.order = self.compiled.positiontup if self.compiled.positional else None
-        processors = ((name, bind.type.dialect_impl(dialect).bind_processor(dialect))
-                      for name, bind in self.compiled.binds.items())
-        self.processors = {name: process for name, process in processors if process is not None}
-
-    def run(self, cursor, values: dict, dialect: Dialect) -> None:
-        params = self.compiled.construct_params(values)
-        for name, process in self.processors.items():
-            if name in params:  # `binds` also names the anonymous originals of renamed parameters
-                params[name] = process(params[name])
-        args = [params[name] for name in self.order] if self.order is not None else params
-        try:
-            cursor.execute(self.compiled.string, args)
-        except dialect.dbapi.Error as exc:  # as SQLAlchemy would raise it, so Store._guard explains it
-            raise DBAPIError.instance(self.compiled.string, args, exc, dialect.dbapi.Error) from exc
-
-
-def _core(w, statement, params=None):
-    """Run a statement on the transaction's connection, skipping the ORM's bookkeeping (which cost
-    more than the SQLite commit itself; the ledger never holds ORM objects of these rows)."""
-    return w.session.connection().execute(statement, params)
+def _unrecorded(values: dict, target: str, budget: float, exc: StoreError) -> str:
+    return (f"the server accepted digest {values['digest']}{f' for {target}' if target else ''} (Message-ID "
+            f"{values['server_id']}), but it could not be recorded as sent within {budget:.3g} s: {exc}. A later "
+            f"run will send it again once this pass's claim on it runs out (bot.send_lease), so it may arrive twice "
+            f"(with the same Message-ID). Free disk space, or stop the process holding the database; this pass "
+            f"stopped here")
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -145,19 +146,33 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
             ctx.store.open_digests(sub.id, due, period.key, now, allow_empty=sub.send_empty)
 
 
+_ONE_PASS = threading.Lock()  # the daemon's jobs run in threads (scheduler.py): one send pass at a time
+
+
 def send_due(ctx: Context, now: datetime) -> SendResult:
-    """Open the digests whose period has come, then claim and send every due one, batch by batch."""
+    """Open the digests whose period has come, then claim and send every due one, batch by batch.
+
+    A second caller in this process waits for the running pass instead of skipping its own: it may
+    have opened new instant digests. Two passes at once would race each other for no gain."""
+    with _ONE_PASS:
+        return _send_pass(ctx, now)
+
+
+def _send_pass(ctx: Context, now: datetime) -> SendResult:
     open_due_digests(ctx, now)
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
-    result = SendResult()
+    result, sent_ids = SendResult(), []
     with ExitStack() as stack:
         stack.callback(ledger.close)
+        stack.enter_context(ledger.kept_alive())
         channels = _Channels(ctx, stack)
         contents = Contents(ctx, now)
         while batch := ledger.claim_batch(now):
             contents.load(batch)
             for row in batch:
+                if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
+                    continue
                 sub = subscriptions.get(row.subscription)
                 if sub is None:
                     log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
@@ -166,8 +181,12 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
                 elif row.channel in channels.down:
                     ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
                     result.deferred += 1
-                else:
-                    _send_one(ctx, ledger, row, sub, channels, contents, now, result)
+                elif _send_one(ctx, ledger, row, sub, channels, contents, now, result):
+                    sent_ids.append(row.id)
+    if ledger.lost:  # another sender took these over: theirs to count
+        result.sent = [sent for sent, digest_id in zip(result.sent, sent_ids, strict=True)
+                       if digest_id not in ledger.lost]
+    ctx.store.checkpoint()
     if result.deferred:
         log.error("%d digests were not attempted because their channel is down (%s); they stay pending for "
                   "the next run", result.deferred, ", ".join(sorted(channels.down)))
@@ -188,7 +207,8 @@ class _Channels:
         return self.open[kind]
 
 def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig, channels: _Channels,
-              contents: Contents, now: datetime, result: SendResult) -> None:
+              contents: Contents, now: datetime, result: SendResult) -> bool:
+    """Send one claimed digest and record the outcome; True when the server accepted it."""
     try:
         content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
         # The previous digest's `sent` commit runs during this exchange (ledger.sent_soon).
@@ -200,19 +220,20 @@ def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig,
         if exc.unreachable:
             channels.down.add(row.channel)
         _failed(ledger, row, sub, str(exc), now, result, permanent=exc.permanent)
-        return
+        return False
     except DigestbotError as exc:  # e.g. a secret variable missing when opening the channel
         channels.down.add(row.channel)
         _failed(ledger, row, sub, str(exc), now, result, permanent=False)
-        return
+        return False
     except Exception as exc:  # a template or data bug must not stop the other digests
         log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, sub.name)
         _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
-        return
+        return False
     _fault_injection_kill_after_send()
-    ledger.sent_soon(row.id, sent_id, now)
+    ledger.sent_soon(row.id, sent_id, now, target=row.target)
     log.info("sent %r (%d papers) to %s by %s as %s", sub.name, content.papers, row.target, row.channel, sent_id)
     result.sent.append((sub.name, row.channel, row.target, content.papers))
+    return True
 
 
 def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now: datetime,

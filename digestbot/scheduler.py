@@ -3,7 +3,9 @@ and a watcher that applies config edits without a restart.
 
 Job defaults matter (FIELD-NOTES): APScheduler drops a run more than `misfire_grace_time` late (1 s by
 default) — a digest must not vanish because the machine was busy, so we allow hours. Sending is
-idempotent in our own tables, so a job that runs twice cannot send twice.
+idempotent in our own tables, so a job that runs twice cannot send twice. Jobs run in threads, and
+`max_instances` holds per job only: the poll jobs and the send jobs all call pipeline.send_due, which
+runs one pass at a time (a second waits for the first).
 """
 from __future__ import annotations
 

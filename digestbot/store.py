@@ -1,8 +1,9 @@
 """The database: opening it (pragmas, guards against a busy or damaged file) and the Store API.
 
 The tables are in tables.py, one write transaction's operations in writer.py, the send-side ledger in
-ledger.py, making the schema whole at once (and the installation id) in schema.py; these five modules are
-the only ones that touch SQLAlchemy/SQLModel.
+ledger.py (its SQL in ledger_sql.py), making the schema whole at once (and the installation id) in
+schema.py, new columns and the write-ahead log in store_upkeep.py: these are the only modules that
+touch SQLAlchemy/SQLModel.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
 timeout instead of failing when a read transaction upgrades to a write.
@@ -23,6 +24,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 from . import schema
 from .errors import StoreError
 from .models import Hit, Match, Paper, SourceMemory
+from .store_upkeep import add_missing_columns, checkpoint_wal
 from .tables import (_DIGEST_PAPERS, _MATCHES_OF, OBSOLETE_INDEXES, DeliveryRow, DigestRow, MatchRow, PaperRow,
                      SourceState, _aware, paper_from_row)
 from .writer import Writer
@@ -42,8 +44,7 @@ class Store:
     """Open with `Store(url)`; `Store.create(url)` makes the tables (used by init/first run)."""
 
     def __init__(self, url: str, *, busy_timeout: float = 10.0):
-        self.url = url
-        self.busy_timeout = busy_timeout
+        self.url, self.busy_timeout = url, busy_timeout
         self.engine = create_engine(url, connect_args=_connect_args(url, busy_timeout))
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine, busy_timeout)
@@ -106,6 +107,7 @@ class Store:
         store = cls(url, busy_timeout=busy_timeout)
         store.verify()
         store._add_missing_tables()
+        store._add_missing_columns()
         store._update_indexes()
         return store
 
@@ -154,6 +156,14 @@ class Store:
                     for name in obsolete:
                         conn.exec_driver_sql(f"DROP INDEX {name}")
 
+    def _add_missing_columns(self) -> None:
+        with self._guard("add the columns of this version"):
+            add_missing_columns(self.engine)
+
+    def checkpoint(self) -> None:
+        """Truncate SQLite's write-ahead log (at the end of a send pass; see store_upkeep.py)."""
+        checkpoint_wal(self.engine, self.busy_timeout)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -164,7 +174,8 @@ class Store:
         except OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreError(f"database busy: another process held {self._where()} longer than the busy "
-                                 f"timeout while trying to {doing}; nothing was changed, try again") from None
+                                 f"timeout while this one tried to {doing}, so that was not done: stop the other "
+                                 f"process (or raise bot.busy_timeout) and try again") from None
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig}") from None
         except DatabaseError as exc:
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig} (is it a digestbot database? "

@@ -103,6 +103,9 @@ class DigestRow(SQLModel, table=True):
     attempts: int = 0
     next_try: datetime | None = None
     lease_until: datetime | None = None
+    # The token of the sender that claimed it last (ledger.py): `sent`/`failed` are written only by
+    # the holder of the claim, so a sender whose lease ran out cannot overwrite the one that took over.
+    claimed_by: str | None = None
     last_error: str | None = None
     message_id: str | None = None
     created: datetime

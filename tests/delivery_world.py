@@ -14,6 +14,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,3 +135,54 @@ class _StoppingHandler(_SmtpHandler):
                 owner.stopper.start()
             return "421 4.3.2 Service shutting down"
         return await super().handle_DATA(server, session, envelope)
+
+
+class HookedSmtpServer(SmtpServer):
+    """Accepts everything, each DATA after `delay` seconds (a slow relay), and calls `after_accept(n)`
+    once the n-th message is stored, before the client hears 250 (to start a fault at that moment)."""
+
+    def __init__(self, delay: float = 0.0, after_accept: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self.delay, self.after_accept = delay, after_accept
+        self.data_started = 0  # DATA commands the server has begun to answer
+
+    def start(self) -> "HookedSmtpServer":
+        self._controller = Controller(_HookedHandler(self), hostname=self.host, port=self.port)
+        self._controller.start()
+        return self
+
+    def wait_for(self, count: int, *, started: bool = False, timeout: float = 120.0) -> None:
+        """Until `count` messages have arrived (or, with `started`, are being answered): a wait for
+        an event, not a timing assertion."""
+        deadline = time.monotonic() + timeout
+        while (self.data_started if started else len(self.received)) < count:
+            assert time.monotonic() < deadline, f"only {len(self.received)} of {count} messages arrived"
+            time.sleep(0.05)
+
+
+class _HookedHandler(_SmtpHandler):
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        owner = self.owner
+        owner.data_started += 1
+        if owner.delay:
+            await asyncio.sleep(owner.delay)
+        reply = await super().handle_DATA(server, session, envelope)
+        if owner.after_accept is not None:
+            owner.after_accept(len(owner.received))
+        return reply
+
+
+def hold_write_lock(db: Path, seconds: float) -> threading.Thread:
+    """Another process's write transaction on the SQLite file: BEGIN IMMEDIATE now, ROLLBACK after
+    `seconds` (in a thread). Join the thread to wait for the release."""
+    blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread

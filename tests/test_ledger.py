@@ -67,7 +67,7 @@ def test_two_senders_never_claim_the_same_digest(url):
 def test_a_digest_left_sending_by_a_crash_is_due_again_after_its_lease(url):
     store = Store(url)
     [digest_id] = seed(store, 1)
-    ledger = Ledger(store, lease=timedelta(minutes=10))
+    ledger = Ledger(store, lease=timedelta(minutes=10), clock=lambda: NOW)  # a lease runs from the claim
     assert [r.id for r in ledger.claim_batch(NOW)] == [digest_id]
     # the sender dies here: nobody marks it sent or failed
     assert ledger.claim_batch(NOW + timedelta(minutes=9)) == []

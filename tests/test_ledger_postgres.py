@@ -83,7 +83,7 @@ def test_concurrent_senders_on_postgresql_claim_each_digest_once(store, pg_url):
 
 def test_lease_sent_and_failed_on_postgresql(store):
     first, second = seed(store, 2)
-    ledger = Ledger(store, lease=timedelta(minutes=10))
+    ledger = Ledger(store, lease=timedelta(minutes=10), clock=lambda: NOW)  # a lease runs from the claim
     assert [r.id for r in ledger.claim_batch(NOW)] == [first, second]
     assert ledger.claim_batch(NOW + timedelta(minutes=5)) == []
     ledger.sent(first, "<digest-1@x>", NOW)
