@@ -39,6 +39,9 @@ class Live:
     def __init__(self, ctx: pipeline.Context, rebuild: Callable[[config_module.Config], pipeline.Context]):
         self.ctx, self.rebuild = ctx, rebuild
         self.seen = _fingerprint(ctx.config.path)
+        # Sources whose latest poll found this machine's clock wrong: no send job acts on that clock
+        # (it would open digests of periods that have not come) until a poll of each agrees again.
+        self.clock_wrong: set[str] = set()
 
     def reload_if_changed(self, scheduler: BaseScheduler) -> bool:
         fingerprint = _fingerprint(self.ctx.config.path)
@@ -47,10 +50,11 @@ class Live:
         self.seen = fingerprint  # report a bad edit once, not every few seconds
         try:
             config = config_module.load(self.ctx.config.path)
+            moved = config.database_url != self.ctx.config.database_url  # database_env may name a missing variable
         except ConfigError as exc:
             log.error("config change NOT applied; still running the last good config:\n%s", "\n".join(exc.problems))
             return False
-        if config.database_url != self.ctx.config.database_url:
+        if moved:
             log.warning("bot.database changed: restart digestbot to use the new database; keeping the old one")
         self.ctx = self.rebuild(config)
         schedule_jobs(scheduler, self)
@@ -66,12 +70,20 @@ def _fingerprint(path) -> str | None:
 
 
 def poll_job(live: Live, name: str) -> None:
-    if pipeline.poll(live.ctx, name, now()).clock_wrong:
+    result = pipeline.poll(live.ctx, name, now())
+    if result.clock_wrong:
+        live.clock_wrong.add(name)
         return  # logged by poll; a send would open digests by a clock known to be wrong
+    if result.error is None:
+        live.clock_wrong.discard(name)
     send_job(live)
 
 
 def send_job(live: Live) -> None:
+    if live.clock_wrong:
+        log.error("not sending: the latest poll of %s found this machine's clock wrong; sending resumes once "
+                  "a poll agrees with the servers' clocks", ", ".join(sorted(live.clock_wrong)))
+        return
     result = pipeline.send_due(live.ctx, now())
     if result.sent or result.failed:
         log.info("sent %d digests, %d failed", len(result.sent), len(result.failed))

@@ -151,11 +151,14 @@ def test_the_daemon_poll_job_skips_its_send_when_the_clock_is_wrong(tmp_path, ca
         ctx = cli.build_context(config, Http(sleep=lambda s: None, timeout=5))
         assert pipeline.poll(ctx, "search", datetime.now(UTC)).new == 6  # matched: a digest is due
         server.offset = -timedelta(days=8)
-        scheduler.poll_job(scheduler.Live(ctx, lambda new: ctx), "search")
+        live = scheduler.Live(ctx, lambda new: ctx)
+        scheduler.poll_job(live, "search")
         assert outbox(tmp_path) == []  # old code: the job's send went ahead on the wrong clock
         assert "this machine's clock says" in caplog.text
+        scheduler.send_job(live)  # the schedule's and the retries' send jobs wait for a right clock too
+        assert outbox(tmp_path) == [] and "not sending: the latest poll of search" in caplog.text
         server.offset = timedelta(0)
-        scheduler.poll_job(scheduler.Live(ctx, lambda new: ctx), "search")
+        scheduler.poll_job(live, "search")
         assert len(outbox(tmp_path)) == 1
 
 

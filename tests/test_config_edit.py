@@ -195,3 +195,17 @@ period = "week"
     caplog.clear()
     assert not live.reload_if_changed(sched)  # the same bad file is reported once
     assert caplog.text == ""
+
+
+def test_live_reload_of_a_database_env_whose_variable_is_missing_keeps_the_last_good_config(path, caplog,
+                                                                                          monkeypatch):
+    ctx = build_context(config_module.load(path))
+    live = scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store))
+    sched = scheduler.build(live)
+    monkeypatch.delenv("DIGESTBOT_TEST_NO_SUCH_DATABASE", raising=False)
+    text = path.read_text()
+    path.write_text(text.replace("[bot]\n", '[bot]\ndatabase_env = "DIGESTBOT_TEST_NO_SUCH_DATABASE"\n', 1))
+    with caplog.at_level(logging.ERROR):
+        assert not live.reload_if_changed(sched)  # old code: the watcher job raised ConfigError instead
+    assert "NOT applied" in caplog.text and "DIGESTBOT_TEST_NO_SUCH_DATABASE" in caplog.text
+    assert live.ctx is ctx
