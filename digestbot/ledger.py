@@ -106,7 +106,21 @@ class Ledger:
         try:
             self.settle()
         finally:
-            self._close_connection()
+            try:
+                self._give_back_unfinished()
+            finally:
+                self._close_connection()
+
+    def _give_back_unfinished(self) -> None:
+        """Claims a pass that stopped early (an error) never finished are due again at once, instead
+        of waiting `sending` until their lease runs out; a database too broken to say so leaves that
+        to the lease."""
+        if not self._held:
+            return
+        try:
+            self.release(sorted(self._held), next_try=self.clock())
+        except StoreError as exc:
+            log.warning("%d claimed digests stay `sending` until their lease runs out: %s", len(self._held), exc)
 
     def _close_connection(self) -> None:
         if self._conn is not None:
@@ -348,8 +362,7 @@ class Ledger:
 def _unrecorded(values: dict, target: str, budget: float, exc: StoreError) -> str:
     return (f"the server accepted digest {values['digest']}{f' for {target}' if target else ''} (Message-ID "
             f"{values['server_id']}), but it could not be recorded as sent within {budget:.3g} s: {exc}. A later "
-            f"run will send it again once this pass's claim on it runs out (bot.send_lease), so it may arrive twice "
-            f"(with the same Message-ID). Free disk space, or stop the process holding the database; this pass "
+            f"run will send it again, so it may arrive twice (with the same Message-ID). Free disk space, or stop the process holding the database; this pass "
             f"stopped here")
 
 

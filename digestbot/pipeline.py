@@ -212,8 +212,8 @@ def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig,
     try:
         content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
         # The previous digest's `sent` commit runs during this exchange (ledger.sent_soon).
-        sent_id = channels.get(row.channel).send_after(content.message, envelope(ctx.config, row, sub, ctx.store.installation),
-                                                       settle=ledger.settle)
+        own = envelope(ctx.config, row, sub, ctx.store.installation)
+        sent_id = channels.get(row.channel).send_after(content.message, own, settle=ledger.settle)
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:

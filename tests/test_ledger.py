@@ -233,3 +233,14 @@ def test_a_database_from_an_older_version_gets_todays_indexes_and_keeps_its_rows
     assert {"ix_digest_active", "ix_delivery_waiting"} <= names
     assert not {"ix_digest_status", "ix_delivery_status"} & names
     assert [r.id for r in Ledger(reopened).claim_batch(NOW)] == [1, 2, 3]  # the rows are all there
+
+
+def test_claims_a_pass_never_finished_are_given_back_when_it_closes(url):
+    store = Store(url)
+    ids = seed(store, 3)
+    stopped = Ledger(store, clock=lambda: NOW)
+    first, *_ = stopped.claim_batch(NOW)
+    stopped.sent(first.id, "<m1>", NOW)
+    stopped.close()  # the pass stopped here (an error): two claims never attempted
+    assert [r.id for r in Ledger(store).claim_batch(NOW)] == ids[1:]  # due again now, not after the lease
+    assert Ledger(store).get(first.id).status == "sent"
