@@ -82,3 +82,59 @@ def test_the_write_ahead_log_is_truncated_when_a_pass_ends(tmp_path):
         result = pipeline.send_due(ctx, utcnow())
     assert len(result.sent) == len(recipients)
     assert wal.stat().st_size == 0  # the store is still open: the log was truncated, not removed
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MB file system (tmpfs), so that "disk full" is the kernel's ENOSPC, not a simulation."""
+    import os
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk) -> "os.PathLike":
+    """Fill the file system to its last byte; the filler file, to delete to make room again."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        for size in (65536, 512, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def test_a_full_disk_at_the_sent_record_is_waited_out_and_nothing_arrives_twice(small_disk):
+    """The disk fills up the moment the server accepts the first message, and has room again 3 s later:
+    today the record fails at once and the digest is sent again by the next run."""
+    import threading
+    import time
+
+    recipients = ["a@example.org", "b@example.org"]
+    with HookedSmtpServer() as smtp:
+        config = _config(small_disk, smtp.port, recipients, lease=600)
+        Store(config.database_url).create_tables()
+        ctx = build_context(config)
+        _seed_papers(ctx)
+
+        def full_for_a_while(n: int) -> None:
+            if n == 1:
+                filler = fill(small_disk)
+                threading.Thread(target=lambda: (time.sleep(3), filler.unlink())).start()
+
+        smtp.after_accept = full_for_a_while
+        first = pipeline.send_due(ctx, utcnow())
+        again = pipeline.send_due(ctx, utcnow())
+        ctx.store.close()
+    assert len(first.sent) == 2 and again.sent == [] and again.failed == []
+    assert received_by(smtp) == Counter(recipients)  # nobody got one twice
