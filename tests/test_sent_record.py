@@ -16,7 +16,7 @@ from digestbot import pipeline
 from digestbot.cli import build_context
 from digestbot.errors import StoreError
 from digestbot.ledger import Ledger
-from digestbot.store import Store, utcnow
+from digestbot.store import WAL_LIMIT, Store, utcnow
 from test_send_lease import _config, _seed_papers
 
 
@@ -79,9 +79,27 @@ def test_the_write_ahead_log_is_truncated_when_a_pass_ends(tmp_path):
         _seed_papers(ctx)
         wal = tmp_path / "state.db-wal"
         assert wal.exists() and wal.stat().st_size > 0  # the seed's commits are in it
+        ctx.store.wal_limit = 0  # as if the log had grown past WAL_LIMIT (~40 MB)
         result = pipeline.send_due(ctx, utcnow())
     assert len(result.sent) == len(recipients)
     assert wal.stat().st_size == 0  # the store is still open: the log was truncated, not removed
+
+
+def test_a_small_write_ahead_log_is_left_to_sqlites_own_checkpoints(tmp_path):
+    recipients = [f"w{i}@example.org" for i in range(5)]
+    with HookedSmtpServer() as smtp:
+        config = _config(tmp_path, smtp.port, recipients, lease=600)
+        Store(config.database_url).create_tables()
+        ctx = build_context(config)
+        _seed_papers(ctx)
+        pipeline.send_due(ctx, utcnow())
+    assert 0 < (tmp_path / "state.db-wal").stat().st_size <= WAL_LIMIT  # no ~50 ms checkpoint every pass
+
+
+def test_the_write_ahead_log_shrinks_back_after_sqlites_own_checkpoints(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'x.db'}") as store, store.read() as session:
+        limit = session.connection().exec_driver_sql("PRAGMA journal_size_limit").scalar()
+    assert limit == WAL_LIMIT
 
 
 @pytest.fixture
