@@ -100,7 +100,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args)
     url = config.database_url
     try:
-        Store.open_existing(url).close()
+        Store.open_existing(url, upgrade=False).close()  # init changes nothing in an existing database
         print(f"{dbstate.shown(url)}: already a digestbot database; nothing changed")
         return 0
     except DigestbotError as exc:

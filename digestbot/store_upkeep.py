@@ -17,12 +17,16 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DatabaseError
 
 from .errors import StoreError
 from .migrations import HEAD, REVISIONS
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x6469676573  # "diges": the advisory lock that serialises schema changes on PostgreSQL
@@ -121,7 +125,7 @@ def _upgrade_locked(engine: Engine, where: str) -> Revision | None:
                 check_known(found, where)
                 if found.newest:
                     return None
-                config = _alembic(conn)
+                config = alembic_config(conn)
                 from alembic import command
 
                 if found.recorded is None:
@@ -146,10 +150,10 @@ def stamp_head(conn: Connection) -> None:
     """Record a database just made from tables.py as being at the newest revision."""
     from alembic import command
 
-    command.stamp(_alembic(conn), "head")
+    command.stamp(alembic_config(conn), "head")
 
 
-def _alembic(conn: Connection):
+def alembic_config(conn: Connection | None) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -161,23 +165,33 @@ def _alembic(conn: Connection):
 def back_up(path: Path, revision: str, busy_timeout: float) -> Path:
     """A copy of the SQLite database at `path`, beside it, private like it (0600)."""
     copy = path.with_name(f"{path.name}.before-{revision}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}")
+    made = None
     try:
-        try:
-            os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:  # another process's copy, this second
-            copy = copy.with_name(f"{copy.name}-{os.getpid()}")
-            os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        made = copy = _new_private_file(copy)
         conn = sqlite3.connect(path, timeout=busy_timeout)
         try:
             conn.execute("VACUUM INTO ?", (str(copy),))
         finally:
             conn.close()
     except (OSError, sqlite3.Error) as exc:
-        copy.unlink(missing_ok=True)
+        if made is not None:
+            made.unlink(missing_ok=True)
         raise StoreError(f"cannot copy {path} to {copy} before upgrading its schema ({exc}), so it was not "
                          f"upgraded: the copy needs about as much free space as the database and a folder this "
                          f"user may write to") from None
     return copy
+
+
+def _new_private_file(path: Path) -> Path:
+    """An empty 0600 file at `path`, or at PATH-2, PATH-3 ... when another opener's copy took the name."""
+    for attempt in range(1, 100):
+        candidate = path if attempt == 1 else path.with_name(f"{path.name}-{attempt}")
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path} and 98 more names like it exist")
 
 
 def checkpoint_wal(engine: Engine, busy_timeout: float) -> None:
