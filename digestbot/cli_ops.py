@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     db.add_parser("current", help="show the schema revision and whether it is the newest (changes nothing)",
                   description="example: digestbot db current").set_defaults(func=cmd_db_current)
     db.add_parser("upgrade", help="upgrade the schema to this version's (any command does it on open; a SQLite "
-                  "file is copied first)", description="example: digestbot db upgrade").set_defaults(func=cmd_db_upgrade)
+                  "file is copied first)", description="example: digestbot db upgrade"
+                  ).set_defaults(func=cmd_db_upgrade)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -125,7 +126,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     with Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
         found = store.revision()
     print(f"{dbstate.shown(config.database_url)}: {describe(found)}")
-    return 0
+    return 0 if found.tables in migrations.REVISIONS else 1
 
 
 def describe(found: Revision) -> str:

@@ -21,17 +21,16 @@ from sqlalchemy import event, func, inspect, or_
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, create_engine, select
 
-from . import schema
+from . import schema, store_upkeep
 from .errors import StoreError
 from .models import Hit, Match, Paper, SourceMemory
-from . import store_upkeep
 from .store_upkeep import Revision, Upgraded, checkpoint_wal
-from .tables import (_DIGEST_PAPERS, _MATCHES_OF, DeliveryRow, DigestRow, MatchRow, PaperRow,
-                     SourceState, _aware, paper_from_row)
+from .tables import (_DIGEST_PAPERS, _MATCHES_OF, DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState,
+                     _aware, paper_from_row)
 from .writer import Writer
 
-__all__ = ["Store", "Writer", "StoreError", "Revision", "Upgraded", "DeliveryRow", "DigestRow", "MatchRow", "PaperRow", "SourceState",
-           "is_blank", "paper_from_row", "utcnow"]
+__all__ = ["Store", "Writer", "StoreError", "Revision", "Upgraded", "DeliveryRow", "DigestRow", "MatchRow",
+           "PaperRow", "SourceState", "is_blank", "paper_from_row", "utcnow"]
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list

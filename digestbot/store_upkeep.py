@@ -5,7 +5,10 @@ A database made before migrations has no alembic_version table: its tables tell 
 (`recognise`), it is stamped so, then upgraded. An upgrade runs in one write transaction, BEGIN
 IMMEDIATE on SQLite and under an advisory lock on PostgreSQL, and looks again once it holds the lock:
 of two processes opening an old database at once, one upgrades and the other finds it done. On SQLite a
-copy is made first with VACUUM INTO (the -wal file's content travels with it), 0600 beside the file.
+copy is made first with VACUUM INTO (the -wal file's content travels with it), 0600 beside the file;
+VACUUM cannot run inside the write transaction, so the copy is taken just before it: a write another
+process commits between the two is in the upgraded database only (the copy is for a failed upgrade).
+An opener that finds the work done once it holds the lock removes its copy.
 
 Like store.py, this is a module that imports SQLAlchemy; nothing outside the store modules does.
 """

@@ -277,3 +277,13 @@ def test_the_wheel_ships_the_migrations(tmp_path):
     assert {"digestbot/migrations/env.py", "digestbot/migrations/script.py.mako",
             "digestbot/migrations/versions/0001_release_1694ff9.py",
             "digestbot/migrations/versions/0002_claims_and_installation.py"} <= names
+
+
+def test_opening_a_database_at_the_newest_revision_reads_one_row_and_loads_no_alembic(tmp_path):
+    url = f"sqlite:///{tmp_path / 'digestbot.db'}"
+    Store(url).create_tables()
+    code = f"import sys; from digestbot.store import Store; Store.open_existing({url!r}).close(); " \
+           f"print('alembic' in sys.modules)"
+    opened = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (opened.returncode, opened.stdout.strip()) == (0, "False"), opened.stderr
