@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if daemon else logging.WARNING,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.verbose:
-        for noisy in ("httpx", "httpcore", "apscheduler.executors"):
+        for noisy in ("httpx", "httpcore", "apscheduler.executors", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # slack_sdk stays at WARNING even with -v: its DEBUG lines print each request's URL and body (an
     # incoming webhook's URL is its secret; bodies are subscribers' digests) and its INFO retry lines

@@ -1,4 +1,5 @@
-"""`digestbot status | init | retry | papers | sources check`: looking after a running installation.
+"""`digestbot status | init | retry | papers | sources check | db current | db upgrade`: looking after a
+running installation.
 
 Part of the command line (cli.py registers these and builds what they use).
 """
@@ -10,12 +11,12 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from . import dbstate, store as store_module
+from . import dbstate, migrations, store as store_module
 from .errors import DigestbotError
 from .http import Http
 from .ledger import Ledger
 from .sources import SourceOptions
-from .store import SourceState, Store
+from .store import Revision, SourceState, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
     check.add_argument("name")
     check.set_defaults(func=cmd_sources_check)
+
+    db = sub.add_parser("db", help="the database's schema revision").add_subparsers(dest="db_command", required=True)
+    db.add_parser("current", help="show the schema revision and whether it is the newest (changes nothing)",
+                  description="example: digestbot db current").set_defaults(func=cmd_db_current)
+    db.add_parser("upgrade", help="upgrade the schema to this version's (any command does it on open; a SQLite "
+                  "file is copied first)", description="example: digestbot db upgrade"
+                  ).set_defaults(func=cmd_db_upgrade)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -93,7 +101,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args)
     url = config.database_url
     try:
-        Store.open_existing(url).close()
+        Store.open_existing(url, upgrade=False).close()  # init changes nothing in an existing database
         print(f"{dbstate.shown(url)}: already a digestbot database; nothing changed")
         return 0
     except DigestbotError as exc:
@@ -108,6 +116,50 @@ def cmd_init(args: argparse.Namespace) -> int:
     create_store(config).close()
     print(f"created {dbstate.shown(url)}\nnext: `digestbot run --once --no-send` records what is listed today "
           f"without sending it; then `digestbot run`")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from .cli import load_config
+
+    config = load_config(args)
+    with Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
+        found = store.revision()
+    print(f"{dbstate.shown(config.database_url)}: {describe(found)}")
+    return 0 if found.tables in migrations.REVISIONS else 1
+
+
+def describe(found: Revision) -> str:
+    """The revision in words, and what `db upgrade` would do."""
+    names = migrations.REVISIONS
+    if found.tables not in names:
+        return f"revision {found.tables}, unknown to this digestbot (the newest it knows is {migrations.HEAD})"
+    said = f"revision {found.tables} ({names[found.tables]})"
+    if found.recorded is None:
+        said = f"no revision recorded (made before migrations); its tables are {said}"
+    if found.newest:
+        return f"{said}: the newest; nothing to upgrade"
+    todo = ", ".join(found.pending) or "nothing but recording the revision"
+    return (f"{said}; the newest is {migrations.HEAD}: `digestbot db upgrade` applies {todo} (any other command "
+            f"does so when it opens the database; a SQLite file is copied first)")
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .cli import load_config
+
+    config = load_config(args)
+    with Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
+        done = store.upgrade()
+    shown = dbstate.shown(config.database_url)
+    if done is None:
+        print(f"{shown}: already at revision {migrations.HEAD}, the newest; nothing changed")
+        return 0
+    if not done.before.pending:  # made before migrations, with the newest tables
+        print(f"{shown}: recorded revision {migrations.HEAD}, which its tables already had (made before migrations)")
+    else:
+        print(f"{shown}: upgraded from revision {done.before.tables} to {migrations.HEAD}")
+    if done.backup:
+        print(f"a copy from before the upgrade: {done.backup}")
     return 0
 
 

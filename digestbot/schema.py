@@ -10,7 +10,8 @@ Files that older versions left half-made are recognised by `is_blank` (a SQLite 
 anything); cli.open_store completes them unless the marker says the database was created and used.
 
 On PostgreSQL DDL is transactional: `complete` runs inside one transaction, under an advisory lock so
-that two processes completing the same database queue instead of colliding.
+that two processes completing the same database queue instead of colliding. A new database is made from
+tables.py and stamped with the newest Alembic revision (migrations/): it needs no upgrade.
 """
 from __future__ import annotations
 
@@ -29,21 +30,28 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 
 from .errors import StoreError
+from .store_upkeep import lock, stamp_head
 from .tables import InstallationRow
 
 INSTALLATION = SQLModel.metadata.tables[InstallationRow.__tablename__]
 
 log = logging.getLogger(__name__)
-LOCK_KEY = 0x6469676573  # "diges": the advisory lock that serialises schema changes on PostgreSQL
 CREATING = ".creating-"
 
 
 def complete(conn: Connection) -> None:
-    """Create what is missing (tables, their indexes, the installation row) in the caller's transaction
-    (on SQLite a BEGIN IMMEDIATE one, so that two processes take turns)."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
-    SQLModel.metadata.create_all(conn, checkfirst=True)
+    """A new database: today's tables, recorded as the newest revision, and the installation row, in the
+    caller's transaction (on SQLite a BEGIN IMMEDIATE one, so that two processes take turns). An existing
+    database only gets its installation row if it lacks one; its schema is upgraded on open
+    (store_upkeep.upgrade)."""
+    lock(conn)
+    tables = set(inspect(conn).get_table_names())
+    if "paper" not in tables:
+        SQLModel.metadata.create_all(conn, checkfirst=True)
+        stamp_head(conn)
+        tables.add(INSTALLATION.name)
+    if INSTALLATION.name not in tables:
+        return
     row = {"slot": 1, "id": uuid4().hex[:12], "created": datetime.now(timezone.utc)}
     dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(conn.dialect.name)
     if dialect is not None:

@@ -1,9 +1,9 @@
 """The database: opening it (pragmas, guards against a busy or damaged file) and the Store API.
 
 The tables are in tables.py, one write transaction's operations in writer.py, the send-side ledger in
-ledger.py (its SQL in ledger_sql.py), making the schema whole at once (and the installation id) in
-schema.py, new columns and the write-ahead log in store_upkeep.py: these are the only modules that
-touch SQLAlchemy/SQLModel.
+ledger.py (its SQL in ledger_sql.py), making a new database whole at once (and the installation id) in
+schema.py, upgrading an older one (Alembic, migrations/) and the write-ahead log in store_upkeep.py:
+these are the only modules that touch SQLAlchemy/SQLModel.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
 timeout instead of failing when a read transaction upgrades to a write.
@@ -19,18 +19,18 @@ from typing import Iterator
 
 from sqlalchemy import event, func, inspect, or_
 from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, create_engine, select
 
-from . import schema
+from . import schema, store_upkeep
 from .errors import StoreError
 from .models import Hit, Match, Paper, SourceMemory
-from .store_upkeep import add_missing_columns, checkpoint_wal
-from .tables import (_DIGEST_PAPERS, _MATCHES_OF, OBSOLETE_INDEXES, DeliveryRow, DigestRow, MatchRow, PaperRow,
-                     SourceState, _aware, paper_from_row)
+from .store_upkeep import Revision, Upgraded, checkpoint_wal
+from .tables import (_DIGEST_PAPERS, _MATCHES_OF, DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState,
+                     _aware, paper_from_row)
 from .writer import Writer
 
-__all__ = ["Store", "Writer", "StoreError", "DeliveryRow", "DigestRow", "MatchRow", "PaperRow", "SourceState",
-           "is_blank", "paper_from_row", "utcnow"]
+__all__ = ["Store", "Writer", "StoreError", "Revision", "Upgraded", "DeliveryRow", "DigestRow", "MatchRow",
+           "PaperRow", "SourceState", "is_blank", "paper_from_row", "utcnow"]
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
@@ -86,8 +86,8 @@ class Store:
                 self._complete_schema()
             self._installation = self._read_installation()
             if self._installation is None:
-                raise StoreError(f"{self._where()} has no installation id even after adding it: is the database "
-                                 f"read-only? Restore it from a backup")
+                raise StoreError(f"{self._where()} has no installation id even after adding it: is its schema "
+                                 f"older (`digestbot db upgrade`) or the database read-only?")
         return self._installation
 
     def _read_installation(self) -> str | None:
@@ -95,8 +95,9 @@ class Store:
             return schema.installation_id(conn)
 
     @classmethod
-    def open_existing(cls, url: str, *, busy_timeout: float = 10.0) -> "Store":
-        """Open a database `digestbot init` made; refuse a missing, empty or corrupt one.
+    def open_existing(cls, url: str, *, busy_timeout: float = 10.0, upgrade: bool = True) -> "Store":
+        """Open a database `digestbot init` made; refuse a missing, empty or corrupt one. One an older
+        digestbot made is upgraded to this version's schema (`upgrade=False`: left as it is).
 
         Starting from an empty database would re-send every paper still listed (the history is the
         ledger), so only `init` creates one, on purpose. SQLite would create a missing file silently,
@@ -109,9 +110,8 @@ class Store:
             schema.remove_leftovers(Path(path))  # of a creation killed after it gave the file its name
         store = cls(url, busy_timeout=busy_timeout)
         store.verify()
-        store._add_missing_tables()
-        store._add_missing_columns()
-        store._update_indexes()
+        if upgrade:
+            store.upgrade()
         return store
 
     def __enter__(self) -> "Store":
@@ -138,30 +138,16 @@ class Store:
                     raise StoreError(f"{self._where()} is damaged ({result}): restore it from a backup, or "
                                      f"`digestbot init --force` to start a new one")
 
-    def _add_missing_tables(self) -> None:
-        """A database made by an older digestbot gets today's new tables and its installation id."""
-        with self._guard("read the tables"):
-            present = set(inspect(self.engine).get_table_names())
-        if set(SQLModel.metadata.tables) - present or self._read_installation() is None:
-            self._complete_schema()
+    def revision(self) -> Revision:
+        """Which schema revision the database has (see store_upkeep.py)."""
+        with self._guard("read the schema revision"):
+            return store_upkeep.revision(self.engine)
 
-    def _update_indexes(self) -> None:
-        """A database made by an older digestbot gets today's indexes (they only change speed)."""
-        with self._guard("update the indexes"):
-            existing = {ix["name"] for table in SQLModel.metadata.sorted_tables
-                        for ix in inspect(self.engine).get_indexes(table.name)}
-            missing = [ix for t in SQLModel.metadata.sorted_tables for ix in t.indexes if ix.name not in existing]
-            obsolete = [name for name in OBSOLETE_INDEXES if name in existing]
-            if missing or obsolete:
-                with self.engine.begin() as conn:
-                    for index in missing:
-                        index.create(conn)
-                    for name in obsolete:
-                        conn.exec_driver_sql(f"DROP INDEX {name}")
-
-    def _add_missing_columns(self) -> None:
-        with self._guard("add the columns of this version"):
-            add_missing_columns(self.engine)
+    def upgrade(self) -> Upgraded | None:
+        """Bring the schema to this version's, backing a SQLite file up first; None when it was there."""
+        path = _sqlite_path(self.url)
+        with self._guard("upgrade the schema"):
+            return store_upkeep.upgrade(self.engine, self._where(), Path(path) if path else None, self.busy_timeout)
 
     def checkpoint(self) -> None:
         """At the end of a send pass: truncate SQLite's write-ahead log when it has grown past

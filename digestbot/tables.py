@@ -82,7 +82,6 @@ class DeliveryRow(SQLModel, table=True):
 
 
 ACTIVE = "status IN ('pending', 'sending')"  # the digests a sender may claim (ledger.py)
-OBSOLETE_INDEXES = ("ix_delivery_status", "ix_digest_status")  # made by older versions; dropped on open
 
 
 class DigestRow(SQLModel, table=True):

@@ -100,6 +100,7 @@ def test_an_older_database_on_postgresql_gets_todays_indexes(store, pg_url):
     with store.engine.begin() as conn:  # as an older digestbot made it
         conn.exec_driver_sql("DROP INDEX ix_digest_active")
         conn.exec_driver_sql("CREATE INDEX ix_digest_status ON digest (status)")
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")  # (made before migrations)
     reopened = Store.open_existing(pg_url)
     with reopened.engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'digest'")
