@@ -9,13 +9,16 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .. import mailwire
-from ..errors import DeliveryError
+from ..errors import DeliveryError, DigestbotError
 from ..models import Message
 from . import Channel, Envelope
 from .smtp_transaction import OutcomeUnknown, Wire, reply_text, transaction
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 SHARED_PARTS = 16  # serialised bodies kept: the send pass sends one subscription's rows together
@@ -74,6 +77,15 @@ class SmtpChannel(Channel):
         self._smtp: smtplib.SMTP | None = None
         self._mail_from = smtplib.quoteaddr(sender.addr_spec)
         self._shared_parts: OrderedDict[tuple[int, str], tuple[Message, bytes]] = OrderedDict()
+
+    @classmethod
+    def from_config(cls, config: Config, ledger_channel: str) -> SmtpChannel:
+        """`[email]`, with the password from the variable `password_env` names."""
+        e = config.email
+        if e is None:
+            raise DigestbotError(f"{config.path}: the smtp channel needs an [email] section")
+        password = config.secret(e.password_env, "email.password_env")
+        return cls(e.host, e.port, e.security, e.sender_address, e.username, password, e.timeout)
 
     @property
     def where(self) -> str:
