@@ -1,14 +1,18 @@
 """Channels are plugins: a registry by kind, each channel built from the config (secrets included), one
-place mapping the ledger's channels to the kinds that carry them.
+place mapping the ledger's channels to the kinds that carry them, and the send pass's record hook.
 Every channel built here delivers to a real loopback server (aiosmtpd, SlackServer) or the outbox."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections import Counter
+from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from servers import SmtpServer
+from delivery_world import make_world
+from servers import SlackServer, SmtpServer
 
 from digestbot import channels, pipeline
 from digestbot import config as config_module
@@ -17,8 +21,10 @@ from digestbot.channels.email import SmtpChannel
 from digestbot.channels.file import FileChannel
 from digestbot.channels.slack import SlackChannel
 from digestbot.channels.slack_webhook import SlackWebhookChannel
+from digestbot.cli import build_context
 from digestbot.errors import ConfigError, DigestbotError
 from digestbot.models import Message, SlackPost
+from digestbot.store import Store, utcnow
 
 PACKAGE = Path(channels.__file__).resolve().parents[1]
 MESSAGE = Message(subject="2 new papers", text="hello", html="<p>hello</p>", slack_posts=[SlackPost(
@@ -122,3 +128,54 @@ def test_without_email_or_slack_sections_digests_go_to_the_outbox(tmp_path):
     assert eml.parent == payload.parent == tmp_path / "out"
     assert message_from_bytes(eml.read_bytes(), policy=policy.default)["To"] == "a@example.org"
     assert json.loads(payload.read_text())[0]["channel"] == "#papers"
+
+
+class RecordCheckingSlack(SlackServer):
+    """At each post, notes how many emails the SMTP server holds that the ledger does not call sent."""
+
+    def __init__(self, smtp: SmtpServer, db: Path) -> None:
+        super().__init__()
+        self.smtp, self.db = smtp, db
+        self.unrecorded_at_post: list[list[str]] = []
+        self.emails_at_post: list[int] = []
+
+    def _post(self, params):
+        with sqlite3.connect(self.db) as conn:
+            sent = {m for (m,) in conn.execute("SELECT message_id FROM digest WHERE status = 'sent'")}
+        self.unrecorded_at_post.append([m["Message-ID"] for m in self.smtp.messages if m["Message-ID"] not in sent])
+        self.emails_at_post.append(len(self.smtp.received))
+        return super()._post(params)
+
+
+def test_no_channel_posts_while_another_holds_back_a_record(tmp_path, http_server, smtp_server):
+    """SMTP holds each record back to its next exchange; a Slack post in between would leave two
+    accepted messages unrecorded if the process died then. The send pass has the SMTP channel write
+    its record before any other channel sends."""
+    world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org", "b@example.org"],
+                       slack_url="-", slack=["#one", "#two"])
+    with RecordCheckingSlack(smtp_server, world.db) as slack:
+        world.config.write_text(world.config.read_text().replace('base_url = "-"', f'base_url = "{slack.base_url}"'))
+        result = world.run("run", "--once")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert len(slack.posts) == 2 and len(smtp_server.received) == 2
+    assert slack.emails_at_post[-1] > 0  # a post came after emails: the case this test is about
+    assert slack.unrecorded_at_post == [[], []]
+    assert {r["status"] for r in world.rows()} == {"sent"}
+
+
+def test_a_pass_past_its_lease_claims_the_next_batch_only_after_the_last_record(tmp_path, smtp_server):
+    """A pass whose `now` is past the lease (a retry pass run for a later time, as the delivery
+    benchmark does) sees a claimed digest it has not recorded as due again. SMTP holds the last
+    record of a batch back: it must be written before the next batch (100 digests) is claimed,
+    or that digest is claimed and sent a second time."""
+    from test_send_lease import _config, _seed_papers
+
+    recipients = [f"r{i}@example.org" for i in range(101)]
+    config = _config(tmp_path, smtp_server.port, recipients, lease=600)
+    Store(config.database_url).create_tables()
+    ctx = build_context(config)
+    _seed_papers(ctx)
+    result = pipeline.send_due(ctx, utcnow() + timedelta(hours=1))
+    ctx.store.close()
+    assert len(result.sent) == 101 and not result.failed
+    assert Counter(r for received in smtp_server.received for r in received.rcpt_tos) == Counter(recipients)

@@ -53,7 +53,8 @@ class Envelope:
 
 
 class Channel:
-    """One transport. Subclasses set `kind`, implement `from_config` and `send`."""
+    """One transport. Subclasses set `kind`, implement `from_config` and `send`; the send pass calls,
+    for each digest: `send`, then `record` with the ledger write that says it was sent."""
 
     kind: ClassVar[str]
 
@@ -82,16 +83,23 @@ class Channel:
         self.close()
 
     def close(self) -> None:
-        pass
+        """Ends the batch; a channel that holds back a record (see `record`) runs it first."""
+        self.flush()
 
     def send(self, message: Message, envelope: Envelope) -> str:
         raise NotImplementedError
 
-    def send_after(self, message: Message, envelope: Envelope, settle: Callable[[], None]) -> str:
-        """send(), calling `settle` before the message can be accepted (the send pass commits the
-        previous digest there). SMTP overrides it to run `settle` while its MAIL command is out."""
-        settle()
-        return self.send(message, envelope)
+    def record(self, commit: Callable[[], None]) -> None:
+        """The hook for the ledger write: called right after `send` accepted a message, with the
+        commit that records it as sent. This runs it at once. A channel may hold it back to overlap
+        it with its next exchange (SmtpChannel runs it while its next MAIL command is with the
+        server) but must run it before it hands over another message, and in `flush` and `close`:
+        then at most one accepted message is ever unrecorded, whatever happens to the process."""
+        commit()
+
+    def flush(self) -> None:
+        """Run the record `record` held back, if any (the send pass calls it before another channel
+        sends)."""
 
 
 def kind_for(config: Config, ledger_channel: str) -> str:
