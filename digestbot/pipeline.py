@@ -12,8 +12,6 @@ One source failing never stops the others; one recipient failing never stops the
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 import threading
 from contextlib import ExitStack
@@ -249,7 +247,6 @@ def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig,
         log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, sub.name)
         _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
         return False
-    _fault_injection_kill_after_send()
     # The channel runs the record now, or holds it back to overlap it with its next exchange (SMTP).
     channel.record(partial(ledger.sent, row.id, sent_id, now, target=row.target))
     log.info("sent %r (%d papers) to %s by %s as %s", sub.name, content.papers, row.target, row.channel, sent_id)
@@ -264,13 +261,6 @@ def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now
         else f"retried after {retry_at:%Y-%m-%d %H:%M} UTC (or now: `digestbot retry`)"
     log.error("digest for %r to %s (%s) failed: %s; %s", sub.name, row.target, row.channel, error, when)
     result.failed.append((sub.name, row.target, error))
-
-
-def _fault_injection_kill_after_send() -> None:
-    """FAULT INJECTION for tests only: die like a power cut after the server accepted a message and
-    before the ledger says so (tests/test_delivery_faults.py). Inert unless the variable is set."""
-    if os.environ.get("DIGESTBOT_FAULT_KILL_AFTER_SEND") == "1":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def build_digest(ctx: Context, row: Claim | DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:

@@ -130,6 +130,14 @@ def test_without_email_or_slack_sections_digests_go_to_the_outbox(tmp_path):
     assert json.loads(payload.read_text())[0]["channel"] == "#papers"
 
 
+def test_the_package_has_no_test_only_hook():
+    """Faults are injected by channels the tests install (tests/kill_after_send.py), not by code
+    that ships."""
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert "DIGESTBOT_FAULT" not in text and "SIGKILL" not in text, path
+
+
 class RecordCheckingSlack(SlackServer):
     """At each post, notes how many emails the SMTP server holds that the ledger does not call sent."""
 
