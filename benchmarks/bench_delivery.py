@@ -10,7 +10,7 @@ RCPT; a retry pass then sends those, and the server's log says whether every dig
 once.
 
 Where digestbot's time goes (profiled): the SMTP exchange; the ledger's one commit per sent digest
-runs while the next message's MAIL command is with the server (ledger.py), and touches few pages (no
+runs while the next message's MAIL command is with the server (SmtpChannel.record), and touches few pages (no
 index on status; claims read a partial index of active digests; WAL checkpoints every ~40 MB, not
 every 4 MB, store.py). A digest is rendered once per subscription and set of papers, and its MIME body
 serialised and dot-stuffed once; per recipient only the header lines (To, Date, Message-ID,

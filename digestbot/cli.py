@@ -12,11 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, cli_ops, cli_subs, config as config_module, dbstate, pipeline, store as store_module
-from .channels import Channel
-from .channels.email import SmtpChannel
-from .channels.file import FileChannel
-from .channels.slack import SlackChannel
-from .channels.slack_webhook import SlackWebhookChannel
+from .channels import opener as channel_opener
 from .errors import ConfigError, DigestbotError
 from .http import Http
 from .matching import Interest, Matcher
@@ -104,39 +100,13 @@ def create_store(config: config_module.Config) -> Store:
     return store
 
 
-def slack_webhooks(config: config_module.Config) -> dict[str, str]:
-    urls = {}
-    for sub in config.subscriptions:
-        url = sub.slack_webhook or config.secret(sub.slack_webhook_env, f"subscription {sub.name!r} slack_webhook_env")
-        if url:
-            urls[sub.id] = url
-    return urls
-
-
-def channel_factory(config: config_module.Config):
-    def open_channel(kind: str) -> Channel:
-        if kind == "email" and config.email:
-            e = config.email
-            password = config.secret(e.password_env, "email.password_env")
-            return SmtpChannel(e.host, e.port, e.security, e.sender_address, e.username, password, e.timeout)
-        if kind == "slack" and config.slack:
-            token = config.secret(config.slack.token_env, "slack.token_env")
-            return SlackChannel(token, config.slack.base_url, min_interval=config.slack.min_interval)
-        if kind == "slack_webhook":
-            pace = config.slack.min_interval if config.slack else 1.0
-            return SlackWebhookChannel(slack_webhooks(config), min_interval=pace)
-        sender = config.email.sender_address if config.email else None
-        return FileChannel(config.outbox, kind, sender)
-    return open_channel
-
-
 def build_context(config: config_module.Config, http: Http | None = None,
                   store: Store | None = None) -> pipeline.Context:
     templates = config.resolve(config.bot.templates) if config.bot.templates else None
     store = store or open_store(config)
     return pipeline.Context(config=config, store=store, http=http or Http(),
                             matcher=build_matcher(config, store), renderer=Renderer(templates),
-                            open_channel=channel_factory(config))
+                            open_channel=channel_opener(config))
 
 
 def now() -> datetime:

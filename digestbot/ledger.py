@@ -16,9 +16,9 @@ A digest row moves  pending -> sending -> sent | pending (retry later) | failed 
   stalled for longer than the lease) never overwrites the sender that took the digest over, and
   does not send a digest it no longer holds.
 - `sent` is written, one digest per transaction, only after the server accepted the message: batching
-  these commits would widen the duplicate window after a crash from one message to the batch. The
-  send pass commits it while the next message's MAIL command is with the server, and hands that
-  message over only afterwards (`sent_soon`, `settle`): still one message. A `sent` record that
+  these commits would widen the duplicate window after a crash from one message to the batch. (The
+  SMTP channel runs it while the next message's MAIL command is with the server, and hands that
+  message over only afterwards: still one message, see Channel.record.) A `sent` record that
   fails (database busy, disk full) is tried again for a while (`record_budget`): the message is
   already with the server, and an unrecorded digest is sent again by the next run.
 
@@ -90,7 +90,6 @@ class Ledger:
         self._expires: datetime | None = None  # when the earliest of their leases runs out
         self._conn: Connection | None = None
         self._sent: list[Prepared] | None = None
-        self._pending: tuple[dict, str] | None = None  # a sent digest not yet committed, and its target
 
     @contextmanager
     def _hot(self, doing: str) -> Iterator[Connection]:
@@ -104,12 +103,9 @@ class Ledger:
 
     def close(self) -> None:
         try:
-            self.settle()
+            self._give_back_unfinished()
         finally:
-            try:
-                self._give_back_unfinished()
-            finally:
-                self._close_connection()
+            self._close_connection()
 
     def _give_back_unfinished(self) -> None:
         """Claims a pass that stopped early (an error) never finished are due again at once, instead
@@ -138,7 +134,6 @@ class Ledger:
     def claim_batch(self, now: datetime, limit: int = 100) -> list[Claim]:
         """Take up to `limit` digests due at `now` (oldest first); nobody else gets them while this
         sender renews their lease (`hold`)."""
-        self.settle()
         with self.store.write() as w:
             ids = list(core(w, CANDIDATES, {"now": now, "limit": limit}).scalars())
             if not ids:
@@ -150,7 +145,6 @@ class Ledger:
 
     def claim(self, digest_id: int, now: datetime) -> bool:
         """Take one digest; False when another sender has it or it is not due."""
-        self.settle()
         with self.store.write() as w:
             until = self.clock() + self.lease
             result = core(w, update(DigestRow).where(DigestRow.id == digest_id, due(now))
@@ -174,7 +168,6 @@ class Ledger:
 
     def renew(self) -> None:
         """Extend the lease of every digest this sender still holds, in one fenced UPDATE."""
-        self.settle()
         if not self._held:
             return
         with self.store.write() as w:
@@ -218,7 +211,6 @@ class Ledger:
 
     def release(self, ids: list[int], next_try: datetime) -> None:
         """Give back claimed digests that were not attempted (their channel went down first)."""
-        self.settle()
         if ids:
             with self.store.write() as w:
                 core(w, update(DigestRow).where(DigestRow.id.in_(ids), DigestRow.status == "sending", self._mine())
@@ -226,26 +218,10 @@ class Ledger:
             self._held.difference_update(ids)
 
     def sent(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
-        """The server accepted it: `server_id` is the Message-ID or the Slack ts."""
-        self.settle()
-        self._record_sent(self._sent_values(digest_id, server_id, now), target)
-
-    def sent_soon(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
-        """Like `sent`, committed by the next `settle()`: the send pass settles while the next
-        message's first SMTP command is with the server (Channel.send_after), so the commit costs no
-        extra time. Still at most one accepted digest unrecorded: the next message is handed over
-        only after `settle()`, and every other ledger call (and `close`) settles first."""
-        self.settle()
-        self._pending = (self._sent_values(digest_id, server_id, now), target)
-
-    def _sent_values(self, digest_id: int, server_id: str, now: datetime) -> dict:
-        return {"digest": digest_id, "server_id": server_id, "now": now, "token": self.token}
-
-    def settle(self) -> None:
-        """Commit the digest `sent_soon` recorded, if any."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._record_sent(*pending)
+        """The server accepted it: `server_id` is the Message-ID or the Slack ts; `target` names the
+        recipient in the error if the record cannot be made."""
+        values = {"digest": digest_id, "server_id": server_id, "now": now, "token": self.token}
+        self._record_sent(values, target)
 
     def _record_sent(self, values: dict, target: str) -> None:
         """Record an accepted message, trying again with growing pauses while the database is busy
@@ -288,7 +264,6 @@ class Ledger:
 
     def failed(self, row: Claim, error: str, now: datetime, *, permanent: bool) -> datetime | None:
         """Record a failed attempt; the next try time, or None when it will not be retried."""
-        self.settle()
         attempts = row.attempts + 1
         if permanent or attempts >= MAX_ATTEMPTS:
             reason = error if permanent else f"gave up after {attempts} attempts: {error}"
@@ -302,7 +277,6 @@ class Ledger:
         return retry_at
 
     def _finish(self, digest_id: int, status: str, **values) -> None:
-        self.settle()
         with self.store.write() as w:
             n = core(w, update(DigestRow).where(DigestRow.id == digest_id, self._mine())
                                   .values(status=status, lease_until=None, **values)).rowcount
@@ -317,7 +291,6 @@ class Ledger:
 
     def retry_now(self, now: datetime, *, failed: bool = False) -> int:
         """Make pending digests due now; with `failed`, give failed ones a new chance too."""
-        self.settle()
         with self.store.write() as w:
             n = core(w, update(DigestRow).where(DigestRow.status == "pending")
                                   .values(next_try=now)).rowcount

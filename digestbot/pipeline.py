@@ -1,23 +1,24 @@
 """The stages wired together: poll(source) and send_due(now), each with its error boundaries.
 
     poll:  source.collect -> store.record_papers -> matcher.match -> store.record_matches   (one transaction)
-    send:  due periods -> store.open_digest -> claim -> rank -> render -> channel.send -> ledger
+    send:  due periods -> store.open_digest -> claim -> rank -> render -> channel.send -> record (ledger)
            (rank and render once per distinct content, shared by its recipients: sendpass.py)
+
+The send protocol (claim -> send -> record) is `_send_pass` and `_send_one`, top to bottom; the
+ledger (ledger.py) makes each step safe against other senders and crashes.
 
 One source failing never stops the others; one recipient failing never stops the others.
 """
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable
 
 from . import sources
@@ -45,7 +46,7 @@ class Context:
     http: Http
     matcher: Matcher
     renderer: Renderer
-    open_channel: Callable[[str], Channel]  # ledger channel ("email" | "slack") -> transport
+    open_channel: Callable[[str], Channel]  # ledger channel -> the channel carrying it (channels.opener)
 
 
 @dataclass
@@ -166,9 +167,9 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
     with ExitStack() as stack:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
-        channels = _Channels(ctx, stack)
+        channels = _Channels(ctx, stack)  # closed before ledger.close: records they hold back are written first
         contents = Contents(ctx, now)
-        while batch := ledger.claim_batch(now):
+        while batch := _claim_next(ledger, channels, now):
             contents.load(batch)
             for row in batch:
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
@@ -193,27 +194,44 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
     return result
 
 
+def _claim_next(ledger: Ledger, channels: _Channels, now: datetime) -> list[Claim]:
+    """The next batch, once every record of the last one is written: a record a channel still holds
+    back (Channel.record) leaves its row `sending`, due again to a pass whose `now` is past its lease."""
+    channels.flush()
+    return ledger.claim_batch(now)
+
+
 class _Channels:
-    """The open transports of one send pass (one SMTP connection for the batch), and which are down."""
+    """The open channels of one send pass (one SMTP connection for the batch), by ledger channel,
+    and which are down."""
 
     def __init__(self, ctx: Context, stack: ExitStack):
         self.ctx, self.stack = ctx, stack
         self.open: dict[str, Channel] = {}
         self.down: set[str] = set()
 
-    def get(self, kind: str) -> Channel:
-        if kind not in self.open:
-            self.open[kind] = self.stack.enter_context(self.ctx.open_channel(kind))
-        return self.open[kind]
+    def get(self, ledger_channel: str) -> Channel:
+        """The channel to send with; the others first write any record they hold back (Channel.record):
+        only the channel about to hand a message over may hold one, so at most one is unrecorded."""
+        for other, channel in self.open.items():
+            if other != ledger_channel:
+                channel.flush()
+        if ledger_channel not in self.open:
+            self.open[ledger_channel] = self.stack.enter_context(self.ctx.open_channel(ledger_channel))
+        return self.open[ledger_channel]
+
+    def flush(self) -> None:
+        for channel in self.open.values():
+            channel.flush()
+
 
 def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig, channels: _Channels,
               contents: Contents, now: datetime, result: SendResult) -> bool:
-    """Send one claimed digest and record the outcome; True when the server accepted it."""
+    """Send one claimed digest, then record the outcome; True when the server accepted it."""
     try:
         content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
-        # The previous digest's `sent` commit runs during this exchange (ledger.sent_soon).
-        own = envelope(ctx.config, row, sub, ctx.store.installation)
-        sent_id = channels.get(row.channel).send_after(content.message, own, settle=ledger.settle)
+        channel = channels.get(row.channel)
+        sent_id = channel.send(content.message, envelope(ctx.config, row, sub, ctx.store.installation))
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
@@ -229,8 +247,8 @@ def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig,
         log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, sub.name)
         _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
         return False
-    _fault_injection_kill_after_send()
-    ledger.sent_soon(row.id, sent_id, now, target=row.target)
+    # The channel runs the record now, or holds it back to overlap it with its next exchange (SMTP).
+    channel.record(partial(ledger.sent, row.id, sent_id, now, target=row.target))
     log.info("sent %r (%d papers) to %s by %s as %s", sub.name, content.papers, row.target, row.channel, sent_id)
     result.sent.append((sub.name, row.channel, row.target, content.papers))
     return True
@@ -243,13 +261,6 @@ def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now
         else f"retried after {retry_at:%Y-%m-%d %H:%M} UTC (or now: `digestbot retry`)"
     log.error("digest for %r to %s (%s) failed: %s; %s", sub.name, row.target, row.channel, error, when)
     result.failed.append((sub.name, row.target, error))
-
-
-def _fault_injection_kill_after_send() -> None:
-    """FAULT INJECTION for tests only: die like a power cut after the server accepted a message and
-    before the ledger says so (tests/test_delivery_faults.py). Inert unless the variable is set."""
-    if os.environ.get("DIGESTBOT_FAULT_KILL_AFTER_SEND") == "1":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def build_digest(ctx: Context, row: Claim | DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:

@@ -1,7 +1,8 @@
 """A small world for delivery tests: a loopback Hugging Face listing, a config, and the real CLI.
 
 `World.run("run", "--once")` starts `python -m digestbot` in a subprocess, as a user (or a cron job)
-would; `World.rows()` reads the ledger straight from the SQLite file.
+would; `World.rows()` reads the ledger straight from the SQLite file. `plugins=[...]` names modules
+in tests/ that the subprocess imports first: a channel the tests install (see kill_after_send.py).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from fixtures import daily_items
 from servers import SmtpServer, _SmtpHandler
 
 SLACK_TOKEN_ENV = "DELIVERY_TEST_SLACK_TOKEN"
+TESTS = Path(__file__).resolve().parent
 
 
 def config_text(hf_url: str, smtp_port: int, emails: list[str], *, slack_url: str = "", slack: list[str] = (),
@@ -72,13 +74,14 @@ class World:
     def db(self) -> Path:
         return self.dir / "state" / "bot.db"
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(self.config), *args],
+    def start(self, *args: str, env: dict[str, str] | None = None, plugins: Sequence[str] = ()) -> subprocess.Popen:
+        return subprocess.Popen([*digestbot_program(plugins), "-c", str(self.config), *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, SLACK_TOKEN_ENV: "xoxb-test", **self.env, **(env or {})})
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        process = self.start(*args, env=env)
+    def run(self, *args: str, env: dict[str, str] | None = None,
+            plugins: Sequence[str] = ()) -> subprocess.CompletedProcess:
+        process = self.start(*args, env=env, plugins=plugins)
         out, err = process.communicate(timeout=120)
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
@@ -95,6 +98,16 @@ class World:
         with sqlite3.connect(self.db) as conn:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute("SELECT * FROM digest WHERE status != 'empty' ORDER BY id")]
+
+
+def digestbot_program(plugins: Sequence[str] = ()) -> list[str]:
+    """`python -m digestbot`; with plugins, the same `main` after importing each module from tests/
+    (appended to the path: digestbot itself is found exactly as `-m` finds it)."""
+    if not plugins:
+        return [sys.executable, "-m", "digestbot"]
+    boot = [f"import sys; sys.path.append({str(TESTS)!r})", *(f"import {name}" for name in plugins),
+            "from digestbot.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "; ".join(boot)]
 
 
 def make_world(tmp: Path, http_server, **config) -> World:

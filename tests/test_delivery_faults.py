@@ -42,7 +42,7 @@ def test_smtp_server_stopping_mid_batch_then_returning_delivers_exactly_the_miss
 def test_killed_after_send_before_commit_resends_once_with_the_same_message_id(tmp_path, http_server, smtp_server):
     world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org"], send_lease=1)
     init(world)
-    killed = world.run("run", "--once", env={"DIGESTBOT_FAULT_KILL_AFTER_SEND": "1"})
+    killed = world.run("run", "--once", plugins=["kill_after_send"])
     assert killed.returncode == -signal.SIGKILL
     assert len(smtp_server.received) == 1
     assert [r["status"] for r in world.rows()] == ["sending"]  # the ledger never heard of the send

@@ -57,7 +57,7 @@ def test_a_digest_sent_again_after_a_crash_keeps_its_message_id_which_names_the_
         tmp_path, http_server, smtp_server):
     world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org"], send_lease=1)
     init(world)
-    killed = world.run("run", "--once", env={"DIGESTBOT_FAULT_KILL_AFTER_SEND": "1"})
+    killed = world.run("run", "--once", plugins=["kill_after_send"])
     assert killed.returncode == -signal.SIGKILL
     time.sleep(1.2)  # let the 1-second lease run out (a wait, not an assertion on time)
     assert world.run("run", "--once").returncode == 0

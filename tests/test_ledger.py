@@ -168,19 +168,6 @@ def test_sent_on_the_driver_cursor_writes_what_the_orm_writes_and_reports_a_busy
     db.execute("ROLLBACK")
 
 
-def test_sent_soon_is_committed_before_any_other_ledger_write(url):
-    store = Store(url)
-    a, b, c = seed(store, 3)
-    ledger = Ledger(store)
-    ledger.sent_soon(a, "<a@x>", NOW)
-    assert Ledger(store).get(a).status != "sent"  # not yet: the next exchange commits it
-    ledger.failed(ledger.get(b), "450 later", NOW, permanent=False)  # any other write settles first
-    assert Ledger(store).get(a).status == "sent"
-    ledger.sent_soon(c, "<c@x>", NOW)
-    ledger.close()  # the end of a pass, even after an error, commits it too
-    assert Ledger(store).get(c).status == "sent" and Ledger(store).get(c).message_id == "<c@x>"
-
-
 def test_open_digests_takes_each_targets_deliveries_once_and_skips_a_period_already_open(url):
     store = Store(url)
     with store.write() as w:

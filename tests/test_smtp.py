@@ -143,18 +143,45 @@ def test_each_recipient_gets_its_own_message_with_its_own_headers():
     assert len({m.get_body(("html",)).get_content() for m in server.messages}) == 1
 
 
-def test_settle_runs_before_the_hand_over_and_its_failure_stops_the_message():
-    """The send pass commits the previous digest in `settle`: it must run before this message can
-    be accepted, and if it fails, this message must not be handed over (one unrecorded at most)."""
-    order: list[str] = []
+def test_a_record_is_held_back_to_the_next_mail_command_and_its_failure_stops_that_message():
+    """The send pass hands each accepted message's ledger write to `record`. SMTP runs it while its
+    next MAIL command is with the server: before that message can be accepted. If it fails, that
+    message is not handed over (one unrecorded at most); `close` runs a record still held back."""
+    order: list[tuple[str, int]] = []
+
+    def recorded(name: str):
+        return lambda: order.append((name, len(server.received)))
+
+    def broken() -> None:
+        raise RuntimeError("commit failed")
+
     with Server() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
-        channel.send_after(MESSAGE, envelope("a@example.org", 1), settle=lambda: order.append(f"{len(server.received)}"))
-        def broken() -> None:
-            raise RuntimeError("commit failed")
+        channel.send(MESSAGE, envelope("a@example.org", 1))
+        channel.record(recorded("a"))
+        assert order == []  # held back: it overlaps the next exchange
+        channel.send(MESSAGE, envelope("b@example.org", 2))
+        assert order == [("a", 1)]  # written before b arrived
+        channel.record(broken)
         with pytest.raises(RuntimeError):
-            channel.send_after(MESSAGE, envelope("b@example.org", 2), settle=broken)
-        channel.send(MESSAGE, envelope("c@example.org", 3))  # the session is still usable
-    assert order == ["0"] and server.rcpts == [["a@example.org"], ["c@example.org"]]
+            channel.send(MESSAGE, envelope("c@example.org", 3))
+        channel.send(MESSAGE, envelope("d@example.org", 4))  # the session is still usable
+        channel.record(recorded("d"))
+    assert order == [("a", 1), ("d", 3)]  # close wrote the last one
+    assert server.rcpts == [["a@example.org"], ["b@example.org"], ["d@example.org"]]
+
+
+def test_a_held_back_record_is_written_when_the_next_send_fails_before_mail():
+    """A server that went away: the next send fails before its MAIL command, and the record of the
+    message before it is written all the same (the send pass then records the failure)."""
+    written: list[str] = []
+    with Server() as server:
+        channel = SmtpChannel(server.host, server.port, "none", SENDER)
+        channel.send(MESSAGE, envelope("a@example.org", 1))
+        channel.record(lambda: written.append("a"))
+    with pytest.raises(DeliveryError) as error:
+        channel.send(MESSAGE, envelope("b@example.org", 2))
+    assert error.value.unreachable and written == ["a"]
+    channel.close()
 
 
 def test_lines_starting_with_a_dot_arrive_intact():

@@ -9,13 +9,16 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .. import mailwire
-from ..errors import DeliveryError
+from ..errors import DeliveryError, DigestbotError
 from ..models import Message
 from . import Channel, Envelope
 from .smtp_transaction import OutcomeUnknown, Wire, reply_text, transaction
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 SHARED_PARTS = 16  # serialised bodies kept: the send pass sends one subscription's rows together
@@ -62,7 +65,11 @@ class SmtpChannel(Channel):
     it may have arrived (at most twice, same Message-ID), never re-sent on its own. A reply that
     smtplib cannot read (a line over 8 KB, no code) is such a failure, not the server's refusal.
     `data_timeout` is the wait for the reply to the final ".": 10 minutes (RFC 5321 4.5.3.2.6),
-    as a server may check the message before answering; `timeout` is for everything else."""
+    as a server may check the message before answering; `timeout` is for everything else.
+
+    Its ledger record costs no time of its own (`record`): the send pass's commit of one message
+    runs while the next message's MAIL command is with the server, and that message is handed over
+    only after the commit succeeded, so still at most one accepted message is unrecorded."""
 
     kind = "smtp"
 
@@ -74,6 +81,16 @@ class SmtpChannel(Channel):
         self._smtp: smtplib.SMTP | None = None
         self._mail_from = smtplib.quoteaddr(sender.addr_spec)
         self._shared_parts: OrderedDict[tuple[int, str], tuple[Message, bytes]] = OrderedDict()
+        self._unrecorded: Callable[[], None] | None = None  # the record `record` held back
+
+    @classmethod
+    def from_config(cls, config: Config, ledger_channel: str) -> SmtpChannel:
+        """`[email]`, with the password from the variable `password_env` names."""
+        e = config.email
+        if e is None:
+            raise DigestbotError(f"{config.path}: the smtp channel needs an [email] section")
+        password = config.secret(e.password_env, "email.password_env")
+        return cls(e.host, e.port, e.security, e.sender_address, e.username, password, e.timeout)
 
     @property
     def where(self) -> str:
@@ -117,45 +134,58 @@ class SmtpChannel(Channel):
                                 f"with a username): use starttls or ssl", unreachable=True, permanent=True)
         smtp.login(self.username, self.password or "")  # only now: never AUTH before TLS
 
-    def send(self, message: Message, envelope: Envelope) -> str:
-        return self.send_after(message, envelope, settle=_nothing)
+    def record(self, commit: Callable[[], None]) -> None:
+        """Held back until the next transaction has sent its MAIL command, or `flush`/`close`."""
+        self.flush()
+        self._unrecorded = commit
 
-    def send_after(self, message: Message, envelope: Envelope, settle: Callable[[], None]) -> str:
-        """Send; `settle` runs while the MAIL command is with the server, and always before the
-        message is handed over (the send pass commits the previous digest there, see ledger.py)."""
+    def flush(self) -> None:
+        commit, self._unrecorded = self._unrecorded, None
+        if commit is not None:
+            commit()
+
+    def send(self, message: Message, envelope: Envelope) -> str:
+        """Send; a held-back record runs while the MAIL command is with the server, and in any case
+        before this message is handed over (a failure to record stops it: see `transaction`)."""
+        try:
+            return self._send(message, envelope)
+        finally:
+            self.flush()  # the transaction never got as far as MAIL (no connection, a bad header)
+
+    def _send(self, message: Message, envelope: Envelope) -> str:
         to = envelope.target if mailwire.is_bare(envelope.target) else parseaddr(envelope.target)[1]
         try:
             mail = self._wire(message, envelope, to)
         except (ValueError, TypeError) as exc:  # CR/LF or similar in a header value: never on the wire
             raise DeliveryError(f"cannot build the email to {envelope.target}: {exc}", permanent=True) from None
         try:
-            self._send_reconnecting(mail, envelope.target, settle)
+            self._send_reconnecting(mail, envelope.target)
         except OutcomeUnknown as lost:
             log.warning("%s: no readable reply to the final \".\" of %s for %s (%s); the server may have it. "
                         "Sending it once more, so it may arrive twice (same Message-ID)", self.where,
                         envelope.message_id, to, lost)
-            self._once_more(mail, envelope, settle, lost)
+            self._once_more(mail, envelope, lost)
         log.debug("%s accepted %s for %s", self.where, envelope.message_id, to)
         return envelope.message_id
 
-    def _send_reconnecting(self, mail: Wire, target: str, settle: Callable[[], None]) -> None:
+    def _send_reconnecting(self, mail: Wire, target: str) -> None:
         """One try, and one more on a new connection if the old one broke before the final "."."""
         try:
-            return self._attempt(mail, target, settle)
+            return self._attempt(mail, target)
         except smtplib.SMTPServerDisconnected as exc:
             log.info("%s dropped the connection (%s); reconnecting", self.where, exc)
         try:
-            return self._attempt(mail, target, settle)
+            return self._attempt(mail, target)
         except smtplib.SMTPServerDisconnected as exc:
             raise DeliveryError(f"{self.where} disconnected twice while sending to {mail.to} ({exc}); nothing was "
                                 f"handed over, retried later", unreachable=True) from None
 
-    def _once_more(self, mail: Wire, envelope: Envelope, settle: Callable[[], None], lost: Exception) -> None:
+    def _once_more(self, mail: Wire, envelope: Envelope, lost: Exception) -> None:
         """The second and last try of a message whose first outcome is unknown (as Slack's posts),
         on a new connection (_attempt dropped the old one). A server that lost its reply again, or
         cannot be reached, is down for the rest of the pass: the next message would fare the same."""
         try:
-            self._attempt(mail, envelope.target, settle)
+            self._attempt(mail, envelope.target)
         except (OutcomeUnknown, DeliveryError, smtplib.SMTPException, OSError) as again:
             broken = not isinstance(again, DeliveryError) or again.unreachable
             raise DeliveryError(
@@ -165,13 +195,13 @@ class SmtpChannel(Channel):
                 f"log, and only if it did not arrive, `digestbot retry --failed`", permanent=True,
                 unreachable=broken) from None
 
-    def _attempt(self, mail: Wire, target: str, settle: Callable[[], None]) -> None:
+    def _attempt(self, mail: Wire, target: str) -> None:
         """One transaction; a broken connection (SMTPServerDisconnected, OutcomeUnknown) is dropped
         and re-raised, every other failure becomes the DeliveryError it means."""
         if self._smtp is None:
             self._smtp = self._connect()
         try:
-            transaction(self._smtp, self._mail_from, mail, settle, self.data_timeout)
+            transaction(self._smtp, self._mail_from, mail, self.flush, self.data_timeout)  # flush: see `record`
         except (smtplib.SMTPServerDisconnected, OutcomeUnknown):
             self._smtp = None
             raise
@@ -215,19 +245,18 @@ class SmtpChannel(Channel):
         return part
 
     def close(self) -> None:
-        if self._smtp is not None:
-            try:
-                self._smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
-            self._smtp = None
+        try:
+            self.flush()
+        finally:
+            if self._smtp is not None:
+                try:
+                    self._smtp.quit()
+                except (OSError, smtplib.SMTPException):
+                    pass
+                self._smtp = None
 
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-def _nothing() -> None:
-    pass
 
 
 def _reply_error(target: str, code: int, reply: bytes | str) -> DeliveryError:

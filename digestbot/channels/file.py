@@ -8,11 +8,15 @@ import json
 import re
 from email.headerregistry import Address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import private
 from ..models import Message
 from . import Channel, Envelope
 from .email import build_email
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -25,6 +29,11 @@ class FileChannel(Channel):
     def __init__(self, outbox: Path, format: str, sender: Address | None = None):
         self.outbox, self.format = outbox, format
         self.sender = sender or Address(display_name="digestbot", addr_spec="digestbot@localhost")
+
+    @classmethod
+    def from_config(cls, config: Config, ledger_channel: str) -> FileChannel:
+        """`[bot] outbox`; email digests as `.eml`, the others as Slack payloads (`.json`)."""
+        return cls(config.outbox, ledger_channel, config.email.sender_address if config.email else None)
 
     def send(self, message: Message, envelope: Envelope) -> str:
         private.make_folder(self.outbox)  # the files name their recipients

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from ..errors import DeliveryError
+from ..errors import DeliveryError, DigestbotError
 from ..models import Message, SlackPost
 from . import Channel, Envelope
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 PERMANENT = {"channel_not_found", "not_in_channel", "invalid_auth", "not_authed", "account_inactive",
@@ -43,7 +46,8 @@ class Pacer:
     """At most one post per `interval` seconds per channel."""
 
     def __init__(self, interval: float):
-        self.interval, self._last = interval, {}
+        self.interval = interval
+        self._last: dict[str, float] = {}
 
     def wait(self, channel: str) -> None:
         last = self._last.get(channel)
@@ -79,11 +83,19 @@ class SlackChannel(Channel):
 
     kind = "slack"
 
-    def __init__(self, token: str, base_url: str | None = None, timeout: int = 30, min_interval: float = 1.0):
+    def __init__(self, token: str | None, base_url: str | None = None, timeout: int = 30, min_interval: float = 1.0):
         # retry_handlers replaces slack_sdk's defaults: no blind connection-error retry (see above)
         self.client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL, timeout=timeout,
                                 retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3)])
         self.pacer = Pacer(min_interval)
+
+    @classmethod
+    def from_config(cls, config: Config, ledger_channel: str) -> SlackChannel:
+        """`[slack]`, with the bot token from the variable `token_env` names."""
+        if config.slack is None:
+            raise DigestbotError(f"{config.path}: the slack channel needs a [slack] section")
+        token = config.secret(config.slack.token_env, "slack.token_env")
+        return cls(token, config.slack.base_url, min_interval=config.slack.min_interval)
 
     def send(self, message: Message, envelope: Envelope) -> str:
         """Posts the first part at top level and the rest in its thread; returns the top-level `ts`."""

@@ -6,6 +6,7 @@ token channel apply (Retry-After, at most two copies after a broken connection, 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
@@ -15,7 +16,20 @@ from ..models import Message, SlackPost
 from . import Channel, Envelope
 from .slack import Pacer, post_at_most_twice, refused
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 log = logging.getLogger(__name__)
+
+
+def webhook_urls(config: Config) -> dict[str, str]:
+    """Subscription id -> its webhook URL: `slack_webhook`, or the variable `slack_webhook_env` names."""
+    urls = {}
+    for sub in config.subscriptions:
+        url = sub.slack_webhook or config.secret(sub.slack_webhook_env, f"subscription {sub.name!r} slack_webhook_env")
+        if url:
+            urls[sub.id] = url
+    return urls
 
 
 class SlackWebhookChannel(Channel):
@@ -26,6 +40,12 @@ class SlackWebhookChannel(Channel):
     def __init__(self, urls: dict[str, str], timeout: int = 30, min_interval: float = 1.0):
         self.urls, self.timeout = urls, timeout
         self.pacer = Pacer(min_interval)
+
+    @classmethod
+    def from_config(cls, config: Config, ledger_channel: str) -> SlackWebhookChannel:
+        """Every subscription's webhook; paced as `[slack] min_interval` says, if there is a [slack]."""
+        pace = config.slack.min_interval if config.slack else 1.0
+        return cls(webhook_urls(config), min_interval=pace)
 
     def send(self, message: Message, envelope: Envelope) -> str:
         url = self.urls.get(envelope.subscription_id)

@@ -50,7 +50,7 @@ def transaction(smtp: smtplib.SMTP, mail_from: str, mail: Wire, settle: Callable
     if code != 250:
         smtp.close() if code == 421 else _reset(smtp)
         raise smtplib.SMTPSenderRefused(code, reply, mail_from)
-    smtp.putcmd("rcpt", f"TO:<{mail.to}>")  # a bare addr-spec (send_after)
+    smtp.putcmd("rcpt", f"TO:<{mail.to}>")  # a bare addr-spec (SmtpChannel._send)
     code, reply = _reply(smtp)
     if code not in (250, 251):
         smtp.close() if code == 421 else _reset(smtp)
