@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -168,6 +169,22 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_config(args: argparse.Namespace) -> int:
+    from .bundled import write_example_config
+
+    path = Path(args.path or args.config)
+    written = write_example_config(path, force=args.force)
+    shown = shlex.quote(str(path))
+    print(f"wrote {written}: the example config, every option commented. Next:\n"
+          f"  1. edit it: your sources, topics and subscriptions; delete [email] / [slack] to write the digests "
+          f"to the outbox folder instead\n"
+          f"  2. export the environment variables it names for secrets (check warns about those not set)\n"
+          f"  3. digestbot -c {shown} check\n"
+          f"  4. digestbot -c {shown} run --once --no-send   # remember what is listed today, send nothing\n"
+          f"  5. digestbot -c {shown} run")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
@@ -202,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=cmd_preview)
 
     cli_subs.register(sub)
+
+    new = sub.add_parser("new-config", help="write a starter config (the example, every option commented)")
+    new.add_argument("path", nargs="?", help="where (default: the -c config: $DIGESTBOT_CONFIG, then ./config.toml)")
+    new.add_argument("--force", action="store_true", help="replace an existing file")
+    new.set_defaults(func=cmd_new_config)
 
     demo = sub.add_parser("demo", help="the whole job on bundled sample listings, offline")
     demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")

@@ -18,9 +18,10 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from .bundled import templates_folder
 from .highlight import joined, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
 from .models import Digest, Match, Message, Paper
@@ -116,7 +117,7 @@ def item(match: Match) -> Item:
 
 class Renderer:
     def __init__(self, templates: Path | None = None):
-        loaders = [PackageLoader("digestbot", "templates")]
+        loaders = [FileSystemLoader(str(templates_folder()))]  # the top-level templates/ (see bundled.py)
         if templates is not None:
             loaders.insert(0, FileSystemLoader(str(templates)))
         self.env = Environment(
