@@ -5,6 +5,7 @@ Every command is a thin function over the library; `print` lives here and nowher
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shlex
@@ -55,6 +56,12 @@ def build_matcher(config: config_module.Config, store: Store) -> Matcher | Simil
     users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
     return SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
                              examples=store.papers_by_keys)
+
+
+def matcher_of(config: config_module.Config, store: Store, name: str) -> Matcher | SimilarityMatcher:
+    """The matcher of one subscription alone, built as the daemon builds its own (queries, topics and
+    `like` topics): what `subs test` and `preview --days` run over the stored papers, so they agree."""
+    return build_matcher(dataclasses.replace(config, subscriptions=[config.subscription(name)]), store)
 
 
 def open_store(config: config_module.Config) -> Store:
@@ -163,7 +170,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from .preview import preview
 
     config = load_config(args)
-    paths = preview(config, open_store(config), args.name, now(), days=args.days, out=Path(args.out))
+    store = open_store(config)
+    matcher = matcher_of(config, store, args.name) if args.days is not None else None
+    paths = preview(config, store, args.name, now(), days=args.days, out=Path(args.out), matcher=matcher)
     for path in paths:
         print(path)
     return 0

@@ -141,15 +141,14 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from .cli import build_matcher, open_store
+    from .cli import matcher_of, open_store
     from .render import why
 
     config = config_module.load(args.config)
     sub = config.subscription(args.name)
-    config.subscriptions = [sub]
     store = open_store(config)
     papers = store.papers(days=args.days)
-    matches = sorted(build_matcher(config, store).match(papers), key=lambda m: (-m.score, -m.paper.upvotes))
+    matches = sorted(matcher_of(config, store, sub.id).match(papers), key=lambda m: (-m.score, -m.paper.upvotes))
     for match in matches:
         print(f"{match.score:6.2f}  {match.paper.title}\n        {why(match)}")
     print(f"{len(matches)} of {len(papers)} papers from the last {args.days:g} days match {sub.name!r}",

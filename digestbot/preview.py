@@ -13,29 +13,33 @@ from pathlib import Path
 from . import private
 from .config import Config
 from .digest import make_digest
-from .matching import Interest, Matcher
+from .matching import Matcher
+from .matching.similar import SimilarityMatcher
 from .models import Match, Message
 from .render import Renderer
 from .schedule import KEY_FORMAT
 from .store import Store
 
 FILES = ("digest.html", "digest.txt", "slack.json")
+MatcherLike = Matcher | SimilarityMatcher
 
 
-def preview_matches(config: Config, store: Store, sub_id: str, days: float | None) -> list[Match]:
+def preview_matches(store: Store, sub_id: str, days: float | None, matcher: MatcherLike | None) -> list[Match]:
+    """The waiting matches; with `days`, what `matcher` (the subscription's own, as `subs test` uses
+    it: cli.matcher_of) finds among the papers first seen in the last `days` days."""
     if days is None:
         return store.pending_matches(sub_id)
-    sub = config.subscription(sub_id)
-    interest = Interest(sub.id, sub.query, tuple((t, config.topics[t].query) for t in sub.topics))
-    return Matcher([interest]).match(store.papers(days=days))
+    if matcher is None:
+        raise ValueError("preview over the last N days needs the subscription's matcher")
+    return matcher.match(store.papers(days=days))
 
 
 def preview(config: Config, store: Store, name: str, now: datetime, *, days: float | None,
-            out: Path) -> list[Path]:
+            out: Path, matcher: MatcherLike | None = None) -> list[Path]:
     """Write the three renderings into `out`; returns their paths."""
     sub = config.subscription(name)
     key = now.astimezone(config.schedules[sub.id].zone).strftime(KEY_FORMAT)
-    digest = make_digest(config, sub, preview_matches(config, store, sub.id, days),
+    digest = make_digest(config, sub, preview_matches(store, sub.id, days, matcher),
                          channel="email" if sub.email else "slack", period_key=key, now=now)
     templates = config.resolve(config.bot.templates) if config.bot.templates else None
     return write(Renderer(templates).render(digest), out)

@@ -76,3 +76,48 @@ def test_preview_of_an_unknown_subscription_says_which_exist(tmp_path, capsys):
     path, _ = setup(tmp_path)
     assert cli.main(["-c", str(path), "preview", "nope", "--out", str(tmp_path / "x")]) == 1
     assert "known: decoding" in capsys.readouterr().err
+
+
+LIKE_CONFIG = """
+[bot]
+database = "sqlite:///state.db"
+
+[topics.membership]
+like = ["2411.00001"]
+min_similarity = 0.1
+
+[[subscriptions]]
+name = "Privacy"
+topics = ["membership"]
+email = ["p@example.org"]
+schedule = "daily 08:00"
+"""
+
+
+def test_preview_days_and_subs_test_agree_for_a_like_topic(tmp_path, capsys):
+    """preview used to build the interest from the topics' queries, None for a `like` topic: an empty
+    interest, which matched every paper (issue 17: 27 of 80 said subs test, all 80 said preview)."""
+    path = tmp_path / "config.toml"
+    path.write_text(LIKE_CONFIG)
+    ctx = cli.build_context(config_module.load(path))
+    now = datetime.now(UTC)
+    papers = [Paper(title="Membership inference attacks on language models", arxiv_id="2411.00001",
+                    abstract="We infer whether a document was in the training data of a language model."),
+              Paper(title="Document membership inference for large language models", arxiv_id="2411.00002",
+                    abstract="Was this document in the training data? Membership inference says."),
+              Paper(title="Diffusion models for image synthesis", arxiv_id="2411.00003",
+                    abstract="Pixels and noise schedules for generating images."),
+              Paper(title="Reinforcement learning for robot arms", arxiv_id="2411.00004",
+                    abstract="Robots grasp objects with a learned policy.")]
+    with ctx.store.write() as w:
+        w.record_papers("test", papers, now)
+    capsys.readouterr()
+    assert cli.main(["-c", str(path), "subs", "test", "Privacy", "--days", "30"]) == 0
+    tested = capsys.readouterr()
+    assert "2 of 4 papers" in tested.err
+    out = tmp_path / "p"
+    assert cli.main(["-c", str(path), "preview", "Privacy", "--days", "30", "--out", str(out)]) == 0
+    text = (out / "digest.txt").read_text()
+    for paper in papers:
+        assert (paper.title in tested.out) == (paper.title in text.replace("*", "")), paper.title
+    assert "Diffusion" not in text and text.startswith("2 new papers on Privacy")
