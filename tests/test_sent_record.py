@@ -8,6 +8,7 @@ write lock as another process would.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -119,7 +120,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def fill(disk) -> "os.PathLike":
+def fill(disk: Path) -> Path:
     """Fill the file system to its last byte; the filler file, to delete to make room again."""
     filler = disk / "filler"
     with open(filler, "wb", buffering=0) as handle:
