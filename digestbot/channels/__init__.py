@@ -47,7 +47,7 @@ class Envelope:
     target: str
     subscription: str  # display name
     subscription_id: str
-    message_id: str  # deterministic per digest: <digest-42.alice-llm@digestbot.example.org>
+    message_id: str  # deterministic per digest: <digest-42.3f9c0a1b2d4e.alice-llm@digestbot.example.org>
     list_id: str
     unsubscribe: tuple[str, ...] = ()  # List-Unsubscribe URLs: mailto, and https when bot.public_url is set
 
