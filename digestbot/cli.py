@@ -13,7 +13,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, cli_ops, cli_subs, config as config_module, dbstate, pipeline, store as store_module
+from . import (__version__, cli_ops, cli_subs, config as config_module, dbstate, pipeline, private,
+               store as store_module)
 from .channels import opener as channel_opener
 from .errors import ConfigError, DigestbotError
 from .http import Http
@@ -101,7 +102,7 @@ def _exists(url: str) -> bool:
 
 def create_store(config: config_module.Config) -> Store:
     if path := store_module._sqlite_path(config.database_url):
-        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder for subscriber data
+        private.make_folder(Path(path).parent)  # a new folder for subscriber data
     store = Store(config.database_url, busy_timeout=config.bot.busy_timeout)
     store.create_tables()
     dbstate.record(config.path, config.database_url)

@@ -335,8 +335,8 @@ class Ledger:
 def _unrecorded(values: dict, target: str, budget: float, exc: StoreError) -> str:
     return (f"the server accepted digest {values['digest']}{f' for {target}' if target else ''} (Message-ID "
             f"{values['server_id']}), but it could not be recorded as sent within {budget:.3g} s: {exc}. A later "
-            f"run will send it again, so it may arrive twice (with the same Message-ID). Free disk space, or stop the process holding the database; this pass "
-            f"stopped here")
+            f"run will send it again, so it may arrive twice (with the same Message-ID). Free disk space, or "
+            f"stop the process holding the database; this pass stopped here")
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
