@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digestbot import config as config_module, pipeline  # noqa: E402
 from digestbot.channels.email import build_email  # noqa: E402
-from digestbot.cli import build_context  # noqa: E402
-from digestbot.ledger import Ledger  # noqa: E402
+from digestbot.app import App  # noqa: E402
+from digestbot.store.ledger import Ledger  # noqa: E402
 from digestbot.models import Match, Paper  # noqa: E402
 from digestbot.store import Store  # noqa: E402
 
@@ -109,7 +109,7 @@ def config_for(workdir: Path, port: int, subs: int, name: str) -> config_module.
 
 def seed(config: config_module.Config, now: datetime) -> pipeline.Context:
     Store(config.database_url).create_tables()
-    ctx = build_context(config)
+    ctx = App.from_config(config)
     papers = [Paper(title=f"Paper {i}: fast inference for large language models", arxiv_id=f"2411.{i:05d}",
                     abstract="We make inference faster. " * 20, authors=("A. Author", "B. Author"),
                     url=f"https://huggingface.co/papers/2411.{i:05d}", upvotes=i % 50) for i in range(200)]

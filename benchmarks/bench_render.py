@@ -41,7 +41,7 @@ def digests(count: int) -> list[Digest]:
     matcher = Matcher([Interest(f"sub-{i}", q) for i, q in enumerate(wanted)])
     by_sub: dict[str, list] = {}
     for match in matcher.match(papers):
-        by_sub.setdefault(match.subscription, []).append(match)
+        by_sub.setdefault(match.subscription_id, []).append(match)
     pools = [(sub, m) for sub, m in by_sub.items() if len(m) >= PER_DIGEST]
     start = datetime(2026, 11, 22, 8, tzinfo=timezone.utc)
     out = []

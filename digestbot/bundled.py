@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import config_file
+from .config import file as config_file
 from .errors import ConfigError, DigestbotError
 
 PACKAGE = Path(__file__).resolve().parent

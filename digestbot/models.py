@@ -255,7 +255,7 @@ class Hit:
 
 @dataclass(slots=True)
 class Match:
-    subscription: str  # the subscription's id (its slug)
+    subscription_id: str  # the subscription's id (its slug); a Digest carries its display name too
     paper: Paper
     score: float = 0.0
     hits: tuple[Hit, ...] = ()

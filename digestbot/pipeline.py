@@ -2,7 +2,7 @@
 
     poll:  source.collect -> store.record_papers -> matcher.match -> store.record_matches   (one transaction)
     send:  due periods -> store.open_digest -> claim -> rank -> render -> channel.send -> record (ledger)
-           (rank and render once per distinct content, shared by its recipients: sendpass.py)
+           (rank and render once per distinct content, shared by its recipients: render/shared.py)
 
 The send protocol (claim -> send -> record) is `_send_pass` and `_send_one`, top to bottom; the
 ledger (ledger.py) makes each step safe against other senders and crashes.
@@ -29,9 +29,9 @@ from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import ClockError, Http
 from .matching import Matcher
 from .models import Digest, Paper
-from .ledger import Claim, Ledger
+from .store.ledger import Claim, Ledger
 from .render import Renderer
-from .sendpass import Contents
+from .render.shared import Contents
 from .store import DigestRow, Store
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
             ctx.store.open_digests(sub.id, due, period.key, now, allow_empty=sub.send_empty)
 
 
-_ONE_PASS = threading.Lock()  # the daemon's jobs run in threads (scheduler.py): one send pass at a time
+_ONE_PASS = threading.Lock()  # the daemon's jobs run in threads (daemon.py): one send pass at a time
 
 
 def send_due(ctx: Context, now: datetime) -> SendResult:
@@ -264,7 +264,7 @@ def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now
 
 
 def build_digest(ctx: Context, row: Claim | DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
-    """One digest on its own (the send pass shares them instead, see sendpass.py)."""
+    """One digest on its own (the send pass shares them instead, see render/shared.py)."""
     return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), channel=row.channel,
                        period_key=row.period, now=now)
 

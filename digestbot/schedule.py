@@ -1,4 +1,5 @@
-"""Schedules: `instant`, `hourly`, `daily HH:MM`, `weekly DAY HH:MM`, a cron expression, `every 15m`.
+"""When things happen: send schedules (`instant`, `hourly`, `daily HH:MM`, `weekly DAY HH:MM`, cron,
+`every 15m`) and when a source is polled next.
 
 A schedule answers one question for the sender: which is the latest period that has begun by `now`
 (`last_period`)? A period is keyed by the *local wall-clock* time of its fire, e.g.
@@ -23,6 +24,8 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+from .sources import SourceOptions
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -138,3 +141,20 @@ def _clock(value: str, text: str) -> tuple[int, int]:
     if not match:
         raise ValueError(f"{text!r}: the time must be HH:MM (24-hour), e.g. 08:00")
     return int(match.group(1)), int(match.group(2))
+
+
+# --- when a source is polled next: `every` counts from the last poll, `cron` is the next fire time ---------
+# (`digestbot status` shows it; the daemon runs the same triggers)
+def poll_trigger_spec(options: SourceOptions) -> str:
+    return options.cron or f"every {options.every}"
+
+
+def next_poll(options: SourceOptions, last_poll: datetime | None, now: datetime) -> datetime:
+    """The next poll time; `now` for a source never polled (the daemon polls every source at start)."""
+    if last_poll is None:
+        return now
+    trigger = parse_schedule(poll_trigger_spec(options), "UTC").trigger
+    if isinstance(trigger, IntervalTrigger):
+        return last_poll + trigger.interval
+    # The first fire strictly after the last poll (a poll exactly on a fire time is that fire).
+    return trigger.get_next_fire_time(None, last_poll + timedelta(seconds=1))

@@ -181,13 +181,14 @@ def poll_context(tmp: Path, sources_toml: str, sleep=lambda s: None, clock_toler
 
     Most tests poll as of a fixed date while the loopback server's `Date` is real time: they leave
     the clock check off (clock_tolerance=None); tests of that check pass a tolerance."""
-    from digestbot import cli, config as config_module
+    from digestbot import config as config_module
+    from digestbot.app import App
     from digestbot.http import Http
 
     slept: list[float] = []
     http = Http(sleep=lambda s: (slept.append(s), sleep(s)), backoff=0.01, timeout=5,
                 clock_tolerance=clock_tolerance)
-    return cli.build_context(config_module.load(write_config(tmp, sources_toml)), http), slept
+    return App.from_config(config_module.load(write_config(tmp, sources_toml)), http=http), slept
 
 
 # --- saved text listings (the `text` source), built from daily_papers items -------------------------

@@ -21,7 +21,7 @@ from digestbot.channels.email import SmtpChannel
 from digestbot.channels.file import FileChannel
 from digestbot.channels.slack import SlackChannel
 from digestbot.channels.slack_webhook import SlackWebhookChannel
-from digestbot.cli import build_context
+from digestbot.app import App
 from digestbot.errors import ConfigError, DigestbotError
 from digestbot.models import Message, SlackPost
 from digestbot.store import Store, utcnow
@@ -181,7 +181,7 @@ def test_a_pass_past_its_lease_claims_the_next_batch_only_after_the_last_record(
     recipients = [f"r{i}@example.org" for i in range(101)]
     config = _config(tmp_path, smtp_server.port, recipients, lease=600)
     Store(config.database_url).create_tables()
-    ctx = build_context(config)
+    ctx = App.from_config(config)
     _seed_papers(ctx)
     result = pipeline.send_due(ctx, utcnow() + timedelta(hours=1))
     ctx.store.close()

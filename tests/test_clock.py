@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from digestbot import cli, config as config_module, pipeline, scheduler
+from digestbot.app import App
+from digestbot import cli, config as config_module, pipeline, daemon
 from digestbot.http import CLOCK_TOLERANCE, Http
 from digestbot.store import Store
 from fixtures import daily_items, poll_context, write_config
@@ -148,17 +149,17 @@ def test_the_cli_exits_non_zero_records_nothing_and_sends_nothing(tmp_path):
 def test_the_daemon_poll_job_skips_its_send_when_the_clock_is_wrong(tmp_path, caplog):
     with SkewedServer(json.dumps(fresh_items()).encode(), timedelta(0)) as server:
         config = config_module.load(write_config(tmp_path, SEARCH.format(url=server.url)))
-        ctx = cli.build_context(config, Http(sleep=lambda s: None, timeout=5))
+        ctx = App.from_config(config, http=Http(sleep=lambda s: None, timeout=5))
         assert pipeline.poll(ctx, "search", datetime.now(UTC)).new == 6  # matched: a digest is due
         server.offset = -timedelta(days=8)
-        live = scheduler.Live(ctx, lambda new: ctx)
-        scheduler.poll_job(live, "search")
+        live = daemon.Live(ctx, lambda new: ctx)
+        daemon.poll_job(live, "search")
         assert outbox(tmp_path) == []  # old code: the job's send went ahead on the wrong clock
         assert "this machine's clock says" in caplog.text
-        scheduler.send_job(live)  # the schedule's and the retries' send jobs wait for a right clock too
+        daemon.send_job(live)  # the schedule's and the retries' send jobs wait for a right clock too
         assert outbox(tmp_path) == [] and "not sending: the latest poll of search" in caplog.text
         server.offset = timedelta(0)
-        scheduler.poll_job(live, "search")
+        daemon.poll_job(live, "search")
         assert len(outbox(tmp_path)) == 1
 
 

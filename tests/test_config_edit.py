@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from digestbot import config as config_module, scheduler
-from digestbot.cli import build_context
+from digestbot import config as config_module, daemon
+from digestbot.app import App
 from digestbot.models import Paper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,9 +169,9 @@ def paper(title: str) -> Paper:
 
 
 def test_live_reload_applies_a_valid_edit_and_keeps_the_last_good_config(path, tmp_path, caplog):
-    ctx = build_context(config_module.load(path))
-    live = scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store))
-    sched = scheduler.build(live)
+    ctx = App.from_config(config_module.load(path))
+    live = daemon.Live(ctx, ctx.reconfigured)
+    sched = daemon.build(live)
     assert {j.id for j in sched.get_jobs()} >= {"poll:hf", "config:watch"}
     assert not live.reload_if_changed(sched)  # nothing changed yet
 
@@ -183,7 +183,7 @@ period = "week"
 """)
     assert live.reload_if_changed(sched)
     assert {j.id for j in sched.get_jobs()} >= {"poll:hf", "poll:hf-weekly", "config:watch"}
-    assert [m.subscription for m in live.ctx.matcher.match([paper("Diffusion models")])] == ["alice"]
+    assert [m.subscription_id for m in live.ctx.matcher.match([paper("Diffusion models")])] == ["alice"]
 
     good = live.ctx
     path.write_text(BASE + "\n[bot2]\n")
@@ -199,9 +199,9 @@ period = "week"
 
 def test_live_reload_of_a_database_env_whose_variable_is_missing_keeps_the_last_good_config(path, caplog,
                                                                                           monkeypatch):
-    ctx = build_context(config_module.load(path))
-    live = scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store))
-    sched = scheduler.build(live)
+    ctx = App.from_config(config_module.load(path))
+    live = daemon.Live(ctx, ctx.reconfigured)
+    sched = daemon.build(live)
     monkeypatch.delenv("DIGESTBOT_TEST_NO_SUCH_DATABASE", raising=False)
     text = path.read_text()
     path.write_text(text.replace("[bot]\n", '[bot]\ndatabase_env = "DIGESTBOT_TEST_NO_SUCH_DATABASE"\n', 1))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from digestbot import config as config_module
-from digestbot.config_edit import ConfigEditor, editing
+from digestbot.config.edit import ConfigEditor, editing
 from digestbot.errors import ConfigError
 from test_config_edit import BASE, digestbot
 
@@ -25,7 +25,7 @@ from test_config_edit import BASE, digestbot
 # edit waits by default, and this test is about edits lost, not about edits that gave up saying so.
 RACER = """\
 import os, sys, time
-from digestbot import config_file
+from digestbot.config import file as config_file
 from digestbot.cli import main
 config_file.LOCK_TIMEOUT = 300
 open(sys.argv[2], "w").close()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digestbot.ledger import MAX_ATTEMPTS, RETRY_FIRST, Ledger
+from digestbot.store.ledger import MAX_ATTEMPTS, RETRY_FIRST, Ledger
 from digestbot.models import Match, Paper
 from digestbot.store import Store
 

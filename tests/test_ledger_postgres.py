@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from digestbot.ledger import Ledger
+from digestbot.store.ledger import Ledger
 from digestbot.store import Store
 from servers import free_port
 from test_ledger import NOW, seed

@@ -12,7 +12,7 @@ from digestbot.matching.compile import compile_explain, compile_node, document
 from digestbot.matching.index import Index, Rarity, anchors
 from digestbot.matching.nodes import GROUP, TEXT
 from digestbot import config as config_module
-from digestbot.cli import build_matcher
+from digestbot.app import build_matcher
 from digestbot.models import Hit, Paper
 from digestbot.store import Store
 
@@ -44,7 +44,7 @@ def run(*interests: Interest, papers=PAPERS):
 
 
 def pairs(matches):
-    return [(m.subscription, m.paper.key) for m in matches]
+    return [(m.subscription_id, m.paper.key) for m in matches]
 
 
 def test_empty_query_matches_every_paper_scored_by_upvotes_only():
@@ -135,7 +135,7 @@ def test_an_and_across_fields_needs_every_field():
     queries = ["keyword:cs.lg inference", "title:survey author:turing", "author:lovelace cache",
                "keyword:cs.cl title:speculative", "title:vision images upvotes>=100 keyword:cs.lg"]
     interests = [Interest(f"q{n}", q) for n, q in enumerate(queries)]
-    assert [(m.subscription, m.paper.arxiv_id) for m in run(*interests)] == [
+    assert [(m.subscription_id, m.paper.arxiv_id) for m in run(*interests)] == [
         ("q2", "2401.00001"), ("q0", "2401.00002")]
 
 
@@ -150,7 +150,7 @@ def test_huge_and_deep_queries_compile_and_agree_on_both_paths():
         deep = f"(llm OR NOT (vision {deep}))" if level % 2 else f"(inference ({deep} OR w{level}))"
     interests = [Interest("or", wide_or), Interest("and", wide_and),
                  Interest("phrases", wide_phrases), Interest("deep", deep)]
-    assert sorted((m.subscription, m.paper.arxiv_id) for m in run(*interests)) == [
+    assert sorted((m.subscription_id, m.paper.arxiv_id) for m in run(*interests)) == [
         ("deep", "2401.00001"), ("deep", "2401.00002"), ("deep", "2401.00003"),  # NOT (vision ...)
         ("or", "2401.00002"), ("phrases", "2401.00001"), ("phrases", "2401.00002")]
 
@@ -289,8 +289,8 @@ def test_indexed_match_equals_naive_loop(interests, papers, sample):
     for batch_min in (1, 10**9):  # evaluated over the batch (bitsets), and paper at a time
         matcher.batch_min = batch_min
         fast = matcher.match(papers)
-        assert [(m.subscription, m.paper.key, m.hits, m.score) for m in fast] == \
-            [(m.subscription, m.paper.key, m.hits, m.score) for m in naive]
+        assert [(m.subscription_id, m.paper.key, m.hits, m.score) for m in fast] == \
+            [(m.subscription_id, m.paper.key, m.hits, m.score) for m in naive]
         assert fast == naive
 
 

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import Connection
 
 from delivery_world import World, config_text
-from digestbot import migrations
+from digestbot.store import migrations
 from digestbot.errors import StoreError
-from digestbot.ledger import Ledger
+from digestbot.store.ledger import Ledger
 from digestbot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def test_a_new_database_is_made_at_the_newest_revision_with_the_tables_the_migra
     with migrated.engine.connect() as conn, conn.begin():
         from alembic import command
 
-        from digestbot.store_upkeep import alembic_config
+        from digestbot.store.upkeep import alembic_config
 
         command.upgrade(alembic_config(conn), "head")
     with migrated.engine.connect() as conn:
@@ -256,7 +256,7 @@ def test_a_database_from_a_newer_digestbot_is_refused_and_left_as_it_is(tmp_path
 def test_the_revision_list_is_the_chain_of_revision_files():
     from alembic.script import ScriptDirectory
 
-    from digestbot.store_upkeep import alembic_config
+    from digestbot.store.upkeep import alembic_config
 
     script = ScriptDirectory.from_config(alembic_config(None))
     chain = [s.revision for s in reversed(list(script.walk_revisions()))]
@@ -274,9 +274,9 @@ def test_the_wheel_ships_the_migrations(tmp_path):
     assert built.returncode == 0, built.stderr
     [wheel] = tmp_path.glob("digestbot-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"digestbot/migrations/env.py", "digestbot/migrations/script.py.mako",
-            "digestbot/migrations/versions/0001_release_1694ff9.py",
-            "digestbot/migrations/versions/0002_claims_and_installation.py"} <= names
+    assert {"digestbot/store/migrations/env.py", "digestbot/store/migrations/script.py.mako",
+            "digestbot/store/migrations/versions/0001_release_1694ff9.py",
+            "digestbot/store/migrations/versions/0002_claims_and_installation.py"} <= names
 
 
 def test_opening_a_database_at_the_newest_revision_reads_one_row_and_loads_no_alembic(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import SQLModel
 
 from delivery_world import World, config_text
-from digestbot import migrations
+from digestbot.store import migrations
 from digestbot.errors import StoreError
 from digestbot.store import Store
 from test_ledger_postgres import pg_url  # noqa: F401  (the fixture)

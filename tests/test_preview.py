@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from digestbot.app import App
 from digestbot import cli, config as config_module, pipeline
 from digestbot.models import Paper
 
@@ -23,7 +24,7 @@ schedule = "daily 08:00"
 def setup(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(CONFIG)
-    ctx = cli.build_context(config_module.load(path))
+    ctx = App.from_config(config_module.load(path))
     now = datetime.now(UTC)
     pending = Paper(title="Speculative decoding <now>", abstract="Decoding is fast. We decode.", arxiv_id="2411.1",
                     published=now)
@@ -99,7 +100,7 @@ def test_preview_days_and_subs_test_agree_for_a_like_topic(tmp_path, capsys):
     interest, which matched every paper (issue 17: 27 of 80 said subs test, all 80 said preview)."""
     path = tmp_path / "config.toml"
     path.write_text(LIKE_CONFIG)
-    ctx = cli.build_context(config_module.load(path))
+    ctx = App.from_config(config_module.load(path))
     now = datetime.now(UTC)
     papers = [Paper(title="Membership inference attacks on language models", arxiv_id="2411.00001",
                     abstract="We infer whether a document was in the training data of a language model."),

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from delivery_world import SLACK_TOKEN_ENV, init, make_world
-from digestbot import config as config_module, dbstate, preview
+from digestbot import config as config_module, preview
+from digestbot.store import dbstate
 from digestbot.channels import Envelope
 from digestbot.channels.file import FileChannel
 from digestbot.cli import main

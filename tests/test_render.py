@@ -19,7 +19,7 @@ from digestbot.channels.email import build_email
 from digestbot.digest import unsubscribe_urls
 from digestbot.models import Hit, Match, Paper
 from digestbot.render import EMAIL_MAX_BYTES, Renderer
-from digestbot.slackblocks import MAX_BLOCKS, MAX_CHARS, MAX_TEXT
+from digestbot.render.slack_posts import MAX_BLOCKS, MAX_CHARS, MAX_TEXT
 
 from render_fixtures import NOW, config, digest, matches, papers
 

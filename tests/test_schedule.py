@@ -15,7 +15,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from digestbot import config as config_module, pipeline
-from digestbot.cli import build_context
+from digestbot.app import App
 from digestbot.models import Paper
 from digestbot.schedule import parse_schedule
 
@@ -38,7 +38,7 @@ schedule = "{schedule}"
 timezone = "{zone}"
 send_empty = {str(send_empty).lower()}
 """)
-    return build_context(config_module.load(path))
+    return App.from_config(config_module.load(path))
 
 
 def add_paper(ctx, now: datetime) -> str:
@@ -121,7 +121,7 @@ def test_restart_and_repeated_runs_never_send_a_period_twice(tmp_path):
     add_paper(ctx, utc(2026, 11, 20, 12, 0))
     now = utc(2026, 11, 23, 7, 5)  # Monday 08:05 in Berlin
     assert len(pipeline.send_due(ctx, now).sent) == 1
-    again = build_context(ctx.config)  # a restarted process: only the database remembers
+    again = App.from_config(ctx.config)  # a restarted process: only the database remembers
     assert pipeline.send_due(again, now).sent == []
     assert pipeline.send_due(again, now + timedelta(days=3)).sent == []  # next period not begun yet
     add_paper(again, now + timedelta(hours=1))

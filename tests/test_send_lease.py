@@ -16,8 +16,8 @@ from datetime import timedelta
 
 from delivery_world import HookedSmtpServer, init, make_world
 from digestbot import config as config_module, pipeline
-from digestbot.cli import build_context
-from digestbot.ledger import Ledger
+from digestbot.app import App
+from digestbot.store.ledger import Ledger
 from digestbot.store import Store, utcnow
 from test_ledger import NOW, seed
 
@@ -84,7 +84,7 @@ def test_two_jobs_of_one_daemon_sending_at_once_take_turns_and_send_nothing_twic
     with HookedSmtpServer(delay=1.0) as smtp:
         config = _config(tmp_path, smtp.port, recipients, lease=3)
         Store(config.database_url).create_tables()
-        ctx = build_context(config)
+        ctx = App.from_config(config)
         _seed_papers(ctx)
         results: dict[str, pipeline.SendResult] = {}
         first = threading.Thread(target=lambda: results.update(first=pipeline.send_due(ctx, utcnow())))
@@ -108,7 +108,7 @@ def test_one_exchange_slower_than_the_lease_keeps_its_claim(tmp_path):
     with HookedSmtpServer(delay=10.0) as smtp:
         config = _config(tmp_path, smtp.port, ["slow@example.org"], lease=4)
         Store(config.database_url).create_tables()
-        ctx = build_context(config)
+        ctx = App.from_config(config)
         _seed_papers(ctx)
         results: list[pipeline.SendResult] = []
         sender = threading.Thread(target=lambda: results.append(pipeline.send_due(ctx, utcnow())))
@@ -152,7 +152,7 @@ def test_a_sender_whose_lease_ran_out_never_overwrites_the_sender_that_took_over
     quick = Ledger(store, lease=timedelta(minutes=1), clock=lambda: later)
     a, b = quick.claim_batch(later)
     quick.sent(a.id, "<quick-a@x>", later)  # recorded before the slow sender's record ...
-    with caplog.at_level(logging.WARNING, logger="digestbot.ledger"):
+    with caplog.at_level(logging.WARNING, logger="digestbot.store.ledger"):
         slow.sent(a_id, "<slow-a@x>", NOW)
         slow.sent(b_id, "<slow-b@x>", NOW)  # ... and after it (the quick one is still sending)
         slow.failed(b, "451 later", NOW, permanent=False)

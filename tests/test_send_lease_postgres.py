@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from digestbot.ledger import Ledger
+from digestbot.store.ledger import Ledger
 from digestbot.store import Store
 from test_ledger import NOW, seed
 

@@ -14,9 +14,9 @@ import pytest
 
 from delivery_world import HookedSmtpServer, hold_write_lock, init, make_world
 from digestbot import pipeline
-from digestbot.cli import build_context
+from digestbot.app import App
 from digestbot.errors import StoreError
-from digestbot.ledger import Ledger
+from digestbot.store.ledger import Ledger
 from digestbot.store import WAL_LIMIT, Store, utcnow
 from test_send_lease import _config, _seed_papers
 
@@ -52,7 +52,7 @@ def test_a_sent_record_that_cannot_be_made_stops_the_pass_and_says_what_is_true(
     with HookedSmtpServer() as smtp:
         config = _config(tmp_path, smtp.port, recipients, lease=600, busy_timeout=0.3)
         Store(config.database_url).create_tables()
-        ctx = build_context(config)
+        ctx = App.from_config(config)
         _seed_papers(ctx)
         db = tmp_path / "state.db"
         smtp.after_accept = lambda n: holders.append(hold_write_lock(db, 8.0)) if n == 1 else None
@@ -76,7 +76,7 @@ def test_the_write_ahead_log_is_truncated_when_a_pass_ends(tmp_path):
     with HookedSmtpServer() as smtp:
         config = _config(tmp_path, smtp.port, recipients, lease=600)
         Store(config.database_url).create_tables()
-        ctx = build_context(config)
+        ctx = App.from_config(config)
         _seed_papers(ctx)
         wal = tmp_path / "state.db-wal"
         assert wal.exists() and wal.stat().st_size > 0  # the seed's commits are in it
@@ -91,7 +91,7 @@ def test_a_small_write_ahead_log_is_left_to_sqlites_own_checkpoints(tmp_path):
     with HookedSmtpServer() as smtp:
         config = _config(tmp_path, smtp.port, recipients, lease=600)
         Store(config.database_url).create_tables()
-        ctx = build_context(config)
+        ctx = App.from_config(config)
         _seed_papers(ctx)
         pipeline.send_due(ctx, utcnow())
     assert 0 < (tmp_path / "state.db-wal").stat().st_size <= WAL_LIMIT  # no ~50 ms checkpoint every pass
@@ -143,7 +143,7 @@ def test_a_full_disk_at_the_sent_record_is_waited_out_and_nothing_arrives_twice(
     with HookedSmtpServer() as smtp:
         config = _config(small_disk, smtp.port, recipients, lease=600)
         Store(config.database_url).create_tables()
-        ctx = build_context(config)
+        ctx = App.from_config(config)
         _seed_papers(ctx)
 
         def full_for_a_while(n: int) -> None:

@@ -12,9 +12,9 @@ import pytest
 from digestbot import config as config_module, pipeline
 from digestbot.channels import Envelope
 from digestbot.channels.email import build_email
-from digestbot.cli import build_context
-from digestbot.ledger import Ledger
-from digestbot.mailwire import header_line, recipient_headers, shared_part
+from digestbot.app import App
+from digestbot.store.ledger import Ledger
+from digestbot.channels.email_wire import header_line, recipient_headers, shared_part
 from digestbot.models import Match, Message, Paper
 from digestbot.render import Renderer
 from digestbot.store import Store
@@ -85,7 +85,7 @@ def sent(tmp_path):
     with SmtpServer() as server:
         cfg = config(tmp_path, server.port)
         Store(cfg.database_url).create_tables()
-        ctx = build_context(cfg)
+        ctx = App.from_config(cfg)
         ctx.renderer = CountingRenderer()
         titles = seed(ctx)
         result = pipeline.send_due(ctx, NOW)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from digestbot import config as config_module
-from digestbot.cli import build_matcher
+from digestbot.app import build_matcher
 from digestbot.sources.hf_json import paper_from_item
 from digestbot.store import Store
 from fixtures import daily_items
@@ -38,12 +38,12 @@ email = ["s@example.org"]
     matcher = build_matcher(config_module.load(path), store)
     new = [p for p in papers if p.arxiv_id in NEW]
     matches = matcher.match(new)
-    privacy = {m.paper.arxiv_id: m for m in matches if m.subscription == "privacy"}
+    privacy = {m.paper.arxiv_id: m for m in matches if m.subscription_id == "privacy"}
     assert set(privacy) == {k for k, alike in NEW.items() if alike}
     for match in privacy.values():
         assert [h.field for h in match.hits] == ["topic"] and match.hits[0].text == "membership"
         assert match.score > 0
-    assert {m.subscription for m in matches} == {"privacy"}  # the like-only subscription is not "everything"
+    assert {m.subscription_id for m in matches} == {"privacy"}  # the like-only subscription is not "everything"
 
 
 def test_a_like_topic_needs_examples_or_a_query(tmp_path):

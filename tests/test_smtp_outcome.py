@@ -19,7 +19,7 @@ import pytest
 from digestbot import config as config_module, pipeline
 from digestbot.channels import Envelope
 from digestbot.channels.email import SmtpChannel
-from digestbot.cli import build_context
+from digestbot.app import App
 from digestbot.errors import DeliveryError
 from digestbot.models import Message
 from delivery_world import World, init, make_world
@@ -177,7 +177,7 @@ def test_pipeline_a_server_that_never_answers_the_final_dot_never_streams_copies
         cfg = config_module.load(world.config)
 
         def run_once() -> pipeline.SendResult:
-            ctx = build_context(cfg)
+            ctx = App.from_config(cfg)
             ctx.open_channel = lambda kind: channel(server)
             try:
                 return pipeline.run_once(ctx, datetime.now(UTC))[1]

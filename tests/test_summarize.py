@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 
 from digestbot.models import Hit
-from digestbot.summarize import sentences, summarize
+from digestbot.render.summarize import sentences, summarize
 
 ABSTRACT = ("Large language models are expensive to serve. We study many things about training data. "
             "Speculative decoding reduces latency by drafting tokens with a small model. "

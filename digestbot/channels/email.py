@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Callable
 
-from .. import mailwire
+from . import email_wire
 from ..errors import DeliveryError, DigestbotError
 from ..models import Message
 from . import Channel, Envelope
@@ -153,7 +153,7 @@ class SmtpChannel(Channel):
             self.flush()  # the transaction never got as far as MAIL (no connection, a bad header)
 
     def _send(self, message: Message, envelope: Envelope) -> str:
-        to = envelope.target if mailwire.is_bare(envelope.target) else parseaddr(envelope.target)[1]
+        to = envelope.target if email_wire.is_bare(envelope.target) else parseaddr(envelope.target)[1]
         try:
             mail = self._wire(message, envelope, to)
         except (ValueError, TypeError) as exc:  # CR/LF or similar in a header value: never on the wire
@@ -225,11 +225,11 @@ class SmtpChannel(Channel):
         whole message with UTF-8 headers, as smtplib's send_message would.
 
         The recipient's header lines are built per send; the rest (content headers and MIME body) is
-        serialised and stuffed once per rendered message and list, and reused (see mailwire.py)."""
+        serialised and stuffed once per rendered message and list, and reused (see email_wire.py)."""
         if not (to + self.sender.addr_spec).isascii():
             whole = build_email(message, envelope, self.sender).as_bytes(policy=policy.SMTPUTF8)
-            return Wire(to, mailwire.stuffed(whole), utf8=True)
-        own = mailwire.stuffed(mailwire.recipient_headers(envelope, mailwire.date_value()))
+            return Wire(to, email_wire.stuffed(whole), utf8=True)
+        own = email_wire.stuffed(email_wire.recipient_headers(envelope, email_wire.date_value()))
         return Wire(to, own + self._shared(message, envelope))
 
     def _shared(self, message: Message, envelope: Envelope) -> bytes:
@@ -238,7 +238,7 @@ class SmtpChannel(Channel):
         if cached is not None and cached[0] is message:  # identity, not just id(): ids are reused
             self._shared_parts.move_to_end(key)
             return cached[1]
-        part = mailwire.stuffed(mailwire.shared_part(message, envelope.list_id, self.sender))
+        part = email_wire.stuffed(email_wire.shared_part(message, envelope.list_id, self.sender))
         self._shared_parts[key] = (message, part)  # holding the message keeps its id() unique
         if len(self._shared_parts) > SHARED_PARTS:
             self._shared_parts.popitem(last=False)

@@ -1,7 +1,7 @@
 """One SMTP mail transaction for one recipient, knowing where it broke (SmtpChannel decides what
 that means). smtplib's sendmail, with three differences:
 
-- the message arrives dot-stuffed (mailwire.stuffed) and MAIL goes out before `settle()` runs;
+- the message arrives dot-stuffed (email_wire.stuffed) and MAIL goes out before `settle()` runs;
 - a reply smtplib cannot read — it makes up "500 Line too long." for a line over 8 KB and code -1
   for a line without a number — is a broken connection (SMTPServerDisconnected), never an answer;
 - once the final "." of DATA went out, a missing or unreadable reply raises OutcomeUnknown: the

@@ -92,8 +92,8 @@ def serve_daily_papers(listing: dict[str, list[dict]]) -> ThreadingHTTPServer:
 
 
 def run_demo(folder: Path, report: Callable) -> int:
-    from .. import config as config_module, pipeline
-    from ..cli import build_context
+    from .. import config as config_module
+    from ..app import App
     from ..store import Store
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,10 +108,10 @@ def run_demo(folder: Path, report: Callable) -> int:
         config = config_module.load(path)
         with Store(config.database_url) as fresh:  # the demo starts from empty on purpose, like `init`
             fresh.create_tables()
-        ctx = build_context(config)
+        app = App.from_config(config)
         print(f"digestbot demo: polling the bundled sample listings (a loopback server on port "
               f"{server.server_port}) for {len(config.subscriptions)} subscriptions")
-        polls, sends = pipeline.run_once(ctx, now)
+        polls, sends = app.run_once(now)
         report(polls, sends, sent_anything=True)
     finally:
         server.shutdown()

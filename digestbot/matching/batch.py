@@ -4,7 +4,7 @@ A `Batch` holds, for each word set of the documents (title, author, keyword, tex
 word -> bitset of paper positions (Python ints: `&`, `|`, `& ~` run in C over all papers at once),
 and `bits`: the bitsets of the words the index numbers (every word a clause looks up), in a list
 indexed by number. `compile_batch(node, index)(batch, batch.bits)` is the bitset of the papers
-for which `node.evaluate(doc)` holds, computed by one generated expression (`compile.Source`)
+for which `node.evaluate(doc)` holds, computed by one generated expression (`compile.LambdaCode`)
 that reads its words' papers by number, without a string look-up: word sets decide terms and
 prefixes exactly; phrases, abstract-only words and abstract prefixes take their words' postings
 as candidates and confirm each one with the per-paper substring test (`needle_key`). The index
@@ -16,11 +16,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Callable, Sequence
 
-from digestbot.matching.compile import SET_OF, Source, effort, joined, needle_key
+from digestbot.matching.compile import SET_OF, LambdaCode, effort, balanced_join, needle_key
 from digestbot.matching.index import Index
-from digestbot.matching.nodes import (
-    COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes,
-)
+from digestbot.matching.nodes import COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes
 from digestbot.models import Paper
 
 BatchPred = Callable[["Batch", list[int]], int]  # (batch, its bits) -> its papers for which it holds
@@ -99,14 +97,14 @@ class Batch:
 def compile_batch(node: Node | None, index: Index) -> BatchPred:
     """A function of a batch (and its `bits`) equivalent to `node.evaluate` on each of its
     papers: the bitset of the papers for which `node` holds. Generated as one expression (see
-    `compile.Source`); a word's papers are read by its number in `index`. An AND passes each
+    `compile.LambdaCode`); a word's papers are read by its number in `index`. An AND passes each
     child only the papers its earlier children left (and stops when none is left), so a phrase
     confirms few candidates."""
     src = _BatchSource(index)
     return src.function("b, B", _holding(node, None, src))
 
 
-class _BatchSource(Source):
+class _BatchSource(LambdaCode):
     """A batch function's source: words become their numbers' bitsets, `B[...]`."""
 
     def __init__(self, index: Index):
@@ -135,13 +133,13 @@ def _holding(node: Node | None, within: str | None, src: _BatchSource) -> str:
     if kind is Not:
         return f"{within or 'b.all'} & ~({_holding(node.child, within, src)})"  # type: ignore[union-attr]
     if kind is Or:
-        return joined("|", [f"({_holding(c, within, src)})" for c in node.children])  # type: ignore[union-attr]
+        return balanced_join("|", [f"({_holding(c, within, src)})" for c in node.children])  # type: ignore[union-attr]
     return _and(node, within, src)  # type: ignore[arg-type]
 
 
 def _among(within: str | None, bitsets: list[str]) -> str:
     """The papers of `within` (None: all) in every one of `bitsets`."""
-    return joined("&", ([within] if within else []) + bitsets) or "b.all"
+    return balanced_join("&", ([within] if within else []) + bitsets) or "b.all"
 
 
 def _and(node: And, within: str | None, src: _BatchSource) -> str:

@@ -4,7 +4,7 @@
 query becomes the source of one `lambda d: ...`, so a paper costs one call instead of a call per
 node: plain terms of one word set fold into one set operation and cheap tests go first. The
 source depends only on the query's *shape*: every word, needle and number is an argument of a
-factory compiled once per shape (`Source`), so no text of a query ever becomes code, and
+factory compiled once per shape (`LambdaCode`), so no text of a query ever becomes code, and
 100,000 queries of a few dozen shapes compile a few dozen times. The property tests hold the
 functions to the nodes.
 """
@@ -13,20 +13,34 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from digestbot.matching.nodes import (
-    GROUP, SEARCHED, TEXT, UPVOTES, WEIGHTS, And, Doc, Node, Not, Or, Phrase, Prefix, Term,
-    Upvotes, tokenize, tokenize_items,
+    GROUP,
+    SEARCHED,
+    TEXT,
+    UPVOTES,
+    WEIGHTS,
+    And,
+    Doc,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+    Upvotes,
+    tokenize,
+    tokenize_items,
 )
 from digestbot.models import Hit, Paper
 
 Pred = Callable[[Doc], bool]
-Key = tuple[int, str]  # (where, what): the paper has it when `what in view[where]`
+Probe = tuple[int, str]  # (where, what): the paper has it when `what in view[where]`
 Hits = list[tuple[Hit, float]]  # (hit, weight) pairs, each hit once
 Explanation = tuple[tuple[Hit, ...], float, Hits]  # the hits, the sum of their weights, both
 SET_OF = {"title": 0, "abstract": 4, "author": 2, "keyword": 3, "text": 4}  # a set holding its words
 OPERATOR = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "=": "=="}  # upvotes: query -> Python
 
 
-class Source:
+class LambdaCode:
     """The body of a lambda being generated, and the values it names (`v0`, `v1`, ...)."""
 
     _factories: dict[tuple[str, str, int], Callable[..., Callable]] = {}  # shape -> factory
@@ -55,13 +69,13 @@ class Source:
         return factory(*self.values)
 
 
-def joined(op: str, parts: list[str]) -> str:
+def balanced_join(op: str, parts: list[str]) -> str:
     """`parts` joined by a binary operator, a long list as a balanced tree: Python's compiler
     recurses once per operator of a chain, and a query may OR thousands of words."""
     if len(parts) <= 16:
         return f" {op} ".join(parts)
     half = len(parts) // 2
-    return f"({joined(op, parts[:half])}) {op} ({joined(op, parts[half:])})"
+    return f"({balanced_join(op, parts[:half])}) {op} ({balanced_join(op, parts[half:])})"
 
 
 def document(paper: Paper, keep: Callable[[str], bool] | None = None) -> tuple:
@@ -91,11 +105,11 @@ def _words(items: list[str]) -> set[str]:
 
 def compile_node(node: Node | None) -> Pred:
     """A function equivalent to `node.evaluate`."""
-    src = Source()
+    src = LambdaCode()
     return src.function("d", holds(node, src))
 
 
-def holds(node: Node | None, src: Source) -> str:
+def holds(node: Node | None, src: LambdaCode) -> str:
     """An expression over the document `d`: does `node` hold?"""
     kind = type(node)
     if node is None:
@@ -121,7 +135,7 @@ def _screen(phrase: Phrase) -> str:
     return max(phrase.words, key=len)
 
 
-def needle_key(node: Term | Phrase | Prefix) -> Key:
+def needle_key(node: Term | Phrase | Prefix) -> Probe:
     """The test key that decides the leaf: a substring of its field's text string."""
     where = TEXT + GROUP[node.group]
     if type(node) is Prefix:
@@ -129,7 +143,7 @@ def needle_key(node: Term | Phrase | Prefix) -> Key:
     return where, node.needle if type(node) is Phrase else f" {node.word} "  # type: ignore[union-attr]
 
 
-def _junction(node: And | Or, src: Source) -> str:
+def _junction(node: And | Or, src: LambdaCode) -> str:
     """AND/OR: plain terms of one word set fold into one set operation; cheap tests go first."""
     words: dict[int, set[str]] = {}
     rest: list[Node] = []
@@ -165,10 +179,10 @@ def compile_explain(node: Node | None, topic: str | None) -> Callable[[Doc], Exp
     Which of the query's leaves count, and in which fields, is a bit mask of presence tests; the
     hits of each mask are built once (`_Explanations`), so a paper costs its tests and a look-up.
     """
-    src = Source()
+    src = LambdaCode()
     probes = list(_probes(node, topic, None, src))
     table = src(_Explanations(topic, [(hit, weight) for _, hit, weight in probes]))
-    mask = joined("|", [f"({test}) << {j}" for j, (test, _, _) in enumerate(probes)]) or "0"
+    mask = balanced_join("|", [f"({test}) << {j}" for j, (test, _, _) in enumerate(probes)]) or "0"
     return src.function("d", f"{table}[{mask}]")
 
 
@@ -200,7 +214,7 @@ def unique(items: list, hit_of: Callable) -> list:
     return list(first.values())
 
 
-def _probes(node: Node | None, topic: str | None, gate: _Gate | None, src: Source,
+def _probes(node: Node | None, topic: str | None, gate: _Gate | None, src: LambdaCode,
             certain: bool = True) -> Iterator[tuple[str, Hit, float]]:
     """(is it a reason here?, its Hit, weight) for every leaf and field that may count, in query
     order: a leaf counts where it is present, and below an OR only in a branch that holds
@@ -250,7 +264,7 @@ class _Gate:
         return f"{outer}({self.name} := ({self.test})) and "
 
 
-def _present(node: Term | Phrase | Prefix, field: str, src: Source) -> str:
+def _present(node: Term | Phrase | Prefix, field: str, src: LambdaCode) -> str:
     """An expression equivalent to `node.present(doc, field)`."""
     if type(node) is Phrase and field == "abstract":  # a set look-up spares most string searches
         return f"({src(_screen(node))} in d[{GROUP['text']}] and {src(node.needle)} in d[{TEXT + GROUP[field]}])"
@@ -263,6 +277,6 @@ def _present(node: Term | Phrase | Prefix, field: str, src: Source) -> str:
     return f"{word} in d[{GROUP[field]}]"
 
 
-def _in_abstract_string(node: Term | Phrase | Prefix, src: Source) -> str:
+def _in_abstract_string(node: Term | Phrase | Prefix, src: LambdaCode) -> str:
     needle = f" {node.word} " if type(node) is Term else node.needle  # type: ignore[union-attr]
     return f"{src(needle)} in d[{TEXT + GROUP['abstract']}]"

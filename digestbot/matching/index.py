@@ -24,11 +24,11 @@ from math import inf, prod
 from operator import and_, itemgetter
 from typing import Any, Callable, Iterable, Iterator
 
-from digestbot.matching.compile import SET_OF, Key, document, needle_key
+from digestbot.matching.compile import SET_OF, Probe, document, needle_key
 from digestbot.matching.nodes import GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes
 from digestbot.models import Paper
 
-Anchors = frozenset[tuple[Key, ...]]  # a paper can match only if it has every key of one tuple
+Anchors = frozenset[tuple[Probe, ...]]  # a paper can match only if it has every key of one tuple
 FIRST = UPVOTES + 1  # view[FIRST]: first letters of the title/abstract words (for prefixes)
 UPVOTED = FIRST + 1  # view[UPVOTED]: "N" for each N of _LADDER the paper has at least N upvotes
 _LADDER = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -49,7 +49,7 @@ class Rarity:
     """How common a key is among papers: from a sample's document frequencies, else a guess."""
 
     def __init__(self, sample: Iterable[Paper] = ()):
-        self.df: Counter[Key] = Counter()
+        self.df: Counter[Probe] = Counter()
         self.n = 0
         for paper in sample:
             doc = document(paper)
@@ -60,7 +60,7 @@ class Rarity:
                             for n in range(1, _FIRST_LETTERS + 1)})
             self.n += 1
 
-    def __call__(self, key: Key) -> float:
+    def __call__(self, key: Probe) -> float:
         where, what = key
         if where not in _SETS:  # a needle: a phrase is rarer than its words, a prefix than its letters
             if what.endswith(" "):
@@ -76,7 +76,7 @@ class Rarity:
         return factor * (1.0 if what in _COMMON else 1.0 / len(what))
 
 
-def anchors(node: Node | None, rarity: Callable[[Key], float] = Rarity()) -> Anchors | None:
+def anchors(node: Node | None, rarity: Callable[[Probe], float] = Rarity()) -> Anchors | None:
     """Key tuples one of which a paper satisfying `node` has all of; None: there are none."""
     kind = type(node)
     if kind is Term or kind is Phrase or kind is Prefix:
@@ -111,7 +111,7 @@ def _clamped(upvotes: int) -> int:
 _STEPS = [tuple(str(n) for n in _LADDER if n <= upvotes) for upvotes in range(_LADDER[-1] + 1)]
 
 
-def _leaf_keys(node: Term | Phrase | Prefix) -> list[Key]:
+def _leaf_keys(node: Term | Phrase | Prefix) -> list[Probe]:
     """Keys a paper has whenever `node` holds in it (all of them)."""
     keys = [needle_key(node)] if type(node) is not Term or node.group == "abstract" else []
     if type(node) is Prefix:  # first letters are only taken from title/abstract words
@@ -134,7 +134,7 @@ def _leaves(node: Node | None) -> Iterator[Term | Phrase | Prefix]:
         yield from _leaves(node.child)  # type: ignore[union-attr]
 
 
-def _looked_up(leaves: list[Term | Phrase | Prefix]) -> Iterator[Key]:
+def _looked_up(leaves: list[Term | Phrase | Prefix]) -> Iterator[Probe]:
     """The word-set keys a batch evaluates a query of these leaves by (`batch.compile_batch`):
     each word of its terms and phrases; a word of the abstract also in the title set (text =
     title + abstract)."""
@@ -146,7 +146,7 @@ def _looked_up(leaves: list[Term | Phrase | Prefix]) -> Iterator[Key]:
                     yield GROUP["title"], word
 
 
-def _best(keys: Iterable[Key], rarity: Callable[[Key], float]) -> tuple[Key, ...]:
+def _best(keys: Iterable[Probe], rarity: Callable[[Probe], float]) -> tuple[Probe, ...]:
     """The rarest set key (the index is keyed by set keys), then the second key to check.
 
     The second is checked for every paper having the first: a word-set look-up is preferred to
@@ -158,7 +158,7 @@ def _best(keys: Iterable[Key], rarity: Callable[[Key], float]) -> tuple[Key, ...
     return (first, rest[0]) if rest else (first,)
 
 
-def _paired(x: tuple[Key, ...], y: tuple[Key, ...], rarity: Callable[[Key], float]) -> tuple[Key, ...]:
+def _paired(x: tuple[Probe, ...], y: tuple[Probe, ...], rarity: Callable[[Probe], float]) -> tuple[Probe, ...]:
     """The anchor of an AND of two children anchored by `x` and `y`: the rarest set key, and the
     key to check from the *other* child. Two keys of one child go together (a phrase's words
     co-occur), so a paper having one mostly has both, and the pair would let it through."""
@@ -170,11 +170,11 @@ def _paired(x: tuple[Key, ...], y: tuple[Key, ...], rarity: Callable[[Key], floa
     return first, min(other, key=lambda k: (_CHECK_COST.get(k[0], 2), rarity(k), k))
 
 
-def _cost(keys: tuple[Key, ...], rarity: Callable[[Key], float]) -> float:
+def _cost(keys: tuple[Probe, ...], rarity: Callable[[Probe], float]) -> float:
     return prod(map(rarity, keys)) if keys[0][0] in _SETS else inf  # no set key: not indexable
 
 
-def _leaf_cost(found: Anchors, rarity: Callable[[Key], float]) -> float:
+def _leaf_cost(found: Anchors, rarity: Callable[[Probe], float]) -> float:
     """A leaf's keys go together (a phrase's words co-occur): its anchor is as rare as its rarest
     key, not as the product of their rarities, which is for keys of different children."""
     (keys,) = found
@@ -189,25 +189,25 @@ _UPVOTED_KEYS = [tuple(_TAGS[UPVOTED] + n for n in steps) for steps in _STEPS]
 _NONE = ""  # the "second key" of a one-key anchor: every paper has it (a word is never empty)
 
 
-def _tagged(key: Key) -> str:
+def _tagged(key: Probe) -> str:
     return _TAGS[key[0]] + key[1]
 
 
 class Index:
     """Clause ids by anchor keys; `candidates(doc)` are those a paper may satisfy."""
 
-    def __init__(self, rarity: Callable[[Key], float]):
+    def __init__(self, rarity: Callable[[Probe], float]):
         # first key -> second set key (_NONE if none) -> clauses, both tagged; a second key that
         # is a needle: first key -> {(where, needle): clauses}, a substring test each.
         self.rarity = rarity
         self.postings: dict[str, dict[str, list[int]]] = {}
-        self.needles: dict[str, dict[Key, list[int]]] = {}
+        self.needles: dict[str, dict[Probe, list[int]]] = {}
         self.always: list[int] = []
         self.lengths: list[int] = []
-        self._needles: dict[str, list[tuple[Key, list[int]]]] = {}
+        self._needles: dict[str, list[tuple[Probe, list[int]]]] = {}
         self._numbers: dict[str, int] = {}
         self._numbered: dict[int, dict[str, int]] = {where: {} for where in _SETS}
-        self._keys: dict[str, Key] = {}  # tagged -> (where, what), while clauses are added
+        self._keys: dict[str, Probe] = {}  # tagged -> (where, what), while clauses are added
         self._needle_firsts: list[tuple[int, tuple[int, ...]]] = []
         self._pairs: tuple[array[int], array[int], array[int]] = (array("I"), array("I"), array("I"))
         self._first_letters = _FirstLetters()
@@ -232,7 +232,7 @@ class Index:
                 other = self._tag(second[0]) if second else _NONE
                 self.postings.setdefault(self._tag(first), {}).setdefault(other, []).append(c)
 
-    def _tag(self, key: Key) -> str:
+    def _tag(self, key: Probe) -> str:
         """The key as one string (`_tagged`), remembered until `freeze` numbers it per word set."""
         tagged = _tagged(key)
         self._keys[tagged] = key

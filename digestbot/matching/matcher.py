@@ -17,9 +17,7 @@ from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Sequence
 
 from digestbot.matching.batch import Batch, BatchPred, compile_batch
-from digestbot.matching.compile import (
-    Explanation, Pred, compile_explain, compile_node, document, explanation, unique,
-)
+from digestbot.matching.compile import Explanation, Pred, compile_explain, compile_node, document, explanation, unique
 from digestbot.matching.index import Index, Rarity
 from digestbot.matching.nodes import Doc
 from digestbot.matching.query import parse_query

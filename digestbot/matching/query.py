@@ -15,9 +15,7 @@ import re
 from dataclasses import dataclass
 
 from digestbot.errors import ConfigError
-from digestbot.matching.nodes import (  # noqa: F401  (re-exported: the AST is part of the language)
-    FIELDS, And, Node, Not, Or, Phrase, Prefix, Term, Upvotes, tokenize,
-)
+from digestbot.matching.nodes import FIELDS, And, Node, Not, Or, Phrase, Prefix, Term, Upvotes, tokenize
 
 _FIELD = re.compile(r"([A-Za-z]+):")
 _UPVOTES = re.compile(r"(?i)upvotes(>=|<=|>|<|=)")

@@ -91,7 +91,7 @@ class SimilarityMatcher:
             return matches
         vectorizer = Vectorizer(self.corpus())
         centroids = self._centroids(vectorizer)
-        by_pair = {(m.subscription, m.paper.key): m for m in matches}
+        by_pair = {(m.subscription_id, m.paper.key): m for m in matches}
         limits = {t.name: t.min_similarity for t in self.topics}
         for paper in papers:
             vector = vectorizer.vector(paper)

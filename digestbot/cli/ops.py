@@ -1,7 +1,7 @@
 """`digestbot status | init | retry | papers | sources check | db current | db upgrade`: looking after a
 running installation.
 
-Part of the command line (cli.py registers these and builds what they use).
+Part of the command line (cli/__init__.py registers these).
 """
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from . import dbstate, migrations, store as store_module
-from .errors import DigestbotError
-from .http import Http
-from .ledger import Ledger
-from .sources import SourceOptions
-from .store import Revision, SourceState, Store
+from .. import config as config_module, store as store_module
+from ..app import App, now
+from ..store import dbstate, migrations
+from ..store.opening import create_store, never_used
+from ..errors import DigestbotError
+from ..http import Http
+from ..store.ledger import Ledger
+from ..sources import SourceOptions
+from ..store import Revision, SourceState, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,12 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .cli import load_config, now, open_store
-
-    config = load_config(args)
-    store = open_store(config)
+    app = App.from_config(args.config)
+    config, store = app.config, app.store
     states = store.source_states()
-    print(f"database: {store_module._sqlite_path(store.url) or dbstate.shown(store.url)}  "
+    print(f"database: {store_module.sqlite_path(store.url) or dbstate.shown(store.url)}  "
           f"papers: {store.count_papers()}")
     print("\nsources:")
     for options in config.sources:
@@ -86,43 +87,36 @@ def print_deliveries(store: Store) -> None:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from .cli import load_config, now, open_store
-
-    config = load_config(args)
-    count = Ledger(open_store(config)).retry_now(now(), failed=args.failed)
+    count = Ledger(App.from_config(args.config).store).retry_now(now(), failed=args.failed)
     print(f"{count} digests are due now; `digestbot run --once` (or the running daemon within 5 minutes) sends them")
     return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create the database on purpose, also where a lost one was recorded (see dbstate)."""
-    from .cli import never_used, create_store, load_config
-
-    config = load_config(args)
+    config = config_module.load(args.config)
     url = config.database_url
     try:
         Store.open_existing(url, upgrade=False).close()  # init changes nothing in an existing database
         print(f"{dbstate.shown(url)}: already a digestbot database; nothing changed")
         return 0
     except DigestbotError as exc:
-        path = store_module._sqlite_path(url)
-        if path and Path(path).exists() and not never_used(config):  # a never-used blank file is completed
+        path = store_module.sqlite_path(url)
+        if path and Path(path).exists() and not never_used(url, config.path):  # a never-used blank file is completed
             if not args.force:
                 print(f"error: {exc}\n(not touched: `digestbot init --force` moves it aside and starts empty)",
                       file=sys.stderr)
                 return 1
             aside = store_module.set_aside(Path(path))
             print(f"moved the old database to {aside}")
-    create_store(config).close()
+    create_store(url, config.path, busy_timeout=config.bot.busy_timeout).close()
     print(f"created {dbstate.shown(url)}\nnext: `digestbot run --once --no-send` records what is listed today "
           f"without sending it; then `digestbot run`")
     return 0
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from .cli import load_config
-
-    config = load_config(args)
+    config = config_module.load(args.config)
     with Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
         found = store.revision()
     print(f"{dbstate.shown(config.database_url)}: {describe(found)}")
@@ -145,9 +139,7 @@ def describe(found: Revision) -> str:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .cli import load_config
-
-    config = load_config(args)
+    config = config_module.load(args.config)
     with Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
         done = store.upgrade()
     shown = dbstate.shown(config.database_url)
@@ -165,7 +157,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
     """One source: last success, last error (when newer than the success), papers seen, next poll."""
-    from .polling import next_poll
+    from ..schedule import next_poll
 
     def when(value: datetime | None) -> str:
         return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
@@ -183,10 +175,7 @@ def print_source_status(options: SourceOptions, st: SourceState | None, distinct
 
 
 def cmd_papers(args: argparse.Namespace) -> int:
-    from .cli import load_config, open_store
-
-    config = load_config(args)
-    papers = open_store(config).papers(days=args.days)
+    papers = App.from_config(args.config).store.papers(days=args.days)
     if args.json:
         print(json.dumps([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
                            "url": p.link, "published": p.published.isoformat() if p.published else None,
@@ -199,12 +188,10 @@ def cmd_papers(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_check(args: argparse.Namespace) -> int:
-    from . import sources
-    from .models import SourceMemory
+    from .. import sources
+    from ..models import SourceMemory
 
-    from .cli import load_config, now
-
-    config = load_config(args)
+    config = config_module.load(args.config)
     source = sources.build(config.source(args.name), Http())
     papers = source.collect(now(), SourceMemory())
     for p in papers:

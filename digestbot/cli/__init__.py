@@ -1,4 +1,4 @@
-"""The command line, and the only composition root: it builds config, store, http, matcher, channels.
+"""The command line: it parses arguments, asks the library (app.App) and prints.
 
 Every command is a thin function over the library; `print` lives here and nowhere else.
 """
@@ -13,19 +13,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import (__version__, cli_ops, cli_subs, config as config_module, dbstate, pipeline, private,
-               store as store_module)
-from .channels import opener as channel_opener
-from .errors import ConfigError, DigestbotError
-from .http import Http
-from .matching import Interest, Matcher
-from .matching.similar import SimilarityMatcher, SimilarTopic
-from .render import Renderer
-from .store import Store
+from .. import __version__, config as config_module, pipeline
+from ..app import App
+from ..errors import ConfigError, DigestbotError
+from . import ops, subs
 
 log = logging.getLogger("digestbot")
-SIMILARITY_CORPUS = 5000  # recent papers whose word frequencies weigh the `like` topics
-RARITY_SAMPLE = 2000  # recent papers whose word frequencies pick the matcher's index keys
 
 
 def default_config() -> str:
@@ -36,105 +29,20 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
     return config_module.load(args.config)
 
 
-def interests(config: config_module.Config) -> list[Interest]:
-    """What the query matcher evaluates. A subscription whose only interests are `like` topics is left
-    out: an empty query would otherwise mean "every paper"; the similarity matcher serves it."""
-    result = []
-    for sub in config.subscriptions:
-        topics = tuple((t, config.topics[t].query) for t in sub.topics if config.topics[t].query)
-        if sub.query or topics or not sub.topics:
-            result.append(Interest(sub.id, sub.query, topics))
-    return result
-
-
-def build_matcher(config: config_module.Config, store: Store) -> Matcher | SimilarityMatcher:
-    # Rare words make selective index keys; recent papers say which words are rare (faster only:
-    # the matches never depend on the sample).
-    matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
-    like = [SimilarTopic(name, tuple(t.like), t.min_similarity) for name, t in config.topics.items() if t.like]
-    if not like:
-        return matcher
-    users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
-    return SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
-                             examples=store.papers_by_keys)
-
-
-def matcher_of(config: config_module.Config, store: Store, name: str) -> Matcher | SimilarityMatcher:
-    """The matcher of one subscription alone, built as the daemon builds its own (queries, topics and
-    `like` topics): what `subs test` and `preview --days` run over the stored papers, so they agree."""
-    return build_matcher(dataclasses.replace(config, subscriptions=[config.subscription(name)]), store)
-
-
-def open_store(config: config_module.Config) -> Store:
-    """The database; created on a new installation, refused when lost or damaged (see dbstate)."""
-    url = config.database_url
-    if not _exists(url):
-        since = dbstate.created_at(config.path, url)
-        if since is not None:
-            raise DigestbotError(
-                f"the database {dbstate.shown(url)} is missing, but digestbot created it on {since} (recorded in "
-                f"{dbstate.marker_path(config.path)}): restore it from a backup; starting from an empty one would "
-                f"send every paper still listed again. To start over on purpose: `digestbot init`")
-        log.warning("new installation: creating the database %s", dbstate.shown(url))
-        return create_store(config)
-    if never_used(config):
-        log.warning("the database %s is an empty file (a first run was stopped while creating it): creating its "
-                    "tables now", dbstate.shown(url))
-        return create_store(config)
-    return Store.open_existing(url, busy_timeout=config.bot.busy_timeout)
-
-
-def never_used(config: config_module.Config) -> bool:
-    """An empty SQLite file that no digestbot finished creating (older versions killed while creating it
-    left one). Emptied after use, the marker remembers it: then it is refused like any damaged file."""
-    path = store_module._sqlite_path(config.database_url)
-    return (path is not None and store_module.is_blank(Path(path))
-            and dbstate.created_at(config.path, config.database_url) is None)
-
-
-def _exists(url: str) -> bool:
-    path = store_module._sqlite_path(url)
-    if path is not None:
-        return Path(path).exists()
-    with Store(url) as store:  # other databases: missing tables mean a missing database
-        return store.has_tables()
-
-
-def create_store(config: config_module.Config) -> Store:
-    if path := store_module._sqlite_path(config.database_url):
-        private.make_folder(Path(path).parent)  # a new folder for subscriber data
-    store = Store(config.database_url, busy_timeout=config.bot.busy_timeout)
-    store.create_tables()
-    dbstate.record(config.path, config.database_url)
-    return store
-
-
-def build_context(config: config_module.Config, http: Http | None = None,
-                  store: Store | None = None) -> pipeline.Context:
-    templates = config.resolve(config.bot.templates) if config.bot.templates else None
-    store = store or open_store(config)
-    return pipeline.Context(config=config, store=store, http=http or Http(),
-                            matcher=build_matcher(config, store), renderer=Renderer(templates),
-                            open_channel=channel_opener(config))
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+def open_app(args: argparse.Namespace) -> App:
+    return App.from_config(args.config)
 
 
 # --- commands --------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    ctx = build_context(config)
+    app = open_app(args)
     if not args.once:
-        from . import scheduler
-
-        print(f"digestbot {__version__}: {len(config.sources)} sources, {len(config.subscriptions)} "
+        print(f"digestbot {__version__}: {len(app.config.sources)} sources, {len(app.config.subscriptions)} "
               f"subscriptions; Ctrl-C to stop", file=sys.stderr)
-        scheduler.serve(scheduler.Live(ctx, lambda new: build_context(new, ctx.http, ctx.store)))
+        app.serve()
         return 0
-    polls, sends = pipeline.run_once(ctx, now(), send=not args.no_send)
+    polls, sends = app.run_once(send=not args.no_send)
     report_run(polls, sends, sent_anything=not args.no_send)
     return 1 if any(p.error for p in polls) or sends.failed else 0
 
@@ -168,19 +76,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """Render a digest to files; sends nothing and changes no ledger row."""
-    from .preview import preview
-
-    config = load_config(args)
-    store = open_store(config)
-    matcher = matcher_of(config, store, args.name) if args.days is not None else None
-    paths = preview(config, store, args.name, now(), days=args.days, out=Path(args.out), matcher=matcher)
-    for path in paths:
+    for path in open_app(args).preview(args.name, Path(args.out), days=args.days):
         print(path)
     return 0
 
 
 def cmd_new_config(args: argparse.Namespace) -> int:
-    from .bundled import write_example_config
+    from ..bundled import write_example_config
 
     path = Path(args.path or args.config)
     written = write_example_config(path, force=args.force)
@@ -196,7 +98,7 @@ def cmd_new_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo.run import run_demo
+    from ..demo.run import run_demo
 
     return run_demo(Path(args.dir), report_run)
 
@@ -218,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("check", help="validate the config file").set_defaults(func=cmd_check)
-    cli_ops.register(sub)
+    ops.register(sub)
 
     preview = sub.add_parser("preview", help="render a subscription's next digest to files (sends nothing)")
     preview.add_argument("name", help="the subscription's name or id")
@@ -228,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder for digest.html, digest.txt and slack.json (default: digestbot-preview)")
     preview.set_defaults(func=cmd_preview)
 
-    cli_subs.register(sub)
+    subs.register(sub)
 
     new = sub.add_parser("new-config", help="write a starter config (the example, every option commented)")
     new.add_argument("path", nargs="?", help="where (default: the -c config: $DIGESTBOT_CONFIG, then ./config.toml)")

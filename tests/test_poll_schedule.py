@@ -6,7 +6,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 from digestbot import cli, pipeline
-from digestbot.polling import next_poll
+from digestbot.schedule import next_poll
 from digestbot.sources import SourceOptions
 from digestbot.store import Store
 from fixtures import daily_items, golden, poll_context, write_config

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from .highlight import slack_escape
-from .models import Digest, SlackPost
+from ..models import Digest, SlackPost
 from .urls import safe_url
 
 MAX_BLOCKS = 48  # under 50, leaving room for a "continued" context line

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .config import SubscriptionConfig
-from .digest import make_digest
-from .ledger import Claim
-from .models import Message
+from ..config import SubscriptionConfig
+from ..digest import make_digest
+from ..store.ledger import Claim
+from ..models import Message
 
 if TYPE_CHECKING:
-    from .pipeline import Context
+    from ..pipeline import Context
 
-Key = tuple[str, str, str, tuple[int, ...]]  # subscription id, ledger channel, period key, paper ids
+ContentKey = tuple[str, str, str, tuple[int, ...]]  # subscription id, ledger channel, period key, paper ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class Contents:
     def __init__(self, ctx: "Context", now: datetime, keep: int = 64):
         self.ctx, self.now, self.keep = ctx, now, keep
         self._papers: dict[int, tuple[int, ...]] = {}
-        self._rendered: OrderedDict[Key, Content] = OrderedDict()
+        self._rendered: OrderedDict[ContentKey, Content] = OrderedDict()
         self.renders = 0  # how many times the renderer ran (tests check the sharing with it)
 
     def load(self, batch: list[Claim]) -> None:

@@ -29,8 +29,8 @@ from sqlalchemy import Connection, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 
-from .errors import StoreError
-from .store_upkeep import lock, stamp_head
+from ..errors import StoreError
+from .upkeep import lock, stamp_head
 from .tables import InstallationRow
 
 INSTALLATION = SQLModel.metadata.tables[InstallationRow.__tablename__]
@@ -43,7 +43,7 @@ def complete(conn: Connection) -> None:
     """A new database: today's tables, recorded as the newest revision, and the installation row, in the
     caller's transaction (on SQLite a BEGIN IMMEDIATE one, so that two processes take turns). An existing
     database only gets its installation row if it lacks one; its schema is upgraded on open
-    (store_upkeep.upgrade)."""
+    (upkeep.upgrade)."""
     lock(conn)
     tables = set(inspect(conn).get_table_names())
     if "paper" not in tables:

@@ -2,7 +2,7 @@
 
 The tables are in tables.py, one write transaction's operations in writer.py, the send-side ledger in
 ledger.py (its SQL in ledger_sql.py), making a new database whole at once (and the installation id) in
-schema.py, upgrading an older one (Alembic, migrations/) and the write-ahead log in store_upkeep.py:
+schema.py, upgrading an older one (Alembic, migrations/) and the write-ahead log in upkeep.py:
 these are the only modules that touch SQLAlchemy/SQLModel.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
@@ -21,12 +21,21 @@ from sqlalchemy import event, func, inspect, or_
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, create_engine, select
 
-from . import schema, store_upkeep
-from .errors import StoreError
-from .models import Hit, Match, Paper, SourceMemory
-from .store_upkeep import Revision, Upgraded, checkpoint_wal
-from .tables import (_DIGEST_PAPERS, _MATCHES_OF, DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState,
-                     _aware, paper_from_row)
+from . import schema, upkeep
+from ..errors import StoreError
+from ..models import Hit, Match, Paper, SourceMemory
+from .upkeep import Revision, Upgraded, checkpoint_wal
+from .tables import (
+    _DIGEST_PAPERS,
+    _MATCHES_OF,
+    DeliveryRow,
+    DigestRow,
+    MatchRow,
+    PaperRow,
+    SourceState,
+    _aware,
+    paper_from_row,
+)
 from .writer import Writer
 
 __all__ = ["Store", "Writer", "StoreError", "Revision", "Upgraded", "DeliveryRow", "DigestRow", "MatchRow",
@@ -58,7 +67,7 @@ class Store:
 
         A missing SQLite file is built beside its place and moved in; an existing file (one an older
         version left empty) and other databases are completed in one transaction."""
-        path = _sqlite_path(self.url)
+        path = sqlite_path(self.url)
         if path is None or Path(path).exists():
             self._complete_schema()
             return
@@ -102,7 +111,7 @@ class Store:
         Starting from an empty database would re-send every paper still listed (the history is the
         ledger), so only `init` creates one, on purpose. SQLite would create a missing file silently,
         hence the check before connecting."""
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
         if path is not None and not Path(path).exists():
             raise StoreError(f"no database at {path}: run `digestbot init` to create one; if one existed, restore "
                              f"it from a backup (starting empty would send history again)")
@@ -139,21 +148,21 @@ class Store:
                                      f"`digestbot init --force` to start a new one")
 
     def revision(self) -> Revision:
-        """Which schema revision the database has (see store_upkeep.py)."""
+        """Which schema revision the database has (see upkeep.py)."""
         with self._guard("read the schema revision"):
-            return store_upkeep.revision(self.engine)
+            return upkeep.revision(self.engine)
 
     def upgrade(self) -> Upgraded | None:
         """Bring the schema to this version's, backing a SQLite file up first; None when it was there."""
-        path = _sqlite_path(self.url)
+        path = sqlite_path(self.url)
         with self._guard("upgrade the schema"):
-            return store_upkeep.upgrade(self.engine, self._where(), Path(path) if path else None, self.busy_timeout)
+            return upkeep.upgrade(self.engine, self._where(), Path(path) if path else None, self.busy_timeout)
 
     def checkpoint(self) -> None:
         """At the end of a send pass: truncate SQLite's write-ahead log when it has grown past
-        `wal_limit` bytes (see store_upkeep.py). Below that, SQLite's own checkpoints keep it bounded
+        `wal_limit` bytes (see upkeep.py). Below that, SQLite's own checkpoints keep it bounded
         (the pragmas below), and a checkpoint here would cost every pass ~50 ms of copying and fsync."""
-        path = _sqlite_path(self.url)
+        path = sqlite_path(self.url)
         wal = Path(f"{path}-wal") if path else None
         if wal is not None and wal.exists() and wal.stat().st_size > self.wal_limit:
             checkpoint_wal(self.engine, self.busy_timeout)
@@ -263,7 +272,7 @@ class Store:
 
     def digest_papers(self, digest_ids: list[int]) -> dict[int, tuple[int, ...]]:
         """Digest id -> the sorted ids of its papers, for a whole claimed batch in one light query
-        (the send pass loads the matches themselves once per distinct set, see sendpass.py)."""
+        (the send pass loads the matches themselves once per distinct set, see render/shared.py)."""
         found: dict[int, list[int]] = {d: [] for d in digest_ids}
         with self.read() as s:
             conn = s.connection()
@@ -319,7 +328,7 @@ class Store:
                     for channel, target in targets]
 
 
-def _sqlite_path(url: str) -> str | None:
+def sqlite_path(url: str) -> str | None:
     """The file of a sqlite:/// URL (None for other databases and in-memory SQLite)."""
     prefix = "sqlite:///"
     rest = url[len(prefix):] if url.startswith(prefix) else ""

@@ -27,9 +27,9 @@ import tomlkit
 from slugify import slugify
 from tomlkit.items import AoT, Table
 
-from . import config as config_module
-from . import config_file
-from .errors import ConfigError
+from .. import config as config_module
+from . import file as config_file
+from ..errors import ConfigError
 
 LIST_KEYS = {"email", "slack", "topics", "like"}
 INT_KEYS = {"max_papers"}

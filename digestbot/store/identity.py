@@ -9,7 +9,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .models import Paper
+from ..models import Paper
 
 Row = Any  # store.PaperRow; not imported, so that store.py stays the only module that imports sqlmodel
 

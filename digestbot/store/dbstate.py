@@ -19,7 +19,7 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import private
+from .. import private
 
 log = logging.getLogger(__name__)
 MARKER = ".digestbot-databases.json"

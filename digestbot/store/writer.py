@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, or_, update
 from sqlmodel import Session, select
 
 from .identity import PaperIndex, merge_into
-from .models import Match, Paper
+from ..models import Match, Paper
 from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,10 @@ class Writer:
         """Write each match and its ledger rows: one delivery per (channel, target) of the subscription."""
         for paper_id, match in matches:
             hits = json.dumps([[h.text, h.field, h.topic] for h in match.hits])
-            self.session.add(MatchRow(subscription=match.subscription, paper_id=paper_id, score=match.score,
+            self.session.add(MatchRow(subscription=match.subscription_id, paper_id=paper_id, score=match.score,
                                       hits=hits, created=now))
-            for channel, target in targets.get(match.subscription, []):
-                self.session.add(DeliveryRow(subscription=match.subscription, paper_id=paper_id,
+            for channel, target in targets.get(match.subscription_id, []):
+                self.session.add(DeliveryRow(subscription=match.subscription_id, paper_id=paper_id,
                                              channel=channel, target=target, created=now))
         self.session.flush()
         return len(matches)

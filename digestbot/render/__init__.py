@@ -21,11 +21,11 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .bundled import templates_folder
-from .highlight import joined, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
+from ..bundled import templates_folder
+from .highlight import joined_segments, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
-from .models import Digest, Match, Message, Paper
-from .slackblocks import digest_blocks, split_posts
+from ..models import Digest, Match, Message, Paper
+from .slack_posts import digest_blocks, split_posts
 from .urls import one_line, safe_url
 from .summarize import choose, cut
 
@@ -110,7 +110,7 @@ def item(match: Match) -> Item:
     chosen = choose(p.abstract, match.hits, budget=SUMMARY_BUDGET, marker=marker, lead=lead)
     summary = " ".join(chosen)
     # Searched sentence by sentence: (term, sentence) results are cached, a joined summary is new text.
-    t, s = segments(title, marker), joined([segments(sentence, marker) for sentence in chosen])
+    t, s = segments(title, marker), joined_segments([segments(sentence, marker) for sentence in chosen])
     return Item(title, marked_html(t), marked_text(t), title_slack, link, authors, date, p.upvotes, arxiv, pdf,
                 code, project, why(match), summary, marked_html(s), marked_text(s), marked_slack(s), tldr)
 
@@ -130,7 +130,7 @@ class Renderer:
         self.env.filters.update(slack=slack_escape, url=safe_url, one_line=one_line)
         self.inliner = inliner()
         self.templates = {f: self.env.get_template(f"digest.{f}.j2") for f in ("html", "txt")}
-        # Slack blocks are built in Python (slackblocks.py) unless the user's folder overrides them.
+        # Slack blocks are built in Python (slack_posts.py) unless the user's folder overrides them.
         custom = templates is not None and (templates / "digest.slack.j2").is_file()
         self.slack_template = self.env.get_template("digest.slack.j2") if custom else None
         source = self.env.loader.get_source(self.env, "digest.html.j2")[0]  # type: ignore[union-attr]

@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slugify import slugify
 
-from . import sendable, sources
-from .errors import ConfigError
-from .models import paper_key_of
-from .schedule import Schedule, parse_schedule
+from . import sendable
+from .. import sources
+from ..errors import ConfigError
+from ..models import paper_key_of
+from ..schedule import Schedule, parse_schedule
 from .problems import Problems, toml_syntax_error
 
 
@@ -308,7 +309,7 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.Sour
 
 
 def _cross_check(config: Config, problems: Problems) -> None:
-    from .matching import QuerySyntaxError, parse_query as parse
+    from ..matching import QuerySyntaxError, parse_query as parse
 
     valid: set[str] = set()  # a query many subscriptions share is parsed once per load
 

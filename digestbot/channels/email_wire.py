@@ -22,8 +22,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, format_datetime, parseaddr
 
-from .channels import Envelope
-from .models import Message
+from . import Envelope
+from ..models import Message
 
 SMTP = policy.SMTP  # policy.default with CRLF line endings, as smtplib sends them
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
@@ -100,6 +100,6 @@ def stuffed(data: bytes) -> bytes:
 
 
 def date_value() -> str:
-    from .store import utcnow  # looked up at call time, like build_email (tests may pin the clock)
+    from ..store import utcnow  # looked up at call time, like build_email (tests may pin the clock)
 
     return format_datetime(utcnow())

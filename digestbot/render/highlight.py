@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from markupsafe import Markup
 
-from .models import Hit
+from ..models import Hit
 
 MARKED_FIELDS = frozenset({"title", "abstract", "text", "all"})  # not author / keyword / topic
 _WORD = re.compile(r"[^\W_]+")
@@ -103,7 +103,7 @@ def segments(text: str, marker: Marker | None) -> list[tuple[str, bool]]:
     return out
 
 
-def joined(pieces: list[list[tuple[str, bool]]], sep: str = " ") -> list[tuple[str, bool]]:
+def joined_segments(pieces: list[list[tuple[str, bool]]], sep: str = " ") -> list[tuple[str, bool]]:
     """Segments of several texts (e.g. sentences) as the segments of the texts joined by `sep`."""
     out: list[tuple[str, bool]] = []
     for n, part in enumerate(pieces):

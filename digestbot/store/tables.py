@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Index, bindparam, select as sa_select, text
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
-from .models import Paper
+from ..models import Paper
 
 
 class PaperRow(SQLModel, table=True):

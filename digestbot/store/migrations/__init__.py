@@ -1,4 +1,4 @@
-"""The schema's history as Alembic revisions (env.py, versions/), run by store_upkeep.py, never by hand.
+"""The schema's history as Alembic revisions (env.py, versions/), run by upkeep.py, never by hand.
 
 Revision 0001 is the schema of the last release made before migrations (commit 1694ff9); every later
 change of tables.py is a new file in versions/ whose `down_revision` is the previous head, and its id
@@ -6,7 +6,7 @@ is appended to REVISIONS below (tests/test_migrations.py checks both agree, and 
 gives exactly the tables of tables.py). To draft one from the models:
 
     from alembic import command; from alembic.config import Config
-    cfg = Config(); cfg.set_main_option("script_location", "digestbot:migrations")
+    cfg = Config(); cfg.set_main_option("script_location", "digestbot.store:migrations")
     cfg.set_main_option("sqlalchemy.url", "sqlite:///a-copy-at-head.db")
     command.revision(cfg, "what changed", autogenerate=True)
 

@@ -2,7 +2,7 @@
 with its one row (the database's random id, in every Message-ID).
 
 Written to run on any database between release 1694ff9 and this revision: development versions made
-either change alone, and such a database is recognised as 0001 (store_upkeep.recognise).
+either change alone, and such a database is recognised as 0001 (upkeep.recognise).
 
 Revision ID: 0002
 Revises: 0001

@@ -1,4 +1,4 @@
-"""Alembic's environment: runs on the connection (and inside the transaction) store_upkeep.py hands it,
+"""Alembic's environment: runs on the connection (and inside the transaction) upkeep.py hands it,
 or on `sqlalchemy.url` when a developer drafts a revision (see __init__.py)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 from sqlmodel import SQLModel
 
-from digestbot import tables  # noqa: F401  (registers the tables in SQLModel.metadata)
+from digestbot.store import tables  # noqa: F401  (registers the tables in SQLModel.metadata)
 
 
 def run(connection: Connection) -> None:
@@ -24,6 +24,6 @@ else:
     url = context.config.get_main_option("sqlalchemy.url")
     if url is None:
         raise SystemExit("no database: digestbot runs its migrations itself (`digestbot db upgrade`); to draft a "
-                         "revision set sqlalchemy.url (see digestbot/migrations/__init__.py)")
+                         "revision set sqlalchemy.url (see digestbot/store/migrations/__init__.py)")
     with create_engine(url).connect() as connection:
         run(connection)

@@ -1,6 +1,6 @@
 """`digestbot subs ...` and `digestbot topics ...`: read and edit subscriptions in the config file.
 
-Part of the command line (cli.py registers these); every edit goes through config_edit.editing, which
+Part of the command line (cli/__init__.py registers these); every edit goes through config.edit.editing, which
 holds the config's lock (edits at the same moment wait for each other), validates before it writes and
 never leaves a half-written or invalid file.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import tomlkit
 
-from . import config as config_module
-from .config_edit import ConfigEditor, editing, parse_assignment
-from .errors import ConfigError
-from .models import paper_key_of
-from .tomlpos import table_text
+from .. import config as config_module
+from ..config.edit import ConfigEditor, editing, parse_assignment
+from ..errors import ConfigError
+from ..models import paper_key_of
+from ..config.tomlpos import table_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -141,17 +141,15 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from .cli import matcher_of, open_store
-    from .render import why
+    from ..app import App
+    from ..render import why
 
-    config = config_module.load(args.config)
-    sub = config.subscription(args.name)
-    store = open_store(config)
-    papers = store.papers(days=args.days)
-    matches = sorted(matcher_of(config, store, sub.id).match(papers), key=lambda m: (-m.score, -m.paper.upvotes))
+    app = App.from_config(args.config)
+    sub = app.config.subscription(args.name)
+    matches, papers = app.test_subscription(sub.id, args.days)
     for match in matches:
         print(f"{match.score:6.2f}  {match.paper.title}\n        {why(match)}")
-    print(f"{len(matches)} of {len(papers)} papers from the last {args.days:g} days match {sub.name!r}",
+    print(f"{len(matches)} of {papers} papers from the last {args.days:g} days match {sub.name!r}",
           file=sys.stderr)
     return 0
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 LOCK_TIMEOUT = 10.0  # seconds an edit waits for another one to finish
 NEW_FILE_MODE = 0o644

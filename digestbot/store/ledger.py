@@ -39,18 +39,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from .errors import StoreError
-from .ledger_sql import (
-    CANDIDATES,
-    CLAIM,
-    SENT_DELIVERIES,
-    SENT_DIGEST,
-    Claim,
-    Prepared,
-    core,
-    due,
-)
-from .store import DeliveryRow, DigestRow, Store, _aware, utcnow
+from ..errors import StoreError
+from .ledger_sql import CANDIDATES, CLAIM, SENT_DELIVERIES, SENT_DIGEST, Claim, Prepared, core, due
+from . import DeliveryRow, DigestRow, Store, _aware, utcnow
 
 log = logging.getLogger(__name__)
 

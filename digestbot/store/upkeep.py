@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DatabaseError
 
-from .errors import StoreError
+from ..errors import StoreError
 from .migrations import HEAD, REVISIONS
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def alembic_config(conn: Connection | None) -> Config:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", "digestbot:migrations")
+    config.set_main_option("script_location", "digestbot.store:migrations")
     config.attributes["connection"] = conn  # env.py runs in this connection's open transaction
     return config
 

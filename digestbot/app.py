@@ -1,0 +1,127 @@
+"""The front door: `App.from_config(path)` builds every part of an installation and runs its job.
+
+    app = App.from_config("config.toml")      # config, store, http, matcher, renderer, channels
+    polls, sends = app.run_once()              # poll every source, send what is due
+    app.preview("Decoding", out=Path("p"))     # a subscription's next digest, as files
+
+Every entry point starts here: each command of the command line (cli/), the daemon (daemon.py),
+the demo, the tests and benchmarks, and the web process to come. The stages themselves are in
+pipeline.py (poll, send), preview.py and daemon.py; an App is the parts they work on
+(`pipeline.Context`) plus the knowledge of how to build them from a config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from . import config as config_module, daemon, pipeline, preview
+from .channels import opener as channel_opener
+from .config import Config
+from .http import Http
+from .matching import Interest, Matcher
+from .matching.similar import SimilarityMatcher, SimilarTopic
+from .models import Match
+from .render import Renderer
+from .store import Store
+from .store.opening import open_store
+
+SIMILARITY_CORPUS = 5000  # recent papers whose word frequencies weigh the `like` topics
+RARITY_SAMPLE = 2000  # recent papers whose word frequencies pick the matcher's index keys
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class App(pipeline.Context):
+    """An installation: its config and the parts built from it, over one database and one HTTP client."""
+
+    @classmethod
+    def from_config(cls, config: Config | str | Path, *, http: Http | None = None,
+                    store: Store | None = None) -> App:
+        """Build everything `config` (a loaded Config or the path of its file) describes. The database is
+        opened (a new installation's is created; an older one upgraded); `http` and `store`, when given,
+        are shared instead (the daemon keeps both across config reloads)."""
+        if not isinstance(config, Config):
+            config = config_module.load(config)
+        store = store or open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout)
+        templates = config.resolve(config.bot.templates) if config.bot.templates else None
+        return cls(config=config, store=store, http=http or Http(), matcher=build_matcher(config, store),
+                   renderer=Renderer(templates), open_channel=channel_opener(config))
+
+    def reconfigured(self, config: Config) -> App:
+        """The same installation under an edited config: same database and HTTP client, new parts."""
+        return App.from_config(config, http=self.http, store=self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- the job ------------------------------------------------------------------------------------
+
+    def run_once(self, at: datetime | None = None, *,
+                 send: bool = True) -> tuple[list[pipeline.PollResult], pipeline.SendResult]:
+        """Poll every source once, then (with `send`) send every digest that is due."""
+        return pipeline.run_once(self, at or now(), send=send)
+
+    def poll(self, source: str, at: datetime | None = None) -> pipeline.PollResult:
+        return pipeline.poll(self, source, at or now())
+
+    def send_due(self, at: datetime | None = None) -> pipeline.SendResult:
+        return pipeline.send_due(self, at or now())
+
+    def serve(self) -> None:
+        """The daemon: poll and send on schedule until stopped; config edits are applied as they are saved."""
+        daemon.serve(daemon.Live(self, self.reconfigured))
+
+    # --- looking before sending ---------------------------------------------------------------------
+
+    def matcher_of(self, name: str) -> Matcher | SimilarityMatcher:
+        """The matcher of one subscription alone, built as the daemon builds its own (queries, topics and
+        `like` topics): what `subs test` and `preview --days` run, so the two always agree."""
+        only = dataclasses.replace(self.config, subscriptions=[self.config.subscription(name)])
+        return build_matcher(only, self.store)
+
+    def test_subscription(self, name: str, days: float) -> tuple[list[Match], int]:
+        """What the subscription would select among the papers first seen in the last `days` days, best
+        first, and how many papers that was."""
+        papers = self.store.papers(days=days)
+        matches = self.matcher_of(name).match(papers)
+        return sorted(matches, key=lambda m: (-m.score, -m.paper.upvotes)), len(papers)
+
+    def preview(self, name: str, out: Path, *, days: float | None = None, at: datetime | None = None) -> list[Path]:
+        """Render the subscription's next digest (with `days`: what the last N days would give) into `out`."""
+        sub = self.config.subscription(name)
+        matches = self.store.pending_matches(sub.id) if days is None else self.test_subscription(name, days)[0]
+        return preview.preview(self.config, self.renderer, sub, matches, at or now(), out=out)
+
+
+def interests(config: Config) -> list[Interest]:
+    """What the query matcher evaluates. A subscription whose only interests are `like` topics is left
+    out: an empty query would otherwise mean "every paper"; the similarity matcher serves it."""
+    result = []
+    for sub in config.subscriptions:
+        topics = tuple((t, query) for t in sub.topics if (query := config.topics[t].query))
+        if sub.query or topics or not sub.topics:
+            result.append(Interest(sub.id, sub.query, topics))
+    return result
+
+
+def build_matcher(config: Config, store: Store) -> Matcher | SimilarityMatcher:
+    # Rare words make selective index keys; recent papers say which words are rare (faster only:
+    # the matches never depend on the sample).
+    matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
+    like = [SimilarTopic(name, tuple(t.like), t.min_similarity) for name, t in config.topics.items() if t.like]
+    if not like:
+        return matcher
+    users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
+    return SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
+                             examples=store.papers_by_keys)
