@@ -1,7 +1,7 @@
 """APScheduler 3.x wiring for `digestbot run`: one poll job per source, one send job per schedule,
 and a watcher that applies config edits without a restart.
 
-Job defaults matter (FIELD-NOTES): APScheduler drops a run more than `misfire_grace_time` late (1 s by
+Job defaults matter: APScheduler drops a run more than `misfire_grace_time` late (1 s by
 default) — a digest must not vanish because the machine was busy, so we allow hours. Sending is
 idempotent in our own tables, so a job that runs twice cannot send twice. Jobs run in threads, and
 `max_instances` holds per job only: the poll jobs and the send jobs all call pipeline.send_due, which

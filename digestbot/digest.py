@@ -1,6 +1,6 @@
 """What the subscribers of one subscription get for one period: the ranked, capped `Digest` and its links.
 
-Shared by the sender (`pipeline.build_digest`, `render.shared.Contents`) and `digestbot preview`, so a
+Shared by the sender (`render.shared.Contents`) and `digestbot preview`, so a
 preview shows exactly what would be sent.
 
 A Digest holds nothing about one recipient: its footer links are per subscription, so the send pass

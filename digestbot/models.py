@@ -214,7 +214,7 @@ class Paper:
 
     @property
     def key(self) -> str:
-        """The paper's identity (DESIGN 3.3): bare arXiv id, else the slug of its title."""
+        """The paper's identity: bare arXiv id, else the slug of its title."""
         return self.arxiv_id or self.slug
 
     @property

@@ -24,7 +24,7 @@ from typing import Callable
 from . import sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
-from .digest import make_digest, rank, unsubscribe_urls
+from .digest import rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import ClockError, Http
 from .matching import Matcher
@@ -99,7 +99,7 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
     except (SourceError, StoreError) as exc:
         _record_failure(ctx, name, now, str(exc))
         return PollResult(name, error=str(exc))
-    except Exception as exc:  # a bug in one source kind must not stop the other sources (DESIGN 4)
+    except Exception as exc:  # a bug in one source kind must not stop the other sources
         log.exception("%s: unexpected error while polling", name)
         error = f"source {name!r}: internal error {type(exc).__name__}: {exc} (please report this bug)"
         _record_failure(ctx, name, now, error)
@@ -168,7 +168,7 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
         channels = _Channels(ctx, stack)  # closed before ledger.close: records they hold back are written first
-        contents = Contents(ctx, now)
+        contents = Contents(ctx.config, ctx.store, ctx.renderer, now)
         while batch := _claim_next(ledger, channels, now):
             contents.load(batch)
             for row in batch:
@@ -263,13 +263,7 @@ def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now
     result.failed.append((sub.name, row.target, error))
 
 
-def build_digest(ctx: Context, row: Claim | DigestRow, sub: SubscriptionConfig, now: datetime) -> Digest:
-    """One digest on its own (the send pass shares them instead, see render/shared.py)."""
-    return make_digest(ctx.config, sub, ctx.store.digest_matches(row.id), channel=row.channel,
-                       period_key=row.period, now=now)
-
-
-__all__ = ["Context", "PollResult", "SendResult", "build_digest", "open_due_digests", "poll", "rank", "run_once",
+__all__ = ["Context", "PollResult", "SendResult", "open_due_digests", "poll", "rank", "run_once",
            "send_due"]
 
 

@@ -73,11 +73,6 @@ class Schedule:
             return None
         return Period(fire.strftime(KEY_FORMAT), min(_instant(fire, zone), now))
 
-    def last_fire(self, now: datetime) -> datetime | None:
-        """The instant of the latest period's start (None for instant schedules)."""
-        period = self.last_period(now)
-        return None if period is None else period.start
-
 
 def _last(trigger: BaseTrigger, now: datetime) -> datetime | None:
     for lookback in _LOOKBACKS:

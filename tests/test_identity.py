@@ -1,4 +1,4 @@
-"""One paper, one row (DESIGN 3.3): across sources, versions, title-only sightings and updates."""
+"""One paper, one row: across sources, versions, title-only sightings and updates."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta

@@ -1,6 +1,6 @@
 """Slack through the Web API (`chat.postMessage` with a bot token).
 
-Three rules (FIELD-NOTES, Slack):
+Three rules (Slack's API documentation):
 - 429 is retried after the server's `Retry-After` (slack_sdk's RateLimitErrorRetryHandler).
 - A post whose connection dropped after the request went out may have landed, and Slack has no
   idempotency key: slack_sdk's default ConnectionErrorRetryHandler would re-send it blindly, so it is

@@ -1,4 +1,4 @@
-"""Query language and matcher (DESIGN 3.4).
+"""Query language and matcher (README, "Subscriptions").
 
     parse_query(text) -> AST node | None      raises QuerySyntaxError (a ConfigError)
     Matcher(interests, sample=()).match(papers) -> [Match]

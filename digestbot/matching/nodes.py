@@ -1,4 +1,4 @@
-"""The query AST (DESIGN 3.4): words, the document layout, and the reference semantics.
+"""The query AST (README, "Subscriptions"): words, the document layout, and the reference semantics.
 
 AST nodes evaluate a *document*, the tuple `compile.document` builds once per paper: at GROUP[g]
 the word set of group g (None for "abstract": it would cost as much as the text set, and the

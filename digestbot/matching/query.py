@@ -1,4 +1,4 @@
-"""The query language (DESIGN 3.4): a lexer and a recursive-descent parser into `nodes`.
+"""The query language (README, "Subscriptions"): a lexer and a recursive-descent parser into `nodes`.
 
     query    := or_expr
     or_expr  := and_expr ("OR" and_expr)*

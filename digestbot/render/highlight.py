@@ -4,7 +4,7 @@ The text is split around the matches first and every piece is escaped for its fo
 added around pieces that are already escaped. Source text is never marked safe, and a term can never
 match inside an escape sequence (`amp` in `&amp;`).
 
-Terms follow the query language (DESIGN 3.4): words are split on anything that is not a letter or
+Terms follow the query language (README, "Subscriptions"): words are split on anything that is not a letter or
 digit, so the phrase "kv cache" marks `KV-cache`, and `quantiz*` marks `quantization`.
 """
 from __future__ import annotations

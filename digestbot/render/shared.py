@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from ..config import SubscriptionConfig
+from ..config import Config, SubscriptionConfig
 from ..digest import make_digest
-from ..store.ledger import Claim
 from ..models import Message
-
-if TYPE_CHECKING:
-    from ..pipeline import Context
+from ..store import Store
+from ..store.ledger import Claim
+from . import Renderer
 
 ContentKey = tuple[str, str, str, tuple[int, ...]]  # subscription id, ledger channel, period key, paper ids
 
@@ -33,20 +31,19 @@ class Content:
 class Contents:
     """Rendered digests of one send pass, by content key; the least recently used are dropped."""
 
-    def __init__(self, ctx: "Context", now: datetime, keep: int = 64):
-        self.ctx, self.now, self.keep = ctx, now, keep
+    def __init__(self, config: Config, store: Store, renderer: Renderer, now: datetime, keep: int = 64):
+        self.config, self.store, self.renderer, self.now, self.keep = config, store, renderer, now, keep
         self._papers: dict[int, tuple[int, ...]] = {}
         self._rendered: OrderedDict[ContentKey, Content] = OrderedDict()
-        self.renders = 0  # how many times the renderer ran (tests check the sharing with it)
 
     def load(self, batch: list[Claim]) -> None:
         """The paper ids of a claimed batch, in one query (instead of a joined ORM query per digest)."""
-        self._papers = self.ctx.store.digest_papers([row.id for row in batch])
+        self._papers = self.store.digest_papers([row.id for row in batch])
 
     def get(self, row: Claim, sub: SubscriptionConfig) -> Content:
         papers = self._papers.get(row.id)
         if papers is None:  # not in the loaded batch (a caller that skipped load)
-            papers = self.ctx.store.digest_papers([row.id])[row.id]
+            papers = self.store.digest_papers([row.id])[row.id]
         key = (sub.id, row.channel, row.period, papers)
         content = self._rendered.get(key)
         if content is not None:
@@ -59,7 +56,6 @@ class Contents:
         return content
 
     def _render(self, row: Claim, sub: SubscriptionConfig, papers: tuple[int, ...]) -> Content:
-        matches = self.ctx.store.matches_of(sub.id, papers)
-        digest = make_digest(self.ctx.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now)
-        self.renders += 1
-        return Content(self.ctx.renderer.render(digest), len(digest.matches))
+        matches = self.store.matches_of(sub.id, papers)
+        digest = make_digest(self.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now)
+        return Content(self.renderer.render(digest), len(digest.matches))

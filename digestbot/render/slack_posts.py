@@ -1,6 +1,6 @@
 """Split a digest's Block Kit blocks into Slack posts that respect Slack's limits.
 
-Limits (FIELD-NOTES, Slack): 50 blocks per message, 3000 characters per section / context text,
+Limits (Slack's API documentation): 50 blocks per message, 3000 characters per section / context text,
 150 per header, and an undocumented cap near 13k characters per message. The first post carries the
 header; the rest continue in its thread (channels/slack.py posts them with `thread_ts`). A paper's
 blocks are never split across posts.

@@ -137,7 +137,7 @@ class Source:
 
         The response's validators go into `memory.new_validators` only after `parse` succeeded: the
         pipeline saves them in the same transaction as the papers, so a body that failed to parse is
-        fetched in full again next time instead of hiding behind a 304 forever (FIELD-NOTES).
+        fetched in full again next time instead of hiding behind a 304 forever.
         """
         key = str(httpx.URL(url, params=params)) if params else url
         response = self.http.get(url, params, source=self.name, validators=memory.validators.get(key))

@@ -80,7 +80,7 @@ class Arxiv(Source):
             authors=tuple(n for n in (_text(a, "a:name") for a in entry.findall("a:author", NS)) if n),
             published=_text(entry, "a:published"),  # Paper reads it, and reports one that is no date
             url=ARXIV_ABS.format(arxiv_id),  # the version-less page always shows the latest version
-            # arXiv categories answer `keyword:` queries (DESIGN 3.4), like Hugging Face's ai_keywords.
+            # arXiv categories answer `keyword:` queries (README, "Subscriptions"), like Hugging Face's ai_keywords.
             ai_keywords=tuple(c.get("term", "") for c in entry.findall("a:category", NS) if c.get("term")),
             sources=(self.name,),
         )

@@ -1,6 +1,6 @@
 """The `text` source: a paper listing saved from a web page as plain text.
 
-The format (see ../shared/formats/huggingface.md §4) is what a person gets by selecting a Hugging Face
+The format (tests/data/ holds real samples) is what a person gets by selecting a Hugging Face
 papers page and saving it: a few header lines, then per paper a title line and an abstract line,
 sometimes followed by a byline (`• 5 authors` or an organisation), a `·` line and a date line with an
 optional upvote count (`Apr 4, 2024`, `Jul 30 2`, `Aug 16, 2024 2`). Blank lines may or may not

@@ -1,4 +1,4 @@
-"""Paper identity (DESIGN 3.3): finding the stored row a sighting belongs to, and merging it in.
+"""Paper identity: finding the stored row a sighting belongs to, and merging it in.
 
 Pure functions over stored rows (anything with the `paper` table's columns as attributes), so that the
 rules can be read in one place; store.Writer.record_papers drives them inside its transaction.

@@ -1,4 +1,4 @@
-"""The send side of the ledger (DESIGN §4): claim digests, record what the server said, retry, count.
+"""The send side of the ledger (README, "Reliability"): claim digests, record what the server said, retry, count.
 
 A digest row moves  pending -> sending -> sent | pending (retry later) | failed (permanent).
 

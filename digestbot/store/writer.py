@@ -46,7 +46,7 @@ class Writer:
     def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
         """Store or update each paper; return (row id, paper) of those never seen before.
 
-        Identity (DESIGN 3.3): the bare arXiv id, else the title slug; a title-only paper and a paper
+        Identity: the bare arXiv id, else the title slug; a title-only paper and a paper
         with an id are the same when their slugs agree. `update_only` papers (new versions) only
         update a stored paper and are never inserted.
         """
