@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digestbot import config as config_module, pipeline  # noqa: E402
 from digestbot.channels.email import build_email  # noqa: E402
+from digestbot.digest import make_digest  # noqa: E402
 from digestbot.app import App  # noqa: E402
 from digestbot.store.ledger import Ledger  # noqa: E402
 from digestbot.models import Match, Paper  # noqa: E402
@@ -129,7 +130,9 @@ def prepare_raw(ctx: pipeline.Context, now: datetime) -> list[tuple[str, bytes]]
     prepared = []
     for row in Ledger(ctx.store).digests("pending"):
         sub = subs[row.subscription]
-        message = ctx.renderer.render(pipeline.build_digest(ctx, row, sub, now))
+        matches = ctx.store.digest_matches(row.id)
+        digest = make_digest(ctx.config, sub, matches, channel=row.channel, period_key=row.period, now=now)
+        message = ctx.renderer.render(digest)
         mail = build_email(message, pipeline.envelope(ctx.config, row, sub, ctx.store.installation), sender)
         prepared.append((row.target, mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))))
     return prepared

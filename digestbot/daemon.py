@@ -13,6 +13,8 @@ import hashlib
 import logging
 import signal
 from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
 from typing import Callable
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
@@ -62,7 +64,7 @@ class Live:
         return True
 
 
-def _fingerprint(path) -> str | None:
+def _fingerprint(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
@@ -126,7 +128,7 @@ def serve(live: Live) -> None:
     """Run until Ctrl-C or SIGTERM; a running job finishes, nothing half-sent is left behind."""
     scheduler = build(live)
 
-    def stop(signum, _frame):
+    def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping after the running jobs", signal.Signals(signum).name)
         scheduler.shutdown(wait=False)
 
