@@ -15,8 +15,9 @@ from .. import __version__, config as config_module, pipeline
 from ..app import App
 from ..errors import ConfigError, DigestbotError
 from . import ops, subs
-from .common import (EXIT_CLOSED_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_command,
-                     add_global_options, add_json_option, emit_json, examples_text, print_help_of, silence_stdout)
+from .common import (EXIT_CLOSED_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+                     add_command, add_global_options, add_json_option, emit_json, examples_text, print_help_of,
+                     silence_stdout)
 
 log = logging.getLogger("digestbot")
 
@@ -147,11 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=examples_text(MAIN_EXAMPLES) + "\n\n`digestbot COMMAND --help` shows a command's options and "
         "examples; `digestbot` alone shows this help.\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")  # listed first in --help
     add_global_options(parser, with_defaults=True)
     parser.add_argument("--version", action="version", version=f"digestbot {__version__}",
                         help="print the version and exit")
     parser.set_defaults(func=print_help_of(parser))
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = add_command(sub, "run", help="poll sources and send digests (daemon; --once for one pass)", examples=[
         "digestbot run                          # the daemon: polls and sends on schedule until stopped",
@@ -226,7 +227,7 @@ def run_command(argv: list[str] | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:

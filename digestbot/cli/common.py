@@ -16,6 +16,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_FAILED = 1  # it ran, but something failed: a source, a digest, the database
 EXIT_USAGE = 2  # what it was asked is wrong: an option, a name, the config file (argparse's own code)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program stopped by a closed pipe
 
 EXIT_CODES = """\
@@ -24,6 +25,7 @@ exit codes:
   1    it ran, but something failed: a source, a digest, or the database (missing, damaged, busy)
   2    usage or config error: a bad option, an unknown subscription, topic or source name, an invalid
        or missing config file (nothing was done)
+  130  interrupted (Ctrl-C) before it finished
   141  stdout was closed before all was written (e.g. `| head -1`): the rest is dropped quietly"""
 
 

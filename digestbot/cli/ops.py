@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     papers.set_defaults(func=cmd_papers)
 
     src_parser = add_command(sub, "sources", help="work with sources", examples=["digestbot sources check arxiv-cl"])
-    src = src_parser.add_subparsers(dest="sources_command", metavar="ACTION")
+    src = src_parser.add_subparsers(dest="sources_command", metavar="ACTION", title="actions")
     src_parser.set_defaults(func=print_help_of(src_parser))
     check = add_command(src, "check", help="fetch and parse one source, print what it found, store nothing",
                         examples=["digestbot sources check arxiv-cl"])
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     db_parser = add_command(sub, "db", help="the database's schema revision", examples=[
         "digestbot db current", "digestbot db upgrade"])
-    db = db_parser.add_subparsers(dest="db_command", metavar="ACTION")
+    db = db_parser.add_subparsers(dest="db_command", metavar="ACTION", title="actions")
     db_parser.set_defaults(func=print_help_of(db_parser))
     add_command(db, "current", help="show the schema revision and whether it is the newest (changes nothing)",
                 examples=["digestbot db current"]).set_defaults(func=cmd_db_current)
@@ -241,7 +241,7 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     source = sources.build(config.source(args.name), Http())
     papers = source.collect(now(), SourceMemory())
     for p in papers:
-        note = "  (new version: updates a stored paper only)" if p.update_only else ""
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{note}")
+        version = "  (new version: updates a stored paper only)" if p.update_only else ""
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{version}")
     note(args, f"{args.name}: {len(papers)} papers (nothing stored)")
     return 0

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        examples=["digestbot subs", "digestbot subs show alice",
                                  "digestbot subs add alice --query 'speculative decoding' --email alice@example.org",
                                  "digestbot subs test alice --days 3"])
-    actions = subs.add_subparsers(dest="subs_command", metavar="ACTION")
+    actions = subs.add_subparsers(dest="subs_command", metavar="ACTION", title="actions")
     subs.set_defaults(func=cmd_list, json=False)
     listing = add_command(actions, "list", help="one line per subscription", examples=[
         "digestbot subs list", "digestbot subs list --json | jq -r '.[].id'"])
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     topics = add_command(sub, "topics", help="list, add and remove named topics (alone: list)",
                          examples=["digestbot topics", "digestbot topics add vision --query 'vision OR image'"])
-    topic_actions = topics.add_subparsers(dest="topics_command", metavar="ACTION")
+    topic_actions = topics.add_subparsers(dest="topics_command", metavar="ACTION", title="actions")
     topics.set_defaults(func=cmd_topics_list)
     add_command(topic_actions, "list", help="every topic and who uses it",
                 examples=["digestbot topics list"]).set_defaults(func=cmd_topics_list)
