@@ -153,9 +153,9 @@ def test_check_command_exit_codes(tmp_path):
                                    capture_output=True, text=True)
     ok, broken = run(good), run(bad)
     assert ok.returncode == 0 and "OK" in ok.stdout
-    assert broken.returncode == 1 and f"{bad}:11: bot.colour: unknown key" in broken.stderr
+    assert broken.returncode == 2 and f"{bad}:11: bot.colour: unknown key" in broken.stderr
     missing = run(tmp_path / "nope.toml")
-    assert missing.returncode == 1 and "no such config file" in missing.stderr
+    assert missing.returncode == 2 and "no such config file" in missing.stderr
 
 
 def test_every_option_is_documented_in_the_example_config():

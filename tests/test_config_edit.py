@@ -113,7 +113,7 @@ def test_removing_a_table_keeps_the_comment_of_the_next_one(path):
 def test_a_failing_edit_leaves_the_file_untouched_and_says_why(path, args, reason):
     before = path.read_bytes(), path.stat().st_mtime_ns
     result = digestbot(path, *args)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert reason in result.stderr
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".config.toml.")]  # no temp left over
@@ -123,7 +123,7 @@ def test_topics_add_list_remove(path):
     assert digestbot(path, "topics", "add", "vision", "--query", "vision OR image").returncode == 0
     listed = digestbot(path, "topics", "list").stdout
     assert "vision OR image" in listed and "efficient-inference" in listed
-    assert digestbot(path, "topics", "add", "Not A Slug", "--query", "x").returncode == 1
+    assert digestbot(path, "topics", "add", "Not A Slug", "--query", "x").returncode == 2
     assert digestbot(path, "topics", "remove", "vision").returncode == 0
     assert path.read_text() == BASE
 

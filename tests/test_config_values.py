@@ -89,12 +89,12 @@ def test_line_breaks_in_slack_channels_and_public_url_are_refused(tmp_path):
     assert ":15: bot.public_url: must not contain a line break" in lines
 
 
-def test_check_refuses_it_with_exit_code_1(tmp_path):
+def test_check_refuses_it_with_exit_code_2(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(with_character("sender", "\x0b"), encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "digestbot", "-c", str(path), "check"], check=False,
                             capture_output=True, text=True)
-    assert result.returncode == 1 and "OK" not in result.stdout
+    assert result.returncode == 2 and "OK" not in result.stdout
     assert f"{path}:2: email.sender: contains U+000B (a control character) at character 6" in result.stderr
 
 
@@ -110,10 +110,10 @@ def test_subs_set_and_add_cannot_put_one_in(tmp_path, char):
     path = tmp_path / "config.toml"
     path.write_text(BASE, encoding="utf-8")
     code, err = cli("-c", str(path), "subs", "set", "Alice: LLM inference", f"email=carol{char}@example.org")
-    assert code == 1 and "the edit was not saved" in err
+    assert code == 2 and "the edit was not saved" in err
     assert f"{path}:11: subscriptions[0].email: item 1 contains {CHARACTERS[char]} (" in err
     code, err = cli("-c", str(path), "subs", "add", f"Carol{char}papers", "--email", "carol@example.org")
-    assert code == 1 and f"subscriptions[1].name: contains {CHARACTERS[char]} (" in err
+    assert code == 2 and f"subscriptions[1].name: contains {CHARACTERS[char]} (" in err
     assert path.read_text(encoding="utf-8") == BASE
 
 

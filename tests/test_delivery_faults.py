@@ -157,7 +157,7 @@ def test_crlf_in_a_subscriber_address_or_name_is_a_config_error_before_any_conne
         world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org"],
                            extra_sub=sub)
         result = world.run("run", "--once")
-        assert result.returncode == 1 and "line break" in result.stderr and "config.toml:" in result.stderr
+        assert result.returncode == 2 and "line break" in result.stderr and "config.toml:" in result.stderr
     assert smtp_server.received == []
 
 

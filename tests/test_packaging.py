@@ -55,7 +55,7 @@ def test_new_config_keeps_an_existing_file_unless_forced(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("# mine\n")
     kept = cli("new-config", "config.toml", cwd=tmp_path)
-    assert kept.returncode == 1
+    assert kept.returncode == 2
     assert "config.toml: already exists; kept it" in kept.stderr and "--force" in kept.stderr
     assert config.read_text() == "# mine\n"
     forced = cli("new-config", "config.toml", "--force", cwd=tmp_path)

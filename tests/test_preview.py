@@ -75,7 +75,7 @@ def test_preview_days_runs_the_query_over_stored_papers(tmp_path, capsys):
 
 def test_preview_of_an_unknown_subscription_says_which_exist(tmp_path, capsys):
     path, _ = setup(tmp_path)
-    assert cli.main(["-c", str(path), "preview", "nope", "--out", str(tmp_path / "x")]) == 1
+    assert cli.main(["-c", str(path), "preview", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "known: decoding" in capsys.readouterr().err
 
 

@@ -76,7 +76,7 @@ def test_database_and_database_env_together_are_refused(tmp_path):
 def test_a_missing_database_variable_is_named(tmp_path, monkeypatch, capsys):
     path = config_at(tmp_path, 'database_env = "TEST_DIGESTBOT_DB"')
     monkeypatch.delenv("TEST_DIGESTBOT_DB", raising=False)
-    assert main(["-c", str(path), "status"]) == 1
+    assert main(["-c", str(path), "status"]) == 2  # a config error
     expected = f"{path}:2: bot.database_env: environment variable TEST_DIGESTBOT_DB is not set"
     assert capsys.readouterr().err.startswith(expected)
     assert not list(tmp_path.glob("*.db"))  # nothing was created from a default

@@ -1,28 +1,25 @@
 """The command line: it parses arguments, asks the library (app.App) and prints.
 
-Every command is a thin function over the library; `print` lives here and nowhere else.
+Every command is a thin function over the library; `print` lives here and nowhere else. Global options
+(-c, -v, -q) go before or after the command; exit codes are in common.EXIT_CODES (and `digestbot --help`).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-import os
 import shlex
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__, config as config_module, pipeline
 from ..app import App
 from ..errors import ConfigError, DigestbotError
 from . import ops, subs
+from .common import (EXIT_CLOSED_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+                     add_command, add_global_options, add_json_option, emit_json, examples_text, print_help_of,
+                     silence_stdout)
 
 log = logging.getLogger("digestbot")
-
-
-def default_config() -> str:
-    return os.environ.get("DIGESTBOT_CONFIG") or "config.toml"
 
 
 def load_config(args: argparse.Namespace) -> config_module.Config:
@@ -36,15 +33,21 @@ def open_app(args: argparse.Namespace) -> App:
 # --- commands --------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.json and not args.once:
+        raise UsageError("--json needs --once (the daemon logs instead)")
     app = open_app(args)
     if not args.once:
-        print(f"digestbot {__version__}: {len(app.config.sources)} sources, {len(app.config.subscriptions)} "
-              f"subscriptions; Ctrl-C to stop", file=sys.stderr)
+        if args.verbosity != "quiet":
+            print(f"digestbot {__version__}: {len(app.config.sources)} sources, {len(app.config.subscriptions)} "
+                  f"subscriptions; Ctrl-C to stop", file=sys.stderr)
         app.serve()
-        return 0
+        return EXIT_OK
     polls, sends = app.run_once(send=not args.no_send)
-    report_run(polls, sends, sent_anything=not args.no_send)
-    return 1 if any(p.error for p in polls) or sends.failed else 0
+    if args.json:
+        emit_json(run_document(polls, sends, sent_anything=not args.no_send))
+    else:
+        report_run(polls, sends, sent_anything=not args.no_send)
+    return EXIT_FAILED if any(p.error for p in polls) or sends.failed else EXIT_OK
 
 
 def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> None:
@@ -65,13 +68,38 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
         print("nothing due to send")
 
 
+def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> dict:
+    """`run --once --json`: what report_run prints, as data (README, "Commands")."""
+    return {
+        "sources": [{"name": p.source, "listed": p.seen, "new": p.new, "matches": p.matched, "error": p.error}
+                    for p in polls],
+        "sent": [{"subscription": name, "channel": channel, "target": target, "papers": count}
+                 for name, channel, target, count in sends.sent],
+        "failed": [{"subscription": name, "target": target, "error": error} for name, target, error in sends.failed],
+        "deferred": sends.deferred,
+        "no_send": not sent_anything,
+    }
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    for problem in config_module.check_secrets(config):
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        if not args.json:
+            raise
+        emit_json({"config": str(args.config), "ok": False, "problems": exc.problems, "warnings": []})
+        return EXIT_USAGE
+    warnings = config_module.check_secrets(config)
+    if args.json:
+        emit_json({"config": str(config.path), "ok": True, "problems": [], "warnings": warnings,
+                   "sources": len(config.sources), "topics": len(config.topics),
+                   "subscriptions": len(config.subscriptions)})
+        return EXIT_OK
+    for problem in warnings:
         print(f"warning: {problem}", file=sys.stderr)
     print(f"{config.path}: OK ({len(config.sources)} sources, {len(config.topics)} topics, "
           f"{len(config.subscriptions)} subscriptions)")
-    return 0
+    return EXIT_OK
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -105,24 +133,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- parser -----------------------------------------------------------------------------------------
 
+MAIN_EXAMPLES = [
+    "digestbot new-config && digestbot check     # a starter config, then validate it",
+    "digestbot run --once --no-send              # remember what is listed today, send nothing",
+    "digestbot run                               # the daemon",
+    "digestbot status -c /etc/digestbot.toml     # global options go before or after the command",
+    "digestbot demo                              # the whole job offline, on sample listings",
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="digestbot", description="Watch paper listings; send each subscriber the new papers on their topics.")
-    parser.add_argument("-c", "--config", default=default_config(),
-                        help="config file (default: $DIGESTBOT_CONFIG, then ./config.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    parser.add_argument("--version", action="version", version=f"digestbot {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        prog="digestbot", description="Watch paper listings; send each subscriber the new papers on their topics.",
+        epilog=examples_text(MAIN_EXAMPLES) + "\n\n`digestbot COMMAND --help` shows a command's options and "
+        "examples; `digestbot` alone shows this help.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")  # listed first in --help
+    add_global_options(parser, with_defaults=True)
+    parser.add_argument("--version", action="version", version=f"digestbot {__version__}",
+                        help="print the version and exit")
+    parser.set_defaults(func=print_help_of(parser))
 
-    run = sub.add_parser("run", help="poll sources and send digests (daemon; --once for one pass)")
+    run = add_command(sub, "run", help="poll sources and send digests (daemon; --once for one pass)", examples=[
+        "digestbot run                          # the daemon: polls and sends on schedule until stopped",
+        "digestbot run --once                   # one pass: poll every source, send what is due, exit",
+        "digestbot run --once --no-send         # record what is listed now without sending it",
+        "digestbot run --once --json | jq .failed"])
     run.add_argument("--once", action="store_true", help="poll every source once, send what is due, exit")
     run.add_argument("--no-send", action="store_true", help="with --once: record what is listed now, send nothing")
+    add_json_option(run, "with --once, what each source listed, what was sent and what failed")
     run.set_defaults(func=cmd_run)
 
-    sub.add_parser("check", help="validate the config file").set_defaults(func=cmd_check)
+    check = add_command(sub, "check", help="validate the config file", examples=[
+        "digestbot check", "digestbot check -c /etc/digestbot.toml --json"])
+    add_json_option(check, "whether it is valid, its problems and warnings")
+    check.set_defaults(func=cmd_check)
     ops.register(sub)
 
-    preview = sub.add_parser("preview", help="render a subscription's next digest to files (sends nothing)")
+    preview = add_command(sub, "preview", help="render a subscription's next digest to files (sends nothing)",
+                          examples=["digestbot preview alice --out /tmp/p   # then open /tmp/p/digest.html",
+                                    "digestbot preview alice --days 7       # what the last week would give"])
     preview.add_argument("name", help="the subscription's name or id")
     preview.add_argument("--days", type=float,
                          help="instead: what the stored papers first seen in the last N days would give")
@@ -132,37 +182,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     subs.register(sub)
 
-    new = sub.add_parser("new-config", help="write a starter config (the example, every option commented)")
+    new = add_command(sub, "new-config", help="write a starter config (the example, every option commented)",
+                      examples=["digestbot new-config                    # ./config.toml (or $DIGESTBOT_CONFIG)",
+                                "digestbot new-config /etc/digestbot.toml --force"])
     new.add_argument("path", nargs="?", help="where (default: the -c config: $DIGESTBOT_CONFIG, then ./config.toml)")
     new.add_argument("--force", action="store_true", help="replace an existing file")
     new.set_defaults(func=cmd_new_config)
 
-    demo = sub.add_parser("demo", help="the whole job on bundled sample listings, offline")
+    demo = add_command(sub, "demo", help="the whole job on bundled sample listings, offline",
+                       examples=["digestbot demo", "digestbot demo --dir /tmp/demo   # then: ls /tmp/demo/outbox"])
     demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    daemon = args.command == "run" and not args.once
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if daemon else logging.WARNING,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if not args.verbose:
+def configure_logging(args: argparse.Namespace) -> None:
+    daemon = args.func is cmd_run and not args.once
+    level = {"verbose": logging.DEBUG, "quiet": logging.WARNING}.get(
+        args.verbosity, logging.INFO if daemon else logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.verbosity != "verbose":
         for noisy in ("httpx", "httpcore", "apscheduler.executors", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # slack_sdk stays at WARNING even with -v: its DEBUG lines print each request's URL and body (an
     # incoming webhook's URL is its secret; bodies are subscribers' digests) and its INFO retry lines
     # print the full webhook URL. A redacting filter would have to know every shape of those messages.
     logging.getLogger("slack_sdk").setLevel(logging.WARNING)
+
+
+def run_command(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args)
     try:
         return args.func(args)
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     except DigestbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `digestbot` program: the exit code (common.EXIT_CODES); argparse itself exits 2 on bad usage."""
+    try:
+        try:
+            return run_command(argv)
+        finally:
+            sys.stdout.flush()  # here, so that a closed pipe is noticed where it can be handled, not at exit
+    except BrokenPipeError:
+        # stdout's reader has gone (`digestbot papers | head -1`). digestbot's own network code turns socket
+        # errors into its errors, so a BrokenPipeError reaching here is stdout's.
+        silence_stdout()
+        return EXIT_CLOSED_PIPE

@@ -6,7 +6,6 @@ Part of the command line (cli/__init__.py registers these).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -20,39 +19,54 @@ from ..http import Http
 from ..store.ledger import Ledger
 from ..sources import SourceOptions
 from ..store import Revision, SourceState, Store
+from .common import add_command, add_json_option, emit_json, iso, note, print_help_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("status", help="sources, papers and deliveries at a glance").set_defaults(func=cmd_status)
+    status = add_command(sub, "status", help="sources, papers and deliveries at a glance", examples=[
+        "digestbot status", "digestbot status --json | jq '.sources[] | select(.last_error)'"])
+    add_json_option(status, "sources, papers and digests")
+    status.set_defaults(func=cmd_status)
 
-    init = sub.add_parser("init", help="start a new, empty database on purpose (a first `run` creates one by itself)")
+    init = add_command(sub, "init", help="start a new, empty database on purpose (a first `run` creates one by "
+                       "itself)", examples=["digestbot init", "digestbot init --force   # a damaged database"])
     init.add_argument("--force", action="store_true", help="move a damaged database file aside and start empty")
     init.set_defaults(func=cmd_init)
 
-    retry = sub.add_parser("retry", help="make pending digests due now")
+    retry = add_command(sub, "retry", help="make pending digests due now", examples=[
+        "digestbot retry && digestbot run --once", "digestbot retry --failed"])
     retry.add_argument("--failed", action="store_true", help="also give failed digests a new chance")
     retry.set_defaults(func=cmd_retry)
 
-    papers = sub.add_parser("papers", help="list stored papers, newest first")
+    papers = add_command(sub, "papers", help="list stored papers, newest first", examples=[
+        "digestbot papers --days 1", "digestbot papers --json | jq '.[0].title'"])
     papers.add_argument("--days", type=float, help="only papers first seen in the last N days")
-    papers.add_argument("--json", action="store_true", help="one JSON array")
+    add_json_option(papers, "the papers, an array")
     papers.set_defaults(func=cmd_papers)
 
-    src = sub.add_parser("sources", help="work with sources").add_subparsers(dest="sources_command", required=True)
-    check = src.add_parser("check", help="fetch and parse one source, print what it found, store nothing")
-    check.add_argument("name")
+    src_parser = add_command(sub, "sources", help="work with sources", examples=["digestbot sources check arxiv-cl"])
+    src = src_parser.add_subparsers(dest="sources_command", metavar="ACTION", title="actions")
+    src_parser.set_defaults(func=print_help_of(src_parser))
+    check = add_command(src, "check", help="fetch and parse one source, print what it found, store nothing",
+                        examples=["digestbot sources check arxiv-cl"])
+    check.add_argument("name", help="the source's name ([[sources]] name in the config)")
     check.set_defaults(func=cmd_sources_check)
 
-    db = sub.add_parser("db", help="the database's schema revision").add_subparsers(dest="db_command", required=True)
-    db.add_parser("current", help="show the schema revision and whether it is the newest (changes nothing)",
-                  description="example: digestbot db current").set_defaults(func=cmd_db_current)
-    db.add_parser("upgrade", help="upgrade the schema to this version's (any command does it on open; a SQLite "
-                  "file is copied first)", description="example: digestbot db upgrade"
-                  ).set_defaults(func=cmd_db_upgrade)
+    db_parser = add_command(sub, "db", help="the database's schema revision", examples=[
+        "digestbot db current", "digestbot db upgrade"])
+    db = db_parser.add_subparsers(dest="db_command", metavar="ACTION", title="actions")
+    db_parser.set_defaults(func=print_help_of(db_parser))
+    add_command(db, "current", help="show the schema revision and whether it is the newest (changes nothing)",
+                examples=["digestbot db current"]).set_defaults(func=cmd_db_current)
+    add_command(db, "upgrade", help="upgrade the schema to this version's (any command does it on open; a SQLite "
+                "file is copied first)", examples=["digestbot db upgrade"]).set_defaults(func=cmd_db_upgrade)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     app = App.from_config(args.config)
+    if args.json:
+        emit_json(status_document(app))
+        return 0
     config, store = app.config, app.store
     states = store.source_states()
     print(f"database: {store_module.sqlite_path(store.url) or dbstate.shown(store.url)}  "
@@ -62,6 +76,38 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
     print_deliveries(store)
     return 0
+
+
+def status_document(app: App) -> dict:
+    """`status --json` (README, "Commands"): what `status` prints, as data."""
+    from ..schedule import next_poll
+
+    store, at = app.store, now()
+    states, ledger = store.source_states(), Ledger(store)
+    sources = []
+    for options in app.config.sources:
+        st = states.get(options.name)
+        sources.append({
+            "name": options.name, "kind": options.kind, "schedule": options.cron or f"every {options.every}",
+            "last_poll": iso(st and st.last_poll), "last_success": iso(st and st.last_success),
+            "last_error": st.last_error if st else None, "last_error_at": iso(st and st.last_error_at),
+            "next_poll": iso(next_poll(options, st.last_poll if st else None, at)),
+            "papers_seen": store.papers_from(options.name),  # distinct papers
+            "listings_seen": st.papers_seen if st else 0, "last_new": st.last_new if st else 0})
+    per_paper = store.delivery_counts()
+    digests = {channel: {"pending": c.pending, "sending": c.sending, "sent": c.sent, "failed": c.failed,
+                         "oldest_pending": iso(c.oldest_pending),
+                         "papers": {s: per_paper.get((channel, s), 0) for s in ("pending", "sent", "failed")}}
+               for channel, c in sorted(ledger.counts().items())}
+
+    def row(r) -> dict:
+        return {"id": r.id, "subscription": r.subscription, "channel": r.channel, "target": r.target,
+                "attempts": r.attempts, "error": r.last_error}
+
+    return {"database": store_module.sqlite_path(store.url) or dbstate.shown(store.url),
+            "papers": store.count_papers(), "sources": sources, "digests": digests,
+            "failed": [row(r) for r in ledger.digests("failed")],
+            "retrying": [{**row(r), "next_try": iso(r.next_try)} for r in ledger.digests("pending") if r.last_error]}
 
 
 def print_deliveries(store: Store) -> None:
@@ -177,13 +223,13 @@ def print_source_status(options: SourceOptions, st: SourceState | None, distinct
 def cmd_papers(args: argparse.Namespace) -> int:
     papers = App.from_config(args.config).store.papers(days=args.days)
     if args.json:
-        print(json.dumps([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
-                           "url": p.link, "published": p.published.isoformat() if p.published else None,
-                           "upvotes": p.upvotes, "sources": list(p.sources)} for p in papers], indent=2))
+        emit_json([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
+                    "url": p.link, "published": p.published.isoformat() if p.published else None,
+                    "upvotes": p.upvotes, "sources": list(p.sources)} for p in papers])
         return 0
     for p in papers:
         print(f"{p.key:<24} {p.upvotes:>4}  {p.title}")
-    print(f"{len(papers)} papers", file=sys.stderr)
+    note(args, f"{len(papers)} papers")
     return 0
 
 
@@ -195,7 +241,7 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     source = sources.build(config.source(args.name), Http())
     papers = source.collect(now(), SourceMemory())
     for p in papers:
-        note = "  (new version: updates a stored paper only)" if p.update_only else ""
-        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{note}")
-    print(f"{args.name}: {len(papers)} papers (nothing stored)", file=sys.stderr)
+        version = "  (new version: updates a stored paper only)" if p.update_only else ""
+        print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{version}")
+    note(args, f"{args.name}: {len(papers)} papers (nothing stored)")
     return 0

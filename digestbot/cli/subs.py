@@ -7,7 +7,6 @@ never leaves a half-written or invalid file.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import tomlkit
@@ -17,55 +16,81 @@ from ..config.edit import ConfigEditor, editing, parse_assignment
 from ..errors import ConfigError
 from ..models import paper_key_of
 from ..config.tomlpos import table_text
+from .common import add_command, add_json_option, emit_json, note
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    subs = sub.add_parser("subs", help="list, show, add, change, remove and test subscriptions")
-    actions = subs.add_subparsers(dest="subs_command", required=True, metavar="ACTION")
-    actions.add_parser("list", help="one line per subscription").set_defaults(func=cmd_list)
-    show = actions.add_parser("show", help="one subscription as written, its defaults and its topics")
-    show.add_argument("name")
+    subs = add_command(sub, "subs", help="list, show, add, change, remove and test subscriptions (alone: list)",
+                       examples=["digestbot subs", "digestbot subs show alice",
+                                 "digestbot subs add alice --query 'speculative decoding' --email alice@example.org",
+                                 "digestbot subs test alice --days 3"])
+    actions = subs.add_subparsers(dest="subs_command", metavar="ACTION", title="actions")
+    subs.set_defaults(func=cmd_list, json=False)
+    listing = add_command(actions, "list", help="one line per subscription", examples=[
+        "digestbot subs list", "digestbot subs list --json | jq -r '.[].id'"])
+    add_json_option(listing, "the subscriptions, an array")
+    listing.set_defaults(func=cmd_list)
+    show = add_command(actions, "show", help="one subscription as written, its defaults and its topics",
+                       examples=["digestbot subs show alice"])
+    show.add_argument("name", help=NAME_HELP)
     show.set_defaults(func=cmd_show)
 
-    add = actions.add_parser("add", help="add a subscription to the config file")
-    add.add_argument("name")
+    add = add_command(actions, "add", help="add a subscription to the config file", examples=[
+        "digestbot subs add alice --query 'inference AND llm' --email alice@example.org --schedule 'daily 08:00'",
+        "digestbot subs add lab --topic efficient-inference --slack '#papers' --schedule instant"])
+    add.add_argument("name", help="the new subscription's name (its id is made from it)")
     add.add_argument("--query", help='e.g. \'inference AND (llm OR "language model") NOT survey\'')
     add.add_argument("--email", action="append", default=[], help="an address (repeat for more)")
     add.add_argument("--slack", action="append", default=[], help="a channel, e.g. #papers (repeat for more)")
     add.add_argument("--topic", action="append", default=[], help="a [topics.NAME] to include (repeatable)")
     add.add_argument("--schedule", help="instant | hourly | daily HH:MM | weekly mon HH:MM | cron")
     add.add_argument("--timezone", help="IANA name, e.g. Europe/Berlin")
-    add.add_argument("--max-papers", type=int)
+    add.add_argument("--max-papers", type=int, help="at most this many papers in one digest (default 15)")
     add.set_defaults(func=cmd_add)
 
-    change = actions.add_parser("set", help="change settings: subs set NAME query='...' email=a@x,b@y")
-    change.add_argument("name")
+    change = add_command(actions, "set", help="change settings: subs set NAME query='...' email=a@x,b@y", examples=[
+        "digestbot subs set alice query='speculative decoding' schedule='daily 07:00'",
+        "digestbot subs set alice email=a@example.org,b@example.org timezone=   # empty: back to the default"])
+    change.add_argument("name", help=NAME_HELP)
     change.add_argument("assignments", nargs="+", metavar="KEY=VALUE",
                         help="lists are comma-separated; an empty value removes the key")
     change.set_defaults(func=cmd_set)
 
-    remove = actions.add_parser("remove", help="remove a subscription from the config file")
-    remove.add_argument("name")
+    remove = add_command(actions, "remove", help="remove a subscription from the config file",
+                         examples=["digestbot subs remove alice"])
+    remove.add_argument("name", help=NAME_HELP)
     remove.set_defaults(func=cmd_remove)
 
-    test = actions.add_parser("test", help="which stored papers would match, and why")
-    test.add_argument("name")
+    test = add_command(actions, "test", help="which stored papers would match, and why", examples=[
+        "digestbot subs test alice", "digestbot subs test alice --days 30 --json | jq '.matches[].title'"])
+    test.add_argument("name", help=NAME_HELP)
     test.add_argument("--days", type=float, default=7, help="papers first seen in the last N days (default 7)")
+    add_json_option(test, "the matches, best first, and why each matched")
     test.set_defaults(func=cmd_test)
 
-    topics = sub.add_parser("topics", help="list, add and remove named topics")
-    topic_actions = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
-    topic_actions.add_parser("list", help="every topic and who uses it").set_defaults(func=cmd_topics_list)
-    topic_add = topic_actions.add_parser("add", help="add a [topics.NAME] table")
+    topics = add_command(sub, "topics", help="list, add and remove named topics (alone: list)",
+                         examples=["digestbot topics", "digestbot topics add vision --query 'vision OR image'"])
+    topic_actions = topics.add_subparsers(dest="topics_command", metavar="ACTION", title="actions")
+    topics.set_defaults(func=cmd_topics_list)
+    add_command(topic_actions, "list", help="every topic and who uses it",
+                examples=["digestbot topics list"]).set_defaults(func=cmd_topics_list)
+    topic_add = add_command(topic_actions, "add", help="add a [topics.NAME] table", examples=[
+        "digestbot topics add efficient-inference --query 'quantization OR distillation'",
+        "digestbot topics add like-these --like 2407.13168 --like https://huggingface.co/papers/2410.01234"])
     topic_add.add_argument("name", help="a slug, e.g. efficient-inference")
-    topic_add.add_argument("--query")
+    topic_add.add_argument("--query", help="the topic's query (the same syntax as a subscription's)")
     topic_add.add_argument("--like", action="append", default=[],
                            help="an example paper: its arXiv id, or its arXiv or Hugging Face link (repeatable)")
-    topic_add.add_argument("--min-similarity", type=float)
+    topic_add.add_argument("--min-similarity", type=float,
+                           help="with --like: how similar a paper must be to the examples (0 to 1; default 0.12)")
     topic_add.set_defaults(func=cmd_topics_add)
-    topic_remove = topic_actions.add_parser("remove", help="remove a topic (no subscription may use it)")
-    topic_remove.add_argument("name")
+    topic_remove = add_command(topic_actions, "remove", help="remove a topic (no subscription may use it)",
+                               examples=["digestbot topics remove vision"])
+    topic_remove.add_argument("name", help="the topic's name")
     topic_remove.set_defaults(func=cmd_topics_remove)
+
+
+NAME_HELP = "the subscription's name or id"
 
 
 def _recipients(sub: config_module.SubscriptionConfig) -> str:
@@ -74,10 +99,17 @@ def _recipients(sub: config_module.SubscriptionConfig) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     config = config_module.load(args.config)
+    if args.json:
+        emit_json([{"id": sub.id, "name": sub.name, "schedule": sub.schedule,
+                    "timezone": sub.timezone or config.bot.timezone, "query": sub.query, "topics": sub.topics,
+                    "email": sub.email, "slack": sub.slack,
+                    "slack_webhook": bool(sub.slack_webhook or sub.slack_webhook_env),  # its URL is a secret
+                    "max_papers": sub.max_papers} for sub in config.subscriptions])
+        return 0
     for sub in config.subscriptions:
         topics = f" topics={','.join(sub.topics)}" if sub.topics else ""
         print(f"{sub.id:<28} {sub.schedule:<14} {_recipients(sub):<40} {sub.query or '(every paper)'}{topics}")
-    print(f"{len(config.subscriptions)} subscriptions", file=sys.stderr)
+    note(args, f"{len(config.subscriptions)} subscriptions")
     return 0
 
 
@@ -147,10 +179,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     app = App.from_config(args.config)
     sub = app.config.subscription(args.name)
     matches, papers = app.test_subscription(sub.id, args.days)
+    if args.json:
+        emit_json({"subscription": sub.id, "name": sub.name, "days": float(args.days), "papers": papers,
+                   "matches": [{"id": m.paper.key, "title": m.paper.title, "url": m.paper.link, "score": m.score,
+                                "why": why(m)} for m in matches]})
+        return 0
     for match in matches:
         print(f"{match.score:6.2f}  {match.paper.title}\n        {why(match)}")
-    print(f"{len(matches)} of {papers} papers from the last {args.days:g} days match {sub.name!r}",
-          file=sys.stderr)
+    note(args, f"{len(matches)} of {papers} papers from the last {args.days:g} days match {sub.name!r}")
     return 0
 
 
