@@ -38,6 +38,7 @@ from digestbot.channels.email import build_email  # noqa: E402
 from digestbot.app import App  # noqa: E402
 from digestbot.store.ledger import Ledger  # noqa: E402
 from digestbot.models import Match, Paper  # noqa: E402
+from digestbot.render.shared import Contents  # noqa: E402
 from digestbot.store import Store  # noqa: E402
 
 PER_SUB = 100  # recipients per subscription
@@ -126,10 +127,11 @@ def prepare_raw(ctx: pipeline.Context, now: datetime) -> list[tuple[str, bytes]]
     """Every pending digest rendered and serialised as digestbot would send it (untimed)."""
     subs = {s.id: s for s in ctx.config.subscriptions}
     sender = ctx.config.email.sender_address
+    contents = Contents(ctx.config, ctx.store, ctx.renderer, now)  # the send pass's own rendering
     prepared = []
     for row in Ledger(ctx.store).digests("pending"):
         sub = subs[row.subscription]
-        message = ctx.renderer.render(pipeline.build_digest(ctx, row, sub, now))
+        message = contents.get(row, sub).message
         mail = build_email(message, pipeline.envelope(ctx.config, row, sub, ctx.store.installation), sender)
         prepared.append((row.target, mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))))
     return prepared
