@@ -130,7 +130,7 @@ def prepare_raw(ctx: pipeline.Context, now: datetime) -> list[tuple[str, bytes]]
     contents = Contents(ctx.config, ctx.store, ctx.renderer, now)  # the send pass's own rendering
     prepared = []
     for row in Ledger(ctx.store).digests("pending"):
-        sub = subs[row.subscription]
+        sub = subs[row.subscription_id]
         message = contents.get(row, sub).message
         mail = build_email(message, pipeline.envelope(ctx.config, row, sub, ctx.store.installation), sender)
         prepared.append((row.target, mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))))

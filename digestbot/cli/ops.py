@@ -19,7 +19,7 @@ from ..errors import DigestbotError
 from ..http import Http
 from ..store.ledger import Ledger
 from ..sources import SourceOptions
-from ..store import Revision, SourceState, Store
+from ..store import DeliveryStatus, DigestStatus, Revision, SourceRecord, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,17 +72,18 @@ def print_deliveries(store: Store) -> None:
         print("  none yet")
     for channel, c in sorted(counts.items()):
         oldest = f"; oldest waiting since {c.oldest_pending:%Y-%m-%d %H:%M} UTC" if c.oldest_pending else ""
-        per_paper = ", ".join(f"{s} {papers.get((channel, s), 0)}" for s in ("pending", "sent", "failed"))
+        per_paper = ", ".join(f"{s} {papers.get((channel, s), 0)}" for s in DeliveryStatus)
         print(f"  {channel:<14} pending {c.pending}, sending {c.sending}, sent {c.sent}, failed {c.failed} "
               f"(papers: {per_paper}){oldest}")
-    for row in ledger.digests("failed"):
-        print(f"  failed #{row.id}: {row.subscription} -> {row.target} ({row.channel}), {row.attempts} attempts: "
+    failed = ledger.digests(DigestStatus.FAILED)
+    for row in failed:
+        print(f"  failed #{row.id}: {row.subscription_id} -> {row.target} ({row.channel}), {row.attempts} attempts: "
               f"{row.last_error}")
-    retrying = [r for r in ledger.digests("pending") if r.last_error]
+    retrying = [r for r in ledger.digests(DigestStatus.PENDING) if r.last_error]
     for row in retrying:
-        print(f"  retrying #{row.id}: {row.subscription} -> {row.target} ({row.channel}) at "
+        print(f"  retrying #{row.id}: {row.subscription_id} -> {row.target} ({row.channel}) at "
               f"{row.next_try:%Y-%m-%d %H:%M} UTC, {row.attempts} attempts so far: {row.last_error}")
-    if retrying or ledger.digests("failed"):
+    if retrying or failed:
         print("  (`digestbot retry` sends the pending ones now; `retry --failed` also the failed ones)")
 
 
@@ -155,7 +156,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
+def print_source_status(options: SourceOptions, st: SourceRecord | None, distinct: int, at: datetime) -> None:
     """One source: last success, last error (when newer than the success), papers seen, next poll."""
     from ..schedule import next_poll
 
