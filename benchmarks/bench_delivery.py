@@ -12,7 +12,7 @@ once.
 Where digestbot's time goes (profiled): the SMTP exchange; the ledger's one commit per sent digest
 runs while the next message's MAIL command is with the server (SmtpChannel.record), and touches few pages (no
 index on status; claims read a partial index of active digests; WAL checkpoints every ~40 MB, not
-every 4 MB, store.py). A digest is rendered once per subscription and set of papers, and its MIME body
+every 4 MB, store/database.py). A digest is rendered once per subscription and set of papers, and its MIME body
 serialised and dot-stuffed once; per recipient only the header lines (To, Date, Message-ID,
 List-Unsubscribe) are built (sendpass.py, mailwire.py). The raw loop's messages come from
 build_email, the same headers and body; smtplib dot-stuffs each of them as it sends.
