@@ -12,7 +12,7 @@ once.
 Where digestbot's time goes (profiled): the SMTP exchange; the ledger's one commit per sent digest
 runs while the next message's MAIL command is with the server (SmtpChannel.record), and touches few pages (no
 index on status; claims read a partial index of active digests; WAL checkpoints every ~40 MB, not
-every 4 MB, store.py). A digest is rendered once per subscription and set of papers, and its MIME body
+every 4 MB, store/database.py). A digest is rendered once per subscription and set of papers, and its MIME body
 serialised and dot-stuffed once; per recipient only the header lines (To, Date, Message-ID,
 List-Unsubscribe) are built (sendpass.py, mailwire.py). The raw loop's messages come from
 build_email, the same headers and body; smtplib dot-stuffs each of them as it sends.
@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digestbot import config as config_module, pipeline  # noqa: E402
 from digestbot.channels.email import build_email  # noqa: E402
-from digestbot.digest import make_digest  # noqa: E402
 from digestbot.app import App  # noqa: E402
 from digestbot.store.ledger import Ledger  # noqa: E402
 from digestbot.models import Match, Paper  # noqa: E402
+from digestbot.render.shared import Contents  # noqa: E402
 from digestbot.store import Store  # noqa: E402
 
 PER_SUB = 100  # recipients per subscription
@@ -127,12 +127,11 @@ def prepare_raw(ctx: pipeline.Context, now: datetime) -> list[tuple[str, bytes]]
     """Every pending digest rendered and serialised as digestbot would send it (untimed)."""
     subs = {s.id: s for s in ctx.config.subscriptions}
     sender = ctx.config.email.sender_address
+    contents = Contents(ctx.config, ctx.store, ctx.renderer, now)  # the send pass's own rendering
     prepared = []
     for row in Ledger(ctx.store).digests("pending"):
-        sub = subs[row.subscription]
-        matches = ctx.store.digest_matches(row.id)
-        digest = make_digest(ctx.config, sub, matches, channel=row.channel, period_key=row.period, now=now)
-        message = ctx.renderer.render(digest)
+        sub = subs[row.subscription_id]
+        message = contents.get(row, sub).message
         mail = build_email(message, pipeline.envelope(ctx.config, row, sub, ctx.store.installation), sender)
         prepared.append((row.target, mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))))
     return prepared

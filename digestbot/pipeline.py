@@ -32,7 +32,7 @@ from .models import Digest, Paper
 from .store.ledger import Claim, Ledger
 from .render import Renderer
 from .render.shared import Contents
-from .store import DigestRow, Store
+from .store import DigestRecord, Store
 
 log = logging.getLogger(__name__)
 NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
@@ -174,10 +174,10 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
             for row in batch:
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
                     continue
-                sub = subscriptions.get(row.subscription)
+                sub = subscriptions.get(row.subscription_id)
                 if sub is None:
                     log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
-                                "(put it back in the config, or it waits forever)", row.id, row.subscription)
+                                "(put it back in the config, or it waits forever)", row.id, row.subscription_id)
                     ledger.release([row.id], next_try=now + LATER)
                 elif row.channel in channels.down:
                     ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
@@ -267,7 +267,7 @@ __all__ = ["Context", "PollResult", "SendResult", "open_due_digests", "poll", "r
            "send_due"]
 
 
-def envelope(config: Config, row: Claim | DigestRow, sub: SubscriptionConfig, installation: str) -> Envelope:
+def envelope(config: Config, row: Claim | DigestRecord, sub: SubscriptionConfig, installation: str) -> Envelope:
     """The Message-ID is unique for ever: row ids restart at 1 in a new database, so the database's
     installation id goes with them; a re-send of the same digest keeps it (a duplicate is recognisable)."""
     domain = _domain(config.email.sender) if config.email else "digestbot.localhost"

@@ -118,7 +118,7 @@ url = "{http_server.url}/rss/cs.CL"
     assert by_key[items[12]["paper"]["id"]].sources == ("rss",)
     # Matches (and so deliveries) exist once per paper, however many sources listed it.
     with ctx.store.read() as s:
-        from digestbot.store import MatchRow
+        from digestbot.store.tables import MatchRow
         from sqlmodel import select
         matched = [m.paper_id for m in s.exec(select(MatchRow)).all()]
     assert len(matched) == len(set(matched)) > 0

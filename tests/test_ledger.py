@@ -8,7 +8,7 @@ import pytest
 
 from digestbot.store.ledger import MAX_ATTEMPTS, RETRY_FIRST, Ledger
 from digestbot.models import Match, Paper
-from digestbot.store import Store
+from digestbot.store import DeliveryStatus, DigestStatus, Store
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -149,13 +149,19 @@ def test_released_digests_are_not_penalised(url):
 def test_sent_on_the_driver_cursor_writes_what_the_orm_writes_and_reports_a_busy_database(url):
     import sqlite3
 
+    from sqlalchemy import update
+
     from digestbot.errors import StoreError
+    from digestbot.store.tables import DeliveryRow, DigestRow
 
     store = Store(url)
     fast, orm = seed(store, 2)
     ledger = Ledger(store)
     ledger.sent(fast, "<m@x>", NOW)
-    ledger._finish(orm, "sent", sent_at=NOW, message_id="<m@x>", attempts=1)
+    with store.write() as w:  # the same record, written by SQLAlchemy the usual way
+        w.session.execute(update(DigestRow).where(DigestRow.id == orm).values(
+            status=DigestStatus.SENT, sent_at=NOW, message_id="<m@x>", attempts=1, lease_until=None))
+        w.session.execute(update(DeliveryRow).where(DeliveryRow.digest_id == orm).values(status=DeliveryStatus.SENT))
     ledger.close()
     db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     rows = db.execute("SELECT status, message_id, sent_at, attempts, lease_until FROM digest ORDER BY id").fetchall()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from digestbot.store.ledger import Ledger
-from digestbot.store import Store
+from digestbot.store import DigestStatus, Store
 from servers import free_port
 from test_ledger import NOW, seed
 
@@ -83,6 +83,7 @@ def test_concurrent_senders_on_postgresql_claim_each_digest_once(store, pg_url):
 
 def test_lease_sent_and_failed_on_postgresql(store):
     first, second = seed(store, 2)
+    assert [d.status for d in store.digests()] == [DigestStatus.PENDING] * 2
     ledger = Ledger(store, lease=timedelta(minutes=10), clock=lambda: NOW)  # a lease runs from the claim
     assert [r.id for r in ledger.claim_batch(NOW)] == [first, second]
     assert ledger.claim_batch(NOW + timedelta(minutes=5)) == []
@@ -93,6 +94,9 @@ def test_lease_sent_and_failed_on_postgresql(store):
     ledger.close()
     counts = ledger.counts()["email"]
     assert (counts.sent, counts.failed, counts.pending) == (1, 1, 0)
+    with store.engine.connect() as conn:  # a status enum is stored as its value (psycopg dumps an Enum's name)
+        assert sorted(conn.exec_driver_sql("SELECT status FROM digest").scalars()) == ["failed", "sent"]
+        assert sorted(conn.exec_driver_sql("SELECT status FROM delivery").scalars()) == ["failed", "sent"]
 
 
 def test_an_older_database_on_postgresql_gets_todays_indexes(store, pg_url):

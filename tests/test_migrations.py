@@ -105,7 +105,7 @@ def assert_everything_is_found(store: Store) -> None:
     """Every paper, match and digest of DATA, read through the Store API, and the new schema at work."""
     assert {p.title for p in store.papers()} == {"A first paper", "A second paper", "A third paper"}
     assert {p.arxiv_id for p in store.papers_by_keys(["2411.00001", "a-second-paper"])} == {"2411.00001", None}
-    digests = {d.id: (d.subscription, d.channel, d.status, d.message_id) for d in store.digests()}
+    digests = {d.id: (d.subscription_id, d.channel, d.status, d.message_id) for d in store.digests()}
     assert digests == {1: ("ml", "email", "sent", "<digest-1.ml@example.org>"), 2: ("ml", "slack", "pending", None)}
     for digest_id in (1, 2):
         matched = {(m.paper.title, m.score) for m in store.digest_matches(digest_id)}

@@ -18,7 +18,7 @@ from ..errors import DigestbotError
 from ..http import Http
 from ..store.ledger import Ledger
 from ..sources import SourceOptions
-from ..store import Revision, SourceState, Store
+from ..store import DeliveryStatus, DigestRecord, DigestStatus, Revision, SourceRecord, Store
 from .common import add_command, add_json_option, emit_json, iso, note, print_help_of
 
 
@@ -97,17 +97,18 @@ def status_document(app: App) -> dict:
     per_paper = store.delivery_counts()
     digests = {channel: {"pending": c.pending, "sending": c.sending, "sent": c.sent, "failed": c.failed,
                          "oldest_pending": iso(c.oldest_pending),
-                         "papers": {s: per_paper.get((channel, s), 0) for s in ("pending", "sent", "failed")}}
+                         "papers": {str(s): per_paper.get((channel, s), 0) for s in DeliveryStatus}}
                for channel, c in sorted(ledger.counts().items())}
 
-    def row(r) -> dict:
-        return {"id": r.id, "subscription": r.subscription, "channel": r.channel, "target": r.target,
+    def row(r: DigestRecord) -> dict[str, object]:
+        return {"id": r.id, "subscription": r.subscription_id, "channel": r.channel, "target": r.target,
                 "attempts": r.attempts, "error": r.last_error}
 
     return {"database": store_module.sqlite_path(store.url) or dbstate.shown(store.url),
             "papers": store.count_papers(), "sources": sources, "digests": digests,
-            "failed": [row(r) for r in ledger.digests("failed")],
-            "retrying": [{**row(r), "next_try": iso(r.next_try)} for r in ledger.digests("pending") if r.last_error]}
+            "failed": [row(r) for r in ledger.digests(DigestStatus.FAILED)],
+            "retrying": [{**row(r), "next_try": iso(r.next_try)} for r in ledger.digests(DigestStatus.PENDING)
+                         if r.last_error]}
 
 
 def print_deliveries(store: Store) -> None:
@@ -118,17 +119,18 @@ def print_deliveries(store: Store) -> None:
         print("  none yet")
     for channel, c in sorted(counts.items()):
         oldest = f"; oldest waiting since {c.oldest_pending:%Y-%m-%d %H:%M} UTC" if c.oldest_pending else ""
-        per_paper = ", ".join(f"{s} {papers.get((channel, s), 0)}" for s in ("pending", "sent", "failed"))
+        per_paper = ", ".join(f"{s} {papers.get((channel, s), 0)}" for s in DeliveryStatus)
         print(f"  {channel:<14} pending {c.pending}, sending {c.sending}, sent {c.sent}, failed {c.failed} "
               f"(papers: {per_paper}){oldest}")
-    for row in ledger.digests("failed"):
-        print(f"  failed #{row.id}: {row.subscription} -> {row.target} ({row.channel}), {row.attempts} attempts: "
+    failed = ledger.digests(DigestStatus.FAILED)
+    for row in failed:
+        print(f"  failed #{row.id}: {row.subscription_id} -> {row.target} ({row.channel}), {row.attempts} attempts: "
               f"{row.last_error}")
-    retrying = [r for r in ledger.digests("pending") if r.last_error]
+    retrying = [r for r in ledger.digests(DigestStatus.PENDING) if r.last_error]
     for row in retrying:
-        print(f"  retrying #{row.id}: {row.subscription} -> {row.target} ({row.channel}) at "
+        print(f"  retrying #{row.id}: {row.subscription_id} -> {row.target} ({row.channel}) at "
               f"{row.next_try:%Y-%m-%d %H:%M} UTC, {row.attempts} attempts so far: {row.last_error}")
-    if retrying or ledger.digests("failed"):
+    if retrying or failed:
         print("  (`digestbot retry` sends the pending ones now; `retry --failed` also the failed ones)")
 
 
@@ -201,7 +203,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_source_status(options: SourceOptions, st: SourceState | None, distinct: int, at: datetime) -> None:
+def print_source_status(options: SourceOptions, st: SourceRecord | None, distinct: int, at: datetime) -> None:
     """One source: last success, last error (when newer than the success), papers seen, next poll."""
     from ..schedule import next_poll
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..models import Paper
 
-Row = Any  # store.PaperRow; not imported, so that store.py stays the only module that imports sqlmodel
+Row = Any  # tables.PaperRow; not imported: these rules need no SQLModel
 
 
 class PaperIndex:

@@ -1,6 +1,6 @@
 """The send side of the ledger (README, "Reliability"): claim digests, record what the server said, retry, count.
 
-A digest row moves  pending -> sending -> sent | pending (retry later) | failed (permanent).
+A digest row moves  pending -> sending -> sent | pending (retry later) | failed (permanent)  (DigestStatus).
 
 - Claiming is one conditional UPDATE inside a write transaction (BEGIN IMMEDIATE on SQLite); on
   PostgreSQL the candidate rows are selected `FOR UPDATE SKIP LOCKED`, so two senders never get the
@@ -22,7 +22,7 @@ A digest row moves  pending -> sending -> sent | pending (retry later) | failed 
   fails (database busy, disk full) is tried again for a while (`record_budget`): the message is
   already with the server, and an unrecorded digest is sent again by the next run.
 
-Like store.py, this is a module that imports SQLAlchemy; nothing else does.
+Like the other modules of digestbot.store, this one imports SQLAlchemy; nothing outside the package does.
 """
 from __future__ import annotations
 
@@ -40,8 +40,10 @@ from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import StoreError
+from .database import Store
 from .ledger_sql import CANDIDATES, CLAIM, SENT_DELIVERIES, SENT_DIGEST, Claim, Prepared, core, due
-from . import DeliveryRow, DigestRow, Store, _aware, utcnow
+from .tables import DeliveryRow, DigestRow
+from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,16 @@ def backoff(attempt: int) -> timedelta:
 
 @dataclass
 class ChannelCounts:
+    """The digests of one ledger channel, by status (`digestbot status`)."""
     pending: int = 0
     sending: int = 0
     sent: int = 0
     failed: int = 0
     oldest_pending: datetime | None = None
+
+
+# The statuses ChannelCounts counts, each in the field of its name (an `empty` digest is not counted).
+COUNTED = (DigestStatus.PENDING, DigestStatus.SENDING, DigestStatus.SENT, DigestStatus.FAILED)
 
 
 class Ledger:
@@ -89,7 +96,7 @@ class Ledger:
         if self._conn is None:
             self._conn = self.store.engine.connect()
             self._conn.info["write"] = True
-        with self.store._guard(doing), self._conn.begin():
+        with self.store.guarded(doing), self._conn.begin():
             yield self._conn
 
     def close(self) -> None:
@@ -139,7 +146,7 @@ class Ledger:
         with self.store.write() as w:
             until = self.clock() + self.lease
             result = core(w, update(DigestRow).where(DigestRow.id == digest_id, due(now))
-                                       .values(status="sending", lease_until=until, claimed_by=self.token))
+                                       .values(status=DigestStatus.SENDING, lease_until=until, claimed_by=self.token))
             if result.rowcount != 1:
                 return False
         self._hold_new([digest_id], until)
@@ -197,15 +204,16 @@ class Ledger:
                 log.warning("could not renew the claims of this send pass (%s); trying again", exc)
 
     def _renewal(self, ids: set[int]):
-        return update(DigestRow).where(DigestRow.id.in_(sorted(ids)), DigestRow.status == "sending",
+        return update(DigestRow).where(DigestRow.id.in_(sorted(ids)), DigestRow.status == DigestStatus.SENDING,
                                        DigestRow.claimed_by == self.token)
 
     def release(self, ids: list[int], next_try: datetime) -> None:
         """Give back claimed digests that were not attempted (their channel went down first)."""
         if ids:
             with self.store.write() as w:
-                core(w, update(DigestRow).where(DigestRow.id.in_(ids), DigestRow.status == "sending", self._mine())
-                                  .values(status="pending", lease_until=None, next_try=next_try))
+                core(w, update(DigestRow)
+                     .where(DigestRow.id.in_(ids), DigestRow.status == DigestStatus.SENDING, self._mine())
+                     .values(status=DigestStatus.PENDING, lease_until=None, next_try=next_try))
             self._held.difference_update(ids)
 
     def sent(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
@@ -258,21 +266,24 @@ class Ledger:
         attempts = row.attempts + 1
         if permanent or attempts >= MAX_ATTEMPTS:
             reason = error if permanent else f"gave up after {attempts} attempts: {error}"
-            self._finish(row.id, "failed", last_error=reason, attempts=attempts)
+            self._finish_failed(row.id, last_error=reason, attempts=attempts)
             return None
         retry_at = now + backoff(attempts)
         with self.store.write() as w:
             n = core(w, update(DigestRow).where(DigestRow.id == row.id, self._mine()).values(
-                status="pending", next_try=retry_at, last_error=error, lease_until=None, attempts=attempts)).rowcount
+                status=DigestStatus.PENDING, next_try=retry_at, last_error=error, lease_until=None,
+                attempts=attempts)).rowcount
         self._written(row.id, n)
         return retry_at
 
-    def _finish(self, digest_id: int, status: str, **values) -> None:
+    def _finish_failed(self, digest_id: int, *, last_error: str, attempts: int) -> None:
+        """The digest and its deliveries are `failed`: never retried but by `digestbot retry --failed`."""
         with self.store.write() as w:
-            n = core(w, update(DigestRow).where(DigestRow.id == digest_id, self._mine())
-                                  .values(status=status, lease_until=None, **values)).rowcount
+            n = core(w, update(DigestRow).where(DigestRow.id == digest_id, self._mine()).values(
+                status=DigestStatus.FAILED, lease_until=None, last_error=last_error, attempts=attempts)).rowcount
             if n:
-                core(w, update(DeliveryRow).where(DeliveryRow.digest_id == digest_id).values(status=status))
+                core(w, update(DeliveryRow).where(DeliveryRow.digest_id == digest_id)
+                     .values(status=DeliveryStatus.FAILED))
         self._written(digest_id, n)
 
     def _written(self, digest_id: int, rowcount: int) -> None:
@@ -283,14 +294,14 @@ class Ledger:
     def retry_now(self, now: datetime, *, failed: bool = False) -> int:
         """Make pending digests due now; with `failed`, give failed ones a new chance too."""
         with self.store.write() as w:
-            n = core(w, update(DigestRow).where(DigestRow.status == "pending")
+            n = core(w, update(DigestRow).where(DigestRow.status == DigestStatus.PENDING)
                                   .values(next_try=now)).rowcount
             if failed:
-                ids = list(core(w, select(DigestRow.id).where(DigestRow.status == "failed")).scalars())
+                ids = list(core(w, select(DigestRow.id).where(DigestRow.status == DigestStatus.FAILED)).scalars())
                 n += core(w, update(DigestRow).where(DigestRow.id.in_(ids))
-                                       .values(status="pending", next_try=now, attempts=0)).rowcount
+                                       .values(status=DigestStatus.PENDING, next_try=now, attempts=0)).rowcount
                 core(w, update(DeliveryRow).where(DeliveryRow.digest_id.in_(ids))
-                                  .values(status="pending"))
+                                  .values(status=DeliveryStatus.PENDING))
             return n
 
     def counts(self) -> dict[str, ChannelCounts]:
@@ -300,27 +311,26 @@ class Ledger:
             rows = s.execute(select(DigestRow.channel, DigestRow.status, func.count(), func.min(DigestRow.created))
                              .group_by(DigestRow.channel, DigestRow.status)).all()
             waiting = s.execute(select(DeliveryRow.channel, func.count(), func.min(DeliveryRow.created))
-                                .where(DeliveryRow.digest_id.is_(None), DeliveryRow.status == "pending")
+                                .where(DeliveryRow.digest_id.is_(None),
+                                       DeliveryRow.status == DeliveryStatus.PENDING)
                                 .group_by(DeliveryRow.channel)).all()
         for channel, status, n, oldest in rows:
             counts = result.setdefault(channel, ChannelCounts())
-            if hasattr(counts, status):
+            if status in COUNTED:
                 setattr(counts, status, n)
-            if status in ("pending", "sending"):
-                counts.oldest_pending = _min(counts.oldest_pending, _aware(oldest))
+            if status in ACTIVE_DIGESTS:
+                counts.oldest_pending = _min(counts.oldest_pending, as_utc(oldest))
         for channel, _n, oldest in waiting:  # matched papers waiting for their period's digest
             counts = result.setdefault(channel, ChannelCounts())
-            counts.oldest_pending = _min(counts.oldest_pending, _aware(oldest))
+            counts.oldest_pending = _min(counts.oldest_pending, as_utc(oldest))
         return result
 
-    def digests(self, status: str) -> list[DigestRow]:
-        with self.store.read() as s:
-            return list(s.execute(select(DigestRow).where(DigestRow.status == status)
-                                  .order_by(DigestRow.id)).scalars())
+    def digests(self, status: DigestStatus) -> list[DigestRecord]:
+        """The digests in `status`, oldest first."""
+        return self.store.digests(status)
 
-    def get(self, digest_id: int) -> DigestRow | None:
-        with self.store.read() as s:
-            return s.get(DigestRow, digest_id)
+    def get(self, digest_id: int) -> DigestRecord | None:
+        return self.store.digest(digest_id)
 
 
 def _unrecorded(values: dict, target: str, budget: float, exc: StoreError) -> str:

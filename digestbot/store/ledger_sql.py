@@ -1,7 +1,7 @@
 """The ledger's SQL, built once: the claim, the fenced `sent` record, and a runner of compiled
 statements on the driver's cursor (the send pass's hot path, see ledger.py).
 
-Like store.py, this is a module that imports SQLAlchemy; nothing outside the store modules does.
+Like the other modules of digestbot.store, this one imports SQLAlchemy; nothing outside the package does.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import Dialect, and_, bindparam, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from .tables import ACTIVE, DeliveryRow, DigestRow
+from .values import DeliveryStatus, DigestStatus
 
 
 def due(now):
@@ -19,37 +20,40 @@ def due(now):
     # (a bound parameter would not do), so that SQLite can use the partial index of active digests
     # (tables.py), which that very term defines.
     return and_(text(ACTIVE),
-                or_(and_(DigestRow.status == "pending", DigestRow.next_try <= now),
-                    and_(DigestRow.status == "sending", DigestRow.lease_until < now)))
+                or_(and_(DigestRow.status == DigestStatus.PENDING, DigestRow.next_try <= now),
+                    and_(DigestRow.status == DigestStatus.SENDING, DigestRow.lease_until < now)))
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A digest this sender holds (status `sending`): what sending it takes."""
     id: int
-    subscription: str
-    channel: str
+    subscription_id: str
+    channel: str  # the ledger channel: email | slack
     target: str
     period: str
-    attempts: int
+    attempts: int  # before this one
 
 
-CLAIM_COLUMNS = [getattr(DigestRow.__table__.c, name) for name in Claim.__slots__]
+# The digest table's columns in the order of Claim's fields (`Claim(*row)`: the claim is on the hot path).
+COLUMN_OF_FIELD = {"subscription_id": "subscription"}  # the column's name says less than the field's
+CLAIM_COLUMNS = [DigestRow.__table__.c[COLUMN_OF_FIELD.get(name, name)] for name in Claim.__slots__]
 
 
 # Built once (the send pass claims a batch every hundred digests; building them cost more than the SQL).
 CANDIDATES = (select(DigestRow.id).where(due(bindparam("now"))).order_by(DigestRow.id).limit(bindparam("limit"))
               .with_for_update(skip_locked=True))
 CLAIM = (update(DigestRow).where(DigestRow.id.in_(bindparam("ids", expanding=True)), due(bindparam("now")))
-         .values(status="sending", lease_until=bindparam("lease_until"), claimed_by=bindparam("token"))
+         .values(status=DigestStatus.SENDING, lease_until=bindparam("lease_until"), claimed_by=bindparam("token"))
          .returning(*CLAIM_COLUMNS))
 # Fenced on the claim's token (or no claim at all: a digest recorded without claiming it first).
 SENT_DIGEST = update(DigestRow).where(
     DigestRow.id == bindparam("digest"),
     or_(DigestRow.claimed_by == bindparam("token"), DigestRow.claimed_by.is_(None))).values(
-    status="sent", message_id=bindparam("server_id"), sent_at=bindparam("now"), last_error=None, lease_until=None,
-    attempts=DigestRow.attempts + 1)
-SENT_DELIVERIES = update(DeliveryRow).where(DeliveryRow.digest_id == bindparam("digest")).values(status="sent")
+    status=DigestStatus.SENT, message_id=bindparam("server_id"), sent_at=bindparam("now"), last_error=None,
+    lease_until=None, attempts=DigestRow.attempts + 1)
+SENT_DELIVERIES = (update(DeliveryRow).where(DeliveryRow.digest_id == bindparam("digest"))
+                   .values(status=DeliveryStatus.SENT))
 
 
 class Prepared:
@@ -72,7 +76,7 @@ class Prepared:
         args = [params[name] for name in self.order] if self.order is not None else params
         try:
             cursor.execute(self.compiled.string, args)
-        except dialect.dbapi.Error as exc:  # as SQLAlchemy would raise it, so Store._guard explains it
+        except dialect.dbapi.Error as exc:  # as SQLAlchemy would raise it, so Store.guarded explains it
             raise DBAPIError.instance(self.compiled.string, args, exc, dialect.dbapi.Error) from exc
         return cursor.rowcount
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .. import private
 from ..errors import DigestbotError
-from . import Store, dbstate, is_blank, sqlite_path
+from . import dbstate
+from .database import Store, is_blank, sqlite_path
 
 log = logging.getLogger(__name__)
 

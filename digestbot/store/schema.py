@@ -1,4 +1,4 @@
-"""Making the schema whole in one step, and the installation id (used by store.py).
+"""Making the schema whole in one step, and the installation id (used by database.py).
 
 A process killed while creating a SQLite database used to leave a file with no tables, which every later
 command refused as "not a digestbot database" (a service restarted on failure looped for ever). So a new
@@ -7,7 +7,7 @@ only then linked into place: the database's name never shows a half-made file. A
 at most a `NAME.creating-PID-RANDOM` file, removed by the next creation or open.
 
 Files that older versions left half-made are recognised by `is_blank` (a SQLite file that never held
-anything); cli.open_store completes them unless the marker says the database was created and used.
+anything); opening.open_store completes them unless the marker says the database was created and used.
 
 On PostgreSQL DDL is transactional: `complete` runs inside one transaction, under an advisory lock so
 that two processes completing the same database queue instead of colliding. A new database is made from

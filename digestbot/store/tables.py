@@ -1,21 +1,25 @@
-"""The database tables (SQLModel) and the conversion of a paper row into a `Paper`.
+"""The database tables (SQLModel), and the conversion of their rows into the values the store hands out.
 
 `paper` (one row per paper whatever its sources), `source_state` (per source: last success, last
 error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
 subscription x channel x target x period, grouping deliveries), `installation` (one row: the
-database's random id, part of every Message-ID). Only store.py, schema.py, writer.py and ledger.py use
-these.
+database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
+leaves the package is a `Paper`, `DigestRecord` or `SourceRecord` made by the functions at the end.
+
+The `status` columns hold the values of values.DigestStatus and values.DeliveryStatus; they are
+plain strings to the database (a SQL enum type would be a schema change).
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
-from sqlalchemy import Index, bindparam, select as sa_select, text
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from ..models import Paper
+from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, as_utc
 
 
 class PaperRow(SQLModel, table=True):
@@ -61,7 +65,7 @@ class MatchRow(SQLModel, table=True):
     created: datetime
 
 
-WAITING = "digest_id IS NULL"  # matched, not yet taken by a digest (store.py: open_digest)
+WAITING = "digest_id IS NULL"  # matched, not yet taken by a digest (writer.py: open_digest)
 
 
 class DeliveryRow(SQLModel, table=True):
@@ -76,12 +80,14 @@ class DeliveryRow(SQLModel, table=True):
     target: str  # an address, a channel name
     # No index on status: each sent digest would move its deliveries' entries (the commit on the send
     # path); the partial index above finds the waiting ones.
-    status: str = "pending"  # pending | sent | failed | skipped
+    status: str = DeliveryStatus.PENDING
     digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
     created: datetime
 
 
-ACTIVE = "status IN ('pending', 'sending')"  # the digests a sender may claim (ledger.py)
+# The digests a sender may claim (ledger.py), as SQL text: "status IN ('pending', 'sending')", the
+# predicate of the partial index below, which the migrations spell the same way.
+ACTIVE = "status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_DIGESTS))
 
 
 class DigestRow(SQLModel, table=True):
@@ -97,7 +103,7 @@ class DigestRow(SQLModel, table=True):
     channel: str
     target: str
     period: str
-    status: str = "pending"  # pending | sending | sent | failed | empty
+    status: str = DigestStatus.PENDING
     papers: int = 0
     attempts: int = 0
     next_try: datetime | None = None
@@ -121,24 +127,24 @@ class InstallationRow(SQLModel, table=True):
     created: datetime
 
 
-_DIGEST_PAPERS = (sa_select(DeliveryRow.digest_id, DeliveryRow.paper_id)
-                  .where(DeliveryRow.digest_id.in_(bindparam("ids", expanding=True))))
-# A digest's content: a plain column query (an ORM load of two entities per paper cost ~0.3 ms each).
-_MATCHES_OF = (sa_select(*PaperRow.__table__.columns, MatchRow.score, MatchRow.hits)
-               .join(MatchRow, MatchRow.paper_id == PaperRow.id)
-               .where(MatchRow.subscription == bindparam("subscription"),
-                      PaperRow.id.in_(bindparam("ids", expanding=True))))
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
-
-
 def paper_from_row(row) -> Paper:
     """From a PaperRow, or a result row with its columns."""
     return Paper(title=row.title, abstract=row.abstract, arxiv_id=row.arxiv_id,
-                 authors=tuple(json.loads(row.authors)), published=_aware(row.published), url=row.url,
+                 authors=tuple(json.loads(row.authors)), published=as_utc(row.published), url=row.url,
                  upvotes=row.upvotes, ai_summary=row.ai_summary, ai_keywords=tuple(json.loads(row.ai_keywords)),
                  github=row.github, project_page=row.project_page, sources=tuple(json.loads(row.sources)),
-                 first_seen=_aware(row.first_seen))
+                 first_seen=as_utc(row.first_seen))
+
+
+def digest_record(row: DigestRow) -> DigestRecord:
+    return DigestRecord(id=row.id, subscription_id=row.subscription, channel=row.channel, target=row.target,
+                        period=row.period, status=DigestStatus(row.status), papers=row.papers,
+                        attempts=row.attempts, next_try=as_utc(row.next_try), lease_until=as_utc(row.lease_until),
+                        last_error=row.last_error, message_id=row.message_id, created=as_utc(row.created),
+                        sent_at=as_utc(row.sent_at))
+
+
+def source_record(row: SourceState) -> SourceRecord:
+    return SourceRecord(name=row.name, last_poll=as_utc(row.last_poll), last_success=as_utc(row.last_success),
+                        last_error=row.last_error, last_error_at=as_utc(row.last_error_at),
+                        papers_seen=row.papers_seen, last_new=row.last_new)

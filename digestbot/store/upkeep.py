@@ -1,4 +1,4 @@
-"""Upkeep of an open database, for store.py and schema.py: bringing its schema to this version's (the
+"""Upkeep of an open database, for database.py and schema.py: bringing its schema to this version's (the
 Alembic revisions in migrations/), and SQLite's write-ahead log.
 
 A database made before migrations has no alembic_version table: its tables tell which revision it is
@@ -10,7 +10,7 @@ VACUUM cannot run inside the write transaction, so the copy is taken just before
 process commits between the two is in the upgraded database only (the copy is for a failed upgrade).
 An opener that finds the work done once it holds the lock removes its copy.
 
-Like store.py, this is a module that imports SQLAlchemy; nothing outside the store modules does.
+Like the other modules of digestbot.store, this one imports SQLAlchemy; nothing outside the package does.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def upgrade(engine: Engine, where: str, sqlite_file: Path | None, busy_timeout: 
 
 def _upgrade_locked(engine: Engine, where: str) -> Revision | None:
     with engine.connect() as conn:
-        conn.info["write"] = True  # BEGIN IMMEDIATE on SQLite (store.py): one process upgrades at a time
+        conn.info["write"] = True  # BEGIN IMMEDIATE on SQLite (database.py): one process upgrades at a time
         try:
             with conn.begin():
                 lock(conn)

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from .identity import PaperIndex, merge_into
 from ..models import Match, Paper
 from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState
+from .values import DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
@@ -27,20 +28,21 @@ class Writer:
     def __init__(self, session: Session):
         self.session = session
 
-    def open_digest(self, subscription: str, channel: str, target: str, period: str, now: datetime, *,
+    def open_digest(self, subscription_id: str, channel: str, target: str, period: str, now: datetime, *,
                     allow_empty: bool) -> int | None:
         """The digest of a period with every unassigned delivery of (subscription, channel, target)
         moved into it; None when the period already has a digest, or it would be empty."""
         conn = self.session.connection()
         digest_id = conn.execute(_new_digest(conn.dialect.name), {
-            "subscription": subscription, "channel": channel, "target": target, "period": period, "created": now,
+            "subscription": subscription_id, "channel": channel, "target": target, "period": period, "created": now,
             "next_try": now}).scalar_one_or_none()
         if digest_id is None:
             return None  # another sender, or an earlier run, made this period's digest
-        where = {"sub": subscription, "chan": channel, "tgt": target, "digest": digest_id}
+        where = {"sub": subscription_id, "chan": channel, "tgt": target, "digest": digest_id}
         moved = conn.execute(_TAKE_WAITING, where).rowcount
         empty = moved == 0 and not allow_empty
-        conn.execute(_DIGEST_SIZE, {"digest": digest_id, "moved": moved, "new_status": "empty" if empty else "pending"})
+        status = DigestStatus.EMPTY if empty else DigestStatus.PENDING
+        conn.execute(_DIGEST_SIZE, {"digest": digest_id, "moved": moved, "new_status": status})
         return None if empty else digest_id
 
     def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
@@ -129,7 +131,7 @@ def _new_digest(dialect: str):
 _TAKE_WAITING = update(DeliveryRow).where(
     DeliveryRow.subscription == bindparam("sub"), DeliveryRow.channel == bindparam("chan"),
     DeliveryRow.target == bindparam("tgt"), DeliveryRow.digest_id.is_(None),
-    DeliveryRow.status == "pending").values(digest_id=bindparam("digest"))
+    DeliveryRow.status == DeliveryStatus.PENDING).values(digest_id=bindparam("digest"))
 _DIGEST_SIZE = update(DigestRow).where(DigestRow.id == bindparam("digest")).values(
     papers=bindparam("moved"), status=bindparam("new_status"))
 

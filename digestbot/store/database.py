@@ -1,0 +1,378 @@
+"""The Store: opening a database (pragmas, guards against a busy or damaged file), reading it, and
+its write transactions.
+
+A Store hands out plain values (values.py, models.Paper/Match), never table rows. Its schema is made
+by schema.py and upgraded by upkeep.py; one write transaction's operations are writer.py's, the send
+side of the ledger is ledger.py's. Every failure of the database reaches callers as a StoreError that
+says what was being done (`guarded`).
+
+Write transactions on SQLite start with BEGIN IMMEDIATE so that two processes queue on the busy
+timeout instead of failing when a read transaction upgrades to a write: a connection whose
+`info["write"]` is set begins that way (`_sqlite_pragmas`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from datetime import datetime, timedelta
+from typing import Iterator
+
+from sqlalchemy import bindparam, event, func, inspect, or_, select as sa_select
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlmodel import Session, create_engine, select
+
+from . import schema, upkeep
+from ..errors import StoreError
+from ..models import Hit, Match, Paper, SourceMemory
+from .upkeep import Revision, Upgraded, checkpoint_wal
+from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, digest_record, paper_from_row, \
+    source_record
+from .values import DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, as_utc, utcnow
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+CHUNK = 500  # bound parameters per IN (...) list
+WAL_PAGES = 10_000  # SQLite checkpoints its write-ahead log at this many pages (see _sqlite_pragmas)
+WAL_LIMIT = WAL_PAGES * 4096  # ~40 MB: a -wal file larger than this is truncated when a send pass ends
+
+
+_DIGEST_PAPERS = (sa_select(DeliveryRow.digest_id, DeliveryRow.paper_id)
+                  .where(DeliveryRow.digest_id.in_(bindparam("ids", expanding=True))))
+# A digest's content: a plain column query (an ORM load of two entities per paper cost ~0.3 ms each).
+_MATCHES_OF = (sa_select(*PaperRow.__table__.columns, MatchRow.score, MatchRow.hits)
+               .join(MatchRow, MatchRow.paper_id == PaperRow.id)
+               .where(MatchRow.subscription == bindparam("subscription"),
+                      PaperRow.id.in_(bindparam("ids", expanding=True))))
+
+
+class Store:
+    """One database. `Store(url)` opens it as it is; `Store.open_existing(url)` checks and upgrades it
+    first, `create_tables()` makes a new one (opening.py decides which an installation needs)."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 10.0):
+        self.url, self.busy_timeout = url, busy_timeout
+        self.wal_limit = WAL_LIMIT
+        self.engine = create_engine(url, connect_args=_connect_args(url, busy_timeout))
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine, busy_timeout)
+        self._installation: str | None = None
+
+    def create_tables(self) -> None:
+        """The whole schema at once: a process killed meanwhile leaves no half-made database (schema.py).
+
+        A missing SQLite file is built beside its place and moved in; an existing file (one an older
+        version left empty) and other databases are completed in one transaction."""
+        path = sqlite_path(self.url)
+        if path is None or Path(path).exists():
+            self._complete_schema()
+            return
+        schema.create_file(Path(path), self._build_in)
+        self.engine.dispose()  # connections opened before (if any) saw no file
+
+    def _build_in(self, temporary: Path) -> None:
+        with Store(f"sqlite:///{temporary}", busy_timeout=self.busy_timeout) as building:
+            building._complete_schema()
+
+    def _complete_schema(self) -> None:
+        with self.guarded("create the tables"), self.engine.connect() as conn:
+            conn.info["write"] = True  # BEGIN IMMEDIATE on SQLite: two processes take turns
+            try:
+                with conn.begin():
+                    schema.complete(conn)
+            finally:
+                conn.info.pop("write", None)
+
+    @property
+    def installation(self) -> str:
+        """This database's random id (in every Message-ID); one an older version made gets it here."""
+        if self._installation is None:
+            if self._read_installation() is None:
+                self._complete_schema()
+            self._installation = self._read_installation()
+            if self._installation is None:
+                raise StoreError(f"{self._where()} has no installation id even after adding it: is its schema "
+                                 f"older (`digestbot db upgrade`) or the database read-only?")
+        return self._installation
+
+    def _read_installation(self) -> str | None:
+        with self.guarded("read the installation id"), self.engine.connect() as conn:
+            return schema.installation_id(conn)
+
+    @classmethod
+    def open_existing(cls, url: str, *, busy_timeout: float = 10.0, upgrade: bool = True) -> "Store":
+        """Open a database `digestbot init` made; refuse a missing, empty or corrupt one. One an older
+        digestbot made is upgraded to this version's schema (`upgrade=False`: left as it is).
+
+        Starting from an empty database would re-send every paper still listed (the history is the
+        ledger), so only `init` creates one, on purpose. SQLite would create a missing file silently,
+        hence the check before connecting."""
+        path = sqlite_path(url)
+        if path is not None and not Path(path).exists():
+            raise StoreError(f"no database at {path}: run `digestbot init` to create one; if one existed, restore "
+                             f"it from a backup (starting empty would send history again)")
+        if path is not None:
+            schema.remove_leftovers(Path(path))  # of a creation killed after it gave the file its name
+        store = cls(url, busy_timeout=busy_timeout)
+        store.verify()
+        if upgrade:
+            store.upgrade()
+        return store
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def has_tables(self) -> bool:
+        with self.guarded("read the tables"):
+            return not {"paper", "delivery", "digest"} - set(inspect(self.engine).get_table_names())
+
+    def verify(self) -> None:
+        with self.guarded("read the tables"):
+            missing = {"paper", "delivery", "digest"} - set(inspect(self.engine).get_table_names())
+            if missing:
+                raise StoreError(f"{self._where()} is not a digestbot database (no {', '.join(sorted(missing))} "
+                                 f"table): restore it from a backup; to start a new one on purpose run "
+                                 f"`digestbot init` (--force to set a damaged file aside)")
+            if self.engine.dialect.name == "sqlite":
+                with self.engine.connect() as conn:
+                    result = conn.exec_driver_sql("PRAGMA quick_check").scalar()
+                if result != "ok":
+                    raise StoreError(f"{self._where()} is damaged ({result}): restore it from a backup, or "
+                                     f"`digestbot init --force` to start a new one")
+
+    def revision(self) -> Revision:
+        """Which schema revision the database has (see upkeep.py)."""
+        with self.guarded("read the schema revision"):
+            return upkeep.revision(self.engine)
+
+    def upgrade(self) -> Upgraded | None:
+        """Bring the schema to this version's, backing a SQLite file up first; None when it was there."""
+        path = sqlite_path(self.url)
+        with self.guarded("upgrade the schema"):
+            return upkeep.upgrade(self.engine, self._where(), Path(path) if path else None, self.busy_timeout)
+
+    def checkpoint(self) -> None:
+        """At the end of a send pass: truncate SQLite's write-ahead log when it has grown past
+        `wal_limit` bytes (see upkeep.py). Below that, SQLite's own checkpoints keep it bounded
+        (the pragmas below), and a checkpoint here would cost every pass ~50 ms of copying and fsync."""
+        path = sqlite_path(self.url)
+        wal = Path(f"{path}-wal") if path else None
+        if wal is not None and wal.exists() and wal.stat().st_size > self.wal_limit:
+            checkpoint_wal(self.engine, self.busy_timeout)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def guarded(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(f"database busy: another process held {self._where()} longer than the busy "
+                                 f"timeout while this one tried to {doing}, so that was not done: stop the other "
+                                 f"process (or raise bot.busy_timeout) and try again") from None
+            raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig}") from None
+        except DatabaseError as exc:
+            raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig} (is it a digestbot database? "
+                             f"restore a backup, or `digestbot init` a new one)") from None
+
+    def _where(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def write(self) -> Iterator["Writer"]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits on success, rolls back on error."""
+        with self.guarded("write"), self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with Session(bind=conn) as session, session.begin():
+                    yield Writer(session)
+            finally:
+                conn.info.pop("write", None)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read session, for the store's own modules (and tests that look at the tables): what other
+        code reads comes from the methods below, as values."""
+        with self.guarded("read"), Session(self.engine) as session:
+            yield session
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def source_memory(self, name: str) -> SourceMemory:
+        with self.read() as s:
+            state = s.get(SourceState, name)
+        if state is None:
+            return SourceMemory()
+        validators = {url: tuple(v) for url, v in json.loads(state.validators).items()}
+        return SourceMemory(last_success=as_utc(state.last_success), validators=validators)
+
+    def source_states(self) -> dict[str, SourceRecord]:
+        """Source name -> what its polls left (sources never polled have no entry)."""
+        with self.read() as s:
+            return {row.name: source_record(row) for row in s.exec(select(SourceState)).all()}
+
+    def papers_from(self, source: str) -> int:
+        """How many distinct stored papers `source` has listed (a scan: for `status`, not hot paths)."""
+        with self.read() as s:
+            return s.exec(select(func.count()).select_from(PaperRow)
+                          .where(PaperRow.sources.contains(json.dumps(source)))).one()
+
+    def papers(self, days: float | None = None, limit: int | None = None) -> list[Paper]:
+        with self.read() as s:
+            query = select(PaperRow).order_by(PaperRow.first_seen.desc(), PaperRow.id.desc())
+            if days is not None:
+                query = query.where(PaperRow.first_seen >= utcnow() - timedelta(days=days))
+            if limit:
+                query = query.limit(limit)
+            return [paper_from_row(r) for r in s.exec(query).all()]
+
+    def papers_by_keys(self, keys: list[str]) -> list[Paper]:
+        """Stored papers by bare arXiv id or title slug."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow).where(or_(PaperRow.arxiv_id.in_(keys), PaperRow.slug.in_(keys)))).all()
+            return [paper_from_row(r) for r in rows]
+
+    def count_papers(self) -> int:
+        with self.read() as s:
+            return s.exec(select(func.count()).select_from(PaperRow)).one()
+
+    def delivery_counts(self) -> dict[tuple[str, DeliveryStatus], int]:
+        """(channel, status) -> number of deliveries."""
+        with self.read() as s:
+            rows = s.exec(select(DeliveryRow.channel, DeliveryRow.status, func.count())
+                          .group_by(DeliveryRow.channel, DeliveryRow.status)).all()
+        return {(c, DeliveryStatus(st)): n for c, st, n in rows}
+
+    def digests(self, status: DigestStatus | None = None) -> list[DigestRecord]:
+        """The digests (with `status`: those in it), oldest first."""
+        with self.read() as s:
+            query = select(DigestRow).order_by(DigestRow.id)
+            if status:
+                query = query.where(DigestRow.status == status)
+            return [digest_record(row) for row in s.exec(query).all()]
+
+    def digest(self, digest_id: int) -> DigestRecord | None:
+        with self.read() as s:
+            row = s.get(DigestRow, digest_id)
+            return None if row is None else digest_record(row)
+
+    def digest_matches(self, digest_id: int) -> list[Match]:
+        with self.read() as s:
+            rows = s.exec(select(PaperRow, MatchRow, DeliveryRow)
+                          .join(DeliveryRow, DeliveryRow.paper_id == PaperRow.id)
+                          .join(MatchRow, (MatchRow.paper_id == PaperRow.id)
+                                & (MatchRow.subscription == DeliveryRow.subscription))
+                          .where(DeliveryRow.digest_id == digest_id)).all()
+        return [Match(m.subscription, paper_from_row(p), m.score,
+                      tuple(Hit(*h) for h in json.loads(m.hits))) for p, m, _ in rows]
+
+    def digest_papers(self, digest_ids: list[int]) -> dict[int, tuple[int, ...]]:
+        """Digest id -> the sorted ids of its papers, for a whole claimed batch in one light query
+        (the send pass loads the matches themselves once per distinct set, see render/shared.py)."""
+        found: dict[int, list[int]] = {d: [] for d in digest_ids}
+        with self.read() as s:
+            conn = s.connection()
+            for start in range(0, len(digest_ids), CHUNK):
+                chunk = digest_ids[start:start + CHUNK]
+                for digest_id, paper_id in conn.execute(_DIGEST_PAPERS, {"ids": chunk}):
+                    found[digest_id].append(paper_id)
+        return {d: tuple(sorted(papers)) for d, papers in found.items()}
+
+    def matches_of(self, subscription_id: str, paper_ids: tuple[int, ...]) -> list[Match]:
+        """The subscription's matches of these papers (the content of a digest, whoever gets it)."""
+        with self.read() as s:
+            rows = s.connection().execute(_MATCHES_OF, {"subscription": subscription_id,
+                                                        "ids": list(paper_ids)}).all()
+        return [Match(subscription_id, paper_from_row(row), row.score, tuple(Hit(*h) for h in json.loads(row.hits)))
+                for row in rows]
+
+    def pending_matches(self, subscription_id: str) -> list[Match]:
+        """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""
+        with self.read() as s:
+            rows = s.exec(select(PaperRow, MatchRow)
+                          .join(MatchRow, MatchRow.paper_id == PaperRow.id)
+                          .where(MatchRow.subscription == subscription_id,
+                                 MatchRow.paper_id.in_(select(DeliveryRow.paper_id).where(
+                                     DeliveryRow.subscription == subscription_id, DeliveryRow.digest_id.is_(None),
+                                     DeliveryRow.status == DeliveryStatus.PENDING)))).all()
+        return [Match(m.subscription, paper_from_row(p), m.score,
+                      tuple(Hit(*h) for h in json.loads(m.hits))) for p, m in rows]
+
+    def pending_targets(self, subscription_id: str) -> list[tuple[str, str, datetime]]:
+        """(channel, target, oldest created) of deliveries not yet in a digest."""
+        with self.read() as s:
+            rows = s.exec(select(DeliveryRow.channel, DeliveryRow.target, func.min(DeliveryRow.created))
+                          .where(DeliveryRow.subscription == subscription_id, DeliveryRow.digest_id.is_(None),
+                                 DeliveryRow.status == DeliveryStatus.PENDING)
+                          .group_by(DeliveryRow.channel, DeliveryRow.target)).all()
+        return [(c, t, as_utc(oldest)) for c, t, oldest in rows]
+
+    # --- the send side of the ledger -------------------------------------------------------------
+
+    def open_digest(self, subscription_id: str, channel: str, target: str, period: str,
+                    now: datetime, *, allow_empty: bool = False) -> int | None:
+        """Create the digest of a period and move every unassigned delivery into it, atomically.
+
+        Returns its id, or None when the period already has a digest (or nothing to send)."""
+        return self.open_digests(subscription_id, [(channel, target)], period, now, allow_empty=allow_empty)[0]
+
+    def open_digests(self, subscription_id: str, targets: list[tuple[str, str]], period: str, now: datetime,
+                     *, allow_empty: bool = False) -> list[int | None]:
+        """`open_digest` for each (channel, target), in one transaction (a subscription with a thousand
+        recipients is one commit, not a thousand)."""
+        with self.write() as w:
+            return [w.open_digest(subscription_id, channel, target, period, now, allow_empty=allow_empty)
+                    for channel, target in targets]
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a sqlite:/// URL (None for other databases and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    rest = url[len(prefix):] if url.startswith(prefix) else ""
+    return rest.split("?", 1)[0] if rest and not rest.startswith(":memory:") else None
+
+
+def is_blank(path: Path) -> bool:
+    """A SQLite file that never held anything (see schema.is_blank)."""
+    return schema.is_blank(path)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged SQLite file (and its -wal/-shm) to NAME.broken-TIMESTAMP; the new name."""
+    aside = path.with_name(f"{path.name}.broken-{utcnow():%Y%m%d%H%M%S}")
+    for suffix in ("", "-wal", "-shm"):
+        old = path.with_name(path.name + suffix)
+        if old.exists():
+            old.rename(aside.with_name(aside.name + suffix))
+    return aside
+
+
+def _connect_args(url: str, busy_timeout: float) -> dict:
+    return {"timeout": busy_timeout, "check_same_thread": False} if url.startswith("sqlite") else {}
+
+
+def _sqlite_pragmas(engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        # wal_autocheckpoint: a checkpoint costs two fsyncs (~12 ms here); at SQLite's default of
+        # 1,000 pages a send pass met one every ~200 sent digests, on its commit path. At 10,000
+        # (a WAL of up to ~40 MB, removed when the last connection closes) it is ten times rarer.
+        # journal_size_limit: after such a checkpoint the file shrinks back to that size, instead of
+        # staying as large as the largest burst for as long as the daemon runs.
+        for pragma in ("journal_mode=WAL", f"busy_timeout={int(busy_timeout * 1000)}",
+                       "foreign_keys=ON", "synchronous=NORMAL", f"wal_autocheckpoint={WAL_PAGES}",
+                       f"journal_size_limit={WAL_LIMIT}"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")

@@ -1,0 +1,73 @@
+"""The plain values the store hands out: statuses, what it records of a digest and of a source, UTC times.
+
+Code outside digestbot.store gets these (and models.Paper/Match), never a table row: a row is bound to
+the session that loaded it, and its columns are the database's business. This module imports neither
+SQLAlchemy nor SQLModel.
+
+The statuses are `StrEnum`s: a member is the very string stored in the `status` column (and equal to
+it), so the database's contents, its indexes' SQL and the migrations are as they were.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+
+
+class DigestStatus(StrEnum):
+    """Where a digest (one message: subscription x channel x target x period) is. See ledger.py."""
+    PENDING = "pending"  # due at next_try (at once when new, later after a failed attempt)
+    SENDING = "sending"  # claimed by a sender until lease_until
+    SENT = "sent"  # the server accepted it (message_id)
+    FAILED = "failed"  # permanently, or too many attempts: only `digestbot retry --failed` revives it
+    EMPTY = "empty"  # its period had nothing to send and the subscription does not send empty digests
+
+
+ACTIVE_DIGESTS = (DigestStatus.PENDING, DigestStatus.SENDING)  # those a sender may claim
+
+
+class DeliveryStatus(StrEnum):
+    """Where one matched paper is on its way to one target: it follows the digest that took it."""
+    PENDING = "pending"  # waiting for its period's digest, or in a digest not sent yet
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """What the ledger records of one digest (`digestbot status`, tests)."""
+    id: int
+    subscription_id: str
+    channel: str  # the ledger channel: email | slack
+    target: str  # an address, a Slack channel
+    period: str  # the period's key (schedule.py), or instant:TIME
+    status: DigestStatus
+    papers: int  # deliveries the digest took when it was opened
+    attempts: int
+    next_try: datetime | None
+    lease_until: datetime | None  # while `sending`: when another sender may take it over
+    last_error: str | None
+    message_id: str | None  # what the server said: the Message-ID, or the Slack ts
+    created: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """What the store remembers of a source's polls (`digestbot status`)."""
+    name: str
+    last_poll: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    papers_seen: int  # listings seen in all successful polls (a paper listed twice counts twice)
+    last_new: int  # new papers in the last successful poll
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
