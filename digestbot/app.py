@@ -7,25 +7,26 @@
 Every entry point starts here: each command of the command line (cli/), the daemon (daemon.py),
 the demo, the tests and benchmarks, and the web process to come. The stages themselves are in
 pipeline.py (poll, send), preview.py and daemon.py; an App is the parts they work on
-(`pipeline.Context`) plus the knowledge of how to build them from a config.
+(`pipeline.Context`) and knows how to build them from a config.
 """
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-from . import config as config_module, daemon, pipeline, preview
+from . import config as config_module
+from . import daemon, pipeline, preview, sources
 from .channels import opener as channel_opener
 from .config import Config
 from .http import Http
 from .matching import Interest, Matcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
-from .models import Match
+from .models import Match, Paper, SourceMemory
 from .render import Renderer
-from .store import Store
-from .store.opening import open_store
+from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
 
 SIMILARITY_CORPUS = 5000  # recent papers whose word frequencies weigh the `like` topics
 RARITY_SAMPLE = 2000  # recent papers whose word frequencies pick the matcher's index keys
@@ -35,28 +36,49 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class App(pipeline.Context):
-    """An installation: its config and the parts built from it, over one database and one HTTP client."""
+class App:
+    """An installation: its config and the parts built from it, over one database and one HTTP client.
+
+    It is what the stages work on (`pipeline.Context`). The database is opened, and the matcher built,
+    when `from_config` returns (so a missing database fails at once), or on first use with
+    `open_database=False` (the commands that look after the database itself: init, db, sources check)."""
+
+    def __init__(self, config: Config, *, http: Http | None = None, store: Store | None = None):
+        self.config = config
+        self.http = http or Http()
+        templates = config.resolve(config.bot.templates) if config.bot.templates else None
+        self.renderer = Renderer(templates)
+        self.open_channel = channel_opener(config)  # ledger channel -> the channel carrying it
+        if store is not None:
+            self.store = store
 
     @classmethod
-    def from_config(cls, config: Config | str | Path, *, http: Http | None = None,
-                    store: Store | None = None) -> App:
+    def from_config(cls, config: Config | str | Path, *, http: Http | None = None, store: Store | None = None,
+                    open_database: bool = True) -> App:
         """Build everything `config` (a loaded Config or the path of its file) describes. The database is
         opened (a new installation's is created; an older one upgraded); `http` and `store`, when given,
         are shared instead (the daemon keeps both across config reloads)."""
-        if not isinstance(config, Config):
-            config = config_module.load(config)
-        store = store or open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout)
-        templates = config.resolve(config.bot.templates) if config.bot.templates else None
-        return cls(config=config, store=store, http=http or Http(), matcher=build_matcher(config, store),
-                   renderer=Renderer(templates), open_channel=channel_opener(config))
+        app = cls(config if isinstance(config, Config) else config_module.load(config), http=http, store=store)
+        if open_database:
+            app.matcher  # noqa: B018  (opens the store and builds the matcher now, see the class)
+        return app
+
+    @cached_property
+    def store(self) -> Store:
+        config = self.config
+        return open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout)
+
+    @cached_property
+    def matcher(self) -> Matcher | SimilarityMatcher:
+        return build_matcher(self.config, self.store)
 
     def reconfigured(self, config: Config) -> App:
         """The same installation under an edited config: same database and HTTP client, new parts."""
         return App.from_config(config, http=self.http, store=self.store)
 
     def close(self) -> None:
-        self.store.close()
+        if "store" in self.__dict__:
+            self.store.close()
 
     def __enter__(self) -> App:
         return self
@@ -102,6 +124,31 @@ class App(pipeline.Context):
         sub = self.config.subscription(name)
         matches = self.store.pending_matches(sub.id) if days is None else self.test_subscription(name, days)[0]
         return preview.preview(self.config, self.renderer, sub, matches, at or now(), out=out)
+
+    # --- looking after the installation ---------------------------------------------------------------
+
+    def check_source(self, name: str, at: datetime | None = None) -> list[Paper]:
+        """What one source lists now, fetched and parsed as a poll would; nothing is stored."""
+        return sources.build(self.config.source(name), self.http).collect(at or now(), SourceMemory())
+
+    def init_database(self, *, force: bool = False) -> Initialised:
+        """Create the database on purpose (see store.init_database); use with `open_database=False`."""
+        config = self.config
+        return init_database(config.database_url, config.path, force=force, busy_timeout=config.bot.busy_timeout)
+
+    def schema_revision(self) -> Revision:
+        """Which schema revision the database has; changes nothing (use with `open_database=False`)."""
+        with self._unupgraded() as store:
+            return store.revision()
+
+    def upgrade_schema(self) -> Upgraded | None:
+        """Upgrade the schema to this version's (SQLite: copied first); None: it was the newest already."""
+        with self._unupgraded() as store:
+            return store.upgrade()
+
+    def _unupgraded(self) -> Store:
+        config = self.config
+        return Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False)
 
 
 def interests(config: Config) -> list[Interest]:

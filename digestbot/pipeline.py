@@ -12,14 +12,14 @@ One source failing never stops the others; one recipient failing never stops the
 from __future__ import annotations
 
 import logging
-import time
 import threading
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache, partial
-from typing import Callable
+from typing import Callable, Protocol
 
 from . import sources
 from .channels import Channel, Envelope
@@ -28,25 +28,29 @@ from .digest import rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import ClockError, Http
 from .matching import Matcher
-from .models import Digest, Paper
-from .store.ledger import Claim, Ledger
+from .models import Paper
 from .render import Renderer
 from .render.shared import Contents
-from .store import DigestRecord, Store
+from .store import Claim, DigestRecord, Ledger, Store
 
 log = logging.getLogger(__name__)
 NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
 LATER = timedelta(hours=1)
 
 
-@dataclass
-class Context:
+class Context(Protocol):
+    """The parts the stages work on; app.App builds them from a config."""
+
     config: Config
-    store: Store
     http: Http
-    matcher: Matcher
     renderer: Renderer
     open_channel: Callable[[str], Channel]  # ledger channel -> the channel carrying it (channels.opener)
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def matcher(self) -> Matcher: ...
 
 
 @dataclass

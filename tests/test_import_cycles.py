@@ -77,7 +77,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def test_the_walk_sees_imports_of_every_kind() -> None:
     edges = graph()
     assert "digestbot.app" in edges["digestbot.cli"]  # from ..app import App
-    assert "digestbot.store.ledger" in edges["digestbot.pipeline"]  # from .store.ledger import ...
+    assert "digestbot.store.database" in edges["digestbot.store.opening"]  # from .database import ...
     assert "digestbot.config" in edges["digestbot.app"]  # from . import config as config_module
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

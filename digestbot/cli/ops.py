@@ -6,19 +6,22 @@ Part of the command line (cli/__init__.py registers these).
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime
-from pathlib import Path
 
-from .. import config as config_module, store as store_module
+from .. import store as store_module
 from ..app import App, now
-from ..store import dbstate, migrations
-from ..store.opening import create_store, never_used
-from ..errors import DigestbotError
-from ..http import Http
-from ..store.ledger import Ledger
 from ..sources import SourceOptions
-from ..store import DeliveryStatus, DigestRecord, DigestStatus, Revision, SourceRecord, Store
+from ..store import (
+    DeliveryStatus,
+    DigestRecord,
+    DigestStatus,
+    Revision,
+    SourceRecord,
+    Store,
+    dbstate,
+    migrations,
+)
+from ..store.ledger import Ledger
 from .common import add_command, add_json_option, emit_json, iso, note, print_help_of
 
 
@@ -141,33 +144,24 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Create the database on purpose, also where a lost one was recorded (see dbstate)."""
-    config = config_module.load(args.config)
-    url = config.database_url
-    try:
-        Store.open_existing(url, upgrade=False).close()  # init changes nothing in an existing database
-        print(f"{dbstate.shown(url)}: already a digestbot database; nothing changed")
+    """Create the database on purpose, also where a lost one was recorded (see store/dbstate.py)."""
+    app = App.from_config(args.config, open_database=False)
+    done = app.init_database(force=args.force)
+    shown = dbstate.shown(app.config.database_url)
+    if not done.created:
+        print(f"{shown}: already a digestbot database; nothing changed")
         return 0
-    except DigestbotError as exc:
-        path = store_module.sqlite_path(url)
-        if path and Path(path).exists() and not never_used(url, config.path):  # a never-used blank file is completed
-            if not args.force:
-                print(f"error: {exc}\n(not touched: `digestbot init --force` moves it aside and starts empty)",
-                      file=sys.stderr)
-                return 1
-            aside = store_module.set_aside(Path(path))
-            print(f"moved the old database to {aside}")
-    create_store(url, config.path, busy_timeout=config.bot.busy_timeout).close()
-    print(f"created {dbstate.shown(url)}\nnext: `digestbot run --once --no-send` records what is listed today "
+    if done.moved_aside:
+        print(f"moved the old database to {done.moved_aside}")
+    print(f"created {shown}\nnext: `digestbot run --once --no-send` records what is listed today "
           f"without sending it; then `digestbot run`")
     return 0
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    config = config_module.load(args.config)
-    with Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
-        found = store.revision()
-    print(f"{dbstate.shown(config.database_url)}: {describe(found)}")
+    app = App.from_config(args.config, open_database=False)
+    found = app.schema_revision()
+    print(f"{dbstate.shown(app.config.database_url)}: {describe(found)}")
     return 0 if found.tables in migrations.REVISIONS else 1
 
 
@@ -187,10 +181,9 @@ def describe(found: Revision) -> str:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    config = config_module.load(args.config)
-    with Store.open_existing(config.database_url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
-        done = store.upgrade()
-    shown = dbstate.shown(config.database_url)
+    app = App.from_config(args.config, open_database=False)
+    done = app.upgrade_schema()
+    shown = dbstate.shown(app.config.database_url)
     if done is None:
         print(f"{shown}: already at revision {migrations.HEAD}, the newest; nothing changed")
         return 0
@@ -236,12 +229,7 @@ def cmd_papers(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_check(args: argparse.Namespace) -> int:
-    from .. import sources
-    from ..models import SourceMemory
-
-    config = config_module.load(args.config)
-    source = sources.build(config.source(args.name), Http())
-    papers = source.collect(now(), SourceMemory())
+    papers = App.from_config(args.config, open_database=False).check_source(args.name)
     for p in papers:
         version = "  (new version: updates a stored paper only)" if p.update_only else ""
         print(f"{p.key:<24} {p.upvotes:>4}  {p.title}{version}")

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from .database import WAL_LIMIT, Store, is_blank, set_aside, sqlite_path
 from .ledger import ChannelCounts, Claim, Ledger
-from .opening import create_store, never_used, open_store
+from .opening import Initialised, create_store, init_database, never_used, open_store
 from .upkeep import Revision, Upgraded
 from .values import DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, utcnow
 from .writer import Writer
 
 __all__ = [
-    "ChannelCounts", "Claim", "DeliveryStatus", "DigestRecord", "DigestStatus", "Ledger", "Revision",
-    "SourceRecord", "Store", "Upgraded", "WAL_LIMIT", "Writer", "create_store", "is_blank",
+    "ChannelCounts", "Claim", "DeliveryStatus", "DigestRecord", "DigestStatus", "Initialised", "Ledger", "Revision",
+    "SourceRecord", "Store", "Upgraded", "WAL_LIMIT", "Writer", "create_store", "init_database", "is_blank",
     "never_used", "open_store", "set_aside", "sqlite_path", "utcnow",
 ]

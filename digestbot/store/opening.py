@@ -7,12 +7,13 @@ listed again, so it is refused instead.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import private
 from ..errors import DigestbotError
 from . import dbstate
-from .database import Store, is_blank, sqlite_path
+from .database import Store, is_blank, set_aside, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +58,29 @@ def create_store(url: str, config_path: Path, *, busy_timeout: float = 10.0) -> 
     store.create_tables()
     dbstate.record(config_path, url)
     return store
+
+
+@dataclass(frozen=True)
+class Initialised:
+    """What `init_database` did."""
+
+    created: bool  # False: it was a digestbot database already, and nothing was changed
+    moved_aside: Path | None = None  # where a damaged file went (with `force`)
+
+
+def init_database(url: str, config_path: Path, *, force: bool = False, busy_timeout: float = 10.0) -> Initialised:
+    """Create the database on purpose, also where a lost one was recorded. An existing digestbot database
+    is left as it is (not even upgraded); a damaged file is refused, or moved aside with `force`."""
+    try:
+        Store.open_existing(url, busy_timeout=busy_timeout, upgrade=False).close()
+        return Initialised(created=False)
+    except DigestbotError as exc:
+        path = sqlite_path(url)
+        moved = None
+        if path and Path(path).exists() and not never_used(url, config_path):  # a never-used blank file is completed
+            if not force:
+                raise DigestbotError(f"{exc}\n(not touched: `digestbot init --force` moves it aside and starts "
+                                     f"empty)") from exc
+            moved = set_aside(Path(path))
+    create_store(url, config_path, busy_timeout=busy_timeout).close()
+    return Initialised(created=True, moved_aside=moved)
