@@ -16,6 +16,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -77,7 +78,7 @@ class Http:
     min_interval: dict[str, float] = field(default_factory=dict)  # host -> seconds between requests
     # None: never compare clocks (tests that poll as of a fixed date against a server on real time)
     clock_tolerance: timedelta | None = CLOCK_TOLERANCE
-    sleep: object = time.sleep
+    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         self.client = httpx.Client(
@@ -97,7 +98,7 @@ class Http:
     def close(self) -> None:
         self.client.close()
 
-    def get(self, url: str, params: dict | None = None, *, source: str,
+    def get(self, url: str, params: Mapping[str, str | int] | None = None, *, source: str,
             validators: tuple[str | None, str | None] | None = None) -> Response:
         """GET with retries; returns 2xx and 304 responses, raises FetchError for the rest."""
         headers = _conditional_headers(validators)
@@ -121,7 +122,7 @@ class Http:
             self.sleep(delay)
             waited += delay
 
-    def _fetch(self, url: str, params: dict | None, headers: dict, source: str) -> Response:
+    def _fetch(self, url: str, params: Mapping[str, str | int] | None, headers: dict[str, str], source: str) -> Response:
         with self.client.stream("GET", url, params=params, headers=headers) as r:
             declared = int(r.headers.get("content-length") or 0)
             if declared > self.max_bytes:
@@ -154,7 +155,7 @@ class Http:
 
     def _backoff(self, attempt: int) -> float:
         # Jitter within [b * 2^(n-1), b * 2^n): spread out, yet each wait longer than the one before.
-        return self.backoff * 2 ** (attempt - 1) * (1 + random.random())
+        return self.backoff * 2.0 ** (attempt - 1) * (1 + random.random())
 
     def _pace(self, url: str) -> None:
         host = urlsplit(url).netloc

@@ -76,13 +76,20 @@ class Schedule:
 
 def _last(trigger: BaseTrigger, now: datetime) -> datetime | None:
     for lookback in _LOOKBACKS:
-        last, fire = None, trigger.get_next_fire_time(None, now - lookback)
+        last: datetime | None = None
+        fire = _next_fire(trigger, None, now - lookback)
         while fire is not None and fire <= now:
-            last, nxt = fire, trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+            last, nxt = fire, _next_fire(trigger, fire, fire + timedelta(seconds=1))
             fire = nxt if nxt is None or nxt > fire else None  # guard: never loop on a repeated answer
         if last is not None:
             return last
     return None
+
+
+def _next_fire(trigger: BaseTrigger, previous: datetime | None, now: datetime) -> datetime | None:
+    """APScheduler's answer, typed (APScheduler 3 has no type hints): None when the trigger is done."""
+    fire: datetime | None = trigger.get_next_fire_time(previous, now)
+    return fire
 
 
 def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
@@ -144,12 +151,15 @@ def poll_trigger_spec(options: SourceOptions) -> str:
     return options.cron or f"every {options.every}"
 
 
-def next_poll(options: SourceOptions, last_poll: datetime | None, now: datetime) -> datetime:
-    """The next poll time; `now` for a source never polled (the daemon polls every source at start)."""
+def next_poll(options: SourceOptions, last_poll: datetime | None, now: datetime) -> datetime | None:
+    """The next poll time; `now` for a source never polled (the daemon polls every source at start);
+    None: never (a cron expression of a day that does not exist, e.g. `0 0 30 2 *`)."""
     if last_poll is None:
         return now
     trigger = parse_schedule(poll_trigger_spec(options), "UTC").trigger
+    assert trigger is not None  # a poll spec is `every ...` or cron, never instant
     if isinstance(trigger, IntervalTrigger):
-        return last_poll + trigger.interval
+        interval: timedelta = trigger.interval
+        return last_poll + interval
     # The first fire strictly after the last poll (a poll exactly on a fire time is that fire).
-    return trigger.get_next_fire_time(None, last_poll + timedelta(seconds=1))
+    return _next_fire(trigger, None, last_poll + timedelta(seconds=1))

@@ -13,7 +13,7 @@ from functools import cached_property
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,10 +21,13 @@ from slugify import slugify
 
 from . import sendable
 from .. import sources
+from ..sources import SourceOptions
+from ..sources.text import TextOptions
 from ..errors import ConfigError
 from ..models import paper_key_of
 from ..schedule import Schedule, parse_schedule
-from .problems import Problems, toml_syntax_error
+from .tomlpos import Loc
+from .problems import Model, Problems, toml_syntax_error
 
 
 
@@ -159,7 +162,7 @@ class Config:
     bot: BotConfig
     email: EmailConfig | None
     slack: SlackConfig | None
-    sources: list[sources.SourceOptions]
+    sources: list[SourceOptions]
     topics: dict[str, TopicConfig]
     subscriptions: list[SubscriptionConfig]
     schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
@@ -199,7 +202,7 @@ class Config:
         known = ", ".join(s.id for s in self.subscriptions) or "none configured"
         raise ConfigError(f"{self.path}: no subscription {name_or_id!r} (known: {known})")
 
-    def source(self, name: str) -> sources.SourceOptions:
+    def source(self, name: str) -> SourceOptions:
         for options in self.sources:
             if options.name == name:
                 return options
@@ -236,7 +239,10 @@ def loads(text: str, path: Path) -> Config:
     data = sendable.cleaned(data, problems)
     for key in data.keys() - SECTIONS.keys():
         problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
-    section = lambda key, model, default: problems.validate(model, data.get(key, default), (key,))  # noqa: E731
+
+    def section(key: str, model: type[Model], default: dict[str, Any] | None) -> Model | None:
+        return problems.validate(model, data.get(key, default), (key,))
+
     subscriptions = [problems.validate(SubscriptionConfig, table, ("subscriptions", i))
                      for i, table in enumerate(_tables(data, "subscriptions", problems))]
     topics = {name: problems.validate(TopicConfig, table, ("topics", name))
@@ -257,7 +263,7 @@ SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "arra
             "topics": "tables", "subscriptions": "array of tables"}
 
 
-def _tables(data: dict, key: str, problems: "Problems") -> list[dict]:
+def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         problems.add((key,), f"must be written as [[{key}]] tables")
@@ -265,7 +271,7 @@ def _tables(data: dict, key: str, problems: "Problems") -> list[dict]:
     return value
 
 
-def _named_tables(data: dict, key: str, problems: "Problems") -> dict[str, dict]:
+def _named_tables(data: dict[str, Any], key: str, problems: Problems) -> dict[str, dict[str, Any]]:
     value = data.get(key, {})
     if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
         problems.add((key,), f"must be written as [{key}.NAME] tables")
@@ -278,7 +284,7 @@ def check_secrets(config: Config) -> list[str]:
     problems = Problems(config.path, config.text)
     if config.email and config.email.username and not config.email.password_env:
         problems.add(("email", "username"), "set password_env too (the variable holding the password)")
-    wanted: list[tuple[tuple, str, str]] = []
+    wanted: list[tuple[Loc, str, str]] = []
     if config.bot.database_env:
         wanted.append((("bot", "database_env"), config.bot.database_env, "needed to open the database"))
     if config.email and config.email.password_env:
@@ -294,7 +300,7 @@ def check_secrets(config: Config) -> list[str]:
     return problems.lines
 
 
-def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.SourceOptions]:
+def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOptions]:
     kinds = sources.load_all()
     result = []
     for i, table in enumerate(raw):
@@ -327,7 +333,7 @@ def _cross_check(config: Config, problems: Problems) -> None:
             parse_schedule(f"every {options.every}" if not options.cron else options.cron, "UTC")
         except ValueError as exc:
             problems.add(("sources", i, "cron" if options.cron else "every"), str(exc))
-        if getattr(options, "path", None):
+        if isinstance(options, TextOptions) and options.path:
             options.path = str(config.resolve(options.path))
     for name, topic in config.topics.items():
         if name != slugify(name):
@@ -340,7 +346,8 @@ def _cross_check(config: Config, problems: Problems) -> None:
         _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError)
 
 
-def _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError) -> None:
+def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problems: Problems,
+                        parse_query: Callable[[str], None], QuerySyntaxError: type[Exception]) -> None:
     try:
         parse_query(sub.query)
     except QuerySyntaxError as exc:

@@ -10,12 +10,12 @@ import importlib
 import logging
 import pkgutil
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ParseError
+from ..errors import FetchError, ParseError
 from ..models import Paper
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ REGISTRY: dict[str, type["Source"]] = {}
 # than this ahead of ours is a wrong one (year 9999, a typo), not a paper from the future.
 FUTURE_SLACK = timedelta(days=2)
 Item = TypeVar("Item")
+Params = dict[str, str | int]  # a URL's query parameters
 
 
 def decoded(body: bytes, fail: Callable[[str], ParseError], expected: str) -> str:
@@ -112,7 +113,7 @@ class Source:
         self.http = http
         self.name = options.name
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "kind" in cls.__dict__:
             REGISTRY[cls.kind] = cls
@@ -132,7 +133,13 @@ class Source:
     def fail(self, message: str) -> ParseError:
         return ParseError(self.name, message)
 
-    def fetch_parsed(self, url: str, params: dict | None, memory: "SourceMemory") -> list[Paper]:
+    def client(self) -> Http:
+        """The shared HTTP client; FetchError for a source built without one (to parse bodies only)."""
+        if self.http is None:
+            raise FetchError(self.name, "no HTTP client to download the listing with")
+        return self.http
+
+    def fetch_parsed(self, url: str, params: Params | None, memory: SourceMemory) -> list[Paper]:
         """GET one listing conditionally and parse it; a 304 means "unchanged": no papers, no error.
 
         The response's validators go into `memory.new_validators` only after `parse` succeeded: the
@@ -140,7 +147,7 @@ class Source:
         fetched in full again next time instead of hiding behind a 304 forever.
         """
         key = str(httpx.URL(url, params=params)) if params else url
-        response = self.http.get(url, params, source=self.name, validators=memory.validators.get(key))
+        response = self.client().get(url, params, source=self.name, validators=memory.validators.get(key))
         if response.not_modified:
             if key in memory.validators:  # still current: carried over (the store keeps only these)
                 memory.new_validators[key] = memory.validators[key]

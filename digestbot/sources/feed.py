@@ -102,7 +102,8 @@ def _time(entry: Any) -> datetime | str | None:
     for parsed, raw in (("published_parsed", "published"), ("updated_parsed", "updated")):
         try:
             if entry.get(parsed):
-                return datetime(*entry[parsed][:6], tzinfo=timezone.utc)
+                year, month, day, hour, minute, second = entry[parsed][:6]
+                return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
         except (TypeError, ValueError, OverflowError):
             pass
         if entry.get(raw):

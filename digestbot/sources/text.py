@@ -194,6 +194,7 @@ class TextSource(Source):
 
     kind = "text"
     Options = TextOptions
+    options: TextOptions
 
     today: date | None = None  # the day the listing is read; collect() sets it, tests may pin it
 
@@ -225,14 +226,12 @@ class TextSource(Source):
 
     def collect(self, now: datetime, memory: SourceMemory) -> list[Paper]:
         self.today = now.date()
-        path = getattr(self.options, "path", None)
+        path = self.options.path
         if path:
             try:
                 body = Path(path).read_bytes()
             except OSError as e:
                 raise FetchError(self.name, f"cannot read {path}: {e.strerror or e}") from None
         else:
-            if self.http is None:
-                raise FetchError(self.name, "no HTTP client to download the listing with")
-            body = self.http.get(self.url, source=self.name).content
+            body = self.client().get(self.url, source=self.name).content
         return self.parse(body)
