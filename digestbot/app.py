@@ -20,7 +20,7 @@ from . import config as config_module, daemon, pipeline, preview
 from .channels import opener as channel_opener
 from .config import Config
 from .http import Http
-from .matching import Interest, Matcher
+from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .models import Match
 from .render import Renderer
@@ -84,7 +84,7 @@ class App(pipeline.Context):
 
     # --- looking before sending ---------------------------------------------------------------------
 
-    def matcher_of(self, name: str) -> Matcher | SimilarityMatcher:
+    def matcher_of(self, name: str) -> PaperMatcher:
         """The matcher of one subscription alone, built as the daemon builds its own (queries, topics and
         `like` topics): what `subs test` and `preview --days` run, so the two always agree."""
         only = dataclasses.replace(self.config, subscriptions=[self.config.subscription(name)])
@@ -115,7 +115,7 @@ def interests(config: Config) -> list[Interest]:
     return result
 
 
-def build_matcher(config: Config, store: Store) -> Matcher | SimilarityMatcher:
+def build_matcher(config: Config, store: Store) -> PaperMatcher:
     # Rare words make selective index keys; recent papers say which words are rare (faster only:
     # the matches never depend on the sample).
     matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))

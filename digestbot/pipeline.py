@@ -27,7 +27,7 @@ from .config import Config, SubscriptionConfig
 from .digest import rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import ClockError, Http
-from .matching import Matcher
+from .matching import PaperMatcher
 from .models import Digest, Paper
 from .store.ledger import Claim, Ledger
 from .render import Renderer
@@ -44,7 +44,7 @@ class Context:
     config: Config
     store: Store
     http: Http
-    matcher: Matcher
+    matcher: PaperMatcher
     renderer: Renderer
     open_channel: Callable[[str], Channel]  # ledger channel -> the channel carrying it (channels.opener)
 
