@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -63,11 +63,11 @@ class Schedule:
             return None
         if isinstance(self.trigger, IntervalTrigger):  # `every N`: periods aligned on the epoch, in UTC
             step = self.trigger.interval.total_seconds()
-            start = datetime.fromtimestamp(now.timestamp() // step * step, timezone.utc)
+            start = datetime.fromtimestamp(now.timestamp() // step * step, UTC)
             return Period(start.strftime("%Y-%m-%dT%H:%M:%S"), start)
         assert self.wall is not None
         zone = ZoneInfo(self.timezone)
-        local = now.astimezone(zone).replace(tzinfo=timezone.utc)  # wall clock, pretending to be UTC
+        local = now.astimezone(zone).replace(tzinfo=UTC)  # wall clock, pretending to be UTC
         fire = _last(self.wall, local)
         if fire is None:
             return None
@@ -97,11 +97,11 @@ def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
     naive = wall.replace(tzinfo=None)
     while not _exists(naive, zone):  # skipped by a spring-forward switch: walk to the first real minute
         naive += timedelta(minutes=1)
-    return naive.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+    return naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
 def _exists(naive: datetime, zone: ZoneInfo) -> bool:
-    return naive.replace(tzinfo=zone).astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == naive
+    return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive
 
 
 def parse_schedule(text: str, timezone: str) -> Schedule:

@@ -20,10 +20,10 @@ import re
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
-from . import Envelope
 from ..models import Message
+from . import Envelope
 
 SMTP = policy.SMTP  # policy.default with CRLF line endings, as smtplib sends them
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")

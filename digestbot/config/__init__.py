@@ -1,34 +1,35 @@
 """Load the TOML config into validated, typed models; every problem reported as FILE:LINE: key: message.
 
 Secrets never live in the file: `[email] password_env`, `[slack] token_env` and (for a database URL
-with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the outbox, templates, text sources) are relative to the
-config file, so the bot behaves the same whatever folder it is started from.
+with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the
+outbox, templates, text sources) are relative to the config file, so the bot behaves the same whatever
+folder it is started from.
 """
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from email.headerregistry import Address
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slugify import slugify
 
-from . import sendable
 from .. import sources
-from ..sources import SourceOptions
-from ..sources.text import TextOptions
 from ..errors import ConfigError
 from ..models import paper_key_of
 from ..schedule import Schedule, parse_schedule
-from .tomlpos import Loc
+from ..sources import SourceOptions
+from ..sources.text import TextOptions
+from . import sendable
 from .problems import Model, Problems, toml_syntax_error
-
+from .tomlpos import Loc
 
 
 class Strict(BaseModel):
@@ -105,7 +106,7 @@ class TopicConfig(Strict):
         return [paper_key_of(value) for value in values]  # links and "arXiv:...v2" as people paste them
 
     @model_validator(mode="after")
-    def _query_or_like(self) -> "TopicConfig":
+    def _query_or_like(self) -> TopicConfig:
         if not self.query.strip() and not self.like:
             raise ValueError("give a query, or like = [arXiv ids of example papers]")
         return self
@@ -315,7 +316,8 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOption
 
 
 def _cross_check(config: Config, problems: Problems) -> None:
-    from ..matching import QuerySyntaxError, parse_query as parse
+    from ..matching import QuerySyntaxError
+    from ..matching import parse_query as parse
 
     valid: set[str] = set()  # a query many subscriptions share is parsed once per load
 

@@ -28,8 +28,8 @@ from slugify import slugify
 from tomlkit.items import AoT, Item, Table
 
 from .. import config as config_module
-from . import file as config_file
 from ..errors import ConfigError
+from . import file as config_file
 
 LIST_KEYS = {"email", "slack", "topics", "like"}
 INT_KEYS = {"max_papers"}

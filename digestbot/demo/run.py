@@ -10,7 +10,7 @@ import copy
 import json
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -112,7 +112,7 @@ def run_demo(folder: Path, report: Report) -> int:
     for old in ("demo.db", "demo.db-wal", "demo.db-shm"):
         (folder / old).unlink(missing_ok=True)
     shutil.rmtree(folder / "outbox", ignore_errors=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     server = serve_daily_papers(sample_items(now))
     try:
         path = folder / "config.toml"

@@ -14,7 +14,7 @@ Worth it when many papers share candidate clauses: `Matcher` uses it from `BATCH
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from digestbot.matching.compile import LambdaCode, balanced_join, effort, needle_key
 from digestbot.matching.index import Index

@@ -11,7 +11,8 @@ tuple fastest. The property tests hold the functions to the nodes.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from digestbot.matching.nodes import (
     ABSTRACT_STRING,

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, combinations, compress
 from math import inf, prod
-from operator import and_, itemgetter
-from typing import Callable, Final, Iterable, Iterator, TypeGuard, TypeVar
+from operator import and_
+from typing import Final, TypeGuard, TypeVar
 
 from digestbot.matching.compile import Needle, Probe, document, needle_key
 from digestbot.matching.nodes import (
@@ -99,7 +100,10 @@ class Rarity:
         return factor * (1.0 if what in _COMMON else 1.0 / len(what))
 
 
-def anchors(node: Node | None, rarity: Callable[[Probe], float] = Rarity()) -> Anchors | None:
+GUESSED = Rarity()  # without a sample of papers
+
+
+def anchors(node: Node | None, rarity: Callable[[Probe], float] = GUESSED) -> Anchors | None:
     """Key tuples one of which a paper satisfying `node` has all of; None: there are none."""
     if isinstance(node, (Term, Phrase, Prefix)):
         return frozenset([_best(_leaf_keys(node), rarity)])

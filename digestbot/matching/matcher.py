@@ -11,10 +11,11 @@ general per-interest path and on whole documents, and must return the same resul
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 from digestbot.matching.batch import Batch, BatchPred, compile_batch
 from digestbot.matching.compile import Explain, Pred, compile_explain, compile_node, document, explanation, unique
@@ -153,7 +154,7 @@ class Matcher:
         """Matches grouped by paper order, then interest order."""
         out: list[Match] = []
         with _cyclic_gc_paused():
-            for paper, doc, holding in zip(papers, *self.holding(papers)):
+            for paper, doc, holding in zip(papers, *self.holding(papers), strict=True):
                 if holding:
                     self._matches(paper, doc, holding, out)
         return out
@@ -185,7 +186,7 @@ class Matcher:
             merged = sorted(several)
             rest: list[Match] = []
             self._collect(paper, doc, merged, set(holding).__contains__, rest)
-            found += zip(merged, rest)  # one match each
+            found += zip(merged, rest, strict=True)  # one match each
         else:
             found += held.values()
         found.sort(key=_INTEREST)  # (each is there once): int keys sort faster than tuples
@@ -196,8 +197,12 @@ class Matcher:
         out: list[Match] = []
         for paper in papers:
             doc = document(paper)
-            self._collect(paper, doc, range(len(self._names)), lambda c: self._pred(c)(doc), out)
+            self._collect(paper, doc, range(len(self._names)), self._holds_in(doc), out)
         return out
+
+    def _holds_in(self, doc: Doc) -> Callable[[int], bool]:
+        """Does clause `c` hold for `doc`?"""
+        return lambda c: self._pred(c)(doc)
 
     def _collect(self, paper: Paper, doc: Doc, interests: Iterable[int], holds: Callable[[int], bool],
                  out: list[Match]) -> None:

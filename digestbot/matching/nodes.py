@@ -13,8 +13,9 @@ from __future__ import annotations
 import operator
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Final, Literal, Sequence, Union
+from typing import Final, Literal
 
 _WORD = re.compile(r"[^\W_]+")  # a letter or digit, Unicode-aware; "_" and punctuation split words
 _WORD_OR_BAR = re.compile(r"[^\W_]+|\|")
@@ -222,4 +223,4 @@ class Or:
         return "(" + " OR ".join(map(str, self.children)) + ")"
 
 
-Node = Union[Term, Phrase, Prefix, Upvotes, Not, And, Or]
+Node = Term | Phrase | Prefix | Upvotes | Not | And | Or

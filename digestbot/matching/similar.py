@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from ..models import Hit, Match, Paper
 from .matcher import PaperMatcher
@@ -105,7 +105,8 @@ class SimilarityMatcher:
         return matches
 
     @staticmethod
-    def _add(by_pair: dict[tuple[str, str], Match], matches: list[Match], sub: str, paper: Paper, topic: str, similarity: float) -> None:
+    def _add(by_pair: dict[tuple[str, str], Match], matches: list[Match], sub: str, paper: Paper, topic: str,
+             similarity: float) -> None:
         hit = Hit(topic, "topic", topic)
         match = by_pair.get((sub, paper.key))
         if match is None:

@@ -6,8 +6,9 @@ from source data are allowed only when they are http(s); Slack text is escaped w
 Matched terms are marked by highlight.py *after* escaping, so no source text is ever marked safe.
 
 The HTML template carries its CSS in a <style> block; inline.py inlines it into the template once
-(css-inline, remote loading off), keeping the dark-mode @media rule. A digest whose inlined HTML would pass EMAIL_MAX_BYTES (Gmail
-clips at ~102 KB and hides the footer) is re-rendered with fewer papers and an "and N more" link.
+(css-inline, remote loading off), keeping the dark-mode @media rule. A digest whose inlined HTML would
+pass EMAIL_MAX_BYTES (Gmail clips at ~102 KB and hides the footer) is re-rendered with fewer papers and
+an "and N more" link.
 """
 from __future__ import annotations
 
@@ -20,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 
 from ..bundled import templates_folder
+from ..models import Digest, Match, Message, Paper, SlackPost
 from .highlight import joined_segments, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
 from .item import Item
-from ..models import Digest, Match, Message, Paper, SlackPost
 from .slack_posts import digest_blocks, split_posts
-from .urls import one_line, safe_url
 from .summarize import choose, cut
+from .urls import one_line, safe_url
 
 __all__ = ["Renderer", "Item", "item", "why", "slack_escape", "safe_url", "one_line", "authors_short"]
 log = logging.getLogger(__name__)

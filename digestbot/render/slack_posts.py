@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
+from ..models import Block, Digest, SlackPost
 from .highlight import slack_escape
 from .item import Item
-from ..models import Block, Digest, SlackPost
 from .urls import safe_url
 
 MAX_BLOCKS = 48  # under 50, leaving room for a "continued" context line
@@ -106,7 +106,8 @@ def paper_blocks(it: Item) -> list[Block]:
     return [{"type": "section", "text": mrkdwn("\n".join(lines))}, context(" · ".join(meta))]
 
 
-def digest_blocks(digest: Digest, items: list[Item], subject: str) -> tuple[list[Block], list[list[Block]], list[Block]]:
+def digest_blocks(digest: Digest, items: list[Item],
+                  subject: str) -> tuple[list[Block], list[list[Block]], list[Block]]:
     """(header blocks, blocks of each paper, footer blocks) of one digest."""
     plural = "" if digest.total == 1 else "s"
     header = [{"type": "header", "text": {"type": "plain_text", "text": subject[:MAX_HEADER]}},

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ..models import SourceMemory
 
 log = logging.getLogger(__name__)
-REGISTRY: dict[str, type["Source"]] = {}
+REGISTRY: dict[str, type[Source]] = {}
 # Listings date papers by UTC day, and a poll may run a little ahead of a source's clock: a date more
 # than this ahead of ours is a wrong one (year 9999, a typo), not a paper from the future.
 FUTURE_SLACK = timedelta(days=2)
@@ -108,7 +109,7 @@ class Source:
     Options: ClassVar[type[SourceOptions]] = SourceOptions
     default_url: ClassVar[str | None] = None
 
-    def __init__(self, options: SourceOptions, http: "Http | None" = None):
+    def __init__(self, options: SourceOptions, http: Http | None = None):
         self.options = options
         self.http = http
         self.name = options.name
@@ -122,7 +123,7 @@ class Source:
     def url(self) -> str:
         return self.options.url or self.default_url or ""
 
-    def collect(self, now: datetime, memory: "SourceMemory") -> list[Paper]:
+    def collect(self, now: datetime, memory: SourceMemory) -> list[Paper]:
         """Fetch and parse everything this source lists now. Raises FetchError / ParseError."""
         raise NotImplementedError
 
@@ -165,5 +166,5 @@ def load_all() -> dict[str, type[Source]]:
     return REGISTRY
 
 
-def build(options: SourceOptions, http: "Http | None" = None) -> Source:
+def build(options: SourceOptions, http: Http | None = None) -> Source:
     return load_all()[options.kind](options, http)

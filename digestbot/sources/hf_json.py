@@ -5,7 +5,8 @@ Shared by every Hugging Face source kind; lenient about extra keys, strict about
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ParseError
 from ..models import Paper, arxiv_id_of
