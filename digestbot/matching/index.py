@@ -249,7 +249,7 @@ class Index:
         # first key -> second set key (_NONE if none) -> clauses, both tagged; a second key that
         # is a needle: first key -> {(where, needle): clauses}, a substring test each.
         self.rarity = rarity
-        self.postings: dict[str, dict[str, list[int]]] = {}  # tuples once frozen (`freeze`)
+        self.postings: dict[str, dict[str, list[int]]] = {}  # until `freeze` makes them _postings
         self.needles: dict[str, dict[Needle, list[int]]] = {}
         self.always: list[int] = []
         self.lengths: list[int] = []
