@@ -22,7 +22,7 @@ from . import daemon, pipeline, preview, sources
 from .channels import opener as channel_opener
 from .config import Config
 from .http import Http
-from .matching import Interest, Matcher
+from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .models import Match, Paper, SourceMemory
 from .render import Renderer
@@ -69,7 +69,7 @@ class App:
         return open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout)
 
     @cached_property
-    def matcher(self) -> Matcher | SimilarityMatcher:
+    def matcher(self) -> PaperMatcher:
         return build_matcher(self.config, self.store)
 
     def reconfigured(self, config: Config) -> App:
@@ -106,7 +106,7 @@ class App:
 
     # --- looking before sending ---------------------------------------------------------------------
 
-    def matcher_of(self, name: str) -> Matcher | SimilarityMatcher:
+    def matcher_of(self, name: str) -> PaperMatcher:
         """The matcher of one subscription alone, built as the daemon builds its own (queries, topics and
         `like` topics): what `subs test` and `preview --days` run, so the two always agree."""
         only = dataclasses.replace(self.config, subscriptions=[self.config.subscription(name)])
@@ -162,7 +162,7 @@ def interests(config: Config) -> list[Interest]:
     return result
 
 
-def build_matcher(config: Config, store: Store) -> Matcher | SimilarityMatcher:
+def build_matcher(config: Config, store: Store) -> PaperMatcher:
     # Rare words make selective index keys; recent papers say which words are rare (faster only:
     # the matches never depend on the sample).
     matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))

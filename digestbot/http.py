@@ -15,8 +15,9 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -77,7 +78,7 @@ class Http:
     min_interval: dict[str, float] = field(default_factory=dict)  # host -> seconds between requests
     # None: never compare clocks (tests that poll as of a fixed date against a server on real time)
     clock_tolerance: timedelta | None = CLOCK_TOLERANCE
-    sleep: object = time.sleep
+    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         self.client = httpx.Client(
@@ -97,7 +98,7 @@ class Http:
     def close(self) -> None:
         self.client.close()
 
-    def get(self, url: str, params: dict | None = None, *, source: str,
+    def get(self, url: str, params: Mapping[str, str | int] | None = None, *, source: str,
             validators: tuple[str | None, str | None] | None = None) -> Response:
         """GET with retries; returns 2xx and 304 responses, raises FetchError for the rest."""
         headers = _conditional_headers(validators)
@@ -121,7 +122,8 @@ class Http:
             self.sleep(delay)
             waited += delay
 
-    def _fetch(self, url: str, params: dict | None, headers: dict, source: str) -> Response:
+    def _fetch(self, url: str, params: Mapping[str, str | int] | None, headers: dict[str, str],
+               source: str) -> Response:
         with self.client.stream("GET", url, params=params, headers=headers) as r:
             declared = int(r.headers.get("content-length") or 0)
             if declared > self.max_bytes:
@@ -142,7 +144,7 @@ class Http:
         server = self._server_dates.get(source)
         if server is None or self.clock_tolerance is None:
             return
-        ours = now.astimezone(timezone.utc) + timedelta(seconds=server.received - taken)
+        ours = now.astimezone(UTC) + timedelta(seconds=server.received - taken)
         skew = ours - server.date
         if abs(skew) > self.clock_tolerance:
             raise ClockError(_clock_message(source, ours, server, skew, self.clock_tolerance))
@@ -154,7 +156,7 @@ class Http:
 
     def _backoff(self, attempt: int) -> float:
         # Jitter within [b * 2^(n-1), b * 2^n): spread out, yet each wait longer than the one before.
-        return self.backoff * 2 ** (attempt - 1) * (1 + random.random())
+        return self.backoff * 2.0 ** (attempt - 1) * (1 + random.random())
 
     def _pace(self, url: str) -> None:
         host = urlsplit(url).netloc
@@ -217,9 +219,9 @@ def _server_clock(headers: dict[str, str]) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if date.tzinfo is None:  # "-0000": UTC by RFC 5322, naive to the parser
-        date = date.replace(tzinfo=timezone.utc)
+        date = date.replace(tzinfo=UTC)
     age = headers.get("age", "").strip()
-    return date.astimezone(timezone.utc) + timedelta(seconds=int(age) if age.isascii() and age.isdigit() else 0)
+    return date.astimezone(UTC) + timedelta(seconds=int(age) if age.isascii() and age.isdigit() else 0)
 
 
 def _conditional_headers(validators: tuple[str | None, str | None] | None) -> dict[str, str]:

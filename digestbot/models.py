@@ -282,10 +282,13 @@ class Digest:
         return len(self.matches) + self.more
 
 
+Block = dict[str, Any]  # a Slack Block Kit block, as its JSON
+
+
 @dataclass(slots=True)
 class SlackPost:
     text: str  # the top-level fallback text (notifications, screen readers)
-    blocks: list[dict] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
 
 @dataclass(slots=True)

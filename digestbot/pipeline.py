@@ -27,7 +27,7 @@ from .config import Config, SubscriptionConfig
 from .digest import rank, unsubscribe_urls
 from .errors import DeliveryError, DigestbotError, SourceError, StoreError
 from .http import ClockError, Http
-from .matching import Matcher
+from .matching import PaperMatcher
 from .models import Paper
 from .render import Renderer
 from .render.shared import Contents
@@ -50,7 +50,7 @@ class Context(Protocol):
     def store(self) -> Store: ...
 
     @property
-    def matcher(self) -> Matcher: ...
+    def matcher(self) -> PaperMatcher: ...
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -63,11 +63,11 @@ class Schedule:
             return None
         if isinstance(self.trigger, IntervalTrigger):  # `every N`: periods aligned on the epoch, in UTC
             step = self.trigger.interval.total_seconds()
-            start = datetime.fromtimestamp(now.timestamp() // step * step, timezone.utc)
+            start = datetime.fromtimestamp(now.timestamp() // step * step, UTC)
             return Period(start.strftime("%Y-%m-%dT%H:%M:%S"), start)
         assert self.wall is not None
         zone = ZoneInfo(self.timezone)
-        local = now.astimezone(zone).replace(tzinfo=timezone.utc)  # wall clock, pretending to be UTC
+        local = now.astimezone(zone).replace(tzinfo=UTC)  # wall clock, pretending to be UTC
         fire = _last(self.wall, local)
         if fire is None:
             return None
@@ -76,13 +76,20 @@ class Schedule:
 
 def _last(trigger: BaseTrigger, now: datetime) -> datetime | None:
     for lookback in _LOOKBACKS:
-        last, fire = None, trigger.get_next_fire_time(None, now - lookback)
+        last: datetime | None = None
+        fire = _next_fire(trigger, None, now - lookback)
         while fire is not None and fire <= now:
-            last, nxt = fire, trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+            last, nxt = fire, _next_fire(trigger, fire, fire + timedelta(seconds=1))
             fire = nxt if nxt is None or nxt > fire else None  # guard: never loop on a repeated answer
         if last is not None:
             return last
     return None
+
+
+def _next_fire(trigger: BaseTrigger, previous: datetime | None, now: datetime) -> datetime | None:
+    """APScheduler's answer, typed (APScheduler 3 has no type hints): None when the trigger is done."""
+    fire: datetime | None = trigger.get_next_fire_time(previous, now)
+    return fire
 
 
 def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
@@ -90,11 +97,11 @@ def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
     naive = wall.replace(tzinfo=None)
     while not _exists(naive, zone):  # skipped by a spring-forward switch: walk to the first real minute
         naive += timedelta(minutes=1)
-    return naive.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+    return naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
 def _exists(naive: datetime, zone: ZoneInfo) -> bool:
-    return naive.replace(tzinfo=zone).astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == naive
+    return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive
 
 
 def parse_schedule(text: str, timezone: str) -> Schedule:
@@ -144,12 +151,15 @@ def poll_trigger_spec(options: SourceOptions) -> str:
     return options.cron or f"every {options.every}"
 
 
-def next_poll(options: SourceOptions, last_poll: datetime | None, now: datetime) -> datetime:
-    """The next poll time; `now` for a source never polled (the daemon polls every source at start)."""
+def next_poll(options: SourceOptions, last_poll: datetime | None, now: datetime) -> datetime | None:
+    """The next poll time; `now` for a source never polled (the daemon polls every source at start);
+    None: never (a cron expression of a day that does not exist, e.g. `0 0 30 2 *`)."""
     if last_poll is None:
         return now
     trigger = parse_schedule(poll_trigger_spec(options), "UTC").trigger
+    assert trigger is not None  # a poll spec is `every ...` or cron, never instant
     if isinstance(trigger, IntervalTrigger):
-        return last_poll + trigger.interval
+        interval: timedelta = trigger.interval
+        return last_poll + interval
     # The first fire strictly after the last poll (a poll exactly on a fire time is that fire).
-    return trigger.get_next_fire_time(None, last_poll + timedelta(seconds=1))
+    return _next_fire(trigger, None, last_poll + timedelta(seconds=1))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
 from digestbot.matching.compile import compile_explain, compile_node, document
 from digestbot.matching.index import Index, Rarity, anchors
-from digestbot.matching.nodes import GROUP, TEXT
+from digestbot.matching.nodes import ABSTRACT_STRING, AUTHOR_WORDS, KEYWORD_WORDS, TEXT_WORDS, TITLE_WORDS
 from digestbot import config as config_module
 from digestbot.app import build_matcher
 from digestbot.models import Hit, Paper
@@ -185,11 +185,11 @@ def test_documents_for_the_index_keep_only_the_words_that_can_matter():
     paper = Paper(title="Quantized speculative decoding", abstract="We quantize the KV cache.",
                   authors=("Grace Hopper", "Alan Turing"), ai_keywords=("cs.LG",))
     doc = index.document(paper)
-    assert doc[GROUP["text"]] == {"quantized", "speculative", "quantize", "kv", "cache"}
-    assert doc[GROUP["title"]] == {"quantized", "speculative"}
-    assert doc[GROUP["author"]] == {"hopper"} and doc[GROUP["keyword"]] == set()
-    assert doc[TEXT + GROUP["abstract"]] == document(paper)[TEXT + GROUP["abstract"]]
-    assert document(paper)[GROUP["text"]] >= {"decoding", "we", "the"}  # whole without the index
+    assert doc[TEXT_WORDS] == {"quantized", "speculative", "quantize", "kv", "cache"}
+    assert doc[TITLE_WORDS] == {"quantized", "speculative"}
+    assert doc[AUTHOR_WORDS] == {"hopper"} and doc[KEYWORD_WORDS] == set()
+    assert doc[ABSTRACT_STRING] == document(paper)[ABSTRACT_STRING]
+    assert document(paper)[TEXT_WORDS] >= {"decoding", "we", "the"}  # whole without the index
 
 
 def test_shared_topics_are_evaluated_once_per_paper():
@@ -221,7 +221,7 @@ def test_a_phrase_and_a_word_are_anchored_by_a_key_of_each():
     assert sorted(tuple(what for _, what in keys) for keys in both) == [("hopper", "kv"), ("speculative", "hopper")]
     # an author prefix is no set key (it is searched for in a string): the word anchors the AND
     (keys,) = anchors(parse_query("author:hop* speculative"), rarity)
-    assert keys[0] == (GROUP["text"], "speculative")
+    assert keys[0] == (TEXT_WORDS, "speculative")
 
 def test_bad_query_fails_when_the_matcher_is_built():
     with pytest.raises(QuerySyntaxError):

@@ -5,16 +5,16 @@ import logging
 import smtplib
 import ssl
 from collections import OrderedDict
+from collections.abc import Callable
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from . import email_wire
 from ..errors import DeliveryError, DigestbotError
 from ..models import Message
-from . import Channel, Envelope
+from . import Channel, Envelope, email_wire
 from .smtp_transaction import OutcomeUnknown, Wire, reply_text, transaction
 
 if TYPE_CHECKING:

@@ -20,10 +20,10 @@ import re
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
-from . import Envelope
 from ..models import Message
+from . import Envelope
 
 SMTP = policy.SMTP  # policy.default with CRLF line endings, as smtplib sends them
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
@@ -44,7 +44,7 @@ def header_line(name: str, value: str | Address) -> bytes:
         return line.encode("ascii") + b"\r\n"
     # As EmailMessage does it: a header object of the registry (an Address stays an object, so its
     # display name is quoted or encoded, never re-parsed), folded by the SMTP policy.
-    folded = SMTP.header_factory(name, value).fold(policy=SMTP).encode("ascii")
+    folded: bytes = SMTP.header_factory(name, value).fold(policy=SMTP).encode("ascii")
     # Belt and braces: every line break the folding made must be a continuation (CRLF + space).
     if folded.count(b"\r\n") != folded.count(b"\r\n ") + folded.count(b"\r\n\t") + 1:
         raise ValueError(f"header {name} would not fold into one field: {text!r}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PERMANENT = {"channel_not_found", "not_in_channel", "invalid_auth", "not_authed", "account_inactive",
              "token_revoked", "is_archived", "msg_too_long", "invalid_blocks", "no_permission",
-             "no_service", "invalid_token", "channel_is_archived", "action_prohibited", "posting_to_general_channel_denied"}
+             "no_service", "invalid_token", "channel_is_archived", "action_prohibited",
+             "posting_to_general_channel_denied"}
 REMEDY = {"channel_not_found": "check the channel name, and invite the bot to it",
           "not_in_channel": "invite the bot to the channel (/invite @bot)",
           "invalid_auth": "check the bot token in the [slack] token_env variable",

@@ -1,17 +1,19 @@
 """Load the TOML config into validated, typed models; every problem reported as FILE:LINE: key: message.
 
 Secrets never live in the file: `[email] password_env`, `[slack] token_env` and (for a database URL
-with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the outbox, templates, text sources) are relative to the
-config file, so the bot behaves the same whatever folder it is started from.
+with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the
+outbox, templates, text sources) are relative to the config file, so the bot behaves the same whatever
+folder it is started from.
 """
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from email.headerregistry import Address
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,13 +21,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slugify import slugify
 
-from . import sendable
 from .. import sources
 from ..errors import ConfigError
 from ..models import paper_key_of
 from ..schedule import Schedule, parse_schedule
-from .problems import Problems, toml_syntax_error
-
+from ..sources import SourceOptions
+from ..sources.text import TextOptions
+from . import sendable
+from .problems import Model, Problems, toml_syntax_error
+from .tomlpos import Loc
 
 
 class Strict(BaseModel):
@@ -102,7 +106,7 @@ class TopicConfig(Strict):
         return [paper_key_of(value) for value in values]  # links and "arXiv:...v2" as people paste them
 
     @model_validator(mode="after")
-    def _query_or_like(self) -> "TopicConfig":
+    def _query_or_like(self) -> TopicConfig:
         if not self.query.strip() and not self.like:
             raise ValueError("give a query, or like = [arXiv ids of example papers]")
         return self
@@ -159,7 +163,7 @@ class Config:
     bot: BotConfig
     email: EmailConfig | None
     slack: SlackConfig | None
-    sources: list[sources.SourceOptions]
+    sources: list[SourceOptions]
     topics: dict[str, TopicConfig]
     subscriptions: list[SubscriptionConfig]
     schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
@@ -199,7 +203,7 @@ class Config:
         known = ", ".join(s.id for s in self.subscriptions) or "none configured"
         raise ConfigError(f"{self.path}: no subscription {name_or_id!r} (known: {known})")
 
-    def source(self, name: str) -> sources.SourceOptions:
+    def source(self, name: str) -> SourceOptions:
         for options in self.sources:
             if options.name == name:
                 return options
@@ -236,7 +240,10 @@ def loads(text: str, path: Path) -> Config:
     data = sendable.cleaned(data, problems)
     for key in data.keys() - SECTIONS.keys():
         problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
-    section = lambda key, model, default: problems.validate(model, data.get(key, default), (key,))  # noqa: E731
+
+    def section(key: str, model: type[Model], default: dict[str, Any] | None) -> Model | None:
+        return problems.validate(model, data.get(key, default), (key,))
+
     subscriptions = [problems.validate(SubscriptionConfig, table, ("subscriptions", i))
                      for i, table in enumerate(_tables(data, "subscriptions", problems))]
     topics = {name: problems.validate(TopicConfig, table, ("topics", name))
@@ -257,7 +264,7 @@ SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "arra
             "topics": "tables", "subscriptions": "array of tables"}
 
 
-def _tables(data: dict, key: str, problems: "Problems") -> list[dict]:
+def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         problems.add((key,), f"must be written as [[{key}]] tables")
@@ -265,7 +272,7 @@ def _tables(data: dict, key: str, problems: "Problems") -> list[dict]:
     return value
 
 
-def _named_tables(data: dict, key: str, problems: "Problems") -> dict[str, dict]:
+def _named_tables(data: dict[str, Any], key: str, problems: Problems) -> dict[str, dict[str, Any]]:
     value = data.get(key, {})
     if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
         problems.add((key,), f"must be written as [{key}.NAME] tables")
@@ -278,7 +285,7 @@ def check_secrets(config: Config) -> list[str]:
     problems = Problems(config.path, config.text)
     if config.email and config.email.username and not config.email.password_env:
         problems.add(("email", "username"), "set password_env too (the variable holding the password)")
-    wanted: list[tuple[tuple, str, str]] = []
+    wanted: list[tuple[Loc, str, str]] = []
     if config.bot.database_env:
         wanted.append((("bot", "database_env"), config.bot.database_env, "needed to open the database"))
     if config.email and config.email.password_env:
@@ -294,7 +301,7 @@ def check_secrets(config: Config) -> list[str]:
     return problems.lines
 
 
-def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.SourceOptions]:
+def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOptions]:
     kinds = sources.load_all()
     result = []
     for i, table in enumerate(raw):
@@ -309,7 +316,8 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[sources.Sour
 
 
 def _cross_check(config: Config, problems: Problems) -> None:
-    from ..matching import QuerySyntaxError, parse_query as parse
+    from ..matching import QuerySyntaxError
+    from ..matching import parse_query as parse
 
     valid: set[str] = set()  # a query many subscriptions share is parsed once per load
 
@@ -327,7 +335,7 @@ def _cross_check(config: Config, problems: Problems) -> None:
             parse_schedule(f"every {options.every}" if not options.cron else options.cron, "UTC")
         except ValueError as exc:
             problems.add(("sources", i, "cron" if options.cron else "every"), str(exc))
-        if getattr(options, "path", None):
+        if isinstance(options, TextOptions) and options.path:
             options.path = str(config.resolve(options.path))
     for name, topic in config.topics.items():
         if name != slugify(name):
@@ -340,7 +348,8 @@ def _cross_check(config: Config, problems: Problems) -> None:
         _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError)
 
 
-def _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError) -> None:
+def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problems: Problems,
+                        parse_query: Callable[[str], None], QuerySyntaxError: type[Exception]) -> None:
     try:
         parse_query(sub.query)
     except QuerySyntaxError as exc:

@@ -25,11 +25,11 @@ from typing import Any
 
 import tomlkit
 from slugify import slugify
-from tomlkit.items import AoT, Table
+from tomlkit.items import AoT, Item, Table
 
 from .. import config as config_module
-from . import file as config_file
 from ..errors import ConfigError
+from . import file as config_file
 
 LIST_KEYS = {"email", "slack", "topics", "like"}
 INT_KEYS = {"max_papers"}
@@ -70,8 +70,9 @@ class ConfigEditor:
 
     # --- subscriptions ------------------------------------------------------------------------------
 
-    def _subscriptions(self) -> AoT | list:
-        return self.doc.get("subscriptions", [])
+    def _subscriptions(self) -> AoT | list[Table]:
+        found: AoT | list[Table] = self.doc.get("subscriptions", [])
+        return found
 
     def find(self, name: str) -> int:
         for i, table in enumerate(self._subscriptions()):
@@ -207,7 +208,7 @@ def _replace(table: Table, key: str, value: Any) -> None:
     before = table.item(key)
     table[key] = value
     after = table.item(key)
-    if before.trivia.comment:
+    if isinstance(before, Item) and isinstance(after, Item) and before.trivia.comment:  # not a table
         shift = len(before.as_string()) - len(after.as_string())
         after.trivia.comment_ws = " " * max(1, len(before.trivia.comment_ws) + shift)
 

@@ -14,6 +14,8 @@ import re
 import unicodedata
 from typing import Any, Protocol
 
+from .tomlpos import Loc
+
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; TAB, LF and CR (09, 0A, 0D) are left
 # out. U+2028/U+2029 are not Cc, but line breaks to str.splitlines and to the email library. A regex
 # rather than a loop over unicodedata.category: every load scans every string of the file.
@@ -21,7 +23,7 @@ FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Reporter(Protocol):
-    def add(self, loc: tuple, message: str) -> None: ...
+    def add(self, loc: Loc, message: str) -> None: ...
 
 
 def describe(char: str) -> str:
@@ -39,7 +41,7 @@ def problem(value: str) -> str | None:
             f"Slack messages must not carry: remove it")
 
 
-def cleaned(data: Any, problems: Reporter, loc: tuple = ()) -> Any:
+def cleaned(data: Any, problems: Reporter, loc: Loc = ()) -> Any:
     """`data` (parsed TOML) with every forbidden character removed, each string that had one reported
     once at its key. Validation then runs on the cleaned copy, so a bad value gives one message, not
     this one plus whatever the character would make the field's own validator say."""
@@ -60,13 +62,13 @@ def cleaned(data: Any, problems: Reporter, loc: tuple = ()) -> Any:
     return data
 
 
-def _cleaned_item(value: Any, problems: Reporter, loc: tuple, index: int) -> Any:
+def _cleaned_item(value: Any, problems: Reporter, loc: Loc, index: int) -> Any:
     if isinstance(value, str):  # a list of strings (addresses, channels): reported at its key
         return _cleaned_string(value, problems, loc, f"item {index + 1} ")
     return cleaned(value, problems, loc)
 
 
-def _cleaned_string(value: str, problems: Reporter, loc: tuple, what: str) -> str:
+def _cleaned_string(value: str, problems: Reporter, loc: Loc, what: str) -> str:
     why = problem(value)
     if why is None:
         return value

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+Loc = tuple[str | int, ...]  # a key's path: table names, array indices, the key (as pydantic's `loc`)
+
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*[=.]""")
 
@@ -28,7 +30,7 @@ def lines_of(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def locate(text: str, loc: tuple) -> int:
+def locate(text: str, loc: Loc) -> int:
     """1-based line of `loc` (e.g. ("subscriptions", 1, "query")); 1 when nothing better is known."""
     lines = lines_of(text)
     section_start, rest = _find_section(lines, loc)
@@ -39,10 +41,11 @@ def locate(text: str, loc: tuple) -> int:
     return section_start + 1 if section_start >= 0 else 1
 
 
-def _find_section(lines: list[str], loc: tuple) -> tuple[int, tuple]:
+def _find_section(lines: list[str], loc: Loc) -> tuple[int, Loc]:
     """The header line of the deepest table named by a prefix of `loc`, and what remains of `loc`."""
     best, rest = -1, tuple(loc)
     counts: dict[tuple[str, ...], int] = {}
+    target: Loc
     for number, line in enumerate(lines):
         match = _HEADER.match(line)
         if not match:
@@ -69,7 +72,7 @@ def _find_key(lines: list[str], start: int, key: str) -> int | None:
     return None
 
 
-def table_text(text: str, loc: tuple) -> tuple[int, str] | None:
+def table_text(text: str, loc: Loc) -> tuple[int, str] | None:
     """The 1-based line of the header of table `loc` (e.g. ("subscriptions", 1)) and the table as
     written, up to the next header, with its comments: those right above its header describe it,
     those right above the next header describe that one. None: no such table."""

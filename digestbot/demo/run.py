@@ -10,12 +10,23 @@ import copy
 import json
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from ..pipeline import PollResult, SendResult
+
+Item = dict[str, Any]  # one entry of Hugging Face's daily papers, as its JSON
+
+
+class Report(Protocol):
+    """How the command line reports a run (`cli.report_run`)."""
+
+    def __call__(self, polls: list[PollResult], sends: SendResult, *, sent_anything: bool) -> None: ...
 
 DEMO_CONFIG = """\
 # The demo's config: the same format as a real one (see config.example.toml).
@@ -52,11 +63,11 @@ max_papers = 5
 """
 
 
-def sample_items(today: datetime) -> dict[str, list[dict]]:
+def sample_items(today: datetime) -> dict[str, list[Item]]:
     """The bundled items split over yesterday and today, dated so that they count as new."""
     items = json.loads(resources.files("digestbot.demo").joinpath("daily_papers.json").read_text("utf-8"))
     days = [(today - timedelta(days=1)).date().isoformat(), today.date().isoformat()]
-    listing: dict[str, list[dict]] = {day: [] for day in days}
+    listing: dict[str, list[Item]] = {day: [] for day in days}
     for index, item in enumerate(copy.deepcopy(items)):
         day = days[index % 2]
         item["publishedAt"] = f"{day}T00:00:00.000Z"
@@ -65,13 +76,14 @@ def sample_items(today: datetime) -> dict[str, list[dict]]:
     return listing
 
 
-def serve_daily_papers(listing: dict[str, list[dict]]) -> ThreadingHTTPServer:
+def serve_daily_papers(listing: dict[str, list[Item]]) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
             page, limit = int(query.get("p", 0)), int(query.get("limit", 50))
             if limit > 100:
-                return self._send(400, {"error": "limit must be at most 100"})
+                self._send(400, {"error": "limit must be at most 100"})
+                return
             items = listing.get(query.get("date", ""), [])
             self._send(200, items[page * limit:(page + 1) * limit])
 
@@ -83,7 +95,7 @@ def serve_daily_papers(listing: dict[str, list[dict]]) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *args):  # keep the demo's output readable
+        def log_message(self, format: str, *args: object) -> None:  # keep the demo's output readable
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -91,7 +103,7 @@ def serve_daily_papers(listing: dict[str, list[dict]]) -> ThreadingHTTPServer:
     return server
 
 
-def run_demo(folder: Path, report: Callable) -> int:
+def run_demo(folder: Path, report: Report) -> int:
     from .. import config as config_module
     from ..app import App
     from ..store import Store
@@ -100,7 +112,7 @@ def run_demo(folder: Path, report: Callable) -> int:
     for old in ("demo.db", "demo.db-wal", "demo.db-shm"):
         (folder / old).unlink(missing_ok=True)
     shutil.rmtree(folder / "outbox", ignore_errors=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     server = serve_daily_papers(sample_items(now))
     try:
         path = folder / "config.toml"

@@ -14,15 +14,31 @@ Worth it when many papers share candidate clauses: `Matcher` uses it from `BATCH
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from digestbot.matching.compile import SET_OF, LambdaCode, effort, balanced_join, needle_key
+from digestbot.matching.compile import LambdaCode, balanced_join, effort, needle_key
 from digestbot.matching.index import Index
-from digestbot.matching.nodes import COMPARE, GROUP, UPVOTES, And, Doc, Node, Not, Or, Phrase, Prefix, Term, Upvotes
+from digestbot.matching.nodes import (
+    COMPARE,
+    TITLE_WORDS,
+    UPVOTES,
+    WORD_SET_OF,
+    WORD_SETS,
+    And,
+    Doc,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    StringAt,
+    Term,
+    Upvotes,
+    WordsAt,
+)
 from digestbot.models import Paper
 
 BatchPred = Callable[["Batch", list[int]], int]  # (batch, its bits) -> its papers for which it holds
-_WORD_SETS = (GROUP["title"], GROUP["author"], GROUP["keyword"], GROUP["text"])
 
 
 class Batch:
@@ -33,7 +49,7 @@ class Batch:
 
     def __init__(self, papers: Sequence[Paper], index: Index):
         self.all = (1 << len(papers)) - 1
-        self.words: dict[int, dict[str, int]] = {g: {} for g in _WORD_SETS}
+        self.words: dict[WordsAt, dict[str, int]] = {g: {} for g in WORD_SETS}
         sets = [(g, postings, postings.get) for g, postings in self.words.items()]
         self.docs: list[Doc] = []
         for i, paper in enumerate(papers):  # a paper's words go in while they are in the CPU cache
@@ -43,14 +59,14 @@ class Batch:
             for g, postings, get in sets:
                 for w in doc[g]:  # the set's words, each once per paper
                     postings[w] = get(w, 0) | bit
-        self._sorted: dict[int, list[str]] = {}
-        self._prefixed: dict[tuple[int, str], int] = {}
+        self._sorted: dict[WordsAt, list[str]] = {}
+        self._prefixed: dict[tuple[WordsAt, str], int] = {}
         self._upvotes: dict[tuple[str, int], int] = {}
-        self._texts: dict[int, list[str]] = {}  # where -> each document's string there
+        self._texts: dict[StringAt, list[str]] = {}  # where -> each document's string there
         # number -> papers: what generated code reads (`B[v0]`, see `Index.number`)
         self.bits = index.batch_bits(self.words, self.all, lambda n: self.upvotes(">=", n))
 
-    def prefixed(self, g: int, stem: str) -> int:
+    def prefixed(self, g: WordsAt, stem: str) -> int:
         """Papers with a word starting with `stem` in word set `g` (remembered per batch)."""
         key = (g, stem)
         if key not in self._prefixed:
@@ -71,7 +87,7 @@ class Batch:
             self._upvotes[key] = sum(1 << i for i, d in enumerate(self.docs) if cmp(d[UPVOTES], value))
         return self._upvotes[key]
 
-    def confirm(self, bits: int, where: int, needle: str) -> int:
+    def confirm(self, bits: int, where: StringAt, needle: str) -> int:
         """The papers of `bits` whose document has `needle` in its string at `where`."""
         texts = self._texts.get(where)
         if texts is None:
@@ -85,7 +101,7 @@ class Batch:
             bits ^= bit
         return found
 
-    def abstract_word(self, within: int, text: int, title: int, where: int, needle: str) -> int:
+    def abstract_word(self, within: int, text: int, title: int, where: StringAt, needle: str) -> int:
         """The papers of `within` with a word in the abstract, given the papers with it in the
         text and in the title: in the text but not the title, or in both and found in the
         abstract's string."""
@@ -112,7 +128,7 @@ class _BatchSource(LambdaCode):
         self.index = index
         self.names = 0  # papers kept along an AND: x1, x2, ...
 
-    def word(self, where: int, word: str) -> str:
+    def word(self, where: WordsAt, word: str) -> str:
         """An expression: the papers with `word` in word set `where`."""
         return f"B[{self(self.index.number(where, word))}]"
 
@@ -123,18 +139,17 @@ class _BatchSource(LambdaCode):
 
 def _holding(node: Node | None, within: str | None, src: _BatchSource) -> str:
     """An expression: the papers of bitset `within` (a name; None: all) for which `node` holds."""
-    kind = type(node)
     if node is None:
         return within or "b.all"
-    if kind is Term or kind is Phrase or kind is Prefix:
-        return _leaf(node, within, src)  # type: ignore[arg-type]
-    if kind is Upvotes:
-        return _among(within, [f"b.upvotes({src(node.op)}, {src(node.value)})"])  # type: ignore[union-attr]
-    if kind is Not:
-        return f"{within or 'b.all'} & ~({_holding(node.child, within, src)})"  # type: ignore[union-attr]
-    if kind is Or:
-        return balanced_join("|", [f"({_holding(c, within, src)})" for c in node.children])  # type: ignore[union-attr]
-    return _and(node, within, src)  # type: ignore[arg-type]
+    if isinstance(node, (Term, Phrase, Prefix)):
+        return _leaf(node, within, src)
+    if isinstance(node, Upvotes):
+        return _among(within, [f"b.upvotes({src(node.op)}, {src(node.value)})"])
+    if isinstance(node, Not):
+        return f"{within or 'b.all'} & ~({_holding(node.child, within, src)})"
+    if isinstance(node, Or):
+        return balanced_join("|", [f"({_holding(c, within, src)})" for c in node.children])
+    return _and(node, within, src)
 
 
 def _among(within: str | None, bitsets: list[str]) -> str:
@@ -148,11 +163,11 @@ def _and(node: And, within: str | None, src: _BatchSource) -> str:
     words: list[str] = []
     rest: list[Node] = []
     for child in node.children:
-        if type(child) is Term and child.group != "abstract":
-            words.append(src.word(SET_OF[child.group], child.word))
+        if isinstance(child, Term) and child.group != "abstract":
+            words.append(src.word(WORD_SET_OF[child.group], child.word))
         else:
             rest.append(child)
-    rest.sort(key=lambda c: (type(c) is Not, effort(c)))  # substring tests on the fewest papers
+    rest.sort(key=lambda c: (isinstance(c, Not), effort(c)))  # substring tests on the fewest papers
     steps = [_among(within, words)] if words else []
     for child in rest:
         if steps:
@@ -166,16 +181,16 @@ def _leaf(node: Term | Phrase | Prefix, within: str | None, src: _BatchSource) -
     """Word sets decide a term or prefix exactly, except in the abstract, which has no word set
     (text = title + abstract): there, and for phrases, candidates are confirmed by the substring
     test of the per-paper functions (`needle_key`)."""
-    s = SET_OF[node.group]
-    if type(node) is Term and node.group != "abstract":
+    s = WORD_SET_OF[node.group]
+    if isinstance(node, Term) and node.group != "abstract":
         return _among(within, [src.word(s, node.word)])
-    if type(node) is Prefix and node.group != "abstract":
+    if isinstance(node, Prefix) and node.group != "abstract":
         return _among(within, [f"b.prefixed({s}, {src(node.stem)})"])
     where, needle = needle_key(node)
-    if type(node) is Term:  # not in the title: in the abstract; in both: the abstract must say so
+    if isinstance(node, Term):  # not in the title: in the abstract; in both: the abstract must say so
         return (f"b.abstract_word({within or 'b.all'}, {src.word(s, node.word)}, "
-                f"{src.word(GROUP['title'], node.word)}, {where}, {src(needle)})")
-    if type(node) is Prefix:
+                f"{src.word(TITLE_WORDS, node.word)}, {where}, {src(needle)})")
+    if isinstance(node, Prefix):
         return f"b.confirm({_among(within, [f'b.prefixed({s}, {src(node.stem)})'])}, {where}, {src(needle)})"
-    words = [src.word(s, w) for w in node.words]  # type: ignore[union-attr]
+    words = [src.word(s, w) for w in node.words]
     return f"b.confirm({_among(within, words)}, {where}, {src(needle)})"

@@ -5,19 +5,25 @@ query becomes the source of one `lambda d: ...`, so a paper costs one call inste
 node: plain terms of one word set fold into one set operation and cheap tests go first. The
 source depends only on the query's *shape*: every word, needle and number is an argument of a
 factory compiled once per shape (`LambdaCode`), so no text of a query ever becomes code, and
-100,000 queries of a few dozen shapes compile a few dozen times. The property tests hold the
-functions to the nodes.
+100,000 queries of a few dozen shapes compile a few dozen times. The document's positions are
+interpolated by name (`d[{TITLE_WORDS}]`): the generated source holds the number, which indexes the
+tuple fastest. The property tests hold the functions to the nodes.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from digestbot.matching.nodes import (
-    GROUP,
+    ABSTRACT_STRING,
     SEARCHED,
-    TEXT,
+    STRING_AT,
+    TEXT_WORDS,
+    TITLE_WORDS,
     UPVOTES,
     WEIGHTS,
+    WORD_SET_OF,
+    WORDS_AT,
     And,
     Doc,
     Node,
@@ -25,28 +31,33 @@ from digestbot.matching.nodes import (
     Or,
     Phrase,
     Prefix,
+    StringAt,
     Term,
     Upvotes,
+    WordsAt,
     tokenize,
     tokenize_items,
 )
 from digestbot.models import Hit, Paper
 
 Pred = Callable[[Doc], bool]
-Probe = tuple[int, str]  # (where, what): the paper has it when `what in view[where]`
+Probe = tuple[int, str]  # (where, what): the paper has it when `what in doc[where]` (index.py adds places)
+Needle = tuple[StringAt, str]  # a probe of a string: a substring search
 Hits = list[tuple[Hit, float]]  # (hit, weight) pairs, each hit once
 Explanation = tuple[tuple[Hit, ...], float, Hits]  # the hits, the sum of their weights, both
-SET_OF = {"title": 0, "abstract": 4, "author": 2, "keyword": 3, "text": 4}  # a set holding its words
+Explain = Callable[[Doc], Explanation]
+Item = TypeVar("Item")
 OPERATOR = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "=": "=="}  # upvotes: query -> Python
 
 
 class LambdaCode:
     """The body of a lambda being generated, and the values it names (`v0`, `v1`, ...)."""
 
-    _factories: dict[tuple[str, str, int], Callable[..., Callable]] = {}  # shape -> factory
+    # shape -> factory; generated functions are typed by the functions returning them (compile_node ...)
+    _factories: dict[tuple[str, str, int], Callable[..., Callable[..., Any]]] = {}
 
     def __init__(self) -> None:
-        self.values: list[Any] = []
+        self.values: list[object] = []
         self._locals = 0
 
     def local(self) -> str:
@@ -54,12 +65,12 @@ class LambdaCode:
         self._locals += 1
         return f"t{self._locals - 1}"
 
-    def __call__(self, value: Any) -> str:
+    def __call__(self, value: object) -> str:
         """The name under which the function will see `value`."""
         self.values.append(value)
         return f"v{len(self.values) - 1}"
 
-    def function(self, params: str, body: str) -> Callable:
+    def function(self, params: str, body: str) -> Callable[..., Any]:
         """`lambda params: body`, with the values bound to their names."""
         key = (params, body, len(self.values))
         factory = self._factories.get(key)
@@ -78,23 +89,23 @@ def balanced_join(op: str, parts: list[str]) -> str:
     return f"({balanced_join(op, parts[:half])}) {op} ({balanced_join(op, parts[half:])})"
 
 
-def document(paper: Paper, keep: Callable[[str], bool] | None = None) -> tuple:
-    """Tokenise a paper once into the tuple layout the nodes and closures read (see nodes.py).
+def document(paper: Paper, keep: Callable[[str], bool] | None = None) -> Doc:
+    """Tokenise a paper once into the document the nodes and generated functions read (nodes.py).
     `keep`: if given, the word sets hold only the words it keeps (see `Index.document`)."""
     title, abstract = tokenize(paper.title), tokenize(paper.abstract)
     authors, keywords = tokenize_items(paper.authors), tokenize_items(paper.ai_keywords)
     # " a b | c d ": a phrase needle " b c " cannot span two authors or two keywords.
-    texts = (f" {' '.join(title)} ", f" {' '.join(abstract)} ", f" {' '.join(authors)} ",
-             f" {' '.join(keywords)} ")
+    title_string, abstract_string = f" {' '.join(title)} ", f" {' '.join(abstract)} "
+    author_string, keyword_string = f" {' '.join(authors)} ", f" {' '.join(keywords)} "
     if keep is None:
-        words, text = set(title), set(abstract)
-        authors_words, keywords_words = _words(authors), _words(keywords)
+        title_words, text_words = set(title), set(abstract)
+        author_words, keyword_words = _words(authors), _words(keywords)
     else:  # "|" is no word: never kept
-        words, text = set(filter(keep, title)), set(filter(keep, abstract))
-        authors_words, keywords_words = set(filter(keep, authors)), set(filter(keep, keywords))
-    text.update(words)
-    return (words, None, authors_words, keywords_words,
-            text, *texts, texts[0] + "|" + texts[1], paper.upvotes or 0)
+        title_words, text_words = set(filter(keep, title)), set(filter(keep, abstract))
+        author_words, keyword_words = set(filter(keep, authors)), set(filter(keep, keywords))
+    text_words.update(title_words)
+    return (title_words, author_words, keyword_words, text_words, title_string, abstract_string, author_string,
+            keyword_string, title_string + "|" + abstract_string, paper.upvotes or 0)
 
 
 def _words(items: list[str]) -> set[str]:
@@ -111,23 +122,22 @@ def compile_node(node: Node | None) -> Pred:
 
 def holds(node: Node | None, src: LambdaCode) -> str:
     """An expression over the document `d`: does `node` hold?"""
-    kind = type(node)
     if node is None:
         return "True"
-    if kind is Term and node.group != "abstract":  # type: ignore[union-attr]
-        return f"{src(node.word)} in d[{GROUP[node.group]}]"  # type: ignore[union-attr]
-    if kind is Prefix:
-        t, needle = needle_key(node)  # type: ignore[arg-type]
-        return f"{src(needle)} in d[{t}]"
-    if kind is Term or kind is Phrase:  # a set test first rejects most papers cheaply
-        (t, needle), s = needle_key(node), SET_OF[node.group]  # type: ignore[arg-type, union-attr]
-        word = _screen(node) if kind is Phrase else node.word  # type: ignore[union-attr, arg-type]
-        return f"({src(word)} in d[{s}] and {src(needle)} in d[{t}])"
-    if kind is Upvotes:
-        return f"d[{UPVOTES}] {OPERATOR[node.op]} {src(node.value)}"  # type: ignore[union-attr]
-    if kind is Not:
-        return f"not ({holds(node.child, src)})"  # type: ignore[union-attr]
-    return _junction(node, src)  # type: ignore[arg-type]
+    if isinstance(node, Term) and node.group != "abstract":
+        return f"{src(node.word)} in d[{WORDS_AT[node.group]}]"
+    if isinstance(node, Prefix):
+        where, needle = needle_key(node)
+        return f"{src(needle)} in d[{where}]"
+    if isinstance(node, (Term, Phrase)):  # a set test first rejects most papers cheaply
+        where, needle = needle_key(node)
+        word = _screen(node) if isinstance(node, Phrase) else node.word
+        return f"({src(word)} in d[{WORD_SET_OF[node.group]}] and {src(needle)} in d[{where}])"
+    if isinstance(node, Upvotes):
+        return f"d[{UPVOTES}] {OPERATOR[node.op]} {src(node.value)}"
+    if isinstance(node, Not):
+        return f"not ({holds(node.child, src)})"
+    return _junction(node, src)
 
 
 def _screen(phrase: Phrase) -> str:
@@ -135,25 +145,22 @@ def _screen(phrase: Phrase) -> str:
     return max(phrase.words, key=len)
 
 
-def needle_key(node: Term | Phrase | Prefix) -> Probe:
-    """The test key that decides the leaf: a substring of its field's text string."""
-    where = TEXT + GROUP[node.group]
-    if type(node) is Prefix:
-        return where, " " + node.stem
-    return where, node.needle if type(node) is Phrase else f" {node.word} "  # type: ignore[union-attr]
+def needle_key(node: Term | Phrase | Prefix) -> Needle:
+    """The test key that decides the leaf: a substring of its group's string."""
+    return STRING_AT[node.group], f" {node.word} " if isinstance(node, Term) else node.needle
 
 
 def _junction(node: And | Or, src: LambdaCode) -> str:
     """AND/OR: plain terms of one word set fold into one set operation; cheap tests go first."""
-    words: dict[int, set[str]] = {}
+    words: dict[WordsAt, set[str]] = {}
     rest: list[Node] = []
     for child in node.children:
-        if type(child) is Term and child.group != "abstract":
-            words.setdefault(GROUP[child.group], set()).add(child.word)
+        if isinstance(child, Term) and child.group != "abstract":
+            words.setdefault(WORDS_AT[child.group], set()).add(child.word)
         else:
             rest.append(child)
     rest.sort(key=effort)
-    if type(node) is And:
+    if isinstance(node, And):
         parts = [f"{src(next(iter(w)))} in d[{g}]" if len(w) == 1 else f"{src(frozenset(w))} <= d[{g}]"
                  for g, w in words.items()]
         glue = " and "
@@ -166,14 +173,14 @@ def _junction(node: And | Or, src: LambdaCode) -> str:
 
 def effort(node: Node) -> int:
     """Rough cost of evaluating `node`: set look-ups 1, substring searches 3."""
-    if type(node) in (And, Or):
-        return 1 + sum(map(effort, node.children))  # type: ignore[union-attr]
-    if type(node) is Not:
+    if isinstance(node, (And, Or)):
+        return 1 + sum(map(effort, node.children))
+    if isinstance(node, Not):
         return effort(node.child)
-    return 1 if type(node) is Upvotes or (type(node) is Term and node.group != "abstract") else 3
+    return 1 if isinstance(node, Upvotes) or (isinstance(node, Term) and node.group != "abstract") else 3
 
 
-def compile_explain(node: Node | None, topic: str | None) -> Callable[[Doc], Explanation]:
+def compile_explain(node: Node | None, topic: str | None) -> Explain:
     """Why `node` (which holds) matched a document, as `node.hits` says it, each hit once.
 
     Which of the query's leaves count, and in which fields, is a bit mask of presence tests; the
@@ -186,7 +193,7 @@ def compile_explain(node: Node | None, topic: str | None) -> Callable[[Doc], Exp
     return src.function("d", f"{table}[{mask}]")
 
 
-class _Explanations(dict):
+class _Explanations(dict[int, Explanation]):
     """mask -> Explanation: the hits of the probes whose bits are set, the topic's first."""
 
     def __init__(self, topic: str | None, probes: Hits):
@@ -205,9 +212,9 @@ def explanation(found: Hits) -> Explanation:
     return tuple(hit for hit, _ in found), sum(weight for _, weight in found), found
 
 
-def unique(items: list, hit_of: Callable) -> list:
+def unique(items: list[Item], hit_of: Callable[[Item], Hit]) -> list[Item]:
     """The first item for each distinct hit. (A Hit's own hash runs Python code: use a tuple.)"""
-    first: dict = {}
+    first: dict[tuple[str, str, str | None], Item] = {}
     for item in items:
         hit = hit_of(item)
         first.setdefault((hit.text, hit.field, hit.topic), item)
@@ -221,31 +228,30 @@ def _probes(node: Node | None, topic: str | None, gate: _Gate | None, src: Lambd
     (`gate`). NOT and upvotes are never reasons. A leaf that is `certain` to be present (an AND
     of the clause, or of a branch that holds) and is not in the title is in the abstract: its
     long abstract string is searched only if it is in the title too."""
-    kind = type(node)
-    if node is None or kind is Not or kind is Upvotes:
+    if node is None or isinstance(node, (Not, Upvotes)):
         return
-    if kind is And:
-        for child in node.children:  # type: ignore[union-attr]
+    if isinstance(node, And):
+        for child in node.children:
             yield from _probes(child, topic, gate, src, certain)
         return
-    if kind is Or:
-        for child in node.children:  # type: ignore[union-attr]
-            if type(child) in (Term, Phrase, Prefix):  # a leaf present is a branch that holds
+    if isinstance(node, Or):
+        for child in node.children:
+            if isinstance(child, (Term, Phrase, Prefix)):  # a leaf present is a branch that holds
                 yield from _probes(child, topic, gate, src, False)
             else:
                 yield from _probes(child, topic, _Gate(gate, holds(child, src), src.local()), src)
         return
-    fields = SEARCHED[node.group]  # type: ignore[union-attr]
+    fields = SEARCHED[node.group]
     in_title = src.local() if certain and fields == ("title", "abstract") else None
     for field in fields:
-        hit = Hit(node.label, field, topic)  # type: ignore[union-attr]
+        hit = Hit(node.label, field, topic)
         if in_title is None:
-            test = _present(node, field, src)  # type: ignore[arg-type]
+            test = _present(node, field, src)
         elif field == "title":  # kept: the abstract's test below reads it
-            test = f"({in_title} := {_present(node, field, src)})"  # type: ignore[arg-type]
+            test = f"({in_title} := {_present(node, field, src)})"
         else:
-            test = f"(not {in_title} or {_in_abstract_string(node, src)})"  # type: ignore[arg-type]
-        yield (gate.prefix() if gate else "") + test, hit, WEIGHTS[field] * node.bonus  # type: ignore[union-attr]
+            test = f"(not {in_title} or {_in_abstract_string(node, src)})"
+        yield (gate.prefix() if gate else "") + test, hit, WEIGHTS[field] * node.bonus
 
 
 class _Gate:
@@ -266,17 +272,17 @@ class _Gate:
 
 def _present(node: Term | Phrase | Prefix, field: str, src: LambdaCode) -> str:
     """An expression equivalent to `node.present(doc, field)`."""
-    if type(node) is Phrase and field == "abstract":  # a set look-up spares most string searches
-        return f"({src(_screen(node))} in d[{GROUP['text']}] and {src(node.needle)} in d[{TEXT + GROUP[field]}])"
-    if type(node) is not Term:
-        return f"{src(node.needle)} in d[{TEXT + GROUP[field]}]"  # type: ignore[union-attr]
+    if isinstance(node, Phrase) and field == "abstract":  # a set look-up spares most string searches
+        return f"({src(_screen(node))} in d[{TEXT_WORDS}] and {src(node.needle)} in d[{ABSTRACT_STRING}])"
+    if not isinstance(node, Term):
+        return f"{src(node.needle)} in d[{STRING_AT[field]}]"
     word = src(node.word)
     if field == "abstract":  # as has_word: only a title word needs the string search
-        return (f"({word} in d[{GROUP['text']}] and ({word} not in d[{GROUP['title']}]"
+        return (f"({word} in d[{TEXT_WORDS}] and ({word} not in d[{TITLE_WORDS}]"
                 f" or {_in_abstract_string(node, src)}))")
-    return f"{word} in d[{GROUP[field]}]"
+    return f"{word} in d[{WORDS_AT[field]}]"
 
 
 def _in_abstract_string(node: Term | Phrase | Prefix, src: LambdaCode) -> str:
-    needle = f" {node.word} " if type(node) is Term else node.needle  # type: ignore[union-attr]
-    return f"{src(needle)} in d[{TEXT + GROUP['abstract']}]"
+    needle = f" {node.word} " if isinstance(node, Term) else node.needle
+    return f"{src(needle)} in d[{ABSTRACT_STRING}]"

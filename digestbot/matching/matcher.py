@@ -10,14 +10,13 @@ general per-interest path and on whole documents, and must return the same resul
 """
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from digestbot.matching.batch import Batch, BatchPred, compile_batch
-from digestbot.matching.compile import Explanation, Pred, compile_explain, compile_node, document, explanation, unique
+from digestbot.matching.compile import Explain, Pred, compile_explain, compile_node, document, explanation, unique
 from digestbot.matching.index import Index, Rarity
 from digestbot.matching.nodes import Doc
 from digestbot.matching.query import parse_query
@@ -25,7 +24,17 @@ from digestbot.models import Match, Paper
 
 BATCH_MIN = 300  # papers from which batch evaluation is not slower (100,000 subscriptions; at
 # 10,000 from ~100): at 1,000 papers it takes ~30% less time (benchmarks/bench_matching.py)
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_INTEREST, _MATCH = itemgetter(0), itemgetter(1)  # of (interest number, its Match) pairs
+_HIT = itemgetter(0)  # of (hit, its weight) pairs
+Plan = tuple[int | None, tuple[tuple[str, int], ...]]  # an interest's own clause (None: none), its topics'
+
+
+class PaperMatcher(Protocol):
+    """What papers are matched with: the query `Matcher`, or `similar.SimilarityMatcher` around one."""
+
+    def match(self, papers: Sequence[Paper]) -> list[Match]:
+        """Matches grouped by paper order, then interest order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -58,10 +67,10 @@ class Matcher:
         self._slot_of: list[tuple[int, str]] = []
         self._sole, self._users = self._interests_by_clause()
         slots = len(self._texts) + len(self._slot_of)
-        self._explainers: list[Callable[[Doc], Explanation] | None] = [None] * slots
+        self._explainers: list[Explain | None] = [None] * slots
         self._batch_preds: list[BatchPred | None] = [None] * len(self._texts)  # as _preds
 
-    def _plan(self, interest: Interest) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+    def _plan(self, interest: Interest) -> Plan:
         self._names.append(interest.id)
         topics = tuple((name, self._clause(q)) for name, q in interest.topics)
         blank = not interest.query.strip()
@@ -90,8 +99,8 @@ class Matcher:
         sole: list[list[tuple[int, str]]] = [[] for _ in self._texts]
         named: dict[tuple[int, str | None], list[int]] = {}
         for n, (own, topics) in enumerate(self._plans):
-            if not topics:
-                sole[own].append((n, self._names[n]))  # type: ignore[index]
+            if own is not None and not topics:  # (without topics, an interest has its own clause)
+                sole[own].append((n, self._names[n]))
                 continue
             for topic, c in (list(topics) if own is None else [(None, own), *topics]):
                 named.setdefault((c, topic), []).append(n)
@@ -142,10 +151,9 @@ class Matcher:
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""
         out: list[Match] = []
-        with _cyclic_gc_paused():
-            for paper, doc, holding in zip(papers, *self.holding(papers)):
-                if holding:
-                    self._matches(paper, doc, holding, out)
+        for paper, doc, holding in zip(papers, *self.holding(papers), strict=True):
+            if holding:
+                self._matches(paper, doc, holding, out)
         return out
 
     def _matches(self, paper: Paper, doc: Doc, holding: list[int], out: list[Match]) -> None:
@@ -175,19 +183,23 @@ class Matcher:
             merged = sorted(several)
             rest: list[Match] = []
             self._collect(paper, doc, merged, set(holding).__contains__, rest)
-            found += zip(merged, rest)  # type: ignore[arg-type]  # one match each
+            found += zip(merged, rest, strict=True)  # one match each
         else:
             found += held.values()
-        found.sort(key=_FIRST)  # by interest (each is there once): int keys sort faster than tuples
-        out += map(_SECOND, found)
+        found.sort(key=_INTEREST)  # (each is there once): int keys sort faster than tuples
+        out += map(_MATCH, found)
 
     def match_naive(self, papers: Sequence[Paper]) -> list[Match]:
         """Every interest against every paper, no index: the reference `match` must agree with."""
         out: list[Match] = []
         for paper in papers:
             doc = document(paper)
-            self._collect(paper, doc, range(len(self._names)), lambda c: self._pred(c)(doc), out)
+            self._collect(paper, doc, range(len(self._names)), self._holds_in(doc), out)
         return out
+
+    def _holds_in(self, doc: Doc) -> Callable[[int], bool]:
+        """Does clause `c` hold for `doc`?"""
+        return lambda c: self._pred(c)(doc)
 
     def _collect(self, paper: Paper, doc: Doc, interests: Iterable[int], holds: Callable[[int], bool],
                  out: list[Match]) -> None:
@@ -198,7 +210,7 @@ class Matcher:
             parts = [self._explainer(own, None)(doc)] if own is not None and holds(own) else []
             parts += [self._explainer(c, name)(doc) for name, c in topics if holds(c)]
             if len(parts) > 1:  # query hits first, then each topic's; a hit found twice counts once
-                parts = [explanation(unique([p for _, _, found in parts for p in found], _FIRST))]
+                parts = [explanation(unique([p for _, _, found in parts for p in found], _HIT))]
             if parts:
                 hits, weight, _ = parts[0]
                 out.append(Match(self._names[n], paper, round(weight + bonus, 6), hits))
@@ -213,29 +225,15 @@ class Matcher:
             self._slot_of.append((c, topic))
         return self._slots[c, topic]
 
-    def _explainer(self, c: int, topic: str | None) -> Callable[[Doc], Explanation]:
+    def _explainer(self, c: int, topic: str | None) -> Explain:
         slot = c if topic is None else self._slots[c, topic]
         return self._explainers[slot] or self._compile_explainer(slot)
 
-    def _compile_explainer(self, slot: int) -> Callable[[Doc], Explanation]:
+    def _compile_explainer(self, slot: int) -> Explain:
         """Why a clause holds for a paper (compiled on first use: most clauses never match)."""
         c, topic = (slot, None) if slot < len(self._texts) else self._slot_of[slot - len(self._texts)]
         explain = self._explainers[slot] = compile_explain(parse_query(self._texts[c]), topic)
         return explain
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Matching allocates tens of thousands of objects that all survive (documents, matches, hits)
-    and makes no reference cycles; the cyclic collector, triggered by the allocations, found nothing
-    and cost ~7% of matching 1,000 papers against 100,000 interests. Reference counting still frees."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _bonus(paper: Paper) -> float:

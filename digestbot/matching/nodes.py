@@ -1,34 +1,56 @@
 """The query AST (README, "Subscriptions"): words, the document layout, and the reference semantics.
 
-AST nodes evaluate a *document*, the tuple `compile.document` builds once per paper: at GROUP[g]
-the word set of group g (None for "abstract": it would cost as much as the text set, and the
-string answers; for the index, only the words some query can look up: `Index.document`), at
-TEXT + GROUP[g] the group as " w w | w " (phrases, prefixes), at UPVOTES the upvotes. The fast
-path (closures in `compile.py`, the index in `index.py`) is tested against the nodes here.
+AST nodes evaluate a *document*, the tuple `compile.document` builds once per paper, whose
+positions are named below: the word sets of the title, authors, keywords and text (title and
+abstract; the abstract has none of its own: it would cost as much as the text set, and its string
+answers), each group as a string " w w | w " (phrases, prefixes), and the upvotes. For the index a
+document's word sets hold only the words some query can look up (`Index.document`). The fast path
+(generated functions in `compile.py` and `batch.py`, the index in `index.py`) is tested against the
+nodes here.
 """
 from __future__ import annotations
 
 import operator
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from typing import Final, Literal
 
 _WORD = re.compile(r"[^\W_]+")  # a letter or digit, Unicode-aware; "_" and punctuation split words
 _WORD_OR_BAR = re.compile(r"[^\W_]+|\|")
 
 FIELDS = ("title", "abstract", "author", "keyword")
-GROUPS = FIELDS + ("text",)  # "text" = title and abstract: where an unfielded term looks
-GROUP = {g: i for i, g in enumerate(GROUPS)}  # document[GROUP[g]] is the word set of g (not abstract)
-TEXT = len(GROUPS)  # document[TEXT + GROUP[g]] is g as " w w | w " (phrases, prefixes)
-UPVOTES = 2 * len(GROUPS)  # document[UPVOTES] is the paper's upvotes
+# A group is a field or "text" (title and abstract: where an unfielded term looks).
+
+# The document's positions. A plain tuple, not a NamedTuple: generated code reads it in every test of
+# every candidate clause, and there a NamedTuple's attribute, or an index into one, costs ~25% more
+# than an index into a tuple. Generated code gets the numbers; the code that writes it, these names.
+TITLE_WORDS: Final = 0  # word sets
+AUTHOR_WORDS: Final = 1
+KEYWORD_WORDS: Final = 2
+TEXT_WORDS: Final = 3  # the title's and the abstract's
+TITLE_STRING: Final = 4  # strings: " w w | w ", "|" between two authors or keywords
+ABSTRACT_STRING: Final = 5
+AUTHOR_STRING: Final = 6
+KEYWORD_STRING: Final = 7
+TEXT_STRING: Final = 8  # the title's and the abstract's, "|" between them
+UPVOTES: Final = 9
+Doc = tuple[set[str], set[str], set[str], set[str], str, str, str, str, str, int]
+# The positions of the word sets and of the strings, as types: mypy checks the names above against them.
+WordsAt = Literal[0, 1, 2, 3]
+StringAt = Literal[4, 5, 6, 7, 8]
+WORDS_AT: dict[str, WordsAt] = {"title": TITLE_WORDS, "author": AUTHOR_WORDS, "keyword": KEYWORD_WORDS,
+                                "text": TEXT_WORDS}  # every group but the abstract
+WORD_SETS: tuple[WordsAt, ...] = (TITLE_WORDS, AUTHOR_WORDS, KEYWORD_WORDS, TEXT_WORDS)
+WORD_SET_OF: dict[str, WordsAt] = WORDS_AT | {"abstract": TEXT_WORDS}  # a word set holding the group's words
+STRING_AT: dict[str, StringAt] = {"title": TITLE_STRING, "abstract": ABSTRACT_STRING, "author": AUTHOR_STRING,
+                                  "keyword": KEYWORD_STRING, "text": TEXT_STRING}
 SEARCHED = {g: (g,) for g in FIELDS} | {"text": ("title", "abstract")}
 WEIGHTS = {"title": 3.0, "abstract": 1.0, "author": 2.0, "keyword": 2.0}
 PHRASE_BONUS = 1.5
 COMPARE: dict[str, Callable[[int, int], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "=": operator.eq}
-
-Doc = Sequence[Any]  # the document tuple described above
 HitList = list[tuple[str, str, float]]  # (text, field, score weight) in query order
 
 
@@ -51,9 +73,8 @@ def tokenize_items(items: Sequence[str]) -> list[str]:
 def has_word(doc: Doc, group: str, word: str) -> bool:
     """Is `word` one of the words of `group` (a field, or "text") in `doc`?"""
     if group == "abstract":  # text = title + abstract: only a title word needs the string search
-        return word in doc[GROUP["text"]] and (
-            word not in doc[GROUP["title"]] or f" {word} " in doc[TEXT + GROUP["abstract"]])
-    return word in doc[GROUP[group]]
+        return word in doc[TEXT_WORDS] and (word not in doc[TITLE_WORDS] or f" {word} " in doc[ABSTRACT_STRING])
+    return word in doc[WORDS_AT[group]]
 
 
 def _fielded(group: str, text: str) -> str:
@@ -116,7 +137,7 @@ class Phrase(_Leaf):
         return f" {self.label} "
 
     def present(self, doc: Doc, field: str) -> bool:
-        return self.needle in doc[TEXT + GROUP[field]]
+        return self.needle in doc[STRING_AT[field]]
 
     def __str__(self) -> str:
         return _fielded(self.group, f'"{self.label}"')
@@ -136,7 +157,7 @@ class Prefix(_Leaf):
         return f" {self.stem}"
 
     def present(self, doc: Doc, field: str) -> bool:
-        return self.needle in doc[TEXT + GROUP[field]]
+        return self.needle in doc[STRING_AT[field]]
 
     def __str__(self) -> str:
         return _fielded(self.group, self.label)
@@ -202,4 +223,4 @@ class Or:
         return "(" + " OR ".join(map(str, self.children)) + ")"
 
 
-Node = Union[Term, Phrase, Prefix, Upvotes, Not, And, Or]
+Node = Term | Phrase | Prefix | Upvotes | Not | And | Or

@@ -37,7 +37,9 @@ class _Token:
     kind: str  # ( ) AND OR NOT FIELD WORD PREFIX CMP END
     text: str  # as written, for messages
     pos: int
-    value: object = None
+    name: str = ""  # FIELD: the field; PREFIX: the stem; CMP: the operator
+    words: tuple[str, ...] = ()  # WORD: its words (a phrase's, or a bare word's: `KV-cache`)
+    number: int = 0  # CMP: the number compared with
 
 
 def _lex(query: str) -> list[_Token]:
@@ -68,7 +70,7 @@ def _lex_phrase(query: str, i: int, tokens: list[_Token]) -> int:
     words = tuple(tokenize(query[i + 1:end]))
     if not words:
         raise QuerySyntaxError("empty phrase: expected words between the quotes", query, i)
-    tokens.append(_Token("WORD", query[i:end + 1], i, words))
+    tokens.append(_Token("WORD", query[i:end + 1], i, words=words))
     return end + 1
 
 
@@ -83,7 +85,7 @@ def _lex_word(query: str, i: int, tokens: list[_Token]) -> int:
             known = ", ".join(f"{f}:" for f in FIELDS)
             raise QuerySyntaxError(f"unknown field {name!r}: the fields are {known} and upvotes>=N",
                                    query, i)
-        tokens.append(_Token("FIELD", field.group(0), i, name))
+        tokens.append(_Token("FIELD", field.group(0), i, name=name))
         return field.end()  # what follows the colon is lexed on its own: "x y", (x), -x, x*
     end = i
     while end < len(query) and not query[end].isspace() and query[end] not in _WORD_ENDS:
@@ -92,14 +94,14 @@ def _lex_word(query: str, i: int, tokens: list[_Token]) -> int:
     if raw in _OPERATORS:
         tokens.append(_Token(raw, raw, i))
     elif cmp := _UPVOTES.match(raw):
-        tokens.append(_Token("CMP", raw, i, (cmp.group(1), _number(query, i + cmp.end(), end))))
+        tokens.append(_Token("CMP", raw, i, name=cmp.group(1), number=_number(query, i + cmp.end(), end)))
     elif raw.endswith("*"):
-        tokens.append(_Token("PREFIX", raw, i, _stem(query, i, raw)))
+        tokens.append(_Token("PREFIX", raw, i, name=_stem(query, i, raw)))
     else:
         words = tuple(tokenize(raw))
         if not words:
             raise QuerySyntaxError(f"expected a term: {raw!r} has no letters or digits", query, i)
-        tokens.append(_Token("WORD", raw, i, words))
+        tokens.append(_Token("WORD", raw, i, words=words))
     return end
 
 
@@ -176,16 +178,15 @@ class _Parser:
     def primary(self, group: str) -> Node:
         tok = self.take()
         if tok.kind == "FIELD":
-            return self.unary(str(tok.value))  # an inner field overrides the outer one
+            return self.unary(tok.name)  # an inner field overrides the outer one
         if tok.kind == "(":
             return self.parenthesised(tok, group)
         if tok.kind == "CMP":
-            op, value = tok.value  # type: ignore[misc]
-            return Upvotes(op, value)
+            return Upvotes(tok.name, tok.number)
         if tok.kind == "PREFIX":
-            return Prefix(str(tok.value), group)
+            return Prefix(tok.name, group)
         if tok.kind == "WORD":
-            words: tuple[str, ...] = tok.value  # type: ignore[assignment]
+            words = tok.words
             return Term(words[0], group) if len(words) == 1 else Phrase(words, group)
         raise self.missing_operand(tok)
 

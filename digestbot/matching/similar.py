@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from ..models import Hit, Match, Paper
+from .matcher import PaperMatcher
 from .nodes import tokenize
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,14 @@ class SimilarTopic:
     min_similarity: float
 
 
-def words(paper: Paper) -> Counter:
+def words(paper: Paper) -> Counter[str]:
     text = f"{paper.title} {paper.title} {paper.abstract}"  # the title counts twice: it is the gist
     return Counter(w for w in tokenize(text) if w not in _STOP and len(w) > 1)
 
 
 class Vectorizer:
     def __init__(self, corpus: Iterable[Paper]):
-        df: Counter = Counter()
+        df: Counter[str] = Counter()
         n = 0
         for paper in corpus:
             df.update(words(paper).keys())
@@ -65,7 +66,7 @@ def cosine(a: dict[str, float], b: dict[str, float]) -> float:
 class SimilarityMatcher:
     """The query matcher plus `like` topics: same `match(papers)` contract."""
 
-    def __init__(self, base, topics: Sequence[SimilarTopic], users: dict[str, list[str]],
+    def __init__(self, base: PaperMatcher, topics: Sequence[SimilarTopic], users: dict[str, list[str]],
                  corpus: Callable[[], list[Paper]], examples: Callable[[list[str]], list[Paper]]):
         self.base, self.topics, self.users = base, list(topics), users  # users: topic -> subscription ids
         self.corpus, self.examples = corpus, examples
@@ -78,7 +79,7 @@ class SimilarityMatcher:
             if missing:
                 log.warning("topic %s: example papers %s are not in the database yet; they count once a "
                             "source lists them", topic.name, ", ".join(sorted(missing)))
-            total: Counter = Counter()
+            total: Counter[str] = Counter()
             for paper in found:
                 total.update(vectorizer.vector(paper))
             if total:
@@ -104,7 +105,8 @@ class SimilarityMatcher:
         return matches
 
     @staticmethod
-    def _add(by_pair: dict, matches: list[Match], sub: str, paper: Paper, topic: str, similarity: float) -> None:
+    def _add(by_pair: dict[tuple[str, str], Match], matches: list[Match], sub: str, paper: Paper, topic: str,
+             similarity: float) -> None:
         hit = Hit(topic, "topic", topic)
         match = by_pair.get((sub, paper.key))
         if match is None:

@@ -6,28 +6,30 @@ from source data are allowed only when they are http(s); Slack text is escaped w
 Matched terms are marked by highlight.py *after* escaping, so no source text is ever marked safe.
 
 The HTML template carries its CSS in a <style> block; inline.py inlines it into the template once
-(css-inline, remote loading off), keeping the dark-mode @media rule. A digest whose inlined HTML would pass EMAIL_MAX_BYTES (Gmail
-clips at ~102 KB and hides the footer) is re-rendered with fewer papers and an "and N more" link.
+(css-inline, remote loading off), keeping the dark-mode @media rule. A digest whose inlined HTML would
+pass EMAIL_MAX_BYTES (Gmail clips at ~102 KB and hides the footer) is re-rendered with fewer papers and
+an "and N more" link.
 """
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 
 from ..bundled import templates_folder
+from ..models import Digest, Match, Message, Paper, SlackPost
 from .highlight import joined_segments, marked_html, marked_slack, marked_text, pattern, segments, slack_escape, terms
 from .inline import inline_template, inliner
-from ..models import Digest, Match, Message, Paper
+from .item import Item
 from .slack_posts import digest_blocks, split_posts
-from .urls import one_line, safe_url
 from .summarize import choose, cut
+from .urls import one_line, safe_url
 
 __all__ = ["Renderer", "Item", "item", "why", "slack_escape", "safe_url", "one_line", "authors_short"]
 log = logging.getLogger(__name__)
@@ -58,30 +60,6 @@ def why(match: Match) -> str:
     return cut("matched: " + ", ".join(reasons), WHY_MAX) if reasons else "all new papers"
 
 
-@dataclass(slots=True)
-class Item:
-    """One paper as the templates see it; `*_html` are Markup (escaped, then marked), the rest plain."""
-
-    title: str
-    title_html: Markup
-    title_text: str
-    title_slack: str  # escaped, unmarked: Slack shows it bold inside a link, where bold cannot nest
-    link: str
-    authors: str
-    date: str
-    upvotes: int
-    arxiv: str
-    pdf: str
-    code: str
-    project: str
-    why: str
-    summary: str
-    summary_html: Markup
-    summary_text: str
-    summary_slack: str
-    tldr: str
-
-
 def title_link(paper: Paper) -> str | None:
     """The Hugging Face page when Hugging Face knows the paper, else arXiv, else what the source gave."""
     on_hf = "huggingface.co/" in (paper.url or "") or paper.upvotes > 0 or bool(paper.ai_summary)
@@ -92,7 +70,8 @@ def title_link(paper: Paper) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _static(title: str, link: str | None, authors: tuple[str, ...], published: datetime | None, arxiv: str | None,
-            pdf: str | None, code: str | None, project: str | None, tldr: str | None) -> tuple:
+            pdf: str | None, code: str | None, project: str | None,
+            tldr: str | None) -> tuple[str, str, str, str, str, str, str, str, str, str]:
     """The parts of an item that are the same for every subscriber: computed once per paper."""
     short = cut(title, TITLE_MAX)
     return (short, slack_escape(short), safe_url(link), authors_short(authors),
@@ -171,7 +150,7 @@ class Renderer:
         raw = self.templates["html"].render({"digest": digest, "items": items, "subject": subject})
         return raw if self.preinlined else self.inliner.inline(raw)
 
-    def slack(self, context: dict) -> list:
+    def slack(self, context: dict[str, Any]) -> list[SlackPost]:
         if self.slack_template is None:
             header, papers, footer = digest_blocks(context["digest"], context["items"], context["subject"])
             return split_posts(slack_escape(context["subject"]), header, papers, footer)

@@ -10,8 +10,8 @@ digit, so the phrase "kv cache" marks `KV-cache`, and `quantiz*` marks `quantiza
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Callable, Iterable
 
 from markupsafe import Markup
 

@@ -16,7 +16,7 @@ from ..config import Config, SubscriptionConfig
 from ..digest import make_digest
 from ..models import Message
 from ..store import Store
-from ..store.ledger import Claim
+from ..store.ledger_sql import Claim
 from . import Renderer
 
 ContentKey = tuple[str, str, str, tuple[int, ...]]  # subscription id, ledger channel, period key, paper ids

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 
-from typing import Any
-
+from ..models import Block, Digest, SlackPost
 from .highlight import slack_escape
-from ..models import Digest, SlackPost
+from .item import Item
 from .urls import safe_url
 
 MAX_BLOCKS = 48  # under 50, leaving room for a "continued" context line
@@ -32,7 +31,7 @@ def fit_text(text: str, limit: int = MAX_TEXT) -> str:
     return _OPEN_TAIL.sub("", text[: limit - 1]) + "…"
 
 
-def _fit_block(block: dict) -> dict:
+def _fit_block(block: Block) -> Block:
     kind = block.get("type")
     if kind == "header":
         block["text"]["text"] = block["text"]["text"][:MAX_HEADER]
@@ -45,7 +44,7 @@ def _fit_block(block: dict) -> dict:
     return block
 
 
-def _size(blocks: list[dict]) -> int:
+def _size(blocks: list[Block]) -> int:
     """Characters of the blocks' texts plus a generous allowance for the JSON around them (fast: no dumps)."""
     total = 0
     for block in blocks:
@@ -58,10 +57,10 @@ def _size(blocks: list[dict]) -> int:
     return total
 
 
-def split_posts(text: str, header: list[dict], papers: list[list[dict]], footer: list[dict]) -> list[SlackPost]:
+def split_posts(text: str, header: list[Block], papers: list[list[Block]], footer: list[Block]) -> list[SlackPost]:
     """Posts of at most MAX_BLOCKS blocks and MAX_CHARS characters; the footer ends the last one."""
     groups = [[_fit_block(b) for b in group] for group in [header, *papers, footer] if group]
-    posts: list[list[dict]] = [[]]
+    posts: list[list[Block]] = [[]]
     used = 0
     for group in groups:
         size = _size(group)
@@ -78,15 +77,15 @@ def split_posts(text: str, header: list[dict], papers: list[list[dict]], footer:
     return result
 
 
-def mrkdwn(text: str) -> dict:
+def mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
 
 
-def context(text: str) -> dict:
+def context(text: str) -> Block:
     return {"type": "context", "elements": [mrkdwn(text)]}
 
 
-def paper_blocks(it: Any) -> list[dict]:
+def paper_blocks(it: Item) -> list[Block]:
     """A section (linked title, authors, why, TL;DR, marked summary) and a context line of links.
 
     Every piece of paper text is escaped: `*_slack` fields arrive escaped (and marked), the rest goes
@@ -107,7 +106,8 @@ def paper_blocks(it: Any) -> list[dict]:
     return [{"type": "section", "text": mrkdwn("\n".join(lines))}, context(" · ".join(meta))]
 
 
-def digest_blocks(digest: Digest, items: list, subject: str) -> tuple[list[dict], list[list[dict]], list[dict]]:
+def digest_blocks(digest: Digest, items: list[Item],
+                  subject: str) -> tuple[list[Block], list[list[Block]], list[Block]]:
     """(header blocks, blocks of each paper, footer blocks) of one digest."""
     plural = "" if digest.total == 1 else "s"
     header = [{"type": "header", "text": {"type": "plain_text", "text": subject[:MAX_HEADER]}},

@@ -10,8 +10,8 @@ import re
 from bisect import bisect_right
 from functools import lru_cache
 
-from .highlight import Marker, find, pattern, terms
 from ..models import Hit
+from .highlight import Marker, find, pattern, terms
 
 # A sentence ends at . ! ? followed by space and a capital, digit or opening bracket/quote; "e.g. the"
 # and "Fig. 3" style breaks mostly stay joined because a lower-case word follows.

@@ -5,7 +5,8 @@ from __future__ import annotations
 def safe_url(url: object) -> str:
     """The URL when it is http(s) and cannot break out of an attribute or a Slack link; else ''."""
     value = str(url or "").strip()
-    return value if value.lower().startswith(("https://", "http://")) and not any(c in value for c in " \r\n\t<>\"|") else ""
+    web = value.lower().startswith(("https://", "http://"))
+    return value if web and not any(c in value for c in " \r\n\t<>\"|") else ""
 
 
 def one_line(text: object) -> str:

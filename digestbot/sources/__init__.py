@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ParseError
+from ..errors import FetchError, ParseError
 from ..models import Paper
 
 if TYPE_CHECKING:
@@ -23,11 +24,12 @@ if TYPE_CHECKING:
     from ..models import SourceMemory
 
 log = logging.getLogger(__name__)
-REGISTRY: dict[str, type["Source"]] = {}
+REGISTRY: dict[str, type[Source]] = {}
 # Listings date papers by UTC day, and a poll may run a little ahead of a source's clock: a date more
 # than this ahead of ours is a wrong one (year 9999, a typo), not a paper from the future.
 FUTURE_SLACK = timedelta(days=2)
 Item = TypeVar("Item")
+Params = dict[str, str | int]  # a URL's query parameters
 
 
 def decoded(body: bytes, fail: Callable[[str], ParseError], expected: str) -> str:
@@ -107,12 +109,12 @@ class Source:
     Options: ClassVar[type[SourceOptions]] = SourceOptions
     default_url: ClassVar[str | None] = None
 
-    def __init__(self, options: SourceOptions, http: "Http | None" = None):
+    def __init__(self, options: SourceOptions, http: Http | None = None):
         self.options = options
         self.http = http
         self.name = options.name
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "kind" in cls.__dict__:
             REGISTRY[cls.kind] = cls
@@ -121,7 +123,7 @@ class Source:
     def url(self) -> str:
         return self.options.url or self.default_url or ""
 
-    def collect(self, now: datetime, memory: "SourceMemory") -> list[Paper]:
+    def collect(self, now: datetime, memory: SourceMemory) -> list[Paper]:
         """Fetch and parse everything this source lists now. Raises FetchError / ParseError."""
         raise NotImplementedError
 
@@ -132,7 +134,13 @@ class Source:
     def fail(self, message: str) -> ParseError:
         return ParseError(self.name, message)
 
-    def fetch_parsed(self, url: str, params: dict | None, memory: "SourceMemory") -> list[Paper]:
+    def client(self) -> Http:
+        """The shared HTTP client; FetchError for a source built without one (to parse bodies only)."""
+        if self.http is None:
+            raise FetchError(self.name, "no HTTP client to download the listing with")
+        return self.http
+
+    def fetch_parsed(self, url: str, params: Params | None, memory: SourceMemory) -> list[Paper]:
         """GET one listing conditionally and parse it; a 304 means "unchanged": no papers, no error.
 
         The response's validators go into `memory.new_validators` only after `parse` succeeded: the
@@ -140,7 +148,7 @@ class Source:
         fetched in full again next time instead of hiding behind a 304 forever.
         """
         key = str(httpx.URL(url, params=params)) if params else url
-        response = self.http.get(url, params, source=self.name, validators=memory.validators.get(key))
+        response = self.client().get(url, params, source=self.name, validators=memory.validators.get(key))
         if response.not_modified:
             if key in memory.validators:  # still current: carried over (the store keeps only these)
                 memory.new_validators[key] = memory.validators[key]
@@ -158,5 +166,5 @@ def load_all() -> dict[str, type[Source]]:
     return REGISTRY
 
 
-def build(options: SourceOptions, http: "Http | None" = None) -> Source:
+def build(options: SourceOptions, http: Http | None = None) -> Source:
     return load_all()[options.kind](options, http)

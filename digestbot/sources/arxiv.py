@@ -9,7 +9,7 @@ from xml.etree.ElementTree import Element
 from pydantic import Field
 
 from ..models import Paper, SourceMemory, arxiv_id_of
-from . import Source, SourceOptions, read_items
+from . import Params, Source, SourceOptions, read_items
 from .xmlsafe import parse_xml
 
 log = logging.getLogger(__name__)
@@ -42,17 +42,17 @@ class Arxiv(Source):
     options: ArxivOptions
 
     def collect(self, now: datetime, memory: SourceMemory) -> list[Paper]:
-        self.http.min_interval[urlsplit(self.url).netloc] = self.options.delay
+        self.client().min_interval[urlsplit(self.url).netloc] = self.options.delay
         papers: list[Paper] = []
         start, size = 0, self.options.page_size
         while start < self.options.max_results:
-            params = {"search_query": self.options.query, "sortBy": self.options.sort_by,
-                      "sortOrder": "descending", "start": start,
-                      "max_results": min(size, self.options.max_results - start)}
+            wanted = min(size, self.options.max_results - start)
+            params: Params = {"search_query": self.options.query, "sortBy": self.options.sort_by,
+                              "sortOrder": "descending", "start": start, "max_results": wanted}
             batch = self.fetch_parsed(self.url, params, memory)
             papers.extend(batch)
             # A short page is the end; `totalResults` may overstate what arXiv will really serve.
-            if len(batch) < params["max_results"]:
+            if len(batch) < wanted:
                 break
             start += len(batch)
         return papers

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from xml.sax import SAXParseException
 
@@ -102,7 +102,8 @@ def _time(entry: Any) -> datetime | str | None:
     for parsed, raw in (("published_parsed", "published"), ("updated_parsed", "updated")):
         try:
             if entry.get(parsed):
-                return datetime(*entry[parsed][:6], tzinfo=timezone.utc)
+                year, month, day, hour, minute, second = entry[parsed][:6]
+                return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except (TypeError, ValueError, OverflowError):
             pass
         if entry.get(raw):

@@ -1,7 +1,7 @@
 """The Hugging Face daily papers list (`GET /api/daily_papers`)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
@@ -41,7 +41,7 @@ class HfDaily(Source):
 
     def windows(self, now: datetime, last_success: datetime | None) -> list[dict[str, str]]:
         """The query parameters of every list to poll, oldest first."""
-        today = now.astimezone(timezone.utc).date()
+        today = now.astimezone(UTC).date()
         period = self.options.period
         if period == "week":
             return [{"week": _iso_week(today - timedelta(weeks=n))} for n in (1, 0)]
@@ -51,7 +51,7 @@ class HfDaily(Source):
             return [{"month": d.strftime("%Y-%m")} for d in (previous, first)]
         days_back = 1
         if last_success is not None:
-            missed = (today - last_success.astimezone(timezone.utc).date()).days
+            missed = (today - last_success.astimezone(UTC).date()).days
             days_back = max(1, min(missed, self.options.catch_up_days))
         return [{"date": (today - timedelta(days=n)).isoformat()} for n in range(days_back, -1, -1)]
 

@@ -5,7 +5,8 @@ Shared by every Hugging Face source kind; lenient about extra keys, strict about
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ParseError
 from ..models import Paper, arxiv_id_of
@@ -88,7 +89,7 @@ def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _list(value: Any) -> list:
+def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 

@@ -157,7 +157,7 @@ def parse_listing(text: str, today: date) -> Listing:
     entries: list[ListingEntry] = []
     skipped = 0
     bounds = anchors[1:] + [len(lines) + 1]  # the last paper's metadata runs to the end of the file
-    for n, (at, nxt) in enumerate(zip(anchors, bounds)):
+    for n, (at, nxt) in enumerate(zip(anchors, bounds, strict=True)):
         title = lines[at - 1] if at > 0 else ""
         if n == 0:
             title = _strip_header(title)
@@ -175,7 +175,7 @@ class TextOptions(SourceOptions):
     path: str | None = None
 
     @model_validator(mode="after")
-    def _path_or_url(self) -> "TextOptions":
+    def _path_or_url(self) -> TextOptions:
         if bool(self.path) == bool(self.url):
             raise ValueError("give exactly one of `path` (a file) or `url` (a page to download)")
         return self
@@ -194,6 +194,7 @@ class TextSource(Source):
 
     kind = "text"
     Options = TextOptions
+    options: TextOptions
 
     today: date | None = None  # the day the listing is read; collect() sets it, tests may pin it
 
@@ -225,14 +226,12 @@ class TextSource(Source):
 
     def collect(self, now: datetime, memory: SourceMemory) -> list[Paper]:
         self.today = now.date()
-        path = getattr(self.options, "path", None)
+        path = self.options.path
         if path:
             try:
                 body = Path(path).read_bytes()
             except OSError as e:
                 raise FetchError(self.name, f"cannot read {path}: {e.strerror or e}") from None
         else:
-            if self.http is None:
-                raise FetchError(self.name, "no HTTP client to download the listing with")
-            body = self.http.get(self.url, source=self.name).content
+            body = self.client().get(self.url, source=self.name).content
         return self.parse(body)

@@ -7,7 +7,7 @@ closes the billion-laughs / quadratic-blowup attacks whatever the expat version,
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
