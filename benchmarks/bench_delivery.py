@@ -28,18 +28,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from digestbot import config as config_module, pipeline  # noqa: E402
-from digestbot.channels.email import build_email  # noqa: E402
+from digestbot import config as config_module  # noqa: E402
+from digestbot import pipeline
 from digestbot.app import App  # noqa: E402
-from digestbot.store.ledger import Ledger  # noqa: E402
+from digestbot.channels.email import build_email  # noqa: E402
 from digestbot.models import Match, Paper  # noqa: E402
 from digestbot.render.shared import Contents  # noqa: E402
 from digestbot.store import Store  # noqa: E402
+from digestbot.store.ledger import Ledger  # noqa: E402
 
 PER_SUB = 100  # recipients per subscription
 PAPERS = 5  # papers per digest
@@ -163,7 +164,7 @@ def run(quick: bool) -> str:
     logging.getLogger("digestbot").setLevel(logging.CRITICAL)  # 10% of 10,000 failures would flood the table
     digests = 500 if quick else 10_000
     chunk = min(digests, CHUNK)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # Raw and digestbot take turns, a chunk of the same digests each, against one server: a

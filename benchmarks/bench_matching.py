@@ -48,7 +48,7 @@ def real_papers() -> list[tuple[str, str]]:
     seen: dict[str, str] = {}
     for path in sorted(SEEDS.glob("*.txt")):
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for prev, line in zip(lines, lines[1:]):
+        for prev, line in zip(lines, lines[1:], strict=False):  # neighbours
             if len(line) >= 300 and 10 <= len(prev) < 300:
                 seen.setdefault(prev, line)
     return list(seen.items())
@@ -90,7 +90,7 @@ def vocabulary(papers: list[Paper]) -> tuple[list[str], list[str]]:
     for p in papers:
         toks = tokenize(p.title + " . " + p.abstract)
         words.update({w for w in toks if len(w) > 3 and w not in _STOP and not w.isdigit()})
-        pairs.update(zip(toks, toks[1:]))
+        pairs.update(zip(toks, toks[1:], strict=False))  # neighbours
     topical = {w for w, c in words.items() if 2 <= c <= len(papers) / 20}
     phrases = [f"{a} {b}" for (a, b), c in pairs.items()
                if a in topical and b in topical and c >= max(2, min(words[a], words[b]) / 4)]
@@ -189,7 +189,7 @@ def run(quick: bool) -> str:
         print(f"{name:36} {seconds:10.3f} {seconds / n_papers * 1000:15.3f} {seconds / tok:11.1f}")
     print(f"identical: indexed (both rarities) == naive loop on {n_naive} random papers of {n_papers}: "
           f"{identical}; guessed-rarity match / tokenise: {fast_guess / tok:.1f}")
-    per_round = sorted(m / t for t, m in zip(times[0], times[1]))  # the noise of this machine
+    per_round = sorted(m / t for t, m in zip(times[0], times[1], strict=True))  # the noise of this machine
     print(f"indexed match / tokenise in each of {ROUNDS} rounds: least {per_round[0]:.1f}, "
           f"median {median(per_round):.1f}, most {per_round[-1]:.1f}")
     return (f"speedup_vs_loop={naive_all / fast:.0f} ratio_vs_tokenize={fast / tok:.1f} "

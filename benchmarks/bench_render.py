@@ -12,7 +12,7 @@ import random
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,7 +43,7 @@ def digests(count: int) -> list[Digest]:
     for match in matcher.match(papers):
         by_sub.setdefault(match.subscription_id, []).append(match)
     pools = [(sub, m) for sub, m in by_sub.items() if len(m) >= PER_DIGEST]
-    start = datetime(2026, 11, 22, 8, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 22, 8, tzinfo=UTC)
     out = []
     for n in range(count):
         sub, pool = pools[n % len(pools)]
@@ -76,7 +76,7 @@ def run(quick: bool) -> str:
     rate, wall_rate = count / cpu, count / total
     sample = work[: max(50, count // 10)]
     items = [[item(m) for m in d.matches] for d in sample]
-    ctx = [{"digest": d, "items": i, "subject": renderer.subject(d)} for d, i in zip(sample, items)]
+    ctx = [{"digest": d, "items": i, "subject": renderer.subject(d)} for d, i in zip(sample, items, strict=True)]
     stages = {
         "items (summaries, highlights)": _time(lambda d: [item(m) for m in d.matches], sample),
         "html template": _time(renderer.templates["html"].render, ctx),

@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from fixtures import atom_entry, atom_feed, daily_items, hf_page, rss_feed, rss_item, seed_bytes  # noqa: E402
+
 from digestbot.models import Paper  # noqa: E402
 from digestbot.sources import load_all  # noqa: E402
 from digestbot.store import Store  # noqa: E402
-from fixtures import atom_entry, atom_feed, daily_items, hf_page, rss_feed, rss_item, seed_bytes  # noqa: E402
 
 PAGE, ROUNDS = 100, 25
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -138,7 +139,8 @@ def run(quick: bool) -> str:
             store.close()
     print(f"{'papers in db':>14} {'build s':>8} {'record 100 ms':>14} {'vs smallest':>12}")
     for size in sizes:
-        print(f"{size:>14,} {built[size]:>8.1f} {medians[size] * 1000:>14.2f} {medians[size] / medians[sizes[0]]:>12.2f}")
+        ratio = medians[size] / medians[sizes[0]]
+        print(f"{size:>14,} {built[size]:>8.1f} {medians[size] * 1000:>14.2f} {ratio:>12.2f}")
     growth = medians[sizes[-1]] / medians[sizes[0]]
     print(f"\n{'source kind':>14} {'papers/s':>12}")
     rates = parse_rates(0.2 if quick else 1.0)

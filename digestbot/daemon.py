@@ -12,17 +12,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import signal
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Callable
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import config as config_module, pipeline
+from . import config as config_module
+from . import pipeline
 from .errors import ConfigError
 from .schedule import parse_schedule
 
@@ -32,7 +33,7 @@ WATCH_SECONDS = 5
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Live:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache, partial
-from typing import Callable, Protocol
+from typing import Protocol
 
 from . import sources
 from .channels import Channel, Envelope

@@ -34,6 +34,6 @@ def write(message: Message, out: Path) -> list[Path]:
     slack = [{"text": post.text, "blocks": post.blocks} for post in message.slack_posts]
     contents = (message.html, message.text, json.dumps(slack, indent=2, ensure_ascii=False) + "\n")
     paths = [out / name for name in FILES]
-    for path, content in zip(paths, contents):
+    for path, content in zip(paths, contents, strict=True):
         private.write(path, content.encode("utf-8"))
     return paths

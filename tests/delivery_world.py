@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-
 from fixtures import daily_items
 from servers import SmtpServer, _SmtpHandler
 
@@ -131,7 +130,7 @@ class StoppingSmtpServer(SmtpServer):
         self.stop_after, self.delay = stop_after, delay
         self.stopper: threading.Thread | None = None
 
-    def start(self) -> "StoppingSmtpServer":
+    def start(self) -> StoppingSmtpServer:
         self._controller = Controller(_StoppingHandler(self), hostname=self.host, port=self.port)
         self._controller.start()
         return self
@@ -159,7 +158,7 @@ class HookedSmtpServer(SmtpServer):
         self.delay, self.after_accept = delay, after_accept
         self.data_started = 0  # DATA commands the server has begun to answer
 
-    def start(self) -> "HookedSmtpServer":
+    def start(self) -> HookedSmtpServer:
         self._controller = Controller(_HookedHandler(self), hostname=self.host, port=self.port)
         self._controller.start()
         return self

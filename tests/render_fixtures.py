@@ -6,14 +6,14 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fixtures import daily_items
+
 from digestbot import config as config_module
 from digestbot.digest import make_digest
 from digestbot.errors import ParseError
 from digestbot.matching import Interest, Matcher
 from digestbot.models import Digest, Match, Paper
 from digestbot.sources.hf_json import parse_items_json
-
-from fixtures import daily_items
 
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
 QUERY = 'inference OR "language model" OR quantiz*'

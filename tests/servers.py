@@ -13,13 +13,14 @@ import itertools
 import json
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from aiosmtpd.controller import Controller
@@ -98,7 +99,7 @@ class _LoopbackHttp:
         self._lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
 
-    def start(self) -> "_LoopbackHttp":
+    def start(self) -> _LoopbackHttp:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.owner = self  # type: ignore[attr-defined]
@@ -337,7 +338,7 @@ class SmtpServer:
     def rcpts(self) -> list[list[str]]:
         return [r.rcpt_tos for r in self.received]
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         extra: dict[str, Any] = {}
         if self.credentials is not None:
             extra = {"authenticator": self._authenticate, "auth_require_tls": False}
@@ -352,7 +353,7 @@ class SmtpServer:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> "SmtpServer":
+    def __enter__(self) -> SmtpServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

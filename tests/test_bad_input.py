@@ -6,13 +6,13 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
+from fixtures import daily_items, golden, poll_context, seed_bytes, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digestbot import cli, pipeline
 from digestbot.errors import ParseError
 from digestbot.sources import load_all
-from fixtures import daily_items, golden, poll_context, seed_bytes, write_config
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 BOMB = b"""<?xml version="1.0"?>
@@ -111,7 +111,8 @@ def _parsers() -> dict[str, object]:
 
 PARSERS = _parsers()
 SAMPLES = [golden("arxiv_api.xml"), golden("arxiv_rss.xml"), golden("hf_page_date.html"),
-           golden("hf_search.json"), json.dumps(daily_items(3)).encode(), seed_bytes("listing-machine-inference.txt")[:4000],
+           golden("hf_search.json"), json.dumps(daily_items(3)).encode(),
+           seed_bytes("listing-machine-inference.txt")[:4000],
            golden("arxiv_error.xml"), BOMB]
 
 

@@ -16,12 +16,12 @@ from servers import SlackServer, SmtpServer
 
 from digestbot import channels, pipeline
 from digestbot import config as config_module
+from digestbot.app import App
 from digestbot.channels import ROUTES, Channel, Envelope
 from digestbot.channels.email import SmtpChannel
 from digestbot.channels.file import FileChannel
 from digestbot.channels.slack import SlackChannel
 from digestbot.channels.slack_webhook import SlackWebhookChannel
-from digestbot.app import App
 from digestbot.errors import ConfigError, DigestbotError
 from digestbot.models import Message, SlackPost
 from digestbot.store import Store, utcnow

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fixtures import daily_items
 
 from digestbot.app import App
 from digestbot.cli import build_parser, main
 from digestbot.models import Paper
-from fixtures import daily_items
 
 ROOT = Path(__file__).resolve().parent.parent
 BAYESIAN = "2411.01049"  # "Transformers Can Do Bayesian Inference", the only one of daily_items(4) on it

@@ -22,12 +22,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fixtures import daily_items, poll_context, write_config
 
+from digestbot import config as config_module
+from digestbot import daemon, pipeline
 from digestbot.app import App
-from digestbot import cli, config as config_module, pipeline, daemon
 from digestbot.http import CLOCK_TOLERANCE, Http
 from digestbot.store import Store
-from fixtures import daily_items, poll_context, write_config
 
 SEARCH = """
 [[sources]]
@@ -125,7 +126,7 @@ class SkewedServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def __enter__(self) -> "SkewedServer":
+    def __enter__(self) -> SkewedServer:
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
         return self
 

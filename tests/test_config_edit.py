@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from digestbot import config as config_module, daemon
+from digestbot import config as config_module
+from digestbot import daemon
 from digestbot.app import App
 from digestbot.models import Paper
 

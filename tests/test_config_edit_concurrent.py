@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_config_edit import BASE, digestbot
 
 from digestbot import config as config_module
 from digestbot.config.edit import ConfigEditor, editing
 from digestbot.errors import ConfigError
-from test_config_edit import BASE, digestbot
 
 # Imports first, then waits for the starting signal, so that every process edits at the same moment.
 # The last of eight waits for seven edits: on a loaded machine that can take longer than the 10 s an
@@ -101,7 +101,7 @@ def test_eight_simultaneous_subs_add_all_survive(path: Path, tmp_path: Path):
         time.sleep(0.01)
     go.touch()
     results = [racer.communicate(timeout=120) + (racer.returncode,) for racer in racers]
-    for name, (out, err, code) in zip(names, results):
+    for name, (out, err, code) in zip(names, results, strict=True):
         assert code == 0 and out == f"{path}: added subscription {name!r}\n", err
     ids = [sub.id for sub in config_module.load(path).subscriptions]
     assert sorted(ids) == sorted(["alice", "bob", *names])

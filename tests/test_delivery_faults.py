@@ -10,7 +10,6 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-
 from delivery_world import StoppingSmtpServer, init, make_world
 from fixtures import daily_items
 
@@ -153,7 +152,8 @@ def test_a_lost_or_damaged_database_is_refused_never_restarted_from_empty(tmp_pa
 def test_crlf_in_a_subscriber_address_or_name_is_a_config_error_before_any_connection(tmp_path, http_server,
                                                                                      smtp_server):
     for bad in ('email = ["a@example.org\\r\\nBcc: x@evil.example"]', 'name = "x\\r\\nBcc: x@evil.example"'):
-        sub = f'\n[[subscriptions]]\n{bad}\n' + ('name = "other"\n' if "email" in bad else 'email = ["b@example.org"]\n')
+        other = 'name = "other"\n' if "email" in bad else 'email = ["b@example.org"]\n'
+        sub = f'\n[[subscriptions]]\n{bad}\n' + other
         world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org"],
                            extra_sub=sub)
         result = world.run("run", "--once")

@@ -15,9 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from markupsafe import escape
-
 from fixtures import daily_items
+from markupsafe import escape
 
 HOSTILE_TITLE = "Fast <script>alert(1)</script> LLM inference & <!channel> decoding"
 

@@ -6,7 +6,6 @@ a file with no tables that every later command refused (a service restarted on f
 from __future__ import annotations
 
 import pytest
-
 from delivery_world import make_world
 
 ATTEMPTS = 4

@@ -4,11 +4,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from fixtures import atom_entry, atom_feed, daily_items, poll_context, rss_feed, rss_item
 
 from digestbot import pipeline
 from digestbot.models import Paper
 from digestbot.store import Store
-from fixtures import atom_entry, atom_feed, daily_items, poll_context, rss_feed, rss_item
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 LATER = NOW + timedelta(hours=6)
@@ -118,8 +118,9 @@ url = "{http_server.url}/rss/cs.CL"
     assert by_key[items[12]["paper"]["id"]].sources == ("rss",)
     # Matches (and so deliveries) exist once per paper, however many sources listed it.
     with ctx.store.read() as s:
-        from digestbot.store.tables import MatchRow
         from sqlmodel import select
+
+        from digestbot.store.tables import MatchRow
         matched = [m.paper_id for m in s.exec(select(MatchRow)).all()]
     assert len(matched) == len(set(matched)) > 0
 

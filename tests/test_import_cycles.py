@@ -1,4 +1,4 @@
-"""The package has no import cycle: each module can be read knowing only the modules it imports.
+"""The package has no import cycle, and its map in the README names every module.
 
 Every import counts, also those inside functions and under TYPE_CHECKING (a deferred import is still
 a dependency: it only hides the cycle from Python). `from pkg import name` depends on the module
@@ -7,6 +7,7 @@ a dependency: it only hides the cycle from Python). `from pkg import name` depen
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import digestbot
@@ -85,3 +86,13 @@ def test_the_walk_sees_imports_of_every_kind() -> None:
 def test_no_import_cycles() -> None:
     found = cycles(graph())
     assert not found, "import cycles (modules that import each other):\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_readme_package_map_names_every_module() -> None:
+    """A newcomer finds each module in the README's map ("The package"), which says what it is for."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The package"):readme.index("\n## ", readme.index("## The package") + 1)]
+    modules = [p for p in PACKAGE.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py") and "migrations" not in p.parts]
+    missing = [str(p.relative_to(PACKAGE)) for p in modules if not re.search(rf"\b{re.escape(p.stem)}\b", section)]
+    assert not missing, f"modules missing from the README's package map: {missing}"

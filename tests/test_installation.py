@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from delivery_world import init, make_world
+
 from digestbot.store import Store
 
 COUNTED = ("paper", "match", "delivery", "digest", "source_state")

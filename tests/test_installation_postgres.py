@@ -5,11 +5,11 @@ import threading
 
 import pytest
 from sqlmodel import SQLModel
+from test_ledger import seed
+from test_ledger_postgres import pg_url  # noqa: F401  (the fixture)
 
 from digestbot.errors import StoreError
 from digestbot.store import Store
-from test_ledger import seed
-from test_ledger_postgres import pg_url  # noqa: F401  (the fixture)
 
 pytest.importorskip("psycopg")
 

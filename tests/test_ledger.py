@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digestbot.store.ledger import MAX_ATTEMPTS, RETRY_FIRST, Ledger
 from digestbot.models import Match, Paper
 from digestbot.store import DeliveryStatus, DigestStatus, Store
+from digestbot.store.ledger import MAX_ATTEMPTS, RETRY_FIRST, Ledger
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 

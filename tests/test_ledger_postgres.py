@@ -15,11 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
-from digestbot.store.ledger import Ledger
-from digestbot.store import DigestStatus, Store
 from servers import free_port
 from test_ledger import NOW, seed
+
+from digestbot.store import DigestStatus, Store
+from digestbot.store.ledger import Ledger
 
 pytest.importorskip("psycopg")
 

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from digestbot import config as config_module
+from digestbot.app import build_matcher
 from digestbot.matching import Interest, Matcher, QuerySyntaxError, parse_query
 from digestbot.matching.compile import compile_explain, compile_node, document
 from digestbot.matching.index import Index, Rarity, anchors
 from digestbot.matching.nodes import ABSTRACT_STRING, AUTHOR_WORDS, KEYWORD_WORDS, TEXT_WORDS, TITLE_WORDS
-from digestbot import config as config_module
-from digestbot.app import build_matcher
 from digestbot.models import Hit, Paper
 from digestbot.store import Store
 

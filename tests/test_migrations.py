@@ -17,13 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from delivery_world import World, config_text
 from sqlalchemy import Connection
 
-from delivery_world import World, config_text
-from digestbot.store import migrations
 from digestbot.errors import StoreError
+from digestbot.store import Store, migrations
 from digestbot.store.ledger import Ledger
-from digestbot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -7,14 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlmodel import SQLModel
-
 from delivery_world import World, config_text
-from digestbot.store import migrations
-from digestbot.errors import StoreError
-from digestbot.store import Store
+from sqlmodel import SQLModel
 from test_ledger_postgres import pg_url  # noqa: F401  (the fixture)
 from test_migrations import assert_everything_is_found, assert_schema_is_the_models, release_1694ff9_statements
+
+from digestbot.errors import StoreError
+from digestbot.store import Store, migrations
 
 pytest.importorskip("psycopg")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
+from fixtures import daily_items, golden, poll_context, write_config
+from servers import in_order
+
 from digestbot import cli, pipeline
 from digestbot.schedule import next_poll
 from digestbot.sources import SourceOptions
 from digestbot.store import Store
-from fixtures import daily_items, golden, poll_context, write_config
-from servers import in_order
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 SEARCH = """

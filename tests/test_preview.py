@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from digestbot import cli, pipeline
+from digestbot import config as config_module
 from digestbot.app import App
-from digestbot import cli, config as config_module, pipeline
 from digestbot.models import Paper
 
 CONFIG = """

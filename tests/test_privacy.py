@@ -12,15 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from delivery_world import SLACK_TOKEN_ENV, init, make_world
-from digestbot import config as config_module, preview
-from digestbot.store import dbstate
+
+from digestbot import config as config_module
+from digestbot import preview
 from digestbot.channels import Envelope
 from digestbot.channels.file import FileChannel
 from digestbot.cli import main
 from digestbot.errors import ConfigError
 from digestbot.models import Message, SlackPost
+from digestbot.store import dbstate
 
 CONFIG = """\
 [bot]

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_ledger_postgres import pg_url  # noqa: F401  (the fixture)
 
 PASSWORD = "s3cret-pw-7"

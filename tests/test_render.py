@@ -13,6 +13,7 @@ from email.headerregistry import Address
 from pathlib import Path
 
 import pytest
+from render_fixtures import NOW, config, digest, matches, papers
 
 from digestbot.channels import Envelope
 from digestbot.channels.email import build_email
@@ -20,8 +21,6 @@ from digestbot.digest import unsubscribe_urls
 from digestbot.models import Hit, Match, Paper
 from digestbot.render import EMAIL_MAX_BYTES, Renderer
 from digestbot.render.slack_posts import MAX_BLOCKS, MAX_CHARS, MAX_TEXT
-
-from render_fixtures import NOW, config, digest, matches, papers
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("DIGESTBOT_REGENERATE_GOLDEN") == "1"

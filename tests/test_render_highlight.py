@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
-from digestbot.render.highlight import mark_html, mark_slack, mark_text, pattern, terms
 from digestbot.models import Hit, Match, Paper
 from digestbot.render import why
+from digestbot.render.highlight import mark_html, mark_slack, mark_text, pattern, terms
 
 
 def marker(*texts: str):

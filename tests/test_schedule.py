@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from digestbot import config as config_module, pipeline
+from digestbot import config as config_module
+from digestbot import pipeline
 from digestbot.app import App
 from digestbot.models import Paper
 from digestbot.schedule import parse_schedule
@@ -59,7 +60,7 @@ def sweep(ctx, start: datetime, end: datetime, step: timedelta, papers_at: dict[
     while now <= end:
         for _ in range((papers_at or {}).get(now, 0)):
             add_paper(ctx, now)
-        for name, _, _, count in pipeline.send_due(ctx, now).sent:
+        for _, _, _, count in pipeline.send_due(ctx, now).sent:
             sent.append((now, count))
         now += step
     return sent

@@ -15,11 +15,13 @@ from collections import Counter
 from datetime import timedelta
 
 from delivery_world import HookedSmtpServer, init, make_world
-from digestbot import config as config_module, pipeline
-from digestbot.app import App
-from digestbot.store.ledger import Ledger
-from digestbot.store import Store, utcnow
 from test_ledger import NOW, seed
+
+from digestbot import config as config_module
+from digestbot import pipeline
+from digestbot.app import App
+from digestbot.store import Store, utcnow
+from digestbot.store.ledger import Ledger
 
 
 def received_by(smtp) -> Counter:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
-from digestbot.store.ledger import Ledger
-from digestbot.store import Store
 from test_ledger import NOW, seed
+
+from digestbot.store import Store
+from digestbot.store.ledger import Ledger
 
 pytest.importorskip("psycopg")
 

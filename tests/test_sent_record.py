@@ -11,14 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from delivery_world import HookedSmtpServer, hold_write_lock, init, make_world
+from test_send_lease import _config, _seed_papers
+
 from digestbot import pipeline
 from digestbot.app import App
 from digestbot.errors import StoreError
-from digestbot.store.ledger import Ledger
 from digestbot.store import WAL_LIMIT, Store, utcnow
-from test_send_lease import _config, _seed_papers
+from digestbot.store.ledger import Ledger
 
 
 def received_by(smtp) -> Counter:

@@ -8,12 +8,11 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
+from fixtures import daily_items
+from servers import HttpServer, SlackServer, SmtpServer, in_order
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
-
-from fixtures import daily_items
-from servers import HttpServer, SlackServer, SmtpServer, in_order
 
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}]
 

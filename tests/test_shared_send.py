@@ -8,18 +8,18 @@ from email.headerregistry import Address
 from urllib.parse import quote, urlencode
 
 import pytest
+from servers import SmtpServer
 
-from digestbot import config as config_module, pipeline
+from digestbot import config as config_module
+from digestbot import pipeline
+from digestbot.app import App
 from digestbot.channels import Envelope
 from digestbot.channels.email import build_email
-from digestbot.app import App
-from digestbot.store.ledger import Ledger
 from digestbot.channels.email_wire import header_line, recipient_headers, shared_part
 from digestbot.models import Match, Message, Paper
 from digestbot.render import Renderer
 from digestbot.store import Store
-
-from servers import SmtpServer
+from digestbot.store.ledger import Ledger
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 EARLY = ["ann@example.org", "Bob Example <bob@example.org>"]  # subscribed when every paper came

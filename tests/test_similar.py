@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from fixtures import daily_items
+
 from digestbot import config as config_module
 from digestbot.app import build_matcher
 from digestbot.sources.hf_json import paper_from_item
 from digestbot.store import Store
-from fixtures import daily_items
 
 EXAMPLES = ["2411.01019", "2411.01023"]  # two membership-inference papers
 NEW = {"2411.01045": True, "2411.01035": True,  # membership inference attacks: alike
@@ -50,6 +51,7 @@ def test_a_like_topic_needs_examples_or_a_query(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text('[topics.empty]\nmin_similarity = 0.3\n')
     import pytest
+
     from digestbot.errors import ConfigError
     with pytest.raises(ConfigError) as info:
         config_module.load(path)

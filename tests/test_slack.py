@@ -6,8 +6,8 @@ import logging
 import time
 
 import pytest
-
 from delivery_world import SLACK_TOKEN_ENV, make_world
+
 from digestbot.channels import Envelope
 from digestbot.channels.slack import SlackChannel
 from digestbot.channels.slack_webhook import SlackWebhookChannel

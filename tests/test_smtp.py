@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from servers import SmtpServer, _SmtpHandler
 
 from digestbot.channels import Envelope
 from digestbot.channels.email import SmtpChannel
 from digestbot.errors import DeliveryError
 from digestbot.models import Message
-from servers import SmtpServer, _SmtpHandler
 
 SENDER = Address(display_name="Paper Digest", addr_spec="digest@example.org")
 
@@ -42,11 +42,12 @@ class Server(SmtpServer):
         super().__init__(credentials)
         self.tls, self.implicit, self.ehlos = tls, implicit, 0
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         extra: dict[str, Any] = {}
         if self.credentials is not None:
             # aiosmtpd only counts STARTTLS as TLS; with implicit TLS the whole session is encrypted
-            extra = {"authenticator": self._authenticate, "auth_require_tls": self.tls is not None and not self.implicit}
+            tls_first = self.tls is not None and not self.implicit
+            extra = {"authenticator": self._authenticate, "auth_require_tls": tls_first}
         if self.tls is not None:
             extra |= {"ssl_context": self.tls} if self.implicit else {"tls_context": self.tls,
                                                                        "require_starttls": True}

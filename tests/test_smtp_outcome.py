@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from email.headerregistry import Address
 
 import pytest
-
-from digestbot import config as config_module, pipeline
-from digestbot.channels import Envelope
-from digestbot.channels.email import SmtpChannel
-from digestbot.app import App
-from digestbot.errors import DeliveryError
-from digestbot.models import Message
 from delivery_world import World, init, make_world
 from smtp_faults import FaultySmtpServer
+
+from digestbot import config as config_module
+from digestbot import pipeline
+from digestbot.app import App
+from digestbot.channels import Envelope
+from digestbot.channels.email import SmtpChannel
+from digestbot.errors import DeliveryError
+from digestbot.models import Message
 
 SENDER = Address(display_name="Paper Digest", addr_spec="digest@example.org")
 MESSAGE = Message(subject="3 new papers for Sub", text="hello\n.\n.dot", html="<p>hello</p>")

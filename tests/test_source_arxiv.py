@@ -4,13 +4,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from fixtures import atom_entry, atom_feed, daily_items, golden
 from pydantic import ValidationError
 
 from digestbot.errors import ParseError
 from digestbot.http import Http
 from digestbot.models import SourceMemory
 from digestbot.sources.arxiv import Arxiv, ArxivOptions
-from fixtures import atom_entry, atom_feed, daily_items, golden
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 

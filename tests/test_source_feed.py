@@ -4,12 +4,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from fixtures import daily_items, golden, rss_feed
 
 from digestbot.errors import ParseError
 from digestbot.http import Http
 from digestbot.models import SourceMemory
 from digestbot.sources.feed import Feed, FeedOptions
-from fixtures import daily_items, golden, rss_feed
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 BLOG_ATOM = b"""<?xml version="1.0" encoding="utf-8"?>

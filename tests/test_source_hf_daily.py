@@ -5,13 +5,13 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
+from fixtures import daily_items
+from servers import in_order
 
 from digestbot.errors import FetchError, ParseError
 from digestbot.http import Http
 from digestbot.models import SourceMemory
 from digestbot.sources.hf_daily import HfDaily, HfDailyOptions
-from fixtures import daily_items
-from servers import in_order
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 

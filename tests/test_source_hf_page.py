@@ -6,13 +6,13 @@ from datetime import UTC, date, datetime
 from html import escape
 
 import pytest
+from fixtures import daily_items, golden, hf_page
 
 from digestbot.errors import ParseError
 from digestbot.http import Http
 from digestbot.models import SourceMemory
 from digestbot.sources import SourceOptions
 from digestbot.sources.hf_page import HfPage
-from fixtures import daily_items, golden, hf_page
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 

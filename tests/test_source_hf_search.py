@@ -5,12 +5,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from fixtures import golden
 
 from digestbot.errors import ParseError
 from digestbot.http import Http
 from digestbot.models import SourceMemory
 from digestbot.sources.hf_search import HfSearch, HfSearchOptions
-from fixtures import golden
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 import pytest
+from fixtures import SEED_FILES, seed_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -13,7 +14,6 @@ from digestbot.errors import FetchError, ParseError
 from digestbot.models import SourceMemory
 from digestbot.sources import load_all
 from digestbot.sources.text import TextOptions, TextSource, parse_date
-from fixtures import SEED_FILES, seed_bytes
 
 TODAY = date(2026, 11, 20)
 LARGE, MACHINE, PRIVACY, REASONING = SEED_FILES
@@ -71,7 +71,7 @@ def test_every_seed_parses_to_its_number_of_papers(name: str) -> None:
 @pytest.mark.parametrize("name", SEED_FILES)
 def test_first_and_last_paper(name: str) -> None:
     papers = parse(name)
-    for paper, (title, length, start, end) in zip((papers[0], papers[-1]), FIRST_LAST[name]):
+    for paper, (title, length, start, end) in zip((papers[0], papers[-1]), FIRST_LAST[name], strict=True):
         assert paper.title == title
         assert (len(paper.abstract), paper.abstract[:60], paper.abstract[-50:]) == (length, start, end)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import SQLModel
+from test_ledger import NOW, seed
 
 import digestbot
 import digestbot.store
 from digestbot.models import Paper
 from digestbot.store import DeliveryStatus, DigestRecord, DigestStatus, Ledger, SourceRecord, Store
-from test_ledger import NOW, seed
 
 PACKAGE = Path(digestbot.__file__).parent
 STORE = PACKAGE / "store"

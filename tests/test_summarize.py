@@ -1,7 +1,8 @@
 """The personalised summary: sentences verbatim from the abstract, carrying the terms, within budget."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digestbot.models import Hit
 from digestbot.render.summarize import sentences, summarize

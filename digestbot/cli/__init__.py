@@ -9,15 +9,30 @@ import argparse
 import logging
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from .. import __version__, config as config_module, pipeline
+from .. import __version__, pipeline
+from .. import config as config_module
 from ..app import App
 from ..errors import ConfigError, DigestbotError
 from . import ops, subs
-from .common import (EXIT_CLOSED_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
-                     add_command, add_global_options, add_json_option, emit_json, examples_text, print_help_of,
-                     silence_stdout)
+from .common import (
+    EXIT_CLOSED_PIPE,
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    add_command,
+    add_global_options,
+    add_json_option,
+    emit_json,
+    examples_text,
+    print_help_of,
+    silence_stdout,
+)
 
 log = logging.getLogger("digestbot")
 
@@ -68,7 +83,8 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
         print("nothing due to send")
 
 
-def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> dict:
+def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *,
+                 sent_anything: bool) -> dict[str, object]:
     """`run --once --json`: what report_run prints, as data (README, "Commands")."""
     return {
         "sources": [{"name": p.source, "listed": p.seen, "new": p.new, "matches": p.matched, "error": p.error}
@@ -214,8 +230,9 @@ def run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args)
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,9 +9,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+# What add_subparsers() returns: argparse names it privately, and only its stubs make it generic.
+if TYPE_CHECKING:
+    Actions: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Actions = argparse._SubParsersAction
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # it ran, but something failed: a source, a digest, the database
@@ -59,12 +65,13 @@ def examples_text(examples: Sequence[str]) -> str:
     return "examples:\n" + "\n".join(f"  {example}" for example in examples)
 
 
-def add_command(actions: argparse._SubParsersAction, name: str, *, help: str, examples: Sequence[str],
+def add_command(actions: Actions, name: str, *, help: str, examples: Sequence[str],
                 description: str | None = None) -> argparse.ArgumentParser:
     """A command (or a command's action): its one-line help, its examples under its --help, and the global
     options, which may follow it."""
-    parser = actions.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".",
-                                epilog=examples_text(examples), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser: argparse.ArgumentParser = actions.add_parser(
+        name, help=help, description=description or help[0].upper() + help[1:] + ".",
+        epilog=examples_text(examples), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_global_options(parser, with_defaults=False)
     return parser
 
@@ -73,7 +80,7 @@ def add_json_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"{what}: one JSON document on stdout")
 
 
-def print_help_of(parser: argparse.ArgumentParser):
+def print_help_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """A command for a group of actions given none: its help (exit 0)."""
     def show(args: argparse.Namespace) -> int:
         parser.print_help()

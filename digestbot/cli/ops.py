@@ -22,10 +22,10 @@ from ..store import (
     migrations,
 )
 from ..store.ledger import Ledger
-from .common import add_command, add_json_option, emit_json, iso, note, print_help_of
+from .common import Actions, add_command, add_json_option, emit_json, iso, note, print_help_of
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Actions) -> None:
     status = add_command(sub, "status", help="sources, papers and deliveries at a glance", examples=[
         "digestbot status", "digestbot status --json | jq '.sources[] | select(.last_error)'"])
     add_json_option(status, "sources, papers and digests")
@@ -81,7 +81,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_document(app: App) -> dict:
+def status_document(app: App) -> dict[str, object]:
     """`status --json` (README, "Commands"): what `status` prints, as data."""
     from ..schedule import next_poll
 
@@ -92,8 +92,8 @@ def status_document(app: App) -> dict:
         st = states.get(options.name)
         sources.append({
             "name": options.name, "kind": options.kind, "schedule": options.cron or f"every {options.every}",
-            "last_poll": iso(st and st.last_poll), "last_success": iso(st and st.last_success),
-            "last_error": st.last_error if st else None, "last_error_at": iso(st and st.last_error_at),
+            "last_poll": iso(st.last_poll if st else None), "last_success": iso(st.last_success if st else None),
+            "last_error": st.last_error if st else None, "last_error_at": iso(st.last_error_at if st else None),
             "next_poll": iso(next_poll(options, st.last_poll if st else None, at)),
             "papers_seen": store.papers_from(options.name),  # distinct papers
             "listings_seen": st.papers_seen if st else 0, "last_new": st.last_new if st else 0})

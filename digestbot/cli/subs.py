@@ -13,13 +13,13 @@ import tomlkit
 
 from .. import config as config_module
 from ..config.edit import ConfigEditor, editing, parse_assignment
+from ..config.tomlpos import table_text
 from ..errors import ConfigError
 from ..models import paper_key_of
-from ..config.tomlpos import table_text
-from .common import add_command, add_json_option, emit_json, note
+from .common import Actions, add_command, add_json_option, emit_json, note
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Actions) -> None:
     subs = add_command(sub, "subs", help="list, show, add, change, remove and test subscriptions (alone: list)",
                        examples=["digestbot subs", "digestbot subs show alice",
                                  "digestbot subs add alice --query 'speculative decoding' --email alice@example.org",
