@@ -10,7 +10,9 @@ general per-interest path and on whole documents, and must return the same resul
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Protocol
@@ -151,9 +153,10 @@ class Matcher:
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""
         out: list[Match] = []
-        for paper, doc, holding in zip(papers, *self.holding(papers), strict=True):
-            if holding:
-                self._matches(paper, doc, holding, out)
+        with _cyclic_gc_paused():
+            for paper, doc, holding in zip(papers, *self.holding(papers), strict=True):
+                if holding:
+                    self._matches(paper, doc, holding, out)
         return out
 
     def _matches(self, paper: Paper, doc: Doc, holding: list[int], out: list[Match]) -> None:
@@ -234,6 +237,20 @@ class Matcher:
         c, topic = (slot, None) if slot < len(self._texts) else self._slot_of[slot - len(self._texts)]
         explain = self._explainers[slot] = compile_explain(parse_query(self._texts[c]), topic)
         return explain
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Matching allocates tens of thousands of objects that all survive (documents, matches, hits)
+    and makes no reference cycles; the cyclic collector, triggered by the allocations, found nothing
+    and cost ~7% of matching 1,000 papers against 100,000 interests. Reference counting still frees."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _bonus(paper: Paper) -> float:
