@@ -243,8 +243,8 @@ class Matcher:
 def _cyclic_gc_paused() -> Iterator[None]:
     """Matching allocates tens of thousands of objects that all survive (documents, matches, hits)
     and makes no reference cycles; the cyclic collector, triggered by the allocations, found nothing
-    and cost 7-15% of matching 1,000 papers against 100,000 interests (A/B in the notes of issue 17:
-    `benchmarks/run.py matching`, speedup 389-413 without the pause, 439-468 with it). Reference
+    and cost 7-15% of matching 1,000 papers against 100,000 interests (A/B, `benchmarks/run.py
+    matching`, three runs each: speedup 389-413 without the pause, 439-468 with it). Reference
     counting still frees. The pause is process-wide, so in the threaded daemon it also defers the
     other threads' cyclic collection for the length of one match (under a second); nested pauses from
     two threads are safe: only the one that found the collector enabled enables it again."""
