@@ -19,7 +19,8 @@ Only these modules import SQLAlchemy or SQLModel.
 from __future__ import annotations
 
 from .database import WAL_LIMIT, Store, is_blank, set_aside, sqlite_path
-from .ledger import ChannelCounts, Claim, Ledger
+from .ledger import ChannelCounts, Ledger
+from .ledger_sql import Claim
 from .opening import Initialised, create_store, init_database, never_used, open_store
 from .upkeep import Revision, Upgraded
 from .values import DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, utcnow

@@ -14,21 +14,33 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from datetime import datetime, timedelta
-from typing import Iterator
+from pathlib import Path
+from typing import cast
 
-from sqlalchemy import bindparam, event, func, inspect, or_, select as sa_select
+from sqlalchemy import Connection, Engine, Select, bindparam, event, func, inspect, or_
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlmodel import Session, create_engine, select
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from . import schema, upkeep
 from ..errors import StoreError
 from ..models import Hit, Match, Paper, SourceMemory
+from . import schema, upkeep
+from .tables import (
+    DeliveryRow,
+    DigestRow,
+    MatchRow,
+    PaperRow,
+    SourceState,
+    digest_record,
+    paper_from_row,
+    source_record,
+)
 from .upkeep import Revision, Upgraded, checkpoint_wal
-from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, digest_record, paper_from_row, \
-    source_record
 from .values import DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, as_utc, utcnow
 from .writer import Writer
 
@@ -38,13 +50,15 @@ WAL_PAGES = 10_000  # SQLite checkpoints its write-ahead log at this many pages 
 WAL_LIMIT = WAL_PAGES * 4096  # ~40 MB: a -wal file larger than this is truncated when a send pass ends
 
 
-_DIGEST_PAPERS = (sa_select(DeliveryRow.digest_id, DeliveryRow.paper_id)
-                  .where(DeliveryRow.digest_id.in_(bindparam("ids", expanding=True))))
+# Typed (digest id, paper id): the IN filter leaves no row without a digest, whose digest_id is NULL.
+_DIGEST_PAPERS = cast("Select[int, int]", sa_select(col(DeliveryRow.digest_id), col(DeliveryRow.paper_id))
+                      .where(col(DeliveryRow.digest_id).in_(bindparam("ids", expanding=True))))
 # A digest's content: a plain column query (an ORM load of two entities per paper cost ~0.3 ms each).
-_MATCHES_OF = (sa_select(*PaperRow.__table__.columns, MatchRow.score, MatchRow.hits)
-               .join(MatchRow, MatchRow.paper_id == PaperRow.id)
-               .where(MatchRow.subscription == bindparam("subscription"),
-                      PaperRow.id.in_(bindparam("ids", expanding=True))))
+_PAPER_TABLE = SQLModel.metadata.tables[PaperRow.__tablename__]  # what PaperRow.__table__ is, typed
+_MATCHES_OF = (sa_select(*_PAPER_TABLE.columns, col(MatchRow.score), col(MatchRow.hits))
+               .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
+               .where(col(MatchRow.subscription) == bindparam("subscription"),
+                      col(PaperRow.id).in_(bindparam("ids", expanding=True))))
 
 
 class Store:
@@ -101,7 +115,7 @@ class Store:
             return schema.installation_id(conn)
 
     @classmethod
-    def open_existing(cls, url: str, *, busy_timeout: float = 10.0, upgrade: bool = True) -> "Store":
+    def open_existing(cls, url: str, *, busy_timeout: float = 10.0, upgrade: bool = True) -> Store:
         """Open a database `digestbot init` made; refuse a missing, empty or corrupt one. One an older
         digestbot made is upgraded to this version's schema (`upgrade=False`: left as it is).
 
@@ -120,10 +134,10 @@ class Store:
             store.upgrade()
         return store
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def has_tables(self) -> bool:
@@ -185,7 +199,7 @@ class Store:
         return self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
-    def write(self) -> Iterator["Writer"]:
+    def write(self) -> Iterator[Writer]:
         """One write transaction (BEGIN IMMEDIATE on SQLite); commits on success, rolls back on error."""
         with self.guarded("write"), self.engine.connect() as conn:
             conn.info["write"] = True
@@ -221,13 +235,13 @@ class Store:
         """How many distinct stored papers `source` has listed (a scan: for `status`, not hot paths)."""
         with self.read() as s:
             return s.exec(select(func.count()).select_from(PaperRow)
-                          .where(PaperRow.sources.contains(json.dumps(source)))).one()
+                          .where(col(PaperRow.sources).contains(json.dumps(source)))).one()
 
     def papers(self, days: float | None = None, limit: int | None = None) -> list[Paper]:
         with self.read() as s:
-            query = select(PaperRow).order_by(PaperRow.first_seen.desc(), PaperRow.id.desc())
+            query = select(PaperRow).order_by(col(PaperRow.first_seen).desc(), col(PaperRow.id).desc())
             if days is not None:
-                query = query.where(PaperRow.first_seen >= utcnow() - timedelta(days=days))
+                query = query.where(col(PaperRow.first_seen) >= utcnow() - timedelta(days=days))
             if limit:
                 query = query.limit(limit)
             return [paper_from_row(r) for r in s.exec(query).all()]
@@ -235,7 +249,8 @@ class Store:
     def papers_by_keys(self, keys: list[str]) -> list[Paper]:
         """Stored papers by bare arXiv id or title slug."""
         with self.read() as s:
-            rows = s.exec(select(PaperRow).where(or_(PaperRow.arxiv_id.in_(keys), PaperRow.slug.in_(keys)))).all()
+            rows = s.exec(select(PaperRow).where(or_(col(PaperRow.arxiv_id).in_(keys),
+                                                     col(PaperRow.slug).in_(keys)))).all()
             return [paper_from_row(r) for r in rows]
 
     def count_papers(self) -> int:
@@ -245,16 +260,16 @@ class Store:
     def delivery_counts(self) -> dict[tuple[str, DeliveryStatus], int]:
         """(channel, status) -> number of deliveries."""
         with self.read() as s:
-            rows = s.exec(select(DeliveryRow.channel, DeliveryRow.status, func.count())
-                          .group_by(DeliveryRow.channel, DeliveryRow.status)).all()
+            rows = s.exec(select(col(DeliveryRow.channel), col(DeliveryRow.status), func.count())
+                          .group_by(col(DeliveryRow.channel), col(DeliveryRow.status))).all()
         return {(c, DeliveryStatus(st)): n for c, st, n in rows}
 
     def digests(self, status: DigestStatus | None = None) -> list[DigestRecord]:
         """The digests (with `status`: those in it), oldest first."""
         with self.read() as s:
-            query = select(DigestRow).order_by(DigestRow.id)
+            query = select(DigestRow).order_by(col(DigestRow.id))
             if status:
-                query = query.where(DigestRow.status == status)
+                query = query.where(col(DigestRow.status) == status)
             return [digest_record(row) for row in s.exec(query).all()]
 
     def digest(self, digest_id: int) -> DigestRecord | None:
@@ -265,10 +280,10 @@ class Store:
     def digest_matches(self, digest_id: int) -> list[Match]:
         with self.read() as s:
             rows = s.exec(select(PaperRow, MatchRow, DeliveryRow)
-                          .join(DeliveryRow, DeliveryRow.paper_id == PaperRow.id)
-                          .join(MatchRow, (MatchRow.paper_id == PaperRow.id)
-                                & (MatchRow.subscription == DeliveryRow.subscription))
-                          .where(DeliveryRow.digest_id == digest_id)).all()
+                          .join(DeliveryRow, col(DeliveryRow.paper_id) == col(PaperRow.id))
+                          .join(MatchRow, (col(MatchRow.paper_id) == col(PaperRow.id))
+                                & (col(MatchRow.subscription) == col(DeliveryRow.subscription)))
+                          .where(col(DeliveryRow.digest_id) == digest_id)).all()
         return [Match(m.subscription, paper_from_row(p), m.score,
                       tuple(Hit(*h) for h in json.loads(m.hits))) for p, m, _ in rows]
 
@@ -296,21 +311,23 @@ class Store:
         """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""
         with self.read() as s:
             rows = s.exec(select(PaperRow, MatchRow)
-                          .join(MatchRow, MatchRow.paper_id == PaperRow.id)
-                          .where(MatchRow.subscription == subscription_id,
-                                 MatchRow.paper_id.in_(select(DeliveryRow.paper_id).where(
-                                     DeliveryRow.subscription == subscription_id, DeliveryRow.digest_id.is_(None),
-                                     DeliveryRow.status == DeliveryStatus.PENDING)))).all()
+                          .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
+                          .where(col(MatchRow.subscription) == subscription_id,
+                                 col(MatchRow.paper_id).in_(select(col(DeliveryRow.paper_id)).where(
+                                     col(DeliveryRow.subscription) == subscription_id,
+                                     col(DeliveryRow.digest_id).is_(None),
+                                     col(DeliveryRow.status) == DeliveryStatus.PENDING)))).all()
         return [Match(m.subscription, paper_from_row(p), m.score,
                       tuple(Hit(*h) for h in json.loads(m.hits))) for p, m in rows]
 
     def pending_targets(self, subscription_id: str) -> list[tuple[str, str, datetime]]:
         """(channel, target, oldest created) of deliveries not yet in a digest."""
         with self.read() as s:
-            rows = s.exec(select(DeliveryRow.channel, DeliveryRow.target, func.min(DeliveryRow.created))
-                          .where(DeliveryRow.subscription == subscription_id, DeliveryRow.digest_id.is_(None),
-                                 DeliveryRow.status == DeliveryStatus.PENDING)
-                          .group_by(DeliveryRow.channel, DeliveryRow.target)).all()
+            rows = s.exec(select(col(DeliveryRow.channel), col(DeliveryRow.target), func.min(col(DeliveryRow.created)))
+                          .where(col(DeliveryRow.subscription) == subscription_id,
+                                 col(DeliveryRow.digest_id).is_(None),
+                                 col(DeliveryRow.status) == DeliveryStatus.PENDING)
+                          .group_by(col(DeliveryRow.channel), col(DeliveryRow.target))).all()
         return [(c, t, as_utc(oldest)) for c, t, oldest in rows]
 
     # --- the send side of the ledger -------------------------------------------------------------
@@ -353,13 +370,13 @@ def set_aside(path: Path) -> Path:
     return aside
 
 
-def _connect_args(url: str, busy_timeout: float) -> dict:
+def _connect_args(url: str, busy_timeout: float) -> dict[str, object]:
     return {"timeout": busy_timeout, "check_same_thread": False} if url.startswith("sqlite") else {}
 
 
-def _sqlite_pragmas(engine, busy_timeout: float) -> None:
+def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
         # wal_autocheckpoint: a checkpoint costs two fsyncs (~12 ms here); at SQLite's default of
@@ -374,5 +391,5 @@ def _sqlite_pragmas(engine, busy_timeout: float) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):
+    def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")

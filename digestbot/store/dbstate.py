@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import private
@@ -32,7 +32,8 @@ def marker_path(config_path: Path) -> Path:
 def created_at(config_path: Path, url: str) -> str | None:
     """When the database at `url` was created, if this config's marker remembers it."""
     try:
-        return json.loads(marker_path(config_path).read_text("utf-8")).get(_key(url))
+        since = json.loads(marker_path(config_path).read_text("utf-8")).get(_key(url))
+        return None if since is None else str(since)  # any entry at all means the database existed
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -41,7 +42,7 @@ def record(config_path: Path, url: str) -> None:
     path = marker_path(config_path)
     try:
         known = json.loads(path.read_text("utf-8")) if path.exists() else {}
-        known[_key(url)] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        known[_key(url)] = datetime.now(UTC).isoformat(timespec="seconds")
         private.write(path, (json.dumps(known, indent=2) + "\n").encode("utf-8"))
     except (OSError, ValueError) as exc:
         log.warning("cannot record the new database in %s (%s): if it is lost later, digestbot will not notice "

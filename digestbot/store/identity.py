@@ -6,12 +6,30 @@ rules can be read in one place; store.Writer.record_papers drives them inside it
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 from ..models import Paper
 
-Row = Any  # tables.PaperRow; not imported: these rules need no SQLModel
+
+class Row(Protocol):
+    """A stored paper: tables.PaperRow, not imported (these rules need no SQLModel). Attributes, not
+    properties: `merge_into` writes them."""
+    id: int | None
+    arxiv_id: str | None
+    slug: str
+    abstract: str
+    authors: str
+    published: datetime | None
+    url: str | None
+    upvotes: int
+    ai_summary: str | None
+    ai_keywords: str
+    github: str | None
+    project_page: str | None
+    sources: str
+    updated: datetime
 
 
 class PaperIndex:
@@ -21,7 +39,7 @@ class PaperIndex:
     different ids (a common title like "Attention Is All You Need" reused) stay two papers.
     """
 
-    def __init__(self, rows: list[Row]):
+    def __init__(self, rows: Iterable[Row]):
         self.by_id: dict[str, Row] = {}
         self.by_slug: dict[str, list[Row]] = {}
         for row in rows:

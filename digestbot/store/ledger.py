@@ -35,13 +35,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Update, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import col
 
 from ..errors import StoreError
 from .database import Store
-from .ledger_sql import CANDIDATES, CLAIM, SENT_DELIVERIES, SENT_DIGEST, Claim, Prepared, core, due
+from .ledger_sql import CANDIDATES, CLAIM, SENT_DELIVERIES, SENT_DIGEST, Claim, Prepared, SentValues, core, due
 from .tables import DeliveryRow, DigestRow
 from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, as_utc, utcnow
 
@@ -57,7 +59,7 @@ STALLED = "this process was stalled, or could not write to the database, for lon
 
 def backoff(attempt: int) -> timedelta:
     """Exponential (1 min, 2, 4, ... capped at 6 h) with +-25% jitter so retries do not stampede."""
-    delay = min(RETRY_FIRST * 2 ** (max(attempt, 1) - 1), RETRY_MAX)
+    delay: timedelta = min(RETRY_FIRST * 2 ** (max(attempt, 1) - 1), RETRY_MAX)
     return delay * (0.75 + random.random() / 2)
 
 
@@ -125,9 +127,9 @@ class Ledger:
             except DBAPIError:  # a connection broken by the error being handled: the pool drops it
                 pass
 
-    def _mine(self):
+    def _mine(self) -> ColumnElement[bool]:
         """The rows this sender may write: its own claims (and rows nobody ever claimed)."""
-        return or_(DigestRow.claimed_by == self.token, DigestRow.claimed_by.is_(None))
+        return or_(col(DigestRow.claimed_by) == self.token, col(DigestRow.claimed_by).is_(None))
 
     def claim_batch(self, now: datetime, limit: int = 100) -> list[Claim]:
         """Take up to `limit` digests due at `now` (oldest first); nobody else gets them while this
@@ -145,7 +147,7 @@ class Ledger:
         """Take one digest; False when another sender has it or it is not due."""
         with self.store.write() as w:
             until = self.clock() + self.lease
-            result = core(w, update(DigestRow).where(DigestRow.id == digest_id, due(now))
+            result = core(w, update(DigestRow).where(col(DigestRow.id) == digest_id, due(now))
                                        .values(status=DigestStatus.SENDING, lease_until=until, claimed_by=self.token))
             if result.rowcount != 1:
                 return False
@@ -170,7 +172,8 @@ class Ledger:
             return
         with self.store.write() as w:
             until = self.clock() + self.lease
-            kept = set(core(w, self._renewal(self._held).values(lease_until=until).returning(DigestRow.id)).scalars())
+            renewed = core(w, self._renewal(self._held).values(lease_until=until).returning(col(DigestRow.id)))
+            kept = cast(set[int], set(renewed.scalars()))  # ids of rows in the table: never None
         for digest_id in sorted(self._held - kept):
             log.warning("digest %d was taken over by another sender after its lease ran out; not sending it "
                         "here (%s)", digest_id, STALLED)
@@ -203,26 +206,27 @@ class Ledger:
             except StoreError as exc:
                 log.warning("could not renew the claims of this send pass (%s); trying again", exc)
 
-    def _renewal(self, ids: set[int]):
-        return update(DigestRow).where(DigestRow.id.in_(sorted(ids)), DigestRow.status == DigestStatus.SENDING,
-                                       DigestRow.claimed_by == self.token)
+    def _renewal(self, ids: set[int]) -> Update:
+        return update(DigestRow).where(col(DigestRow.id).in_(sorted(ids)),
+                                       col(DigestRow.status) == DigestStatus.SENDING,
+                                       col(DigestRow.claimed_by) == self.token)
 
     def release(self, ids: list[int], next_try: datetime) -> None:
         """Give back claimed digests that were not attempted (their channel went down first)."""
         if ids:
             with self.store.write() as w:
                 core(w, update(DigestRow)
-                     .where(DigestRow.id.in_(ids), DigestRow.status == DigestStatus.SENDING, self._mine())
+                     .where(col(DigestRow.id).in_(ids), col(DigestRow.status) == DigestStatus.SENDING, self._mine())
                      .values(status=DigestStatus.PENDING, lease_until=None, next_try=next_try))
             self._held.difference_update(ids)
 
     def sent(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
         """The server accepted it: `server_id` is the Message-ID or the Slack ts; `target` names the
         recipient in the error if the record cannot be made."""
-        values = {"digest": digest_id, "server_id": server_id, "now": now, "token": self.token}
+        values: SentValues = {"digest": digest_id, "server_id": server_id, "now": now, "token": self.token}
         self._record_sent(values, target)
 
-    def _record_sent(self, values: dict, target: str) -> None:
+    def _record_sent(self, values: SentValues, target: str) -> None:
         """Record an accepted message, trying again with growing pauses while the database is busy
         or full: giving up means the next run sends it again, so it is worth a wait."""
         deadline, pause = time.monotonic() + self.record_budget, RECORD_PAUSE
@@ -239,13 +243,15 @@ class Ledger:
                 time.sleep(pause)
                 pause = min(pause * 2, RECORD_PAUSE_MAX)
 
-    def _write_sent(self, values: dict) -> None:
+    def _write_sent(self, values: SentValues) -> None:
         """The hot path of a send pass: statements compiled once and run on the driver's cursor
         (SQLAlchemy's per-statement bookkeeping cost more than the SQLite commit); one commit."""
         with self._hot("record a sent digest") as conn:
             if self._sent is None:
                 self._sent = [Prepared(statement, conn.dialect) for statement in (SENT_DIGEST, SENT_DELIVERIES)]
-            cursor = conn.connection.dbapi_connection.cursor()
+            driver = conn.connection.dbapi_connection
+            assert driver is not None  # a connection inside a transaction holds its driver's connection
+            cursor = driver.cursor()
             try:
                 digest, deliveries = self._sent
                 if digest.run(cursor, values, conn.dialect) == 1:
@@ -270,7 +276,7 @@ class Ledger:
             return None
         retry_at = now + backoff(attempts)
         with self.store.write() as w:
-            n = core(w, update(DigestRow).where(DigestRow.id == row.id, self._mine()).values(
+            n = core(w, update(DigestRow).where(col(DigestRow.id) == row.id, self._mine()).values(
                 status=DigestStatus.PENDING, next_try=retry_at, last_error=error, lease_until=None,
                 attempts=attempts)).rowcount
         self._written(row.id, n)
@@ -279,10 +285,10 @@ class Ledger:
     def _finish_failed(self, digest_id: int, *, last_error: str, attempts: int) -> None:
         """The digest and its deliveries are `failed`: never retried but by `digestbot retry --failed`."""
         with self.store.write() as w:
-            n = core(w, update(DigestRow).where(DigestRow.id == digest_id, self._mine()).values(
+            n = core(w, update(DigestRow).where(col(DigestRow.id) == digest_id, self._mine()).values(
                 status=DigestStatus.FAILED, lease_until=None, last_error=last_error, attempts=attempts)).rowcount
             if n:
-                core(w, update(DeliveryRow).where(DeliveryRow.digest_id == digest_id)
+                core(w, update(DeliveryRow).where(col(DeliveryRow.digest_id) == digest_id)
                      .values(status=DeliveryStatus.FAILED))
         self._written(digest_id, n)
 
@@ -294,13 +300,14 @@ class Ledger:
     def retry_now(self, now: datetime, *, failed: bool = False) -> int:
         """Make pending digests due now; with `failed`, give failed ones a new chance too."""
         with self.store.write() as w:
-            n = core(w, update(DigestRow).where(DigestRow.status == DigestStatus.PENDING)
+            n = core(w, update(DigestRow).where(col(DigestRow.status) == DigestStatus.PENDING)
                                   .values(next_try=now)).rowcount
             if failed:
-                ids = list(core(w, select(DigestRow.id).where(DigestRow.status == DigestStatus.FAILED)).scalars())
-                n += core(w, update(DigestRow).where(DigestRow.id.in_(ids))
+                ids = list(core(w, select(col(DigestRow.id)).where(col(DigestRow.status) == DigestStatus.FAILED))
+                           .scalars())
+                n += core(w, update(DigestRow).where(col(DigestRow.id).in_(ids))
                                        .values(status=DigestStatus.PENDING, next_try=now, attempts=0)).rowcount
-                core(w, update(DeliveryRow).where(DeliveryRow.digest_id.in_(ids))
+                core(w, update(DeliveryRow).where(col(DeliveryRow.digest_id).in_(ids))
                                   .values(status=DeliveryStatus.PENDING))
             return n
 
@@ -308,12 +315,13 @@ class Ledger:
         """Per channel: digests pending / sending / sent / failed, and when the oldest pending was made."""
         result: dict[str, ChannelCounts] = {}
         with self.store.read() as s:
-            rows = s.execute(select(DigestRow.channel, DigestRow.status, func.count(), func.min(DigestRow.created))
-                             .group_by(DigestRow.channel, DigestRow.status)).all()
-            waiting = s.execute(select(DeliveryRow.channel, func.count(), func.min(DeliveryRow.created))
-                                .where(DeliveryRow.digest_id.is_(None),
-                                       DeliveryRow.status == DeliveryStatus.PENDING)
-                                .group_by(DeliveryRow.channel)).all()
+            rows = s.execute(select(col(DigestRow.channel), col(DigestRow.status), func.count(),
+                                    func.min(col(DigestRow.created)))
+                             .group_by(col(DigestRow.channel), col(DigestRow.status))).all()
+            waiting = s.execute(select(col(DeliveryRow.channel), func.count(), func.min(col(DeliveryRow.created)))
+                                .where(col(DeliveryRow.digest_id).is_(None),
+                                       col(DeliveryRow.status) == DeliveryStatus.PENDING)
+                                .group_by(col(DeliveryRow.channel))).all()
         for channel, status, n, oldest in rows:
             counts = result.setdefault(channel, ChannelCounts())
             if status in COUNTED:
@@ -333,7 +341,7 @@ class Ledger:
         return self.store.digest(digest_id)
 
 
-def _unrecorded(values: dict, target: str, budget: float, exc: StoreError) -> str:
+def _unrecorded(values: SentValues, target: str, budget: float, exc: StoreError) -> str:
     return (f"the server accepted digest {values['digest']}{f' for {target}' if target else ''} (Message-ID "
             f"{values['server_id']}), but it could not be recorded as sent within {budget:.3g} s: {exc}. A later "
             f"run will send it again, so it may arrive twice (with the same Message-ID). Free disk space, or "

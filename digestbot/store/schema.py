@@ -19,9 +19,9 @@ import glob
 import logging
 import os
 import sqlite3
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 from uuid import uuid4
 
@@ -30,8 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 
 from ..errors import StoreError
-from .upkeep import lock, stamp_head
 from .tables import InstallationRow
+from .upkeep import lock, stamp_head
 
 INSTALLATION = SQLModel.metadata.tables[InstallationRow.__tablename__]
 
@@ -52,7 +52,7 @@ def complete(conn: Connection) -> None:
         tables.add(INSTALLATION.name)
     if INSTALLATION.name not in tables:
         return
-    row = {"slot": 1, "id": uuid4().hex[:12], "created": datetime.now(timezone.utc)}
+    row = {"slot": 1, "id": uuid4().hex[:12], "created": datetime.now(UTC)}
     dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(conn.dialect.name)
     if dialect is not None:
         conn.execute(dialect.insert(INSTALLATION).values(**row).on_conflict_do_nothing(index_elements=["slot"]))
@@ -116,7 +116,8 @@ def is_blank(path: Path) -> bool:
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True)  # never creates a file
         try:
-            return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            tables: int = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            return tables == 0
         finally:
             conn.close()
     except sqlite3.Error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel, UniqueConstraint
@@ -127,7 +128,39 @@ class InstallationRow(SQLModel, table=True):
     created: datetime
 
 
-def paper_from_row(row) -> Paper:
+class PaperColumns(Protocol):
+    """What `paper_from_row` reads: a PaperRow, or a result row with the paper table's columns
+    (a Row's attributes are its columns, read-only, hence properties)."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def abstract(self) -> str: ...
+    @property
+    def arxiv_id(self) -> str | None: ...
+    @property
+    def authors(self) -> str: ...
+    @property
+    def published(self) -> datetime | None: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def upvotes(self) -> int: ...
+    @property
+    def ai_summary(self) -> str | None: ...
+    @property
+    def ai_keywords(self) -> str: ...
+    @property
+    def github(self) -> str | None: ...
+    @property
+    def project_page(self) -> str | None: ...
+    @property
+    def sources(self) -> str: ...
+    @property
+    def first_seen(self) -> datetime: ...
+
+
+def paper_from_row(row: PaperColumns) -> Paper:
     """From a PaperRow, or a result row with its columns."""
     return Paper(title=row.title, abstract=row.abstract, arxiv_id=row.arxiv_id,
                  authors=tuple(json.loads(row.authors)), published=as_utc(row.published), url=row.url,
@@ -137,6 +170,7 @@ def paper_from_row(row) -> Paper:
 
 
 def digest_record(row: DigestRow) -> DigestRecord:
+    assert row.id is not None  # a row read from the table: SQLModel types the id of one not yet inserted too
     return DigestRecord(id=row.id, subscription_id=row.subscription, channel=row.channel, target=row.target,
                         period=row.period, status=DigestStatus(row.status), papers=row.papers,
                         attempts=row.attempts, next_try=as_utc(row.next_try), lease_until=as_utc(row.lease_until),

@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,7 +167,7 @@ def alembic_config(conn: Connection | None) -> Config:
 
 def back_up(path: Path, revision: str, busy_timeout: float) -> Path:
     """A copy of the SQLite database at `path`, beside it, private like it (0600)."""
-    copy = path.with_name(f"{path.name}.before-{revision}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}")
+    copy = path.with_name(f"{path.name}.before-{revision}-{datetime.now(UTC):%Y%m%d%H%M%S}")
     made = None
     try:
         made = copy = _new_private_file(copy)
@@ -206,14 +206,16 @@ def checkpoint_wal(engine: Engine, busy_timeout: float) -> None:
         return
     try:
         with engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # outside a transaction, as it must be
+            driver = conn.connection.dbapi_connection
+            assert driver is not None  # an open connection holds its driver's connection
+            cursor = driver.cursor()  # outside a transaction, as it must be
             try:
                 cursor.execute("PRAGMA busy_timeout=0")  # never delay the end of a send pass for it
                 busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             finally:
                 cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
                 cursor.close()
-    except (DatabaseError, engine.dialect.dbapi.Error) as exc:
+    except (DatabaseError, engine.dialect.loaded_dbapi.Error) as exc:
         busy = exc
     if busy:
         log.debug("write-ahead log not checkpointed (%s): another process is using the database", busy)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy import bindparam, or_, update
-from sqlmodel import Session, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
+from sqlmodel import Session, col, select
 
-from .identity import PaperIndex, merge_into
 from ..models import Match, Paper
+from .identity import PaperIndex, merge_into
 from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState
 from .values import DeliveryStatus, DigestStatus
 
@@ -72,9 +73,12 @@ class Writer:
                 new.append((row, paper))
                 index.add(row)
         self.session.flush()
-        for row, paper in new:
+        recorded: list[tuple[int, Paper]] = []
+        for inserted, paper in new:
+            assert inserted.id is not None  # flushed: the database gave it its id
             paper.first_seen = now
-        return [(row.id, paper) for row, paper in new]
+            recorded.append((inserted.id, paper))
+        return recorded
 
     def _existing(self, papers: list[Paper]) -> list[PaperRow]:
         """The stored rows that share an arXiv id or a title slug with `papers` (both are indexed)."""
@@ -84,7 +88,8 @@ class Writer:
             ids = [p.arxiv_id for p in chunk if p.arxiv_id]
             slugs = [p.slug for p in chunk]
             for row in self.session.exec(select(PaperRow).where(
-                    or_(PaperRow.arxiv_id.in_(ids), PaperRow.slug.in_(slugs)))).all():
+                    or_(col(PaperRow.arxiv_id).in_(ids), col(PaperRow.slug).in_(slugs)))).all():
+                assert row.id is not None  # read from the table
                 rows[row.id] = row
         return list(rows.values())
 
@@ -108,7 +113,8 @@ class Writer:
         return len(matches)
 
     def source_polled(self, name: str, now: datetime, *, seen: int = 0, new: int = 0,
-                      validators: dict | None = None, error: str | None = None) -> None:
+                      validators: dict[str, tuple[str | None, str | None]] | None = None,
+                      error: str | None = None) -> None:
         state = self.session.get(SourceState, name) or SourceState(name=name)
         state.last_poll = now
         if error is None:
@@ -122,16 +128,18 @@ class Writer:
 
 
 # Statements built once: building them per digest cost ~1 ms, ten times the SQL.
-@lru_cache(maxsize=None)
-def _new_digest(dialect: str):
-    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
-    return insert(DigestRow).on_conflict_do_nothing().returning(DigestRow.id)
+@cache
+def _new_digest(dialect: str) -> ReturningInsert[int | None]:
+    # ON CONFLICT DO NOTHING is not standard SQL: each dialect's own INSERT construct has it.
+    inserts: dict[str, Callable[[type[DigestRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    return inserts[dialect](DigestRow).on_conflict_do_nothing().returning(col(DigestRow.id))
 
 
 _TAKE_WAITING = update(DeliveryRow).where(
-    DeliveryRow.subscription == bindparam("sub"), DeliveryRow.channel == bindparam("chan"),
-    DeliveryRow.target == bindparam("tgt"), DeliveryRow.digest_id.is_(None),
-    DeliveryRow.status == DeliveryStatus.PENDING).values(digest_id=bindparam("digest"))
-_DIGEST_SIZE = update(DigestRow).where(DigestRow.id == bindparam("digest")).values(
+    col(DeliveryRow.subscription) == bindparam("sub"), col(DeliveryRow.channel) == bindparam("chan"),
+    col(DeliveryRow.target) == bindparam("tgt"), col(DeliveryRow.digest_id).is_(None),
+    col(DeliveryRow.status) == DeliveryStatus.PENDING).values(digest_id=bindparam("digest"))
+_DIGEST_SIZE = update(DigestRow).where(col(DigestRow.id) == bindparam("digest")).values(
     papers=bindparam("moved"), status=bindparam("new_status"))
 

@@ -6,6 +6,8 @@ Revises:
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,15 +21,15 @@ WAITING = "digest_id IS NULL"
 ACTIVE = "status IN ('pending', 'sending')"
 
 
-def text(name: str, nullable: bool = False) -> sa.Column:
+def text(name: str, nullable: bool = False) -> sa.Column[str]:
     return sa.Column(name, sa.String(), nullable=nullable)
 
 
-def when(name: str, nullable: bool = True) -> sa.Column:
+def when(name: str, nullable: bool = True) -> sa.Column[datetime]:
     return sa.Column(name, WHEN, nullable=nullable)
 
 
-def number(name: str) -> sa.Column:
+def number(name: str) -> sa.Column[int]:
     return sa.Column(name, sa.Integer(), nullable=False)
 
 

@@ -9,7 +9,7 @@ Revises: 0001
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import sqlalchemy as sa
@@ -30,7 +30,7 @@ def upgrade() -> None:
         installation = op.create_table("installation", sa.Column("slot", sa.Integer(), primary_key=True),
                                        sa.Column("id", sa.String(), nullable=False),
                                        sa.Column("created", sa.DateTime(timezone=True), nullable=False))
-        op.bulk_insert(installation, [{"slot": 1, "id": uuid4().hex[:12], "created": datetime.now(timezone.utc)}])
+        op.bulk_insert(installation, [{"slot": 1, "id": uuid4().hex[:12], "created": datetime.now(UTC)}])
 
 
 def downgrade() -> None:
