@@ -313,6 +313,19 @@ class Received:
     raw: bytes
 
 
+def raw_field(raw: bytes, name: str) -> list[bytes]:
+    """Each line of the header field `name` exactly as it came (its folds kept, line ends removed),
+    from an email's raw bytes (CRLF on the wire, LF in an .eml file); [] when it is absent."""
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].split(b"\n")
+    for n, line in enumerate(head):
+        if line.lower().startswith(name.lower().encode() + b":"):
+            end = n + 1
+            while end < len(head) and head[end][:1] in (b" ", b"\t"):
+                end += 1
+            return head[n:end]
+    return []
+
+
 class SmtpServer:
     """aiosmtpd on 127.0.0.1 (a port picked first: `port=0` does not work in aiosmtpd 1.4.6).
 

@@ -4,15 +4,17 @@ Every channel built here delivers to a real loopback server (aiosmtpd, SlackServ
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 from delivery_world import make_world
-from servers import SlackServer, SmtpServer
+from servers import SlackServer, SmtpServer, raw_field
 
 from digestbot import channels, pipeline
 from digestbot import config as config_module
@@ -22,7 +24,7 @@ from digestbot.channels.email import SmtpChannel
 from digestbot.channels.file import FileChannel
 from digestbot.channels.slack import SlackChannel
 from digestbot.channels.slack_webhook import SlackWebhookChannel
-from digestbot.errors import ConfigError, DigestbotError
+from digestbot.errors import ConfigError, DeliveryError, DigestbotError
 from digestbot.models import Message, SlackPost
 from digestbot.store import Store, utcnow
 
@@ -128,6 +130,27 @@ def test_without_email_or_slack_sections_digests_go_to_the_outbox(tmp_path):
     assert eml.parent == payload.parent == tmp_path / "out"
     assert message_from_bytes(eml.read_bytes(), policy=policy.default)["To"] == "a@example.org"
     assert json.loads(payload.read_text())[0]["channel"] == "#papers"
+
+
+LONG_URL = "https://digest.example.org/unsubscribe?list=sub&target=ann%40example.org&token=x" + "a1b2" * 30
+MAILTO = "mailto:digest@example.org?subject=unsubscribe%20sub"
+
+
+def test_the_outbox_writes_a_long_list_unsubscribe_folded_between_its_urls_never_encoded(tmp_path):
+    outbox = FileChannel(tmp_path / "out", "email")
+    unsubscribe = (LONG_URL, MAILTO)
+    eml = Path(outbox.send(MESSAGE, replace(envelope("a@example.org"), unsubscribe=unsubscribe)))
+    raw = eml.read_bytes()
+    field = raw_field(raw, "List-Unsubscribe")
+    assert field == [f"List-Unsubscribe: <{LONG_URL}>,".encode(), f" <{MAILTO}>".encode()] and b"=?" not in raw
+    mail = message_from_bytes(raw, policy=policy.default)
+    assert mail["List-Unsubscribe"] == f"<{LONG_URL}>, <{MAILTO}>"
+    assert re.findall(r"<([^>]*)>", mail["List-Unsubscribe"]) == list(unsubscribe)
+    assert raw_field(raw, "List-Unsubscribe-Post") == [b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
+    too_long = replace(envelope("b@example.org"), unsubscribe=(LONG_URL * 6, MAILTO))
+    with pytest.raises(DeliveryError) as error:
+        outbox.send(MESSAGE, too_long)
+    assert error.value.permanent and "998 octets" in str(error.value) and list(eml.parent.iterdir()) == [eml]
 
 
 def test_the_package_has_no_test_only_hook():

@@ -150,7 +150,9 @@ def test_the_fast_email_reads_back_like_build_email(target, unsubscribe):
     for name in ("From", "To", "Subject", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
                  "Auto-Submitted"):
         assert mail[name] == slow[name], name
-    assert all(len(line) <= 78 for line in fast.split(b"\r\n\r\n")[0].split(b"\r\n"))
+    # 78 characters a line, but for a URL longer than that: it is never folded inside (RFC 2369)
+    assert all(len(line) <= 78 or (b"<https://" in line and len(line) <= 998)
+               for line in fast.split(b"\r\n\r\n")[0].split(b"\r\n"))
     assert mail.get_body(("plain",)).get_content() == slow.get_body(("plain",)).get_content()
     assert mail.get_body(("html",)).get_content() == slow.get_body(("html",)).get_content()
 

@@ -2,6 +2,7 @@
 reply codes mapped to retry / permanent, and header injection stopped before the wire."""
 from __future__ import annotations
 
+import re
 import shutil
 import ssl
 import subprocess
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from servers import SmtpServer, _SmtpHandler
+from servers import SmtpServer, _SmtpHandler, raw_field
 
 from digestbot.channels import Envelope
 from digestbot.channels.email import SmtpChannel
@@ -197,3 +198,39 @@ def test_lines_starting_with_a_dot_arrive_intact():
     for received in server.messages:
         assert received.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
         assert received.get_body(("html",)).get_content().replace("\r\n", "\n") == "<p>\n.\n.dot</p>\n"
+
+
+LONG_URL = "https://digest.example.org/unsubscribe?list=sub&target=ann%40example.org&token=x" + "a1b2" * 30
+MAILTO = "mailto:digest@example.org?subject=unsubscribe%20sub"
+
+
+@pytest.mark.parametrize("target", ["ann@example.org", "Jörg <joerg@exämple.org>"])  # fast path; build_email
+def test_a_long_list_unsubscribe_arrives_folded_between_its_urls_never_encoded(target):
+    """RFC 2369: a client looks for <URL> in the raw field, so the field is folded, never RFC 2047-encoded."""
+    assert len(LONG_URL) == 200
+    with SmtpServer() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        channel.send(MESSAGE, Envelope(target, "Sub", "sub", "<digest-1.sub@example.org>", "Sub <sub.example.org>",
+                                       (LONG_URL, MAILTO)))
+    [received] = server.received
+    field = raw_field(received.raw, "List-Unsubscribe")
+    assert field == [f"List-Unsubscribe: <{LONG_URL}>,".encode(), f" <{MAILTO}>".encode()]  # folded at the comma
+    assert b"=?" not in b"".join(field) and all(len(line) <= 998 for line in field)
+    assert b"".join(field).split(b": ", 1)[1].decode() == f"<{LONG_URL}>, <{MAILTO}>"  # unfolded
+    value = received.message["List-Unsubscribe"]
+    assert value == f"<{LONG_URL}>, <{MAILTO}>" and re.findall(r"<([^>]*)>", value) == [LONG_URL, MAILTO]
+    assert raw_field(received.raw, "List-Unsubscribe-Post") == [b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("https://digest.example.org/unsubscribe?t=" + "x" * 1000, "998 octets"),
+    ("https://digest.example.org/désabonner", "printable ASCII"),
+    ("https://digest.example.org/un subscribe", "printable ASCII"),
+    ("https://digest.example.org/a>b", "angle brackets"),
+], ids=["too-long", "non-ascii", "space", "angle-bracket"])
+@pytest.mark.parametrize("target", ["ann@example.org", "Jörg <joerg@exämple.org>"])
+def test_an_unsubscribe_url_that_cannot_be_sent_as_it_is_is_refused_before_connecting(url, reason, target):
+    with SmtpServer() as server, SmtpChannel(server.host, server.port, "none", SENDER) as channel:
+        with pytest.raises(DeliveryError) as error:
+            channel.send(MESSAGE, Envelope(target, "Sub", "sub", "<d@x>", "Sub <sub.x>", (url, MAILTO)))
+    assert error.value.permanent and "List-Unsubscribe" in str(error.value) and reason in str(error.value)
+    assert server.received == [] and channel._smtp is None  # nothing sent, not even a connection

@@ -31,7 +31,7 @@ def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailM
     checked on what is sent)."""
     from ..store import utcnow
 
-    mail = EmailMessage()
+    mail = EmailMessage(policy=email_wire.POLICY)  # List-Unsubscribe folded, never encoded (RFC 2369)
     name, addr = parseaddr(envelope.target)
     mail["From"] = sender
     mail["To"] = Address(display_name=name, addr_spec=addr)
@@ -44,7 +44,7 @@ def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailM
         mail["List-Unsubscribe"] = ", ".join(f"<{url}>" for url in envelope.unsubscribe)
         if any(url.startswith("https://") for url in envelope.unsubscribe):
             # RFC 8058 one-click (Gmail/Yahoo bulk-sender rule) needs an https URL to POST to.
-            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            mail["List-Unsubscribe-Post"] = email_wire.ONE_CLICK
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")

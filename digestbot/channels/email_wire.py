@@ -9,18 +9,26 @@ List-Unsubscribe (their personal one-click URL). The body itself holds nothing p
 Both parts go on the wire dot-stuffed (`stuffed`), the shared one stuffed once.
 
 A recipient line is written directly only when its value is printable ASCII without "=?" and the
-line fits in 78 characters (plain addresses, Message-IDs, URLs: the usual case); anything else — a
-non-ASCII display name, a long List-Unsubscribe — is folded and encoded by the `email` package's SMTP
-policy, as `build_email` would. CR, LF or any other control character is refused (ValueError) before
-a byte is built, so no value can inject a header.
+line fits in 78 characters (plain addresses, Message-IDs: the usual case); anything else — a non-ASCII
+display name — is folded and encoded by the `email` package's SMTP policy, as `build_email` would.
+CR, LF or any other control character is refused (ValueError) before a byte is built, so no value can
+inject a header.
+
+List-Unsubscribe and List-Unsubscribe-Post are never RFC 2047-encoded, however long (RFC 2369: a mail
+client looks for `<URL>` in the raw field and would not find an encoded one): `url_list_field` folds
+List-Unsubscribe between its URLs only, and refuses a URL it cannot write as it is (not printable
+ASCII, or too long for a 998-octet line). `build_email` writes them through the same code (`POLICY`).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import Any
 
 from ..models import Message
 from . import Envelope
@@ -28,6 +36,9 @@ from . import Envelope
 SMTP = policy.SMTP  # policy.default with CRLF line endings, as smtplib sends them
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD be no more than 78 characters
+MAX_OCTETS = 998  # RFC 5322 2.1.1: MUST be no more than 998 characters, CRLF excluded
+ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058's List-Unsubscribe-Post value
+_URL = re.compile(r"[!-~]+")  # printable ASCII without space: a URL as RFC 3986 writes it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PLAIN = re.compile(r"[\x20-\x7e]*")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -72,11 +83,80 @@ def recipient_headers(envelope: Envelope, date: str) -> bytes:
     lines = [to_line(envelope.target), header_line("Date", date),
              header_line("Message-ID", envelope.message_id)]
     if envelope.unsubscribe:
-        lines.append(header_line("List-Unsubscribe", ", ".join(f"<{url}>" for url in envelope.unsubscribe)))
+        lines.append(url_list_field("List-Unsubscribe", envelope.unsubscribe).encode("ascii"))
         if any(url.startswith("https://") for url in envelope.unsubscribe):
             # RFC 8058 one-click (Gmail/Yahoo bulk-sender rule) needs an https URL to POST to.
-            lines.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+            lines.append(f"List-Unsubscribe-Post: {ONE_CLICK}\r\n".encode("ascii"))
     return b"".join(lines)
+
+
+def url_list_field(name: str, urls: Sequence[str], linesep: str = "\r\n") -> str:
+    """`name: <url1>, <url2>` ending in `linesep`, folded after a comma when the next URL would pass 78
+    characters, never inside a URL, never encoded (RFC 2369). ValueError for a URL that is empty, not
+    printable ASCII, holds a space, "<" or ">", or cannot fit one 998-octet line."""
+    if not urls:
+        raise ValueError(f"header {name} needs at least one URL")
+    lines, line = [], f"{name}:"
+    for n, url in enumerate(urls):
+        if not _URL.fullmatch(url) or "<" in url or ">" in url:
+            raise ValueError(f"header {name} cannot carry the URL {url!r}: RFC 2369 allows neither encoding nor "
+                             f"folding inside it, so it must be printable ASCII without spaces or angle brackets "
+                             f"(percent-encode the rest)")
+        piece = f" <{url}>," if n < len(urls) - 1 else f" <{url}>"
+        if n and len(line) + len(piece) > MAX_LINE:
+            lines.append(line)
+            line = ""
+        line += piece
+        if len(line) > MAX_OCTETS:
+            raise ValueError(f"header {name} cannot carry a URL of {len(url)} characters: a header line is at most "
+                             f"{MAX_OCTETS} octets (RFC 5322 2.1.1) and the URL may not be folded or encoded "
+                             f"(RFC 2369); shorten it (bot.public_url)")
+    lines.append(line)
+    return linesep.join(lines) + linesep
+
+
+def urls_of(value: str) -> list[str]:
+    """The URLs of an unfolded `<url1>, <url2>` value, as they were joined (`url_list_field` then
+    refuses a URL with a space or an angle bracket, so the split is exact); ValueError for anything else."""
+    if not (value.startswith("<") and value.endswith(">")):
+        raise ValueError(f"not a list of <URL>s separated by \", \": {value!r}")
+    return value[1:-1].split(">, <")
+
+
+class UrlListHeader(UnstructuredHeader, BaseHeader):
+    """List-Unsubscribe as `build_email`'s EmailMessage writes it: checked when set, folded by
+    `url_list_field` (the stdlib would RFC 2047-encode a long one)."""
+
+    max_count = 1
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        url_list_field("List-Unsubscribe", urls_of(value))  # refuses what fold() could not write
+        super().parse(value, kwds)
+
+    def fold(self, *, policy: Policy) -> str:
+        return url_list_field(self.name, urls_of(str(self)), policy.linesep)
+
+
+class VerbatimHeader(UnstructuredHeader, BaseHeader):
+    """List-Unsubscribe-Post as `build_email` writes it: one line of printable ASCII, never encoded."""
+
+    max_count = 1
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        if not _PLAIN.fullmatch(value) or len(value) > MAX_OCTETS - len("List-Unsubscribe-Post: "):
+            raise ValueError(f"header value must be one line of printable ASCII (RFC 2369: no encoding): {value!r}")
+        super().parse(value, kwds)
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", UrlListHeader)
+_HEADERS.map_to_type("list-unsubscribe-post", VerbatimHeader)
+POLICY = policy.default.clone(header_factory=_HEADERS)  # build_email's: the stdlib's, but these two as above
 
 
 def shared_part(message: Message, list_id: str, sender: Address) -> bytes:

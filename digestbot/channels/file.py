@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import private
+from ..errors import DeliveryError
 from ..models import Message
 from . import Channel, Envelope
 from .email import build_email
@@ -40,7 +41,10 @@ class FileChannel(Channel):
         stem = _UNSAFE.sub("_", f"{envelope.message_id.strip('<>').split('@')[0]}-{envelope.target}")
         if self.format == "email":
             path = self.outbox / f"{stem}.eml"
-            data = bytes(build_email(message, envelope, self.sender))
+            try:
+                data = bytes(build_email(message, envelope, self.sender))
+            except ValueError as exc:  # a header value it cannot write (CR/LF, a URL too long to send), as SMTP
+                raise DeliveryError(f"cannot build the email to {envelope.target}: {exc}", permanent=True) from None
         else:
             path = self.outbox / f"{stem}.json"
             payload = [{"channel": envelope.target, "text": post.text, "blocks": post.blocks}
