@@ -52,7 +52,7 @@ def test_digest_content_header_papers_and_footer(tmp_path, renderer):
     d = digest(tmp_path)
     message = renderer.render(d)
     assert d.more > 0 and len(d.matches) == 5
-    assert message.subject == f"{d.total} new papers on LLM inference — Sun 22 Nov"
+    assert message.subject == f"5 of {d.total} new papers on LLM inference — Sun 22 Nov"
     best = d.matches[0]
     assert [m.score for m in d.matches] == sorted((m.score for m in d.matches), reverse=True)
     for body in (message.text, message.html):
@@ -66,6 +66,24 @@ def test_digest_content_header_papers_and_footer(tmp_path, renderer):
     authors = best.paper.authors
     if len(authors) > 3:
         assert f"{authors[0]}, {authors[1]}, {authors[2]} et al." in message.text
+
+
+def test_a_capped_digest_says_how_many_it_shows_of_how_many_in_its_subject_and_slack_fallback(tmp_path, renderer):
+    capped = digest(tmp_path, max_papers=3)
+    assert len(capped.matches) == 3 and capped.more > 0
+    total = capped.total
+    message = renderer.render(capped)
+    assert message.subject == f"3 of {total} new papers on LLM inference — Sun 22 Nov"
+    assert message.text.startswith(message.subject + "\n")  # the plain text's title line
+    assert f"<title>3 of {total} new papers" in message.html
+    posts = message.slack_posts
+    assert posts[0].text == message.subject and posts[0].blocks[0]["text"]["text"] == message.subject
+    assert all(post.text.startswith(f"3 of {total} new papers") for post in posts)  # continued posts too
+    everything = renderer.render(digest(tmp_path, max_papers=total))  # all of them: no "of"
+    assert everything.subject == f"{total} new papers on LLM inference — Sun 22 Nov"
+    assert everything.slack_posts[0].text == everything.subject
+    one = digest(tmp_path, items=papers()[:1])
+    assert renderer.subject(one) == "1 new paper on LLM inference — Sun 22 Nov"
 
 
 def hostile_match() -> Match:

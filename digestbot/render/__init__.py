@@ -119,11 +119,13 @@ class Renderer:
             self.templates["html"] = self.env.overlay(autoescape=True).from_string(inlined)
 
     def subject(self, digest: Digest) -> str:
-        """'5 new papers on LLM inference — Mon 22 Nov'."""
+        """'5 new papers on LLM inference — Mon 22 Nov'; capped at max_papers, what it shows of how
+        many: '15 of 39 new papers on LLM inference — Mon 22 Nov'."""
         count = digest.total
         noun = "paper" if count == 1 else "papers"
+        shown = f"{len(digest.matches)} of {count}" if digest.more else f"{count or 'No'}"
         when = digest.period_start.strftime("%a %d %b") if digest.period_start else digest.period
-        return one_line(f"{count or 'No'} new {noun} on {digest.subscription} — {when}")[:SUBJECT_MAX]
+        return one_line(f"{shown} new {noun} on {digest.subscription} — {when}")[:SUBJECT_MAX]
 
     def render(self, digest: Digest) -> Message:
         items = [item(m) for m in digest.matches]
