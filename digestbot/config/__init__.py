@@ -328,6 +328,9 @@ def check_secrets(config: Config) -> list[str]:
     for i, sub in enumerate(config.subscriptions):
         if sub.slack_webhook_env:
             wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env, "needed to send"))
+    if config.bot.public_url and not config.web.secret_env:
+        problems.add(("bot", "public_url"), "set [web] secret_env too: without the secret that signs them, mails "
+                     "carry no one-click unsubscribe link (only a mailto)")
     for loc, env, why in wanted:
         if not os.environ.get(env, "").strip():
             problems.add(loc, f"environment variable {env} is not set ({why})")
