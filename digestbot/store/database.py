@@ -331,6 +331,16 @@ class Store:
                           .group_by(col(DeliveryRow.channel), col(DeliveryRow.target))).all()
         return [(c, t, as_utc(oldest)) for c, t, oldest in rows]
 
+    def last_successful_poll(self) -> datetime | None:
+        """When any source was last polled successfully (None: never), read now from the database: a
+        health check (`digestbot serve`'s /healthz). StoreError when the database cannot be read; a
+        SQLite file that has gone is that too (connecting would silently make a new, empty one)."""
+        path = sqlite_path(self.url)
+        if path is not None and not Path(path).is_file():
+            raise StoreError(f"no database at {path}")
+        with self.read() as s:
+            return as_utc(s.exec(select(func.max(col(SourceState.last_success)))).one())
+
     # --- readers who left ------------------------------------------------------------------------
 
     def suppress(self, subscription_id: str, target: str, now: datetime) -> int:
