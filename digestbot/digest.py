@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from .config import Config, SubscriptionConfig
 from .models import Digest, Match
 from .schedule import KEY_FORMAT
+from .web import tokens
 
 DEFAULT_LISTING = "https://huggingface.co/papers"
 
@@ -29,13 +30,15 @@ def rank(matches: list[Match]) -> list[Match]:
 
 
 def unsubscribe_urls(config: Config, sub: SubscriptionConfig, target: str) -> tuple[str, ...]:
-    """List-Unsubscribe targets: a mailto to the sender, plus a one-click https URL with bot.public_url."""
+    """List-Unsubscribe targets: the recipient's one-click https URL (`digestbot serve`), signed for
+    this subscription and target, when bot.public_url and [web] secret_env are set; else a mailto to
+    the sender (`check` warns when public_url is set without the secret)."""
+    secret = config.link_secret() if config.bot.public_url else None
+    if config.bot.public_url and secret:
+        token = tokens.sign(secret, "unsubscribe", sub.id, target)
+        return (f"{config.bot.public_url.rstrip('/')}/unsubscribe?{urlencode({'token': token})}",)
     sender = _addr_spec(config.email.sender) if config.email else "digestbot@localhost"
-    urls = [f"mailto:{sender}?subject={quote(f'unsubscribe {sub.id}')}"]
-    if config.bot.public_url:
-        query = urlencode({"list": sub.id, "target": target})
-        urls.insert(0, f"{config.bot.public_url.rstrip('/')}/unsubscribe?{query}")
-    return tuple(urls)
+    return (f"mailto:{sender}?subject={quote(f'unsubscribe {sub.id}')}",)
 
 
 @lru_cache(maxsize=8)
@@ -45,12 +48,14 @@ def _addr_spec(sender: str) -> str:
 
 
 def footer_unsubscribe_url(config: Config, sub: SubscriptionConfig) -> str:
-    """The body's unsubscribe link, the same for every recipient: the one-click page of the
-    subscription (it asks who), else a mailto that names the subscription (the sender's own address
+    """The body's unsubscribe link, the same for every recipient (the body is shared): the page of
+    `digestbot serve` that tells how to leave (the mail client's Unsubscribe button carries the
+    recipient's own signed link), else a mailto that names the subscription (the sender's own address
     says who). A recipient's personal one-click URL is only ever in their List-Unsubscribe header."""
-    if config.bot.public_url:
-        return f"{config.bot.public_url.rstrip('/')}/unsubscribe?{urlencode({'list': sub.id})}"
-    return unsubscribe_urls(config, sub, "")[-1]
+    if config.bot.public_url and config.web.secret_env:
+        return f"{config.bot.public_url.rstrip('/')}/unsubscribe"
+    sender = _addr_spec(config.email.sender) if config.email else "digestbot@localhost"
+    return f"mailto:{sender}?subject={quote(f'unsubscribe {sub.id}')}"
 
 
 def period_start(period_key: str, zone: str, now: datetime) -> datetime:

@@ -91,12 +91,13 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         memory = ctx.store.source_memory(name)
         papers = source.collect(now, memory)
         ctx.http.check_clock(name, now, taken)
+        recipients = _all_targets(ctx.config, ctx.store.suppressions())
         with ctx.store.write() as w:
             new = w.record_papers(name, papers, now)
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
             ids = {p.key: i for i, p in fresh}
             matches = ctx.matcher.match([p for _, p in fresh])
-            w.record_matches([(ids[m.paper.key], m) for m in matches], _all_targets(ctx.config), now)
+            w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
             w.source_polled(name, now, seen=len(papers), new=len(new), validators=memory.new_validators)
     except ClockError as exc:  # not even the failure is recorded: its time would be wrong too
         log.error("%s", exc)
@@ -124,8 +125,12 @@ def _record_failure(ctx: Context, name: str, now: datetime, error: str) -> None:
         log.error("could not record the failure of %s: %s", name, exc)
 
 
-def _all_targets(config: Config) -> dict[str, list[tuple[str, str]]]:
-    return {sub.id: targets(sub) for sub in config.subscriptions}
+def _all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """Each subscription's (channel, target)s but those that left it by a one-click link: listing an
+    address in the config again does not bring the mail back; only its reader's undo does."""
+    suppressed = suppressed or {}
+    return {sub.id: [(c, t) for c, t in targets(sub) if t not in suppressed.get(sub.id, ())]
+            for sub in config.subscriptions}
 
 
 def open_due_digests(ctx: Context, now: datetime) -> None:
@@ -135,9 +140,11 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
     wall-clock time, see schedule.py) has begun after the oldest of them, so a restart or a DST switch
     can neither repeat a period (its key already has a row) nor lose one (it opens on the next call).
     """
+    suppressed = ctx.store.suppressions()
     for sub in ctx.config.subscriptions:
         schedule = ctx.config.schedules[sub.id]
-        pending = ctx.store.pending_targets(sub.id)
+        left = suppressed.get(sub.id, set())
+        pending = [(c, t, oldest) for c, t, oldest in ctx.store.pending_targets(sub.id) if t not in left]
         if schedule.instant:
             if pending:
                 ctx.store.open_digests(sub.id, [(c, t) for c, t, _ in pending], f"instant:{now.isoformat()}",
@@ -147,7 +154,7 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
         if period is None:
             continue
         waiting = {(c, t) for c, t, oldest in pending if oldest <= period.start}
-        due = [(c, t) for c, t in targets(sub) if (c, t) in waiting or sub.send_empty]
+        due = [(c, t) for c, t in targets(sub) if ((c, t) in waiting or sub.send_empty) and t not in left]
         if due:
             ctx.store.open_digests(sub.id, due, period.key, now, allow_empty=sub.send_empty)
 
@@ -175,6 +182,13 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
         channels = _Channels(ctx, stack)  # closed before ledger.close: records they hold back are written first
         contents = Contents(ctx.config, ctx.store, ctx.renderer, now)
         while batch := _claim_next(ledger, channels, now):
+            # Read per batch: a reader may leave while a long pass runs (their queued digests are then
+            # cancelled by Store.suppress, but one claimed already is only stopped here).
+            suppressed = ctx.store.suppressions()
+            left = [row.id for row in batch if row.target in suppressed.get(row.subscription_id, ())]
+            if left:
+                ledger.cancel(left)
+                batch = [row for row in batch if row.id not in left]
             contents.load(batch)
             for row in batch:
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over

@@ -25,6 +25,9 @@ database = "sqlite:///state.db"
 timezone = "Europe/Berlin"
 public_url = "https://digest.example.org"
 
+[web]
+secret_env = "DIGESTBOT_TEST_LINK_SECRET"
+
 [email]
 host = "127.0.0.1"
 sender = "Paper Digest <digest@example.org>"

@@ -202,7 +202,7 @@ def test_run_once_json_says_what_was_polled_sent_and_failed(tmp_path, served, sm
     assert sources["broken"]["last_error_at"] is not None and sources["broken"]["papers_seen"] == 0
     email = status["digests"]["email"]
     assert (email["sent"], email["failed"], email["pending"]) == (1, 1, 0)
-    assert email["papers"] == {"pending": 1, "sent": 4, "failed": 4}  # bayes's paper waits for 08:00
+    assert email["papers"] == {"pending": 1, "sent": 4, "failed": 4, "cancelled": 0}  # bayes's paper waits for 08:00
     assert email["oldest_pending"] is not None
     [row] = status["failed"]
     assert (row["subscription"], row["target"], row["channel"]) == ("everything", "bad@example.org", "email")

@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.toml"
-TEMPLATES = sorted(p.name for p in (ROOT / "templates").glob("*.j2"))
+TEMPLATES = sorted(str(p.relative_to(ROOT / "templates")) for p in (ROOT / "templates").rglob("*.j2"))
 SHIPPED = "digestbot/toplevel/"  # where pyproject.toml's package-dir puts the top level in a wheel
 
 
@@ -72,7 +72,7 @@ def test_new_config_without_a_path_writes_the_config_the_other_commands_read(tmp
 
 
 def test_the_checkout_keeps_the_templates_and_the_example_at_its_top_level():
-    assert TEMPLATES == ["digest.html.j2", "digest.txt.j2"]
+    assert TEMPLATES == ["digest.html.j2", "digest.txt.j2", "web/page.html.j2"]
     assert not (ROOT / "digestbot" / "templates").exists()
     assert not (ROOT / "digestbot" / "toplevel").exists()  # it would shadow the checkout's files
 

@@ -11,16 +11,19 @@ import re
 from email import message_from_bytes, policy
 from email.headerregistry import Address
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from render_fixtures import NOW, config, digest, matches, papers
 
+from digestbot import config as config_module
 from digestbot.channels import Envelope
 from digestbot.channels.email import build_email
 from digestbot.digest import unsubscribe_urls
 from digestbot.models import Hit, Match, Paper
 from digestbot.render import EMAIL_MAX_BYTES, Renderer
 from digestbot.render.slack_posts import MAX_BLOCKS, MAX_CHARS, MAX_TEXT
+from digestbot.web.tokens import verify
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("DIGESTBOT_REGENERATE_GOLDEN") == "1"
@@ -62,7 +65,7 @@ def test_digest_content_header_papers_and_footer(tmp_path, renderer):
         assert f"https://arxiv.org/pdf/{best.paper.arxiv_id}" in body
         assert "matched: " in body
     assert f'href="https://huggingface.co/papers/{best.paper.arxiv_id}"' in message.html
-    assert "https://digest.example.org/unsubscribe?list=llm-inference" in message.html
+    assert 'href="https://digest.example.org/unsubscribe"' in message.html  # the page telling how to leave
     authors = best.paper.authors
     if len(authors) > 3:
         assert f"{authors[0]}, {authors[1]}, {authors[2]} et al." in message.text
@@ -117,7 +120,8 @@ def test_empty_digest_says_so(tmp_path, renderer):
     assert "No new papers matched this period." in message.html
 
 
-def test_email_headers_multipart_and_inlined_css(tmp_path, renderer):
+def test_email_headers_multipart_and_inlined_css(tmp_path, renderer, monkeypatch):
+    monkeypatch.setenv("DIGESTBOT_TEST_LINK_SECRET", "test-secret")
     cfg = config(tmp_path)
     sub = cfg.subscriptions[0]
     message = renderer.render(digest(tmp_path))
@@ -126,9 +130,11 @@ def test_email_headers_multipart_and_inlined_css(tmp_path, renderer):
     mail = message_from_bytes(bytes(build_email(message, envelope, cfg.email.sender_address)),
                               policy=policy.default)
     assert mail.get_content_type() == "multipart/alternative"
-    assert mail["List-Unsubscribe"] == ("<https://digest.example.org/unsubscribe?list=llm-inference&target="
-                                        "alice%40example.org>, <mailto:digest@example.org?subject="
-                                        "unsubscribe%20llm-inference>")
+    # One signed link for this subscription and recipient; no mailto beside it, no unsigned parameters.
+    [url] = re.fullmatch(r"<(.*)>", mail["List-Unsubscribe"]).groups()
+    assert url.startswith("https://digest.example.org/unsubscribe?token=")
+    token = verify(b"test-secret", parse_qs(urlsplit(url).query)["token"][0], "unsubscribe")
+    assert (token.subscription_id, token.target) == ("llm-inference", "alice@example.org")
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert mail["Auto-Submitted"] == "auto-generated" and mail["List-Id"].startswith("LLM inference")
     html = mail.get_body(("html",)).get_content()
@@ -148,6 +154,14 @@ def test_no_one_click_header_without_https(tmp_path):
                        Address(display_name="D", addr_spec="d@example.org"))
     assert mail["List-Unsubscribe"] == "<mailto:digest@example.org?subject=unsubscribe%20llm-inference>"
     assert mail["List-Unsubscribe-Post"] is None
+
+
+def test_without_the_link_secret_there_is_no_unsigned_one_click_url(tmp_path):
+    cfg = config(tmp_path)
+    cfg.web.secret_env = None  # public_url alone: `check` warns; the mails carry the mailto only
+    assert unsubscribe_urls(cfg, cfg.subscriptions[0], "alice@example.org") == (
+        "mailto:digest@example.org?subject=unsubscribe%20llm-inference",)
+    assert any("set [web] secret_env too" in line for line in config_module.check_secrets(cfg))
 
 
 def big_papers(count: int) -> list[Paper]:

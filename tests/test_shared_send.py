@@ -2,10 +2,11 @@
 recipient's data to another. Real pipeline, real SQLite ledger, real aiosmtpd server."""
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.headerregistry import Address
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import pytest
 from servers import SmtpServer
@@ -20,6 +21,7 @@ from digestbot.models import Match, Message, Paper
 from digestbot.render import Renderer
 from digestbot.store import Store
 from digestbot.store.ledger import Ledger
+from digestbot.web.tokens import verify
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 EARLY = ["ann@example.org", "Bob Example <bob@example.org>"]  # subscribed when every paper came
@@ -43,6 +45,9 @@ def config(tmp_path, port: int) -> config_module.Config:
 [bot]
 database = "sqlite:///{tmp_path}/state.db"
 public_url = "https://digest.example.org"
+
+[web]
+secret_env = "DIGESTBOT_TEST_LINK_SECRET"
 
 [email]
 host = "127.0.0.1"
@@ -81,7 +86,8 @@ def seed(ctx: pipeline.Context) -> list[str]:
 
 
 @pytest.fixture
-def sent(tmp_path):
+def sent(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGESTBOT_TEST_LINK_SECRET", "test-secret")
     with SmtpServer() as server:
         cfg = config(tmp_path, server.port)
         Store(cfg.database_url).create_tables()
@@ -117,12 +123,13 @@ def test_each_recipient_gets_only_their_own_headers_and_links(sent):
         mail, row = received.message, rows[targets[rcpt]]
         assert str(mail["To"]) == targets[rcpt] and len(mail.get_all("To")) == 1
         assert mail["Message-ID"] == row.message_id and mail["Message-ID"].startswith(f"<digest-{row.id}.")
-        assert urlencode({"target": targets[rcpt]}) in mail["List-Unsubscribe"]
+        [token] = re.findall(r"token=([\w.-]+)", "".join(str(mail["List-Unsubscribe"]).split()))
+        assert verify(b"test-secret", token, "unsubscribe").target == targets[rcpt]  # signed for them alone
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         raw = received.raw.decode("ascii")
         for other in set(by_rcpt) - {rcpt}:  # nowhere in the message, headers or body, encoded or not
             assert other not in raw and quote(other) not in raw
-        assert "target=" not in "".join(body(received))  # the body's links are per subscription
+        assert "token=" not in "".join(body(received))  # the body's links are per subscription
     assert len({m.message["Message-ID"] for m in by_rcpt.values()}) == 4
 
 

@@ -110,5 +110,5 @@ def test_the_database_holds_the_statuses_as_the_same_words_as_before_the_enums(s
     db = sqlite3.connect(store.url.removeprefix("sqlite:///"))
     assert db.execute("SELECT status FROM digest ORDER BY id").fetchall() == [("sent",), ("failed",)]
     assert sorted(db.execute("SELECT status FROM delivery").fetchall()) == [("failed",), ("sent",)]
-    assert [str(s) for s in DigestStatus] == ["pending", "sending", "sent", "failed", "empty"]
-    assert [str(s) for s in DeliveryStatus] == ["pending", "sent", "failed"]
+    assert [str(s) for s in DigestStatus] == ["pending", "sending", "sent", "failed", "empty", "cancelled"]
+    assert [str(s) for s in DeliveryStatus] == ["pending", "sent", "failed", "cancelled"]

@@ -65,6 +65,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(p.error for p in polls) or sends.failed else EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..web.app import serve
+
+    serve(args.config, log_level="warning" if args.verbosity == "quiet" else "info")
+    return EXIT_OK
+
+
 def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> None:
     for p in polls:
         if p.error:
@@ -180,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_json_option(run, "with --once, what each source listed, what was sent and what failed")
     run.set_defaults(func=cmd_run)
 
+    serve = add_command(sub, "serve", help="serve readers' one-click unsubscribe links on [web] listen (HTTP)",
+                        examples=["digestbot serve                  # behind a TLS reverse proxy at bot.public_url",
+                                  "curl -s 127.0.0.1:8080/healthz   # {\"database\": \"ok\", ...}"])
+    serve.set_defaults(func=cmd_serve)
+
     check = add_command(sub, "check", help="validate the config file", examples=[
         "digestbot check", "digestbot check -c /etc/digestbot.toml --json"])
     add_json_option(check, "whether it is valid, its problems and warnings")
@@ -213,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(args: argparse.Namespace) -> None:
-    daemon = args.func is cmd_run and not args.once
+    daemon = (args.func is cmd_run and not args.once) or args.func is cmd_serve
     level = {"verbose": logging.DEBUG, "quiet": logging.WARNING}.get(
         args.verbosity, logging.INFO if daemon else logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -95,6 +95,29 @@ class SlackConfig(Strict):
     min_interval: float = Field(default=1.0, ge=0)  # seconds between posts to one channel (Slack's tier)
 
 
+class WebConfig(Strict):
+    """`digestbot serve`: the readers' one-click links (web/). It speaks plain HTTP on `listen`, meant to
+    sit behind a TLS reverse proxy that `bot.public_url` names."""
+    listen: str = "127.0.0.1:8080"  # HOST:PORT
+    secret_env: str | None = None  # the environment variable holding the links' signing secret
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT (e.g. '127.0.0.1:8080'), got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class TopicConfig(Strict):
     query: str = ""
     like: list[str] = []  # arXiv ids of example papers: interest by example (TF-IDF similarity)
@@ -166,6 +189,7 @@ class Config:
     sources: list[SourceOptions]
     topics: dict[str, TopicConfig]
     subscriptions: list[SubscriptionConfig]
+    web: WebConfig = field(default_factory=WebConfig)
     schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
     text: str = ""  # the file as read, for FILE:LINE messages
 
@@ -210,6 +234,12 @@ class Config:
         known = ", ".join(s.name for s in self.sources) or "none configured"
         raise ConfigError(f"{self.path}: no source {name!r} (known: {known})")
 
+    def link_secret(self) -> bytes | None:
+        """The secret signing readers' links (web/tokens.py); None when `[web] secret_env` is not set.
+        ConfigError when it names a variable that is not set (a link signed with nothing is no link)."""
+        value = self.secret(self.web.secret_env, "web.secret_env (the secret signing readers' links)")
+        return value.encode("utf-8") if value else None
+
     def secret(self, env_name: str | None, what: str) -> str | None:
         if not env_name:
             return None
@@ -253,7 +283,8 @@ def loads(text: str, path: Path) -> Config:
                     slack=section("slack", SlackConfig, None) if "slack" in data else None,
                     sources=_sources(_tables(data, "sources", problems), problems),
                     topics={k: v for k, v in topics.items() if v is not None},
-                    subscriptions=[s for s in subscriptions if s is not None], text=text)
+                    subscriptions=[s for s in subscriptions if s is not None],
+                    web=section("web", WebConfig, {}) or WebConfig(), text=text)
     _cross_check(config, problems)
     if problems.lines:
         raise ConfigError(problems.sorted())
@@ -261,7 +292,7 @@ def loads(text: str, path: Path) -> Config:
 
 
 SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "array of tables",
-            "topics": "tables", "subscriptions": "array of tables"}
+            "topics": "tables", "subscriptions": "array of tables", "web": "table"}
 
 
 def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:
@@ -292,9 +323,14 @@ def check_secrets(config: Config) -> list[str]:
         wanted.append((("email", "password_env"), config.email.password_env, "needed to send"))
     if config.slack:
         wanted.append((("slack", "token_env"), config.slack.token_env, "needed to send"))
+    if config.web.secret_env:
+        wanted.append((("web", "secret_env"), config.web.secret_env, "needed to sign readers' links"))
     for i, sub in enumerate(config.subscriptions):
         if sub.slack_webhook_env:
             wanted.append((("subscriptions", i, "slack_webhook_env"), sub.slack_webhook_env, "needed to send"))
+    if config.bot.public_url and not config.web.secret_env:
+        problems.add(("bot", "public_url"), "set [web] secret_env too: without the secret that signs them, mails "
+                     "carry no one-click unsubscribe link (only a mailto)")
     for loc, env, why in wanted:
         if not os.environ.get(env, "").strip():
             problems.add(loc, f"environment variable {env} is not set ({why})")

@@ -36,6 +36,7 @@ from .tables import (
     MatchRow,
     PaperRow,
     SourceState,
+    SuppressionRow,
     digest_record,
     paper_from_row,
     source_record,
@@ -329,6 +330,42 @@ class Store:
                                  col(DeliveryRow.status) == DeliveryStatus.PENDING)
                           .group_by(col(DeliveryRow.channel), col(DeliveryRow.target))).all()
         return [(c, t, as_utc(oldest)) for c, t, oldest in rows]
+
+    def last_successful_poll(self) -> datetime | None:
+        """When any source was last polled successfully (None: never), read now from the database: a
+        health check (`digestbot serve`'s /healthz). StoreError when the database cannot be read; a
+        SQLite file that has gone is that too (connecting would silently make a new, empty one)."""
+        path = sqlite_path(self.url)
+        if path is not None and not Path(path).is_file():
+            raise StoreError(f"no database at {path}")
+        with self.read() as s:
+            return as_utc(s.exec(select(func.max(col(SourceState.last_success)))).one())
+
+    # --- readers who left ------------------------------------------------------------------------
+
+    def suppress(self, subscription_id: str, target: str, now: datetime) -> int:
+        """`target` left the subscription (a one-click unsubscribe): it is sent nothing more of it, even
+        if the config lists it again, and its queued digests are cancelled (how many: the return value).
+        Idempotent."""
+        with self.write() as w:
+            return w.suppress(subscription_id, target, now)
+
+    def unsuppress(self, subscription_id: str, target: str) -> bool:
+        """Undo `suppress`: False when `target` was not suppressed."""
+        with self.write() as w:
+            return w.unsuppress(subscription_id, target)
+
+    def suppressed(self, subscription_id: str) -> set[str]:
+        """The targets that left the subscription."""
+        return self.suppressions().get(subscription_id, set())
+
+    def suppressions(self) -> dict[str, set[str]]:
+        """Subscription id -> the targets that left it (one query, for a whole poll or send batch)."""
+        found: dict[str, set[str]] = {}
+        with self.read() as s:
+            for sub, target in s.exec(select(col(SuppressionRow.subscription), col(SuppressionRow.target))).all():
+                found.setdefault(sub, set()).add(target)
+        return found
 
     # --- the send side of the ledger -------------------------------------------------------------
 

@@ -220,6 +220,18 @@ class Ledger:
                      .values(status=DigestStatus.PENDING, lease_until=None, next_try=next_try))
             self._held.difference_update(ids)
 
+    def cancel(self, ids: list[int]) -> None:
+        """Claimed digests whose reader left meanwhile (Store.suppress): never sent, nor their deliveries."""
+        if ids:
+            with self.store.write() as w:
+                mine = [digest_id for (digest_id,) in core(w, update(DigestRow).where(
+                    col(DigestRow.id).in_(ids), col(DigestRow.status) == DigestStatus.SENDING, self._mine())
+                    .values(status=DigestStatus.CANCELLED, lease_until=None).returning(col(DigestRow.id)))]
+                if mine:
+                    core(w, update(DeliveryRow).where(col(DeliveryRow.digest_id).in_(mine))
+                         .values(status=DeliveryStatus.CANCELLED))
+            self._held.difference_update(ids)
+
     def sent(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
         """The server accepted it: `server_id` is the Message-ID or the Slack ts; `target` names the
         recipient in the error if the record cannot be made."""

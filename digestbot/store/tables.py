@@ -3,7 +3,8 @@
 `paper` (one row per paper whatever its sources), `source_state` (per source: last success, last
 error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
-subscription x channel x target x period, grouping deliveries), `installation` (one row: the
+subscription x channel x target x period, grouping deliveries), `suppression` (readers who left by a
+one-click link), `installation` (one row: the
 database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
 leaves the package is a `Paper`, `DigestRecord` or `SourceRecord` made by the functions at the end.
 
@@ -116,6 +117,15 @@ class DigestRow(SQLModel, table=True):
     message_id: str | None = None
     created: datetime
     sent_at: datetime | None = None
+
+
+class SuppressionRow(SQLModel, table=True):
+    """A reader who left a subscription by its one-click link (web/): nothing is sent to this target for
+    this subscription, even if the config lists it again, until they undo it."""
+    __tablename__ = "suppression"
+    subscription: str = Field(primary_key=True)
+    target: str = Field(primary_key=True)  # an address, a Slack channel
+    since: datetime
 
 
 class InstallationRow(SQLModel, table=True):

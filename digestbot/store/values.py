@@ -22,6 +22,7 @@ class DigestStatus(StrEnum):
     SENT = "sent"  # the server accepted it (message_id)
     FAILED = "failed"  # permanently, or too many attempts: only `digestbot retry --failed` revives it
     EMPTY = "empty"  # its period had nothing to send and the subscription does not send empty digests
+    CANCELLED = "cancelled"  # its reader left (a one-click unsubscribe) before it was sent: never sent
 
 
 ACTIVE_DIGESTS = (DigestStatus.PENDING, DigestStatus.SENDING)  # those a sender may claim
@@ -32,6 +33,7 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # waiting for its period's digest, or in a digest not sent yet
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its reader left before it was sent
 
 
 @dataclass(frozen=True, slots=True)

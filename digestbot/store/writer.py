@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from ..models import Match, Paper
 from .identity import PaperIndex, merge_into
-from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState
+from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, SuppressionRow
 from .values import DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,29 @@ class Writer:
         status = DigestStatus.EMPTY if empty else DigestStatus.PENDING
         conn.execute(_DIGEST_SIZE, {"digest": digest_id, "moved": moved, "new_status": status})
         return None if empty else digest_id
+
+    def suppress(self, subscription_id: str, target: str, now: datetime) -> int:
+        """Record that `target` left the subscription (idempotent: the first time is kept) and cancel
+        what was on its way to it: its pending digests (not one being sent) and their deliveries, and
+        the deliveries still waiting for a digest. How many digests were cancelled."""
+        conn = self.session.connection()
+        conn.execute(_new_suppression(conn.dialect.name),
+                     {"subscription": subscription_id, "target": target, "since": now})
+        where = {"sub": subscription_id, "tgt": target}
+        cancelled = [digest_id for (digest_id,) in conn.execute(_CANCEL_DIGESTS, where)]
+        for start in range(0, len(cancelled), CHUNK):
+            conn.execute(_CANCEL_DIGEST_DELIVERIES, {"ids": cancelled[start:start + CHUNK]})
+        conn.execute(_CANCEL_WAITING, where)
+        return len(cancelled)
+
+    def unsuppress(self, subscription_id: str, target: str) -> bool:
+        """The target may get the subscription again (from the next matched paper on; what was cancelled
+        stays cancelled). False: it was not suppressed."""
+        row = self.session.get(SuppressionRow, (subscription_id, target))
+        if row is None:
+            return False
+        self.session.delete(row)
+        return True
 
     def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
         """Store or update each paper; return (row id, paper) of those never seen before.
@@ -136,6 +159,24 @@ def _new_digest(dialect: str) -> ReturningInsert[int | None]:
     return inserts[dialect](DigestRow).on_conflict_do_nothing().returning(col(DigestRow.id))
 
 
+@cache
+def _new_suppression(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    inserts: dict[str, Callable[[type[SuppressionRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    return inserts[dialect](SuppressionRow).on_conflict_do_nothing()
+
+
+_CANCEL_DIGESTS = update(DigestRow).where(
+    col(DigestRow.subscription) == bindparam("sub"), col(DigestRow.target) == bindparam("tgt"),
+    col(DigestRow.status) == DigestStatus.PENDING).values(
+    status=DigestStatus.CANCELLED, lease_until=None).returning(col(DigestRow.id))
+_CANCEL_DIGEST_DELIVERIES = update(DeliveryRow).where(
+    col(DeliveryRow.digest_id).in_(bindparam("ids", expanding=True)),
+    col(DeliveryRow.status) == DeliveryStatus.PENDING).values(status=DeliveryStatus.CANCELLED)
+_CANCEL_WAITING = update(DeliveryRow).where(
+    col(DeliveryRow.subscription) == bindparam("sub"), col(DeliveryRow.target) == bindparam("tgt"),
+    col(DeliveryRow.digest_id).is_(None), col(DeliveryRow.status) == DeliveryStatus.PENDING).values(
+    status=DeliveryStatus.CANCELLED)
 _TAKE_WAITING = update(DeliveryRow).where(
     col(DeliveryRow.subscription) == bindparam("sub"), col(DeliveryRow.channel) == bindparam("chan"),
     col(DeliveryRow.target) == bindparam("tgt"), col(DeliveryRow.digest_id).is_(None),

@@ -18,5 +18,6 @@ from __future__ import annotations
 REVISIONS = {  # oldest first: id -> what it holds
     "0001": "the schema of release 1694ff9",
     "0002": "digest.claimed_by and the installation table",
+    "0003": "the suppression table (readers who left by a one-click link)",
 }
 HEAD = list(REVISIONS)[-1]

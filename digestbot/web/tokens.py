@@ -1,0 +1,84 @@
+"""Signed tokens for readers' links: who may leave (or manage, or confirm) which subscription.
+
+A token is `PAYLOAD.MAC`, both unpadded base64url: PAYLOAD is the JSON list [purpose, subscription id,
+target, issued (Unix seconds)], MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
+Whoever holds a token may do its one purpose for its one (subscription, target) and nothing else: the
+purpose is signed, so an unsubscribe token is no confirm token; a changed byte, a truncated token or
+another secret fails the MAC, which is compared in constant time.
+
+"unsubscribe" and "manage" tokens never expire (they are in mails people read months later);
+"confirm" and "resubscribe" (the undo button after leaving) tokens expire CONFIRM_TTL after they were issued.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+Purpose = Literal["unsubscribe", "manage", "confirm", "resubscribe"]
+PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "manage", "confirm", "resubscribe")
+CONFIRM_TTL = timedelta(hours=48)
+EXPIRING = {"confirm": CONFIRM_TTL, "resubscribe": CONFIRM_TTL}  # undo is for right after leaving
+DOMAIN = b"digestbot-link-v1\n"  # what the MAC is of: never the same bytes as another use of the secret
+
+
+class BadToken(ValueError):
+    """Not a valid token for this purpose: the reader gets a 4xx page saying so, nothing is changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    purpose: Purpose
+    subscription_id: str
+    target: str  # an email address, or a Slack channel
+    issued: datetime
+
+
+def sign(secret: bytes, purpose: Purpose, subscription_id: str, target: str, *, now: datetime | None = None) -> str:
+    issued = int((now or datetime.now(UTC)).timestamp())
+    payload = json.dumps([purpose, subscription_id, target, issued], separators=(",", ":")).encode("utf-8")
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
+
+
+def verify(secret: bytes, token: str, purpose: Purpose, *, now: datetime | None = None) -> Token:
+    """The token's contents, when it is intact, signed with `secret` and made for `purpose`; else BadToken."""
+    encoded_payload, dot, encoded_mac = token.partition(".")
+    try:
+        payload, mac = _unb64(encoded_payload), _unb64(encoded_mac)
+    except (binascii.Error, ValueError):
+        raise BadToken("the link is damaged (it was cut or changed)") from None
+    if not dot or not hmac.compare_digest(mac, _mac(secret, payload)):
+        raise BadToken("the link is damaged (it was cut or changed), or it was not made by this digest")
+    try:
+        kind, subscription_id, target, issued = json.loads(payload)
+        when = datetime.fromtimestamp(int(issued), UTC)
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise BadToken("the link's contents are not understood") from None
+    if kind != purpose:
+        raise BadToken(f"this link is for {kind!r}, not for {purpose!r}")
+    ttl = EXPIRING.get(kind)
+    if ttl is not None and (now or datetime.now(UTC)) > when + ttl:
+        raise BadToken("this link has expired; ask for a new one")
+    return Token(purpose=kind, subscription_id=str(subscription_id), target=str(target), issued=when)
+
+
+def _mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, DOMAIN + payload, hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not text or not text.isascii():
+        raise ValueError("empty or not ASCII")
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(data) != text:  # the unused low bits of the last character set: one token, one spelling
+        raise ValueError("not canonical base64")
+    return data
