@@ -254,7 +254,7 @@ def test_serve_and_the_daemon_together(tmp_path, http_server, smtp_server):
     papers = [m["Subject"] for m in smtp_server.messages if str(m["To"]) == BOB]
     assert len(papers) == 3 and ALICE not in world.config.read_text(encoding="utf-8")
     totals = [re.match(r"(?:\d+ of )?(\d+) new papers", subject) for subject in papers]  # "15 of 39" when capped
-    assert sum(int(total.group(1)) for total in totals if total) == 12  # each paper once
+    assert all(totals) and sum(int(t.group(1)) for t in totals if t) == 12  # each paper once
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 60) -> None:
