@@ -33,7 +33,9 @@ def register(sub: Actions) -> None:
                                "digestbot feedback record alice 2411.01234 up   # the same, spelled out",
                                "digestbot feedback list alice",
                                "digestbot feedback list alice --json | jq '.[] | select(.vote == \"down\")'"],
-                           description=__doc__.split("\n\n")[1] if __doc__ else None)
+                           description="Record a reader's vote on a paper (up: more like this, down: not for me; a "
+                                       "later vote replaces it), or list a subscription's votes. Three words are "
+                                       "always SUBSCRIPTION PAPER VOTE, so a paper called 'list' is no problem.")
     feedback.usage = USAGE
     feedback.add_argument("words", nargs="+", metavar="WORDS",
                           help="SUBSCRIPTION PAPER up|down, or record SUBSCRIPTION PAPER up|down, or list SUBSCRIPTION;"

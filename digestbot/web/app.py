@@ -36,6 +36,7 @@ from ..app import App
 from ..config import Config
 from ..config.edit import editing, subscription_table
 from ..errors import ConfigError, StoreError
+from ..store import Store
 from . import feedback, tokens
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,10 @@ class Web:
     @property
     def config(self) -> Config:
         return self.app.config
+
+    @property
+    def store(self) -> Store:
+        return self.app.store
 
     def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None) -> HTMLResponse:
         """`form`: (action URL, button label) of the page's one POST button."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -22,13 +22,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import StoreError
+from ..store import Store
 from . import tokens
-
-if TYPE_CHECKING:
-    from .app import Web
 
 log = logging.getLogger(__name__)
 LABELS = {"up": "More like this", "down": "Not for me"}
+
+
+class Web(Protocol):
+    """What these routes use of app.Web (a protocol: app.py imports this module, not the other way)."""
+    secret: bytes
+
+    @property
+    def store(self) -> Store: ...
+    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None) -> Response: ...
+    def bad_link(self, error: tokens.BadToken) -> Response: ...
+    def subscription_name(self, subscription_id: str) -> str: ...
 
 
 class Feedback:
@@ -80,7 +89,7 @@ class Feedback:
             return self._bad_choice()
         assert found.paper is not None
         try:
-            await run_in_threadpool(self.web.app.store.record_vote, found.subscription_id, found.target,
+            await run_in_threadpool(self.web.store.record_vote, found.subscription_id, found.target,
                                     found.paper, choice, datetime.now(UTC))
         except StoreError as exc:
             log.error("a vote on %r could not be recorded: %s", found.subscription_id, exc)
@@ -99,7 +108,7 @@ class Feedback:
             return self.web.bad_link(exc)
         assert found.paper is not None
         try:
-            removed = await run_in_threadpool(self.web.app.store.remove_vote, found.subscription_id, found.target,
+            removed = await run_in_threadpool(self.web.store.remove_vote, found.subscription_id, found.target,
                                               found.paper)
         except StoreError as exc:
             log.error("a vote on %r could not be undone: %s", found.subscription_id, exc)
