@@ -3,10 +3,15 @@
 Shared by the sender (`render.shared.Contents`) and `digestbot preview`, so a
 preview shows exactly what would be sent.
 
-A Digest holds nothing about one recipient: its footer links are per subscription, so the send pass
-renders it once and sends the same body to every recipient of that subscription and period. What is
-personal (To, Message-ID, the List-Unsubscribe header with the recipient's one-click URL) travels in
-the `Envelope` and becomes headers only.
+Without readers' links (no bot.public_url, or no [web] secret), a Digest holds nothing about one
+recipient: its footer links are per subscription, so the send pass renders it once and sends the same
+body to every recipient of that subscription and period. What is personal (To, Message-ID, the
+List-Unsubscribe header) travels in the `Envelope` and becomes headers only.
+
+With readers' links on (`personal_links_secret`), an email digest is made for one recipient (`target`):
+each paper carries its signed "more like this" / "not for me" links, and the footer the recipient's
+"Manage your subscriptions" link and their own one-click unsubscribe URL (the List-Unsubscribe one).
+The send pass then renders once per recipient (render/shared.py keys the content by target too).
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from .config import Config, SubscriptionConfig
-from .models import Digest, Match
+from .errors import ConfigError
+from .models import Digest, Match, VoteLinks
 from .schedule import KEY_FORMAT
 from .web import tokens
 
@@ -58,6 +64,31 @@ def footer_unsubscribe_url(config: Config, sub: SubscriptionConfig) -> str:
     return f"mailto:{sender}?subject={quote(f'unsubscribe {sub.id}')}"
 
 
+def personal_links_secret(config: Config) -> bytes | None:
+    """The secret that signs readers' personal links, when the digests carry them: bot.public_url set,
+    and [web] secret_env naming a variable that is set. None otherwise (the shared body of old)."""
+    if not config.bot.public_url or not config.web.secret_env:
+        return None
+    try:
+        return config.link_secret()
+    except ConfigError:  # the variable is missing: the envelope's List-Unsubscribe says so when sending
+        return None
+
+
+def personal_links(config: Config, secret: bytes, sub: SubscriptionConfig, target: str,
+                   matches: list[Match]) -> tuple[str, str, tuple[VoteLinks, ...]]:
+    """One recipient's links: unsubscribe (the same URL as List-Unsubscribe), manage, and each paper's
+    two votes, all signed for (subscription, target[, paper])."""
+    base = (config.bot.public_url or "").rstrip("/")
+    votes = []
+    for match in matches:
+        key = match.paper.key
+        token = urlencode({"token": tokens.sign(secret, "vote", sub.id, target, paper=key)})
+        votes.append(VoteLinks(paper=key, up=f"{base}/vote?{token}&v=up", down=f"{base}/vote?{token}&v=down"))
+    manage = urlencode({"token": tokens.sign(secret, "manage", sub.id, target)})
+    return unsubscribe_urls(config, sub, target)[0], f"{base}/manage?{manage}", tuple(votes)
+
+
 def period_start(period_key: str, zone: str, now: datetime) -> datetime:
     """The local start of a period from its key ("2026-11-22T08:00"); `now` for instant digests."""
     try:
@@ -67,18 +98,24 @@ def period_start(period_key: str, zone: str, now: datetime) -> datetime:
 
 
 def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *, channel: str,
-                period_key: str, now: datetime) -> Digest:
-    """`channel` is the ledger channel (email | slack | slack_webhook), never a target: the digest
-    must stay the same for every recipient of the subscription."""
+                period_key: str, now: datetime, target: str | None = None,
+                secret: bytes | None = None) -> Digest:
+    """`channel` is the ledger channel (email | slack | slack_webhook). Without `target` and `secret`
+    (personal_links_secret) the digest is the same for every recipient of the subscription; with both,
+    it is `target`'s own, with their personal links."""
     ranked = rank(matches)
     zone = sub.timezone or config.bot.timezone
     start = period_start(period_key, zone, now)
     where = "this address" if channel == "email" else "this Slack channel"
+    shown = ranked[: sub.max_papers]
+    unsubscribe, manage, votes = footer_unsubscribe_url(config, sub), "", tuple[VoteLinks, ...]()
+    if target is not None and secret:
+        unsubscribe, manage, votes = personal_links(config, secret, sub, target, shown)
     return Digest(subscription=sub.name, subscription_id=sub.id, period=start.strftime("%a %d %b %Y"),
-                  matches=ranked[: sub.max_papers], more=max(0, len(ranked) - sub.max_papers),
+                  matches=shown, more=max(0, len(ranked) - sub.max_papers),
                   query=sub.query, topics=tuple(sub.topics), period_start=start,
                   more_url=sub.listing_url or DEFAULT_LISTING,
-                  unsubscribe_url=footer_unsubscribe_url(config, sub),
+                  unsubscribe_url=unsubscribe, manage_url=manage, vote_links=votes,
                   manage=f"Schedule {sub.schedule!r}, at most {sub.max_papers} papers, sent to {where}. "
                          f"To change it, edit subscription {sub.id!r} in the digestbot config "
                          f"(`digestbot subs show {sub.id}`) or ask the bot's admin.")

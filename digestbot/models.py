@@ -261,6 +261,14 @@ class Match:
     hits: tuple[Hit, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class VoteLinks:
+    """A paper's two feedback links in one reader's digest ("more like this", "not for me")."""
+    paper: str  # the paper's key
+    up: str
+    down: str
+
+
 @dataclass(slots=True)
 class Digest:
     """What one subscriber gets for one period: ranked matches, ready to render."""
@@ -276,6 +284,10 @@ class Digest:
     more_url: str = ""  # where "and N more" links: the listing the papers came from
     unsubscribe_url: str = ""  # https (one click) or mailto
     manage: str = ""  # how to change the subscription, in words
+    # Personal links (digest.py: only in a digest rendered for one email recipient, when `digestbot serve`
+    # answers them): the "manage" page, and per match (same order, may be shorter) its vote links.
+    manage_url: str = ""
+    vote_links: tuple[VoteLinks, ...] = ()
 
     @property
     def total(self) -> int:

@@ -250,7 +250,8 @@ def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig,
     try:
         content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
         channel = channels.get(row.channel)
-        sent_id = channel.send(content.message, envelope(ctx.config, row, sub, ctx.store.installation))
+        sent_id = channel.send(content.message, envelope(ctx.config, row, sub, ctx.store.installation,
+                                                         unsubscribe=content.unsubscribe))
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
@@ -286,14 +287,16 @@ __all__ = ["Context", "PollResult", "SendResult", "open_due_digests", "poll", "r
            "send_due"]
 
 
-def envelope(config: Config, row: Claim | DigestRecord, sub: SubscriptionConfig, installation: str) -> Envelope:
+def envelope(config: Config, row: Claim | DigestRecord, sub: SubscriptionConfig, installation: str, *,
+             unsubscribe: tuple[str, ...] | None = None) -> Envelope:
     """The Message-ID is unique for ever: row ids restart at 1 in a new database, so the database's
-    installation id goes with them; a re-send of the same digest keeps it (a duplicate is recognisable)."""
+    installation id goes with them; a re-send of the same digest keeps it (a duplicate is recognisable).
+    `unsubscribe`: the List-Unsubscribe URLs already in a personal body's footer (the same token)."""
     domain = _domain(config.email.sender) if config.email else "digestbot.localhost"
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
                     message_id=f"<digest-{row.id}.{installation}.{sub.id}@{domain}>",
                     list_id=f"{sub.name} <{sub.id}.{domain}>",
-                    unsubscribe=unsubscribe_urls(config, sub, row.target))
+                    unsubscribe=unsubscribe or unsubscribe_urls(config, sub, row.target))
 
 
 @lru_cache(maxsize=8)

@@ -1,5 +1,7 @@
 """A send pass renders each distinct digest once and shares it; sharing must never leak one
-recipient's data to another. Real pipeline, real SQLite ledger, real aiosmtpd server."""
+recipient's data to another. With readers' links on (bot.public_url and the [web] secret), each email is
+its recipient's own (their vote, manage and unsubscribe links), rendered for them.
+Real pipeline, real SQLite ledger, real aiosmtpd server."""
 from __future__ import annotations
 
 import re
@@ -39,12 +41,13 @@ class CountingRenderer(Renderer):
         return super().render(digest)
 
 
-def config(tmp_path, port: int) -> config_module.Config:
+def config(tmp_path, port: int, *, public: bool) -> config_module.Config:
     path = tmp_path / "config.toml"
+    public_url = 'public_url = "https://digest.example.org"' if public else ""
     path.write_text(f"""
 [bot]
 database = "sqlite:///{tmp_path}/state.db"
-public_url = "https://digest.example.org"
+{public_url}
 
 [web]
 secret_env = "DIGESTBOT_TEST_LINK_SECRET"
@@ -85,11 +88,10 @@ def seed(ctx: pipeline.Context) -> list[str]:
     return titles
 
 
-@pytest.fixture
-def sent(tmp_path, monkeypatch):
+def send(tmp_path, monkeypatch, *, public: bool):
     monkeypatch.setenv("DIGESTBOT_TEST_LINK_SECRET", "test-secret")
     with SmtpServer() as server:
-        cfg = config(tmp_path, server.port)
+        cfg = config(tmp_path, server.port, public=public)
         Store(cfg.database_url).create_tables()
         ctx = App.from_config(cfg)
         ctx.renderer = CountingRenderer()
@@ -98,6 +100,17 @@ def sent(tmp_path, monkeypatch):
     by_rcpt = {r.rcpt_tos[0]: r for r in server.received}
     rows = {row.target: row for row in Ledger(ctx.store).digests("sent")}
     return result, by_rcpt, rows, titles, ctx.renderer.renders
+
+
+@pytest.fixture
+def sent(tmp_path, monkeypatch):
+    """No public_url: no personal links, the body is shared (the secret is set, but unused in bodies)."""
+    return send(tmp_path, monkeypatch, public=False)
+
+
+@pytest.fixture
+def sent_personal(tmp_path, monkeypatch):
+    return send(tmp_path, monkeypatch, public=True)
 
 
 def body(received) -> tuple[str, str]:
@@ -111,13 +124,23 @@ def test_recipients_of_one_subscription_share_one_render_and_get_the_same_papers
     assert renders == 3  # ann+bob share one; carol's papers differ; the other subscription has its own
     ann, bob = body(by_rcpt["ann@example.org"]), body(by_rcpt["bob@example.org"])
     assert ann == bob and all(t in ann[0] and t in ann[1] for t in titles[:5])
+    assert "token=" not in "".join(ann) and "data-vote" not in ann[1]  # no personal links without public_url
     carol = body(by_rcpt[LATE])
     assert all(t in carol[0] for t in titles[3:5]) and not any(t in carol[0] for t in titles[:3])
     assert titles[5] in body(by_rcpt[OTHER])[0] and titles[0] not in body(by_rcpt[OTHER])[0]
 
 
-def test_each_recipient_gets_only_their_own_headers_and_links(sent):
-    _, by_rcpt, rows, _, _ = sent
+def test_with_readers_links_each_email_recipient_gets_their_own_render_with_the_same_papers(sent_personal):
+    result, by_rcpt, rows, titles, renders = sent_personal
+    assert len(result.sent) == 4 and renders == 4  # one per recipient: the links in the body are theirs
+    ann, bob = body(by_rcpt["ann@example.org"]), body(by_rcpt["bob@example.org"])
+    assert ann != bob and all(t in bob[0] and t in bob[1] for t in titles[:5])
+    strip = re.compile(r"token=[\w.-]+")
+    assert strip.sub("", ann[0]) == strip.sub("", bob[0]) and strip.sub("", ann[1]) == strip.sub("", bob[1])
+
+
+def test_each_recipient_gets_only_their_own_headers_and_links(sent_personal):
+    _, by_rcpt, rows, _, _ = sent_personal
     targets = {"ann@example.org": EARLY[0], "bob@example.org": EARLY[1], LATE: LATE, OTHER: OTHER}
     for rcpt, received in by_rcpt.items():
         mail, row = received.message, rows[targets[rcpt]]
@@ -129,7 +152,14 @@ def test_each_recipient_gets_only_their_own_headers_and_links(sent):
         raw = received.raw.decode("ascii")
         for other in set(by_rcpt) - {rcpt}:  # nowhere in the message, headers or body, encoded or not
             assert other not in raw and quote(other) not in raw
-        assert "token=" not in "".join(body(received))  # the body's links are per subscription
+        text, html = body(received)
+        footer = re.search(r"Unsubscribe: \S+token=([\w.-]+)", text)
+        assert footer and footer.group(1) == token  # the footer's link is the List-Unsubscribe one
+        for found in re.findall(r"token=([\w.-]+)", text + html):  # every link in the body is theirs
+            purpose = "vote" if f"vote?token={found}" in text else "manage" if f"manage?token={found}" in text \
+                else "unsubscribe"
+            assert verify(b"test-secret", found, purpose).target == targets[rcpt]
+        assert re.search(r'data-vote="down" data-paper="2411\.0000\d"', html)
     assert len({m.message["Message-ID"] for m in by_rcpt.values()}) == 4
 
 

@@ -68,3 +68,16 @@ def test_a_token_of_another_purpose_is_refused():
     unsubscribe = sign(SECRET, "unsubscribe", "decoding", "alice@example.org", now=NOW)
     with pytest.raises(BadToken):
         verify(SECRET, unsubscribe, "resubscribe")
+
+
+def test_a_vote_token_is_bound_to_its_paper_too_and_never_expires():
+    token = sign(SECRET, "vote", "sub", "a@example.org", paper="2411.00001", now=NOW)
+    found = verify(SECRET, token, "vote", now=NOW + timedelta(days=3650))
+    assert (found.subscription_id, found.target, found.paper) == ("sub", "a@example.org", "2411.00001")
+    assert verify(SECRET, sign(SECRET, "unsubscribe", "sub", "a@example.org", now=NOW), "unsubscribe").paper is None
+    with pytest.raises(ValueError):
+        sign(SECRET, "vote", "sub", "a@example.org")  # a vote token without its paper
+    with pytest.raises(ValueError):
+        sign(SECRET, "unsubscribe", "sub", "a@example.org", paper="2411.00001")
+    with pytest.raises(BadToken):
+        verify(SECRET, token, "unsubscribe")

@@ -16,7 +16,7 @@ from .. import __version__, pipeline
 from .. import config as config_module
 from ..app import App
 from ..errors import ConfigError, DigestbotError
-from . import ops, subs
+from . import feedback, ops, subs
 from .common import (
     EXIT_CLOSED_PIPE,
     EXIT_CODES,
@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=cmd_preview)
 
     subs.register(sub)
+    feedback.register(sub)
 
     new = add_command(sub, "new-config", help="write a starter config (the example, every option commented)",
                       examples=["digestbot new-config                    # ./config.toml (or $DIGESTBOT_CONFIG)",

@@ -4,7 +4,12 @@ The recipients of one subscription in one period get the same papers, and a Dige
 about its recipient (digest.py: the footer links are per subscription). So every digest row with the
 same (subscription, ledger channel, period, paper ids) gets the same rendered Message; only its
 Envelope (To, Message-ID, List-Unsubscribe) is per recipient. The key holds everything a Digest is
-made from in a pass (config and `now` are fixed for the pass), and never the target.
+made from in a pass (config and `now` are fixed for the pass), and never the target...
+
+...except when the email digests carry readers' personal links (digest.personal_links_secret: bot.public_url
+and the [web] secret): then an email's content is its recipient's own (their vote, manage and unsubscribe
+links), the key holds the target, and each recipient's digest is rendered for them. Installations without
+the web process keep the shared render.
 """
 from __future__ import annotations
 
@@ -13,19 +18,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..config import Config, SubscriptionConfig
-from ..digest import make_digest
+from ..digest import make_digest, personal_links_secret
 from ..models import Message
 from ..store import Store
 from ..store.ledger_sql import Claim
 from . import Renderer
 
-ContentKey = tuple[str, str, str, tuple[int, ...]]  # subscription id, ledger channel, period key, paper ids
+# subscription id, ledger channel, period key, paper ids, and the target when the content is personal ("" if not)
+ContentKey = tuple[str, str, str, tuple[int, ...], str]
 
 
 @dataclass(frozen=True, slots=True)
 class Content:
     message: Message
     papers: int  # papers shown in the digest (for the log and the result)
+    # A personal content's List-Unsubscribe URLs: the very URL of its footer (None: the envelope makes them)
+    unsubscribe: tuple[str, ...] | None = None
 
 
 class Contents:
@@ -35,6 +43,7 @@ class Contents:
         self.config, self.store, self.renderer, self.now, self.keep = config, store, renderer, now, keep
         self._papers: dict[int, tuple[int, ...]] = {}
         self._rendered: OrderedDict[ContentKey, Content] = OrderedDict()
+        self.secret = personal_links_secret(config)  # None: every content is shared
 
     def load(self, batch: list[Claim]) -> None:
         """The paper ids of a claimed batch, in one query (instead of a joined ORM query per digest)."""
@@ -44,18 +53,22 @@ class Contents:
         papers = self._papers.get(row.id)
         if papers is None:  # not in the loaded batch (a caller that skipped load)
             papers = self.store.digest_papers([row.id])[row.id]
-        key = (sub.id, row.channel, row.period, papers)
+        personal = self.secret is not None and row.channel == "email"
+        key = (sub.id, row.channel, row.period, papers, row.target if personal else "")
         content = self._rendered.get(key)
         if content is not None:
             self._rendered.move_to_end(key)
             return content
-        content = self._render(row, sub, papers)
+        content = self._render(row, sub, papers, personal=personal)
         self._rendered[key] = content
         if len(self._rendered) > self.keep:
             self._rendered.popitem(last=False)
         return content
 
-    def _render(self, row: Claim, sub: SubscriptionConfig, papers: tuple[int, ...]) -> Content:
+    def _render(self, row: Claim, sub: SubscriptionConfig, papers: tuple[int, ...], *, personal: bool) -> Content:
         matches = self.store.matches_of(sub.id, papers)
-        digest = make_digest(self.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now)
-        return Content(self.renderer.render(digest), len(digest.matches))
+        target = row.target if personal else None
+        digest = make_digest(self.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now,
+                             target=target, secret=self.secret)
+        return Content(self.renderer.render(digest), len(digest.matches),
+                       (digest.unsubscribe_url,) if personal else None)

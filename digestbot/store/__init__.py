@@ -23,11 +23,11 @@ from .ledger import ChannelCounts, Ledger
 from .ledger_sql import Claim
 from .opening import Initialised, create_store, init_database, never_used, open_store
 from .upkeep import Revision, Upgraded
-from .values import DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, utcnow
+from .values import ANY_TARGET, VOTES, DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, Vote, utcnow
 from .writer import Writer
 
 __all__ = [
-    "ChannelCounts", "Claim", "DeliveryStatus", "DigestRecord", "DigestStatus", "Initialised", "Ledger", "Revision",
-    "SourceRecord", "Store", "Upgraded", "WAL_LIMIT", "Writer", "create_store", "init_database", "is_blank",
-    "never_used", "open_store", "set_aside", "sqlite_path", "utcnow",
+    "ANY_TARGET", "ChannelCounts", "Claim", "DeliveryStatus", "DigestRecord", "DigestStatus", "Initialised", "Ledger",
+    "Revision", "SourceRecord", "Store", "Upgraded", "VOTES", "Vote", "WAL_LIMIT", "Writer", "create_store",
+    "init_database", "is_blank", "never_used", "open_store", "set_aside", "sqlite_path", "utcnow",
 ]

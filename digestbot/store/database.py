@@ -37,12 +37,14 @@ from .tables import (
     PaperRow,
     SourceState,
     SuppressionRow,
+    VoteRow,
     digest_record,
     paper_from_row,
     source_record,
+    vote_record,
 )
 from .upkeep import Revision, Upgraded, checkpoint_wal
-from .values import DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, as_utc, utcnow
+from .values import VOTES, DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, Vote, as_utc, utcnow
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -366,6 +368,28 @@ class Store:
             for sub, target in s.exec(select(col(SuppressionRow.subscription), col(SuppressionRow.target))).all():
                 found.setdefault(sub, set()).add(target)
         return found
+
+    # --- readers' feedback on papers ------------------------------------------------------------
+
+    def record_vote(self, subscription_id: str, target: str, paper: str, vote: str, now: datetime) -> None:
+        """`target`'s vote ("up": more like this, "down": not for me) on the paper with key `paper`;
+        it replaces an earlier vote of the same (subscription, target, paper)."""
+        if vote not in VOTES:
+            raise ValueError(f"a vote is one of {', '.join(VOTES)}, not {vote!r}")
+        with self.write() as w:
+            w.record_vote(subscription_id, target, paper, vote, now)
+
+    def remove_vote(self, subscription_id: str, target: str, paper: str) -> bool:
+        """Undo a vote: False when there was none."""
+        with self.write() as w:
+            return w.remove_vote(subscription_id, target, paper)
+
+    def votes(self, subscription_id: str) -> list[Vote]:
+        """The subscription's votes, newest first."""
+        with self.read() as s:
+            rows = s.exec(select(VoteRow).where(col(VoteRow.subscription) == subscription_id)
+                          .order_by(col(VoteRow.at).desc(), col(VoteRow.paper), col(VoteRow.target))).all()
+            return [vote_record(row) for row in rows]
 
     # --- the send side of the ledger -------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
 subscription x channel x target x period, grouping deliveries), `suppression` (readers who left by a
-one-click link), `installation` (one row: the
+one-click link), `vote` (readers' feedback on papers), `installation` (one row: the
 database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
 leaves the package is a `Paper`, `DigestRecord` or `SourceRecord` made by the functions at the end.
 
@@ -21,7 +21,7 @@ from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from ..models import Paper
-from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, as_utc
+from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, Vote, as_utc
 
 
 class PaperRow(SQLModel, table=True):
@@ -128,6 +128,18 @@ class SuppressionRow(SQLModel, table=True):
     since: datetime
 
 
+class VoteRow(SQLModel, table=True):
+    """A reader's "more like this" (up) or "not for me" (down) on a paper of a digest (web/feedback.py,
+    `digestbot feedback`). One per (subscription, target, paper): a later vote replaces the earlier one.
+    The paper is its key (models.Paper.key), not a row id: a vote outlives `init --force`."""
+    __tablename__ = "vote"
+    subscription: str = Field(primary_key=True)
+    target: str = Field(primary_key=True)  # an address, a Slack channel, or ANY_TARGET (the command line)
+    paper: str = Field(primary_key=True)
+    vote: str  # up | down
+    at: datetime
+
+
 class InstallationRow(SQLModel, table=True):
     """This database's id. Digest row ids restart at 1 in every new database (`init --force`, a second
     installation), so Message-IDs carry this too: a mail client that hides a repeated Message-ID as a
@@ -192,3 +204,8 @@ def source_record(row: SourceState) -> SourceRecord:
     return SourceRecord(name=row.name, last_poll=as_utc(row.last_poll), last_success=as_utc(row.last_success),
                         last_error=row.last_error, last_error_at=as_utc(row.last_error_at),
                         papers_seen=row.papers_seen, last_new=row.last_new)
+
+
+def vote_record(row: VoteRow) -> Vote:
+    return Vote(subscription_id=row.subscription, target=row.target, paper=row.paper, vote=row.vote,
+                at=as_utc(row.at))

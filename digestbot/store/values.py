@@ -67,6 +67,20 @@ class SourceRecord:
     last_new: int  # new papers in the last successful poll
 
 
+VOTES = ("up", "down")  # "more like this", "not for me"
+ANY_TARGET = "*"  # a vote recorded for the subscription as a whole (`digestbot feedback` without --target)
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A reader's feedback on one paper of a subscription (the latest: a new vote replaces it)."""
+    subscription_id: str
+    target: str  # the address or Slack channel the digest went to; ANY_TARGET from the command line
+    paper: str  # the paper's key (bare arXiv id, else its title slug)
+    vote: str  # "up" (more like this) or "down" (not for me)
+    at: datetime
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

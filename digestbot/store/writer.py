@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from ..models import Match, Paper
 from .identity import PaperIndex, merge_into
-from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, SuppressionRow
+from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, SuppressionRow, VoteRow
 from .values import DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,21 @@ class Writer:
         """The target may get the subscription again (from the next matched paper on; what was cancelled
         stays cancelled). False: it was not suppressed."""
         row = self.session.get(SuppressionRow, (subscription_id, target))
+        if row is None:
+            return False
+        self.session.delete(row)
+        return True
+
+    def record_vote(self, subscription_id: str, target: str, paper: str, vote: str, now: datetime) -> None:
+        """The vote of (subscription, target, paper), replacing an earlier one (an upsert: two readers'
+        clicks at the same moment cannot both insert)."""
+        conn = self.session.connection()
+        conn.execute(_upsert_vote(conn.dialect.name), {"subscription": subscription_id, "target": target,
+                                                       "paper": paper, "vote": vote, "at": now})
+
+    def remove_vote(self, subscription_id: str, target: str, paper: str) -> bool:
+        """Undo a vote; False when there was none."""
+        row = self.session.get(VoteRow, (subscription_id, target, paper))
         if row is None:
             return False
         self.session.delete(row)
@@ -164,6 +179,15 @@ def _new_suppression(dialect: str) -> sqlite.Insert | postgresql.Insert:
     inserts: dict[str, Callable[[type[SuppressionRow]], sqlite.Insert | postgresql.Insert]] = {
         "sqlite": sqlite.insert, "postgresql": postgresql.insert}
     return inserts[dialect](SuppressionRow).on_conflict_do_nothing()
+
+
+@cache
+def _upsert_vote(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    inserts: dict[str, Callable[[type[VoteRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    insert = inserts[dialect](VoteRow)
+    return insert.on_conflict_do_update(index_elements=["subscription", "target", "paper"],
+                                        set_={"vote": insert.excluded.vote, "at": insert.excluded.at})
 
 
 _CANCEL_DIGESTS = update(DigestRow).where(

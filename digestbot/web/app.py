@@ -6,6 +6,7 @@
                                   the suppression is recorded (queued digests cancelled), then the address
                                   is removed from the subscription in the config file. Idempotent.
     POST /resubscribe?token=U     the "undo" button of the page saying it is done (U expires after 48 h)
+    /vote, /vote/undo             readers' feedback on papers (feedback.py)
     GET  /unsubscribe             (the digests' footer link) how to leave
     GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...}, 503 when the
                                   database cannot be read
@@ -35,7 +36,8 @@ from ..app import App
 from ..config import Config
 from ..config.edit import editing, subscription_table
 from ..errors import ConfigError, StoreError
-from . import tokens
+from ..store import Store
+from . import feedback, tokens
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024  # a one-click POST is 26 bytes; nothing here takes more than a small form
@@ -124,6 +126,10 @@ class Web:
     @property
     def config(self) -> Config:
         return self.app.config
+
+    @property
+    def store(self) -> Store:
+        return self.app.store
 
     def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None) -> HTMLResponse:
         """`form`: (action URL, button label) of the page's one POST button."""
@@ -243,7 +249,8 @@ def create_app(config_path: str | Path) -> Starlette:
     routes = [Route("/unsubscribe", web.unsubscribe_page, methods=["GET"]),
               Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
               Route("/resubscribe", web.resubscribe, methods=["POST"]),
-              Route("/healthz", web.healthz, methods=["GET"])]
+              Route("/healthz", web.healthz, methods=["GET"]),
+              *feedback.routes(web)]
     starlette = Starlette(routes=routes)
     starlette.add_middleware(Guard)
     starlette.state.web = web

@@ -1,12 +1,13 @@
 """Signed tokens for readers' links: who may leave (or manage, or confirm) which subscription.
 
 A token is `PAYLOAD.MAC`, both unpadded base64url: PAYLOAD is the JSON list [purpose, subscription id,
-target, issued (Unix seconds)], MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
+target, issued (Unix seconds)], and for a "vote" token a fifth item, the paper's key (so one paper's link
+votes on no other paper); MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
 Whoever holds a token may do its one purpose for its one (subscription, target) and nothing else: the
 purpose is signed, so an unsubscribe token is no confirm token; a changed byte, a truncated token or
 another secret fails the MAC, which is compared in constant time.
 
-"unsubscribe" and "manage" tokens never expire (they are in mails people read months later);
+"unsubscribe", "manage" and "vote" tokens never expire (they are in mails people read months later);
 "confirm" and "resubscribe" (the undo button after leaving) tokens expire CONFIRM_TTL after they were issued.
 """
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-Purpose = Literal["unsubscribe", "manage", "confirm", "resubscribe"]
-PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "manage", "confirm", "resubscribe")
+Purpose = Literal["unsubscribe", "manage", "confirm", "resubscribe", "vote"]
+PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "manage", "confirm", "resubscribe", "vote")
+WITH_PAPER: frozenset[Purpose] = frozenset({"vote"})  # the purposes bound to a paper too
 CONFIRM_TTL = timedelta(hours=48)
 EXPIRING = {"confirm": CONFIRM_TTL, "resubscribe": CONFIRM_TTL}  # undo is for right after leaving
 DOMAIN = b"digestbot-link-v1\n"  # what the MAC is of: never the same bytes as another use of the secret
@@ -37,11 +39,19 @@ class Token:
     subscription_id: str
     target: str  # an email address, or a Slack channel
     issued: datetime
+    paper: str | None = None  # the paper's key, for a "vote" token (WITH_PAPER); None for the others
 
 
-def sign(secret: bytes, purpose: Purpose, subscription_id: str, target: str, *, now: datetime | None = None) -> str:
+def sign(secret: bytes, purpose: Purpose, subscription_id: str, target: str, *, paper: str | None = None,
+         now: datetime | None = None) -> str:
+    """`paper` (a paper's key) is required by the purposes in WITH_PAPER and refused by the others."""
+    if (paper is not None) != (purpose in WITH_PAPER):
+        raise ValueError(f"a {purpose!r} token {'needs' if purpose in WITH_PAPER else 'takes no'} paper")
     issued = int((now or datetime.now(UTC)).timestamp())
-    payload = json.dumps([purpose, subscription_id, target, issued], separators=(",", ":")).encode("utf-8")
+    fields: list[str | int] = [purpose, subscription_id, target, issued]
+    if paper is not None:
+        fields.append(paper)
+    payload = json.dumps(fields, separators=(",", ":")).encode("utf-8")
     return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
 
 
@@ -55,16 +65,19 @@ def verify(secret: bytes, token: str, purpose: Purpose, *, now: datetime | None 
     if not dot or not hmac.compare_digest(mac, _mac(secret, payload)):
         raise BadToken("the link is damaged (it was cut or changed), or it was not made by this digest")
     try:
-        kind, subscription_id, target, issued = json.loads(payload)
+        kind, subscription_id, target, issued, *rest = json.loads(payload)
         when = datetime.fromtimestamp(int(issued), UTC)
     except (ValueError, TypeError, OverflowError, OSError):
         raise BadToken("the link's contents are not understood") from None
     if kind != purpose:
         raise BadToken(f"this link is for {kind!r}, not for {purpose!r}")
+    if len(rest) != (1 if kind in WITH_PAPER else 0):
+        raise BadToken("the link's contents are not understood")
+    paper = str(rest[0]) if rest else None
     ttl = EXPIRING.get(kind)
     if ttl is not None and (now or datetime.now(UTC)) > when + ttl:
         raise BadToken("this link has expired; ask for a new one")
-    return Token(purpose=kind, subscription_id=str(subscription_id), target=str(target), issued=when)
+    return Token(purpose=kind, subscription_id=str(subscription_id), target=str(target), issued=when, paper=paper)
 
 
 def _mac(secret: bytes, payload: bytes) -> bytes:

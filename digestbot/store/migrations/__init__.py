@@ -19,5 +19,6 @@ REVISIONS = {  # oldest first: id -> what it holds
     "0001": "the schema of release 1694ff9",
     "0002": "digest.claimed_by and the installation table",
     "0003": "the suppression table (readers who left by a one-click link)",
+    "0004": "the vote table (readers' 'more like this' / 'not for me' on papers)",
 }
 HEAD = list(REVISIONS)[-1]
