@@ -145,3 +145,4 @@ def test_the_unsubscribe_page_links_to_the_manage_page(managed):
     assert manage.status_code == 200 and 'id="sub-everything"' in manage.text and ALICE in manage.text
     for response in (manage, httpx.get(f"{base}/manage?token=x")):
         assert "default-src 'none'" in response.headers["content-security-policy"]
+

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
@@ -77,7 +78,19 @@ class Manage:
         self.web = web
 
     def routes(self) -> list[Route]:
-        return [Route("/manage", self.show, methods=["GET"]), Route("/manage", self.change, methods=["POST"])]
+        return [Route("/manage", self.answering(self.show), methods=["GET"]),
+                Route("/manage", self.answering(self.change), methods=["POST"])]
+
+    def answering(self, route: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """`route`, with a page asking to try later when the database cannot be read just now."""
+        async def answer(request: Request) -> Response:
+            try:
+                return await route(request)
+            except StoreError as exc:
+                log.error("the manage page could not read the database: %s", exc)
+                return self.web.page(503, "Please try again", "Your digests cannot be shown just now. Nothing "
+                                     "was changed; please try again in a few minutes.")
+        return answer
 
     # --- routes -----------------------------------------------------------------------------------
 
