@@ -31,6 +31,9 @@ if not (CHROMIUM and DRIVER):
                 "chromium-driver; .ci/run does it as root)", allow_module_level=True)
 
 from selenium.webdriver.common.by import By  # noqa: E402  (only once we know selenium is there)
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture
@@ -60,13 +63,20 @@ def screenshot(driver: webdriver.Chrome, name: str) -> None:
     (folder / name).write_bytes(png)
 
 
+def follow(driver: webdriver.Chrome, element: WebElement) -> None:
+    """Click a link or a form's button, and wait for the page it leads to (a click does not wait)."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+
+
 def submit(driver: webdriver.Chrome, card: str, action: str, **fields: str) -> None:
     form_card = driver.find_element(By.ID, card)
     for name, value in fields.items():
         box = form_card.find_element(By.NAME, name)
         box.clear()
         box.send_keys(value)
-    form_card.find_element(By.CSS_SELECTOR, f'button[value="{action}"]').click()
+    follow(driver, form_card.find_element(By.CSS_SELECTOR, f'button[value="{action}"]'))
 
 
 def test_a_reader_manages_and_leaves_their_digest_in_chromium(tmp_path, http_server, smtp_server, browser):
@@ -78,7 +88,7 @@ def test_a_reader_manages_and_leaves_their_digest_in_chromium(tmp_path, http_ser
         assert run_once(world).returncode == 0 and recipients(smtp_server, 0) == [ALICE]
         browser.get(one_click_url(smtp_server.messages[0], base))
         assert browser.find_element(By.TAG_NAME, "h1").text == "Leave everything?"
-        browser.find_element(By.PARTIAL_LINK_TEXT, "change how often").click()
+        follow(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "change how often"))
         assert browser.find_element(By.TAG_NAME, "h1").text == "Your digests"
         card = browser.find_element(By.ID, "sub-everything")
         assert "Papers at most\n5" in card.text and "active" in card.text

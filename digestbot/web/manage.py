@@ -24,22 +24,38 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode
 
+from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from .. import config as config_module
+from ..app import App
 from ..config import Config, SubscriptionConfig
 from ..config.edit import editing
 from ..errors import ConfigError, StoreError
 from . import tokens
 
-if TYPE_CHECKING:
-    from .app import Web
+
+class Web(Protocol):
+    """What this page uses of app.Web (a protocol: app.py imports this module, not the other way round)."""
+    secret: bytes
+    config_path: Path
+    app: App
+    pages: Environment
+
+    @property
+    def config(self) -> Config: ...
+    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None,
+             link: tuple[str, str] | None = None) -> HTMLResponse: ...
+    def bad_link(self, error: tokens.BadToken) -> HTMLResponse: ...
+    def subscription_name(self, subscription_id: str) -> str: ...
+    def leave(self, subscription_id: str, target: str) -> None: ...
 
 log = logging.getLogger(__name__)
 FORM_FIELD = "form"
