@@ -142,6 +142,8 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
     """
     suppressed = ctx.store.suppressions()
     for sub in ctx.config.subscriptions:
+        if sub.paused:  # its matches keep waiting: the first digest after the resume has them
+            continue
         schedule = ctx.config.schedules[sub.id]
         left = suppressed.get(sub.id, set())
         pending = [(c, t, oldest) for c, t, oldest in ctx.store.pending_targets(sub.id) if t not in left]

@@ -145,6 +145,7 @@ class SubscriptionConfig(Strict):
     timezone: str | None = None
     max_papers: int = Field(default=15, ge=1, le=500)
     send_empty: bool = False
+    paused: bool = False  # no digests while true (its reader's manage page sets it); matches wait for the resume
     slack_webhook: str | None = None  # an incoming-webhook URL (it posts to one fixed channel)
     slack_webhook_env: str | None = None  # or the environment variable holding it (it is a secret)
     listing_url: str | None = None  # where "and N more" links (default: the Hugging Face papers page)

@@ -8,6 +8,7 @@
     POST /resubscribe?token=U     the "undo" button of the page saying it is done (U expires after 48 h)
     /vote, /vote/undo             readers' feedback on papers (feedback.py)
     GET  /unsubscribe             (the digests' footer link) how to leave
+    GET|POST /manage?token=M      a reader's subscriptions: pause, resume, size, schedule, leave (manage.py)
     GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...}, 503 when the
                                   database cannot be read
 
@@ -38,6 +39,7 @@ from ..config.edit import editing, subscription_table
 from ..errors import ConfigError, StoreError
 from ..store import Store
 from . import feedback, tokens
+from .manage import Manage, manage_path
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024  # a one-click POST is 26 bytes; nothing here takes more than a small form
@@ -131,9 +133,10 @@ class Web:
     def store(self) -> Store:
         return self.app.store
 
-    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None) -> HTMLResponse:
-        """`form`: (action URL, button label) of the page's one POST button."""
-        html = self.pages.get_template("page.html.j2").render(title=title, lines=lines, form=form)
+    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None,
+             link: tuple[str, str] | None = None) -> HTMLResponse:
+        """`form`: (action URL, button label) of the page's one POST button; `link`: (URL, text) under it."""
+        html = self.pages.get_template("page.html.j2").render(title=title, lines=lines, form=form, link=link)
         return HTMLResponse(html, status_code=status)
 
     def bad_link(self, error: tokens.BadToken) -> HTMLResponse:
@@ -163,7 +166,9 @@ class Web:
         return self.page(200, f"Leave {self.subscription_name(found.subscription_id)}?",
                          f"{found.target} will get no more digests of "
                          f"{self.subscription_name(found.subscription_id)}.",
-                         form=(action, "Unsubscribe"))
+                         form=(action, "Unsubscribe"),
+                         link=(manage_path(self.secret, found.subscription_id, found.target),
+                               "Or pause it, or change how often and how much you get"))
 
     async def unsubscribe(self, request: Request) -> Response:
         await request.body()  # read (the guard caps it); its content does not matter: the token decides
@@ -250,7 +255,8 @@ def create_app(config_path: str | Path) -> Starlette:
               Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
               Route("/resubscribe", web.resubscribe, methods=["POST"]),
               Route("/healthz", web.healthz, methods=["GET"]),
-              *feedback.routes(web)]
+              *feedback.routes(web),
+              *Manage(web).routes()]
     starlette = Starlette(routes=routes)
     starlette.add_middleware(Guard)
     starlette.state.web = web
