@@ -114,3 +114,16 @@ def test_the_command_line_records_replaces_and_lists(served):
                   ["nobody", "2411.00001", "up"], ["list", "everything", "--target", ALICE]):
         assert world.cli("feedback", *wrong).returncode == 2, wrong
     assert len(votes(world)) == 2
+
+
+def test_the_footer_manage_link_opens_the_readers_manage_page(served, smtp_server):
+    """The footer's "Manage your subscriptions" link (signed here, in digest.py) is the token the manage
+    page (web/manage.py) accepts: it lists the reader's subscription, and a changed token is refused."""
+    world, base, _ = served
+    assert run_once(world).returncode == 0
+    alice = next(r.message for r in smtp_server.received if r.rcpt_tos == [ALICE])
+    [url] = re.findall(rf"Manage your subscriptions: ({re.escape(PUBLIC)}/manage\?token=\S+)",
+                       alice.get_body(("plain",)).get_content())
+    page = httpx.get(local(url, base))
+    assert page.status_code == 200 and "everything" in page.text.lower() and ALICE in html.unescape(page.text)
+    assert httpx.get(local(url, base)[:-2]).status_code == 400
