@@ -10,7 +10,9 @@ List-Unsubscribe header) travels in the `Envelope` and becomes headers only.
 
 With readers' links on (`personal_links_secret`), an email digest is made for one recipient (`target`):
 each paper carries its signed "more like this" / "not for me" links, and the footer the recipient's
-"Manage your subscriptions" link and their own one-click unsubscribe URL (the List-Unsubscribe one).
+"Manage your subscriptions" link and their own one-click unsubscribe URL (the List-Unsubscribe one);
+given the digest's id (its ledger row), the "…and N more" link opens the reader's own list of all that
+digest's papers (`/digest?token=`, web/digest_list.py) instead of the listing the papers came from.
 The send pass then renders once per recipient (render/shared.py keys the content by target too).
 """
 from __future__ import annotations
@@ -97,24 +99,34 @@ def period_start(period_key: str, zone: str, now: datetime) -> datetime:
         return now.astimezone(ZoneInfo(zone))
 
 
+def digest_list_url(config: Config, secret: bytes, sub: SubscriptionConfig, target: str, digest_id: int) -> str:
+    """The reader's own page listing every paper of digest `digest_id` (signed for subscription, target, id)."""
+    token = urlencode({"token": tokens.sign(secret, "digest", sub.id, target, digest=digest_id)})
+    return f"{(config.bot.public_url or '').rstrip('/')}/digest?{token}"
+
+
 def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *, channel: str,
                 period_key: str, now: datetime, target: str | None = None,
-                secret: bytes | None = None) -> Digest:
+                secret: bytes | None = None, digest_id: int | None = None) -> Digest:
     """`channel` is the ledger channel (email | slack | slack_webhook). Without `target` and `secret`
     (personal_links_secret) the digest is the same for every recipient of the subscription; with both,
-    it is `target`'s own, with their personal links."""
+    it is `target`'s own, with their personal links, and with `digest_id` too (the ledger row: not in a
+    preview) its "…and N more" links to that reader's list of the digest's papers."""
     ranked = rank(matches)
     zone = sub.timezone or config.bot.timezone
     start = period_start(period_key, zone, now)
     where = "this address" if channel == "email" else "this Slack channel"
     shown = ranked[: sub.max_papers]
     unsubscribe, manage, votes = footer_unsubscribe_url(config, sub), "", tuple[VoteLinks, ...]()
+    more_url, more_label = sub.listing_url or DEFAULT_LISTING, "see the listing"
     if target is not None and secret:
         unsubscribe, manage, votes = personal_links(config, secret, sub, target, shown)
+        if digest_id is not None:
+            more_url, more_label = digest_list_url(config, secret, sub, target, digest_id), "see them all"
     return Digest(subscription=sub.name, subscription_id=sub.id, period=start.strftime("%a %d %b %Y"),
                   matches=shown, more=max(0, len(ranked) - sub.max_papers),
                   query=sub.query, topics=tuple(sub.topics), period_start=start,
-                  more_url=sub.listing_url or DEFAULT_LISTING,
+                  more_url=more_url, more_label=more_label,
                   unsubscribe_url=unsubscribe, manage_url=manage, vote_links=votes,
                   manage=f"Schedule {sub.schedule!r}, at most {sub.max_papers} papers, sent to {where}. "
                          f"To change it, edit subscription {sub.id!r} in the digestbot config "

@@ -281,7 +281,8 @@ class Digest:
     query: str = ""
     topics: tuple[str, ...] = ()
     period_start: datetime | None = None  # local time the period began (subject: "Mon 22 Nov")
-    more_url: str = ""  # where "and N more" links: the listing the papers came from
+    more_url: str = ""  # where "and N more" links: the listing the papers came from, or the reader's own list
+    more_label: str = "see the listing"  # the words of that link in the HTML
     unsubscribe_url: str = ""  # https (one click) or mailto
     manage: str = ""  # how to change the subscription, in words
     # Personal links (digest.py: only in a digest rendered for one email recipient, when `digestbot serve`

@@ -8,7 +8,8 @@ made from in a pass (config and `now` are fixed for the pass), and never the tar
 
 ...except when the email digests carry readers' personal links (digest.personal_links_secret: bot.public_url
 and the [web] secret): then an email's content is its recipient's own (their vote, manage and unsubscribe
-links), the key holds the target, and each recipient's digest is rendered for them. Installations without
+links, and the "…and N more" link to their list of this digest row's papers), the key holds the target, and
+each recipient's digest is rendered for them (one digest row per target and period: the key is per row). Installations without
 the web process keep the shared render.
 """
 from __future__ import annotations
@@ -69,6 +70,6 @@ class Contents:
         matches = self.store.matches_of(sub.id, papers)
         target = row.target if personal else None
         digest = make_digest(self.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now,
-                             target=target, secret=self.secret)
+                             target=target, secret=self.secret, digest_id=row.id if personal else None)
         return Content(self.renderer.render(digest), len(digest.matches),
                        (digest.unsubscribe_url,) if personal else None)

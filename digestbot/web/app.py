@@ -7,6 +7,7 @@
                                   is removed from the subscription in the config file. Idempotent.
     POST /resubscribe?token=U     the "undo" button of the page saying it is done (U expires after 48 h)
     /vote, /vote/undo             readers' feedback on papers (feedback.py)
+    GET  /digest?token=D          a reader's list of all the papers of one digest (digest_list.py)
     GET  /unsubscribe             (the digests' footer link) how to leave
     GET|POST /manage?token=M      a reader's subscriptions: pause, resume, size, schedule, leave (manage.py)
     GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...}, 503 when the
@@ -38,7 +39,7 @@ from ..config import Config
 from ..config.edit import editing, subscription_table
 from ..errors import ConfigError, StoreError
 from ..store import Store
-from . import feedback, tokens
+from . import digest_list, feedback, tokens
 from .manage import Manage, manage_path
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ def create_app(config_path: str | Path) -> Starlette:
               Route("/resubscribe", web.resubscribe, methods=["POST"]),
               Route("/healthz", web.healthz, methods=["GET"]),
               *feedback.routes(web),
+              *digest_list.routes(web),
               *Manage(web).routes()]
     starlette = Starlette(routes=routes)
     starlette.add_middleware(Guard)

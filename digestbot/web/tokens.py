@@ -2,12 +2,12 @@
 
 A token is `PAYLOAD.MAC`, both unpadded base64url: PAYLOAD is the JSON list [purpose, subscription id,
 target, issued (Unix seconds)], and for a "vote" token a fifth item, the paper's key (so one paper's link
-votes on no other paper); MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
+votes on no other paper), for a "digest" token the digest's id (so it lists that one digest's papers); MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
 Whoever holds a token may do its one purpose for its one (subscription, target) and nothing else: the
 purpose is signed, so an unsubscribe token is no confirm token; a changed byte, a truncated token or
 another secret fails the MAC, which is compared in constant time.
 
-"unsubscribe", "manage" and "vote" tokens never expire (they are in mails people read months later);
+"unsubscribe", "manage", "vote" and "digest" tokens never expire (they are in mails people read months later);
 "confirm" and "resubscribe" (the undo button after leaving) tokens expire CONFIRM_TTL after they were issued.
 """
 from __future__ import annotations
@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-Purpose = Literal["unsubscribe", "manage", "confirm", "resubscribe", "vote"]
-PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "manage", "confirm", "resubscribe", "vote")
+Purpose = Literal["unsubscribe", "manage", "confirm", "resubscribe", "vote", "digest"]
+PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "manage", "confirm", "resubscribe", "vote", "digest")
 WITH_PAPER: frozenset[Purpose] = frozenset({"vote"})  # the purposes bound to a paper too
+WITH_DIGEST: frozenset[Purpose] = frozenset({"digest"})  # the purposes bound to one digest (its row id) too
 CONFIRM_TTL = timedelta(hours=48)
 EXPIRING = {"confirm": CONFIRM_TTL, "resubscribe": CONFIRM_TTL}  # undo is for right after leaving
 DOMAIN = b"digestbot-link-v1\n"  # what the MAC is of: never the same bytes as another use of the secret
@@ -40,17 +41,23 @@ class Token:
     target: str  # an email address, or a Slack channel
     issued: datetime
     paper: str | None = None  # the paper's key, for a "vote" token (WITH_PAPER); None for the others
+    digest: int | None = None  # the digest's id, for a "digest" token (WITH_DIGEST); None for the others
 
 
 def sign(secret: bytes, purpose: Purpose, subscription_id: str, target: str, *, paper: str | None = None,
-         now: datetime | None = None) -> str:
-    """`paper` (a paper's key) is required by the purposes in WITH_PAPER and refused by the others."""
+         digest: int | None = None, now: datetime | None = None) -> str:
+    """`paper` (a paper's key) is required by the purposes in WITH_PAPER and refused by the others;
+    `digest` (a digest's id) likewise for WITH_DIGEST."""
     if (paper is not None) != (purpose in WITH_PAPER):
         raise ValueError(f"a {purpose!r} token {'needs' if purpose in WITH_PAPER else 'takes no'} paper")
+    if (digest is not None) != (purpose in WITH_DIGEST):
+        raise ValueError(f"a {purpose!r} token {'needs' if purpose in WITH_DIGEST else 'takes no'} digest")
     issued = int((now or datetime.now(UTC)).timestamp())
     fields: list[str | int] = [purpose, subscription_id, target, issued]
     if paper is not None:
         fields.append(paper)
+    if digest is not None:
+        fields.append(int(digest))
     payload = json.dumps(fields, separators=(",", ":")).encode("utf-8")
     return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
 
@@ -71,13 +78,17 @@ def verify(secret: bytes, token: str, purpose: Purpose, *, now: datetime | None 
         raise BadToken("the link's contents are not understood") from None
     if kind != purpose:
         raise BadToken(f"this link is for {kind!r}, not for {purpose!r}")
-    if len(rest) != (1 if kind in WITH_PAPER else 0):
+    if len(rest) != (1 if kind in WITH_PAPER | WITH_DIGEST else 0):
         raise BadToken("the link's contents are not understood")
-    paper = str(rest[0]) if rest else None
+    paper = str(rest[0]) if rest and kind in WITH_PAPER else None
+    digest = rest[0] if rest and kind in WITH_DIGEST else None
+    if kind in WITH_DIGEST and (type(digest) is not int):  # signed by us as an int; anything else is not ours
+        raise BadToken("the link's contents are not understood")
     ttl = EXPIRING.get(kind)
     if ttl is not None and (now or datetime.now(UTC)) > when + ttl:
         raise BadToken("this link has expired; ask for a new one")
-    return Token(purpose=kind, subscription_id=str(subscription_id), target=str(target), issued=when, paper=paper)
+    return Token(purpose=kind, subscription_id=str(subscription_id), target=str(target), issued=when, paper=paper,
+                 digest=digest)
 
 
 def _mac(secret: bytes, payload: bytes) -> bytes:

@@ -1,0 +1,82 @@
+"""A reader's own list of one digest's papers: where "…and N more" under a capped digest leads.
+
+    GET /digest?token=D     every paper of the digest, in the digest's rank order: title (linked to the
+                            paper), authors, and why it matched
+
+D is a "digest" token (tokens.py) signed for (subscription, target, digest id), made by digest.py when
+readers' links are on. The digest row must still be that subscription's and that target's; a bad token,
+or a digest that is gone, is a 400 page. The page only reads.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from jinja2 import Environment
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ..digest import rank
+from ..errors import StoreError
+from ..models import Match
+from ..render import authors_short, safe_url, title_link, why
+from ..store import Store
+from . import tokens
+
+log = logging.getLogger(__name__)
+
+
+class Web(Protocol):
+    """What these routes use of app.Web (a protocol: app.py imports this module, not the other way)."""
+    secret: bytes
+    pages: Environment
+
+    @property
+    def store(self) -> Store: ...
+    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None) -> Response: ...
+    def bad_link(self, error: tokens.BadToken) -> Response: ...
+    def subscription_name(self, subscription_id: str) -> str: ...
+
+
+class DigestList:
+    def __init__(self, web: Web):
+        self.web = web
+
+    def routes(self) -> list[Route]:
+        return [Route("/digest", self.digest_page, methods=["GET"])]
+
+    def _matches(self, found: tokens.Token) -> list[Match] | None:
+        """The digest's matches, ranked; None when the digest is not (or no longer) the token's."""
+        assert found.digest is not None
+        record = self.web.store.digest(found.digest)
+        if record is None or (record.subscription_id, record.target) != (found.subscription_id, found.target):
+            return None
+        return rank(self.web.store.digest_matches(found.digest))
+
+    async def digest_page(self, request: Request) -> Response:
+        try:
+            found = tokens.verify(self.web.secret, request.query_params.get("token", ""), "digest")
+            if found.digest is None:  # verify() refuses a digest token without one; mypy cannot know
+                raise tokens.BadToken("the link's contents are not understood")
+        except tokens.BadToken as exc:
+            return self.web.bad_link(exc)
+        try:
+            matches = await run_in_threadpool(self._matches, found)
+        except StoreError as exc:
+            log.error("the papers of a digest of %r could not be read: %s", found.subscription_id, exc)
+            return self.web.page(503, "Please try again", "The papers could not be read just now; "
+                                 "please try again in a few minutes.")
+        if matches is None:
+            return self.web.bad_link(tokens.BadToken("this digest is no longer kept"))
+        papers = [{"title": m.paper.title, "link": safe_url(title_link(m.paper)),
+                   "authors": authors_short(m.paper.authors), "why": why(m)} for m in matches]
+        html = self.web.pages.get_template("digest.html.j2").render(
+            title=f"{self.web.subscription_name(found.subscription_id)}: all {len(papers)} papers",
+            target=found.target, papers=papers)
+        return HTMLResponse(html)
+
+
+def routes(web: Web) -> list[Route]:
+    return DigestList(web).routes()
