@@ -81,3 +81,22 @@ def test_a_vote_token_is_bound_to_its_paper_too_and_never_expires():
         sign(SECRET, "unsubscribe", "sub", "a@example.org", paper="2411.00001")
     with pytest.raises(BadToken):
         verify(SECRET, token, "unsubscribe")
+
+
+def test_a_digest_token_is_bound_to_its_digest_id_and_never_expires():
+    token = sign(SECRET, "digest", "decoding", "alice@example.org", digest=42, now=NOW)
+    found = verify(SECRET, token, "digest", now=NOW + timedelta(days=3650))
+    assert (found.digest, found.paper, found.target) == (42, None, "alice@example.org")
+    assert sign(SECRET, "digest", "decoding", "alice@example.org", digest=43, now=NOW) != token
+    with pytest.raises(BadToken, match="not for 'vote'"):
+        verify(SECRET, token, "vote")
+    with pytest.raises(ValueError):
+        sign(SECRET, "digest", "decoding", "alice@example.org", now=NOW)  # no digest id
+    with pytest.raises(ValueError):
+        sign(SECRET, "manage", "decoding", "alice@example.org", digest=42, now=NOW)
+    with pytest.raises(ValueError):
+        sign(SECRET, "vote", "decoding", "alice@example.org", paper="2411.00001", digest=42, now=NOW)
+    # a vote token (its fifth item a paper key) opens no digest list
+    vote = sign(SECRET, "vote", "decoding", "alice@example.org", paper="2411.00001", now=NOW)
+    with pytest.raises(BadToken):
+        verify(SECRET, vote, "digest")

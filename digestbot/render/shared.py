@@ -9,8 +9,8 @@ made from in a pass (config and `now` are fixed for the pass), and never the tar
 ...except when the email digests carry readers' personal links (digest.personal_links_secret: bot.public_url
 and the [web] secret): then an email's content is its recipient's own (their vote, manage and unsubscribe
 links, and the "…and N more" link to their list of this digest row's papers), the key holds the target, and
-each recipient's digest is rendered for them (one digest row per target and period: the key is per row). Installations without
-the web process keep the shared render.
+each recipient's digest is rendered for them (one digest row per target and period: the key is per row).
+Installations without the web process keep the shared render.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 A token is `PAYLOAD.MAC`, both unpadded base64url: PAYLOAD is the JSON list [purpose, subscription id,
 target, issued (Unix seconds)], and for a "vote" token a fifth item, the paper's key (so one paper's link
-votes on no other paper), for a "digest" token the digest's id (so it lists that one digest's papers); MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
+votes on no other paper), for a "digest" token the digest's id (so it lists that one digest's papers);
+MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
 Whoever holds a token may do its one purpose for its one (subscription, target) and nothing else: the
 purpose is signed, so an unsubscribe token is no confirm token; a changed byte, a truncated token or
 another secret fails the MAC, which is compared in constant time.
