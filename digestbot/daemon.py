@@ -1,5 +1,5 @@
 """APScheduler 3.x wiring for `digestbot run`: one poll job per source, one send job per schedule,
-and a watcher that applies config edits without a restart.
+a watcher that applies config edits without a restart, and a heartbeat in the database (`Pulse`).
 
 Job defaults matter: APScheduler drops a run more than `misfire_grace_time` late (1 s by
 default) — a digest must not vanish because the machine was busy, so we allow hours. Sending is
@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import signal
+import socket
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +27,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from . import config as config_module
 from . import pipeline
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .schedule import parse_schedule
 
 log = logging.getLogger(__name__)
 JOB_DEFAULTS = {"misfire_grace_time": 6 * 3600, "coalesce": True, "max_instances": 1}
 WATCH_SECONDS = 5
+HEARTBEAT_SECONDS = 30  # /healthz and `digestbot status` show the newest beat's age: well over this is a dead daemon
 
 
 def now() -> datetime:
@@ -72,6 +76,34 @@ def _fingerprint(path: Path) -> str | None:
         return None
 
 
+class Pulse:
+    """This process's heartbeat row (host, pid): written at start and every HEARTBEAT_SECONDS, deleted on
+    a clean stop. A beat that fails (the database busy, gone) is logged and skipped: a missed beat only
+    makes the age grow, which is what monitors watch; it must never stop the daemon."""
+
+    def __init__(self, live: Live):
+        self.live, self.host, self.pid, self.started_at = live, socket.gethostname(), os.getpid(), now()
+        # A beat in flight in a job thread must not write the row again after `stop` deleted it.
+        self.lock, self.stopped = threading.Lock(), False
+
+    def beat(self) -> None:
+        with self.lock:
+            if self.stopped:
+                return
+            try:
+                self.live.ctx.store.beat(self.host, self.pid, self.started_at, now())
+            except StoreError as exc:
+                log.warning("heartbeat not written (the next one is in %d s): %s", HEARTBEAT_SECONDS, exc)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            try:
+                self.live.ctx.store.forget_heartbeat(self.host, self.pid)
+            except StoreError as exc:
+                log.warning("heartbeat row of pid %d on %s not removed (it will age): %s", self.pid, self.host, exc)
+
+
 def poll_job(live: Live, name: str) -> None:
     result = pipeline.poll(live.ctx, name, now())
     if result.clock_wrong:
@@ -109,11 +141,14 @@ def schedule_jobs(scheduler: BaseScheduler, live: Live) -> None:
     scheduler.add_job(send_job, IntervalTrigger(minutes=5), args=(live,), id="send:retries", name="send retries")
 
 
-def build(live: Live) -> BlockingScheduler:
+def build(live: Live, pulse: Pulse | None = None) -> BlockingScheduler:
     scheduler = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone=live.ctx.config.bot.timezone)
     schedule_jobs(scheduler, live)
     scheduler.add_job(live.reload_if_changed, IntervalTrigger(seconds=WATCH_SECONDS), args=(scheduler,),
                       id="config:watch", name="watch the config file")
+    if pulse is not None:
+        scheduler.add_job(pulse.beat, IntervalTrigger(seconds=HEARTBEAT_SECONDS), id="heartbeat",
+                          name="write this daemon's heartbeat")
     scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     return scheduler
 
@@ -126,8 +161,11 @@ def _on_job_event(event: JobExecutionEvent) -> None:
 
 
 def serve(live: Live) -> None:
-    """Run until Ctrl-C or SIGTERM; a running job finishes, nothing half-sent is left behind."""
-    scheduler = build(live)
+    """Run until Ctrl-C or SIGTERM; a running job finishes, nothing half-sent is left behind. The
+    heartbeat row is written before the first job and removed when the daemon stops."""
+    pulse = Pulse(live)
+    pulse.beat()
+    scheduler = build(live, pulse)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping after the running jobs", signal.Signals(signum).name)
@@ -138,3 +176,5 @@ def serve(live: Live) -> None:
         scheduler.start()
     except KeyboardInterrupt:
         log.info("interrupted; stopping")
+    finally:
+        pulse.stop()

@@ -112,3 +112,14 @@ def test_an_older_database_on_postgresql_gets_todays_indexes(store, pg_url):
     assert "ix_digest_active" in names and "ix_digest_status" not in names
     assert len(Ledger(reopened).claim_batch(NOW)) == 2
     reopened.close()
+
+
+def test_heartbeats_on_postgresql_one_row_per_daemon(store):
+    """The heartbeat upsert (daemon.Pulse) in PostgreSQL's dialect: a later beat replaces the row."""
+    store.beat("host-a", 7, NOW, NOW)
+    store.beat("host-b", 7, NOW, NOW + timedelta(seconds=1))
+    store.beat("host-a", 7, NOW, NOW + timedelta(seconds=30))
+    assert [(b.host, b.pid, b.beat_at) for b in store.heartbeats()] == [
+        ("host-a", 7, NOW + timedelta(seconds=30)), ("host-b", 7, NOW + timedelta(seconds=1))]
+    assert store.forget_heartbeat("host-a", 7)
+    assert [b.host for b in store.heartbeats()] == ["host-b"]

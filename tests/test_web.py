@@ -6,6 +6,7 @@ client does (RFC 8058); the next digests go to the others only, whatever the adm
 until the reader's own undo."""
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import subprocess
@@ -203,7 +204,8 @@ def test_every_response_has_the_security_headers_and_big_bodies_are_refused(serv
 
 def test_healthz_says_whether_the_database_answers(served, smtp_server):
     world, base, _ = served
-    assert httpx.get(f"{base}/healthz").json() == {"database": "ok", "last_successful_poll_age_s": None}
+    assert httpx.get(f"{base}/healthz").json() == {"database": "ok", "last_successful_poll_age_s": None,
+                                                   "daemon_heartbeat_age_s": None, "daemons": []}
     run_once(world)
     health = httpx.get(f"{base}/healthz")
     assert health.status_code == 200 and 0 <= health.json()["last_successful_poll_age_s"] < 120
@@ -255,6 +257,46 @@ def test_serve_and_the_daemon_together(tmp_path, http_server, smtp_server):
     assert len(papers) == 3 and ALICE not in world.config.read_text(encoding="utf-8")
     totals = [re.match(r"(?:\d+ of )?(\d+) new papers", subject) for subject in papers]  # "15 of 39" when capped
     assert all(totals) and sum(int(t.group(1)) for t in totals if t) == 12  # each paper once
+
+
+def test_the_daemon_heartbeat_shows_in_healthz_and_status_and_goes_when_it_stops(tmp_path, http_server,
+                                                                                 smtp_server):
+    """`digestbot run` writes a heartbeat row (host, pid) at start and every 30 s; the real serve's
+    /healthz and `status` show its age; SIGTERM removes the row."""
+    world, base = web_world(tmp_path, http_server, smtp_server)
+    serve = start_serve(world, base)
+    daemon = world.start("run")
+
+    def beats() -> list[tuple[str, int]]:
+        with sqlite3.connect(world.db) as conn:
+            return [(host, pid) for host, pid in conn.execute("SELECT host, pid FROM heartbeat")]
+
+    try:
+        wait_for(lambda: [pid for _, pid in beats()] == [daemon.pid], daemon)
+        [(host, _)] = beats()
+        health = httpx.get(f"{base}/healthz")
+        assert health.status_code == 200, health.text
+        body = health.json()
+        assert 0 <= body["daemon_heartbeat_age_s"] < 60
+        assert [(d["host"], d["pid"]) for d in body["daemons"]] == [(host, daemon.pid)]
+        status = json.loads(world.cli("status", "--json").stdout)
+        assert 0 <= status["daemon_heartbeat_age_s"] < 60
+        assert [(d["host"], d["pid"], d["alive"]) for d in status["daemons"]] == [(host, daemon.pid, True)]
+        text = world.cli("status").stdout
+        assert re.search(rf"daemon: alive on {re.escape(host)} \(pid {daemon.pid}\), last heartbeat \d+s ago", text)
+    finally:
+        daemon.terminate()
+        _, daemon_err = daemon.communicate(timeout=30)
+    try:
+        assert daemon.returncode == 0, daemon_err
+        assert beats() == []  # a clean stop removes its row
+        after = httpx.get(f"{base}/healthz")
+        assert after.status_code == 200  # no daemon is for monitors to judge; the database answers
+        assert after.json()["daemon_heartbeat_age_s"] is None and after.json()["daemons"] == []
+        assert "no daemon heartbeat" in world.cli("status").stdout
+        assert json.loads(world.cli("status", "--json").stdout)["daemons"] == []
+    finally:
+        stop(serve)
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 60) -> None:

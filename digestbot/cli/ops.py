@@ -74,6 +74,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     states = store.source_states()
     print(f"database: {store_module.sqlite_path(store.url) or dbstate.shown(store.url)}  "
           f"papers: {store.count_papers()}")
+    print_daemons(store.heartbeats(), now())
     print("\nsources:")
     for options in config.sources:
         print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
@@ -107,11 +108,36 @@ def status_document(app: App) -> dict[str, object]:
         return {"id": r.id, "subscription": r.subscription_id, "channel": r.channel, "target": r.target,
                 "attempts": r.attempts, "error": r.last_error}
 
+    beats = store.heartbeats()
+    daemons = [{"host": b.host, "pid": b.pid, "started_at": iso(b.started_at), "last_heartbeat": iso(b.beat_at),
+                "age_s": _age(b.beat_at, at), "alive": _alive(b.beat_at, at)} for b in beats]
     return {"database": store_module.sqlite_path(store.url) or dbstate.shown(store.url),
-            "papers": store.count_papers(), "sources": sources, "digests": digests,
+            "papers": store.count_papers(),
+            "daemon_heartbeat_age_s": _age(beats[0].beat_at, at) if beats else None, "daemons": daemons,
+            "sources": sources, "digests": digests,
             "failed": [row(r) for r in ledger.digests(DigestStatus.FAILED)],
             "retrying": [{**row(r), "next_try": iso(r.next_try)} for r in ledger.digests(DigestStatus.PENDING)
                          if r.last_error]}
+
+
+def _age(then: datetime, at: datetime) -> float:
+    return round((at - then).total_seconds(), 1)
+
+
+def _alive(beat_at: datetime, at: datetime) -> bool:
+    """A daemon beats every HEARTBEAT_SECONDS; three missed beats (a busy database can delay one) and it
+    is taken for gone (killed, crashed, its machine down: a clean stop removes its row)."""
+    from ..daemon import HEARTBEAT_SECONDS
+
+    return _age(beat_at, at) <= 3 * HEARTBEAT_SECONDS
+
+
+def print_daemons(beats: list[store_module.Heartbeat], at: datetime) -> None:
+    if not beats:
+        print("daemon: no daemon heartbeat (`digestbot run` is not running, or never ran on this database)")
+    for b in beats:
+        state = "alive" if _alive(b.beat_at, at) else "silent (stopped without cleaning up?)"
+        print(f"daemon: {state} on {b.host} (pid {b.pid}), last heartbeat {_age(b.beat_at, at):.0f}s ago")
 
 
 def print_deliveries(store: Store) -> None:

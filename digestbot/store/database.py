@@ -33,18 +33,30 @@ from . import schema, upkeep
 from .tables import (
     DeliveryRow,
     DigestRow,
+    HeartbeatRow,
     MatchRow,
     PaperRow,
     SourceState,
     SuppressionRow,
     VoteRow,
     digest_record,
+    heartbeat_record,
     paper_from_row,
     source_record,
     vote_record,
 )
 from .upkeep import Revision, Upgraded, checkpoint_wal
-from .values import VOTES, DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, Vote, as_utc, utcnow
+from .values import (
+    VOTES,
+    DeliveryStatus,
+    DigestRecord,
+    DigestStatus,
+    Heartbeat,
+    SourceRecord,
+    Vote,
+    as_utc,
+    utcnow,
+)
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -390,6 +402,25 @@ class Store:
             rows = s.exec(select(VoteRow).where(col(VoteRow.subscription) == subscription_id)
                           .order_by(col(VoteRow.at).desc(), col(VoteRow.paper), col(VoteRow.target))).all()
             return [vote_record(row) for row in rows]
+
+    # --- running daemons ----------------------------------------------------------------------------
+
+    def beat(self, host: str, pid: int, started_at: datetime, now: datetime) -> None:
+        """The daemon `pid` on `host`, running since `started_at`, is alive at `now` (its heartbeat)."""
+        with self.write() as w:
+            w.beat(host, pid, started_at, now)
+
+    def forget_heartbeat(self, host: str, pid: int) -> bool:
+        """The daemon stopped cleanly: its heartbeat goes (False when it had none)."""
+        with self.write() as w:
+            return w.forget_heartbeat(host, pid)
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """The daemons' latest heartbeats, newest first (a row of a daemon that died stays, ageing)."""
+        with self.read() as s:
+            rows = s.exec(select(HeartbeatRow).order_by(col(HeartbeatRow.beat_at).desc(), col(HeartbeatRow.host),
+                                                        col(HeartbeatRow.pid))).all()
+            return [heartbeat_record(row) for row in rows]
 
     # --- the send side of the ledger -------------------------------------------------------------
 

@@ -4,8 +4,8 @@
 error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
 subscription x channel x target x period, grouping deliveries), `suppression` (readers who left by a
-one-click link), `vote` (readers' feedback on papers), `installation` (one row: the
-database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
+one-click link), `vote` (readers' feedback on papers), `heartbeat` (running daemons), `installation`
+(one row: the database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
 leaves the package is a `Paper`, `DigestRecord` or `SourceRecord` made by the functions at the end.
 
 The `status` columns hold the values of values.DigestStatus and values.DeliveryStatus; they are
@@ -21,7 +21,16 @@ from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from ..models import Paper
-from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, SourceRecord, Vote, as_utc
+from .values import (
+    ACTIVE_DIGESTS,
+    DeliveryStatus,
+    DigestRecord,
+    DigestStatus,
+    Heartbeat,
+    SourceRecord,
+    Vote,
+    as_utc,
+)
 
 
 class PaperRow(SQLModel, table=True):
@@ -140,6 +149,16 @@ class VoteRow(SQLModel, table=True):
     at: datetime
 
 
+class HeartbeatRow(SQLModel, table=True):
+    """A running daemon's latest heartbeat (daemon.py, every HEARTBEAT_SECONDS): one row per process,
+    deleted when it stops cleanly; /healthz and `digestbot status` show its age."""
+    __tablename__ = "heartbeat"
+    host: str = Field(primary_key=True)
+    pid: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    started_at: datetime
+    beat_at: datetime
+
+
 class InstallationRow(SQLModel, table=True):
     """This database's id. Digest row ids restart at 1 in every new database (`init --force`, a second
     installation), so Message-IDs carry this too: a mail client that hides a repeated Message-ID as a
@@ -209,3 +228,7 @@ def source_record(row: SourceState) -> SourceRecord:
 def vote_record(row: VoteRow) -> Vote:
     return Vote(subscription_id=row.subscription, target=row.target, paper=row.paper, vote=row.vote,
                 at=as_utc(row.at))
+
+
+def heartbeat_record(row: HeartbeatRow) -> Heartbeat:
+    return Heartbeat(host=row.host, pid=row.pid, started_at=as_utc(row.started_at), beat_at=as_utc(row.beat_at))

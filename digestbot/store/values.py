@@ -85,6 +85,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A running `digestbot run` daemon's latest sign of life: one per process (host, pid), so daemons on
+    two machines are both visible; a daemon stopping cleanly removes its own."""
+    host: str
+    pid: int
+    started_at: datetime
+    beat_at: datetime
+
+
 # A column declared NOT NULL stays a plain datetime (tables.py), so its readers need no None check.
 @overload
 def as_utc(value: datetime) -> datetime: ...

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from ..models import Match, Paper
 from .identity import PaperIndex, merge_into
-from .tables import DeliveryRow, DigestRow, MatchRow, PaperRow, SourceState, SuppressionRow, VoteRow
+from .tables import DeliveryRow, DigestRow, HeartbeatRow, MatchRow, PaperRow, SourceState, SuppressionRow, VoteRow
 from .values import DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,20 @@ class Writer:
     def remove_vote(self, subscription_id: str, target: str, paper: str) -> bool:
         """Undo a vote; False when there was none."""
         row = self.session.get(VoteRow, (subscription_id, target, paper))
+        if row is None:
+            return False
+        self.session.delete(row)
+        return True
+
+    def beat(self, host: str, pid: int, started_at: datetime, now: datetime) -> None:
+        """The daemon (host, pid) is alive at `now` (an upsert: its first beat inserts the row)."""
+        conn = self.session.connection()
+        conn.execute(_upsert_heartbeat(conn.dialect.name),
+                     {"host": host, "pid": pid, "started_at": started_at, "beat_at": now})
+
+    def forget_heartbeat(self, host: str, pid: int) -> bool:
+        """The daemon (host, pid) stopped; False when it had no row."""
+        row = self.session.get(HeartbeatRow, (host, pid))
         if row is None:
             return False
         self.session.delete(row)
@@ -188,6 +202,15 @@ def _upsert_vote(dialect: str) -> sqlite.Insert | postgresql.Insert:
     insert = inserts[dialect](VoteRow)
     return insert.on_conflict_do_update(index_elements=["subscription", "target", "paper"],
                                         set_={"vote": insert.excluded.vote, "at": insert.excluded.at})
+
+
+def _upsert_heartbeat(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    inserts: dict[str, Callable[[type[HeartbeatRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    insert = inserts[dialect](HeartbeatRow)
+    return insert.on_conflict_do_update(index_elements=["host", "pid"],
+                                        set_={"started_at": insert.excluded.started_at,
+                                              "beat_at": insert.excluded.beat_at})
 
 
 _CANCEL_DIGESTS = update(DigestRow).where(

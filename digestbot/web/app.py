@@ -10,7 +10,9 @@
     GET  /digest?token=D          a reader's list of all the papers of one digest (digest_list.py)
     GET  /unsubscribe             (the digests' footer link) how to leave
     GET|POST /manage?token=M      a reader's subscriptions: pause, resume, size, schedule, leave (manage.py)
-    GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...}, 503 when the
+    GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...,
+                                  "daemon_heartbeat_age_s": ..., "daemons": [{"host", "pid", "age_s"}]}
+                                  (200 even with no daemon: monitors judge the ages), 503 when the
                                   database cannot be read
 
 Every response carries a strict Content-Security-Policy (no script at all), X-Frame-Options DENY and
@@ -204,12 +206,23 @@ class Web:
                          f"{self.subscription_name(found.subscription_id)} again, from the next new papers on.")
 
     async def healthz(self, request: Request) -> Response:
+        """200 whenever the database answers, even with no daemon running: the ages say how fresh things
+        are and monitors decide what is too old (a beat comes every daemon.HEARTBEAT_SECONDS)."""
+        store = self.app.store
         try:
-            last = await run_in_threadpool(self.app.store.last_successful_poll)
+            last = await run_in_threadpool(store.last_successful_poll)
+            beats = await run_in_threadpool(store.heartbeats)
         except StoreError as exc:
             return JSONResponse({"database": "unreachable", "error": str(exc)}, status_code=503)
-        age = None if last is None else round((datetime.now(UTC) - last).total_seconds(), 1)
-        return JSONResponse({"database": "ok", "last_successful_poll_age_s": age})
+        at = datetime.now(UTC)
+
+        def age(then: datetime) -> float:
+            return round((at - then).total_seconds(), 1)
+
+        return JSONResponse({
+            "database": "ok", "last_successful_poll_age_s": None if last is None else age(last),
+            "daemon_heartbeat_age_s": age(beats[0].beat_at) if beats else None,
+            "daemons": [{"host": b.host, "pid": b.pid, "age_s": age(b.beat_at)} for b in beats]})
 
     # --- what the routes do -----------------------------------------------------------------------
 

@@ -20,5 +20,6 @@ REVISIONS = {  # oldest first: id -> what it holds
     "0002": "digest.claimed_by and the installation table",
     "0003": "the suppression table (readers who left by a one-click link)",
     "0004": "the vote table (readers' 'more like this' / 'not for me' on papers)",
+    "0005": "the heartbeat table (running daemons: host, pid, started_at, beat_at)",
 }
 HEAD = list(REVISIONS)[-1]
