@@ -10,9 +10,7 @@ or a digest that is gone, is a 400 page. The page only reads.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
-from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -22,26 +20,15 @@ from ..digest import rank
 from ..errors import StoreError
 from ..models import Match
 from ..render import authors_short, safe_url, title_link, why
-from ..store import Store
 from . import tokens
+from .site import Site
 
 log = logging.getLogger(__name__)
 
 
-class Web(Protocol):
-    """What these routes use of app.Web (a protocol: app.py imports this module, not the other way)."""
-    secret: bytes
-    pages: Environment
-
-    @property
-    def store(self) -> Store: ...
-    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None) -> Response: ...
-    def bad_link(self, error: tokens.BadToken) -> Response: ...
-    def subscription_name(self, subscription_id: str) -> str: ...
-
 
 class DigestList:
-    def __init__(self, web: Web):
+    def __init__(self, web: Site):
         self.web = web
 
     def routes(self) -> list[Route]:
@@ -78,5 +65,5 @@ class DigestList:
         return HTMLResponse(html)
 
 
-def routes(web: Web) -> list[Route]:
+def routes(web: Site) -> list[Route]:
     return DigestList(web).routes()

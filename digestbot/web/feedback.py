@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Protocol
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -22,26 +21,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import StoreError
-from ..store import Store
 from . import tokens
+from .site import Site
 
 log = logging.getLogger(__name__)
 LABELS = {"up": "More like this", "down": "Not for me"}
 
 
-class Web(Protocol):
-    """What these routes use of app.Web (a protocol: app.py imports this module, not the other way)."""
-    secret: bytes
-
-    @property
-    def store(self) -> Store: ...
-    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None) -> Response: ...
-    def bad_link(self, error: tokens.BadToken) -> Response: ...
-    def subscription_name(self, subscription_id: str) -> str: ...
-
 
 class Feedback:
-    def __init__(self, web: Web):
+    def __init__(self, web: Site):
         self.web = web
 
     def routes(self) -> list[Route]:
@@ -117,5 +106,5 @@ class Feedback:
                              f"There is no vote of yours on paper {found.paper} now.")
 
 
-def routes(web: Web) -> list[Route]:
+def routes(web: Site) -> list[Route]:
     return Feedback(web).routes()

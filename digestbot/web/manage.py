@@ -24,38 +24,20 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from .. import config as config_module
-from ..app import App
 from ..config import Config, SubscriptionConfig
 from ..config.edit import editing
 from ..errors import ConfigError, StoreError
 from . import tokens
-
-
-class Web(Protocol):
-    """What this page uses of app.Web (a protocol: app.py imports this module, not the other way round)."""
-    secret: bytes
-    config_path: Path
-    app: App
-    pages: Environment
-
-    @property
-    def config(self) -> Config: ...
-    def page(self, status: int, title: str, *lines: str, form: tuple[str, str] | None = None,
-             link: tuple[str, str] | None = None) -> HTMLResponse: ...
-    def bad_link(self, error: tokens.BadToken) -> HTMLResponse: ...
-    def subscription_name(self, subscription_id: str) -> str: ...
-    def leave(self, subscription_id: str, target: str) -> None: ...
+from .site import Site
 
 log = logging.getLogger(__name__)
 FORM_FIELD = "form"
@@ -90,7 +72,7 @@ def recipients(sub: SubscriptionConfig) -> int:
 
 
 class Manage:
-    def __init__(self, web: Web):
+    def __init__(self, web: Site):
         self.web = web
 
     def routes(self) -> list[Route]:
