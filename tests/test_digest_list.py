@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
 
 import httpx
 import pytest
@@ -59,6 +60,15 @@ def test_and_n_more_opens_the_readers_list_of_every_paper_of_the_digest(capped, 
     assert "<script>" not in page.text and "&lt;script&gt;" in page.text  # the hostile title, escaped
     assert ALICE in page.text and ("matched: " in page.text or "all new papers" in page.text)
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    # every paper of the list, shown in the mail or not, can be rated from here: a paper not in the mail
+    mailed = set(re.findall(r'data-vote="down" data-paper="([^"]+)"', body))
+    downs = {paper: html.unescape(url)
+             for url, paper in re.findall(r'<a href="([^"]+)" data-vote="down" data-paper="([^"]+)"', page.text)}
+    assert len(downs) == total and mailed < downs.keys()
+    paper = sorted(downs.keys() - mailed)[0]
+    assert httpx.post(base + downs[paper]).status_code == 200
+    with sqlite3.connect(world.db) as db:
+        assert db.execute("SELECT target, paper, vote FROM vote").fetchall() == [(ALICE, paper, "down")]
 
     bob = next(r.message for r in smtp_server.received if r.rcpt_tos != [ALICE])
     [bob_url] = re.findall(r"\.\.\.and \d+ more: (\S+)", bob.get_body(("plain",)).get_content())

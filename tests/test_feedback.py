@@ -28,6 +28,18 @@ def votes(world) -> list[tuple[str, str, str, str]]:
         return db.execute("SELECT subscription, target, paper, vote FROM vote ORDER BY paper, target").fetchall()
 
 
+def title_of(world, key: str) -> str:
+    with sqlite3.connect(world.db) as db:
+        [(title,)] = db.execute("SELECT title FROM paper WHERE arxiv_id = ? OR slug = ?", (key, key)).fetchall()
+    return title
+
+
+def manage_url(message) -> str:
+    [url] = re.findall(rf"Manage your subscriptions: ({re.escape(PUBLIC)}/manage\?token=\S+)",
+                       message.get_body(("plain",)).get_content())
+    return url
+
+
 def html_body(message) -> str:
     return message.get_body(("html",)).get_content()
 
@@ -55,6 +67,8 @@ def test_not_for_me_from_a_sent_digest_get_then_post_then_undo(served, smtp_serv
 
     page = httpx.get(url)  # a link scanner, a preview: nothing recorded
     assert page.status_code == 200 and '<form method="post"' in page.text and votes(world) == []
+    title = title_of(world, paper)
+    assert html.escape(title) in page.text  # the reader sees which paper, by its title (escaped)
 
     token = url.partition("token=")[2].partition("&")[0]
     for bad in (token[:-3], token[:12] + ("A" if token[12] != "A" else "B") + token[13:], token.split(".")[0]):
@@ -67,7 +81,10 @@ def test_not_for_me_from_a_sent_digest_get_then_post_then_undo(served, smtp_serv
 
     noted = httpx.post(url)
     assert noted.status_code == 200 and "Noted" in noted.text and "Undo" in noted.text
+    assert html.escape(title) in noted.text
     assert votes(world) == [("everything", ALICE, paper, "down")]
+    manage = httpx.get(local(manage_url(alice), base)).text  # the manage page shows what the reader rated
+    assert re.findall(r'<li data-rated="(\w+)">.*?</span> (.*?)</li>', manage) == [("down", html.escape(title))]
     listed = world.cli("feedback", "list", "everything", "--json")
     assert listed.returncode == 0
     assert [(v["target"], v["paper"], v["vote"]) for v in json.loads(listed.stdout)] == [(ALICE, paper, "down")]
@@ -122,8 +139,7 @@ def test_the_footer_manage_link_opens_the_readers_manage_page(served, smtp_serve
     world, base, _ = served
     assert run_once(world).returncode == 0
     alice = next(r.message for r in smtp_server.received if r.rcpt_tos == [ALICE])
-    [url] = re.findall(rf"Manage your subscriptions: ({re.escape(PUBLIC)}/manage\?token=\S+)",
-                       alice.get_body(("plain",)).get_content())
+    url = manage_url(alice)
     page = httpx.get(local(url, base))
     assert page.status_code == 200 and "everything" in page.text.lower() and ALICE in html.unescape(page.text)
     assert httpx.get(local(url, base)[:-2]).status_code == 400

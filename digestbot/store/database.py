@@ -396,11 +396,13 @@ class Store:
         with self.write() as w:
             return w.remove_vote(subscription_id, target, paper)
 
-    def votes(self, subscription_id: str) -> list[Vote]:
-        """The subscription's votes, newest first."""
+    def votes(self, subscription_id: str, target: str | None = None) -> list[Vote]:
+        """The subscription's votes (only `target`'s when given), newest first."""
         with self.read() as s:
-            rows = s.exec(select(VoteRow).where(col(VoteRow.subscription) == subscription_id)
-                          .order_by(col(VoteRow.at).desc(), col(VoteRow.paper), col(VoteRow.target))).all()
+            query = select(VoteRow).where(col(VoteRow.subscription) == subscription_id)
+            if target is not None:
+                query = query.where(col(VoteRow.target) == target)
+            rows = s.exec(query.order_by(col(VoteRow.at).desc(), col(VoteRow.paper), col(VoteRow.target))).all()
             return [vote_record(row) for row in rows]
 
     # --- running daemons ----------------------------------------------------------------------------

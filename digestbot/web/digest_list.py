@@ -1,7 +1,7 @@
 """A reader's own list of one digest's papers: where "…and N more" under a capped digest leads.
 
     GET /digest?token=D     every paper of the digest, in the digest's rank order: title (linked to the
-                            paper), authors, and why it matched
+                            paper), authors, why it matched, and its "more like this" / "not for me" links
 
 D is a "digest" token (tokens.py) signed for (subscription, target, digest id), made by digest.py when
 readers' links are on. The digest row must still be that subscription's and that target's; a bad token,
@@ -10,6 +10,7 @@ or a digest that is gone, is a 400 page. The page only reads.
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -42,6 +43,11 @@ class DigestList:
             return None
         return rank(self.web.store.digest_matches(found.digest))
 
+    def vote_path(self, found: tokens.Token, paper: str) -> str:
+        """The paper's vote link for this reader (add `&v=up` or `&v=down`), as the digest's own links."""
+        return "/vote?" + urlencode({"token": tokens.sign(self.web.secret, "vote", found.subscription_id,
+                                                          found.target, paper=paper)})
+
     async def digest_page(self, request: Request) -> Response:
         try:
             found = tokens.verify(self.web.secret, request.query_params.get("token", ""), "digest")
@@ -58,7 +64,8 @@ class DigestList:
         if matches is None:
             return self.web.bad_link(tokens.BadToken("this digest is no longer kept"))
         papers = [{"title": m.paper.title, "link": safe_url(title_link(m.paper)),
-                   "authors": authors_short(m.paper.authors), "why": why(m)} for m in matches]
+                   "authors": authors_short(m.paper.authors), "why": why(m), "key": m.paper.key,
+                   "vote": self.vote_path(found, m.paper.key)} for m in matches]
         html = self.web.pages.get_template("digest.html.j2").render(
             title=f"{self.web.subscription_name(found.subscription_id)}: all {len(papers)} papers",
             target=found.target, papers=papers)

@@ -48,6 +48,11 @@ class Feedback:
         choice = request.query_params.get("v", "")
         return choice if choice in LABELS else None
 
+    def _title(self, paper: str) -> str:
+        """The paper's title, as the reader saw it in the digest (its key when it is not stored)."""
+        found = self.web.store.papers_by_keys([paper])
+        return f"“{found[0].title}”" if found else f"paper {paper}"
+
     def _bad_choice(self) -> Response:
         return self.web.page(400, "This link does not work", "The link does not say which way to vote.",
                              "Nothing was changed. Use a link of a recent digest.")
@@ -60,10 +65,15 @@ class Feedback:
         choice = self._wanted(request)
         if choice is None:
             return self._bad_choice()
+        assert found.paper is not None
         action = "/vote?" + urlencode({"token": request.query_params["token"], "v": choice})
         name = self.web.subscription_name(found.subscription_id)
+        try:
+            title = await run_in_threadpool(self._title, found.paper)
+        except StoreError:
+            title = f"paper {found.paper}"  # the page still works: the button records the vote later
         return self.web.page(200, f"{LABELS[choice]}?",
-                             f"Paper {found.paper}, in {name}, for {found.target}.",
+                             f"{title}, in {name}, for {found.target}.",
                              "Your vote helps choose the papers of your next digests.",
                              form=(action, f"{LABELS[choice]}"))
 
@@ -80,13 +90,14 @@ class Feedback:
         try:
             await run_in_threadpool(self.web.store.record_vote, found.subscription_id, found.target,
                                     found.paper, choice, datetime.now(UTC))
+            title = await run_in_threadpool(self._title, found.paper)
         except StoreError as exc:
             log.error("a vote on %r could not be recorded: %s", found.subscription_id, exc)
             return self.web.page(503, "Please try again", "Your vote could not be recorded just now. "
                                  "Nothing was changed; please try again in a few minutes.")
         log.info("a reader voted %s on a paper of %r", choice, found.subscription_id)
         undo = "/vote/undo?" + urlencode({"token": request.query_params["token"]})
-        return self.web.page(200, "Noted", f"“{LABELS[choice]}” on paper {found.paper} is noted.",
+        return self.web.page(200, "Noted", f"“{LABELS[choice]}” on {title} is noted.",
                              "Clicked by mistake?", form=(undo, "Undo"))
 
     async def undo(self, request: Request) -> Response:
@@ -99,11 +110,12 @@ class Feedback:
         try:
             removed = await run_in_threadpool(self.web.store.remove_vote, found.subscription_id, found.target,
                                               found.paper)
+            title = await run_in_threadpool(self._title, found.paper)
         except StoreError as exc:
             log.error("a vote on %r could not be undone: %s", found.subscription_id, exc)
             return self.web.page(503, "Please try again", "Nothing was changed; please try again in a few minutes.")
         return self.web.page(200, "Vote removed" if removed else "No vote to remove",
-                             f"There is no vote of yours on paper {found.paper} now.")
+                             f"There is no vote of yours on {title} now.")
 
 
 def routes(web: Site) -> list[Route]:

@@ -37,6 +37,7 @@ from ..config import Config, SubscriptionConfig
 from ..config.edit import editing
 from ..errors import ConfigError, StoreError
 from . import tokens
+from .feedback import LABELS
 from .site import Site
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,17 @@ class Entry:
     values: dict[str, str] = field(default_factory=dict)  # what the fields show (a refused value stays)
     errors: dict[str, str] = field(default_factory=dict)  # field -> the validator's message
     notice: str = ""
+    ratings: list[Rating] = field(default_factory=list)  # the reader's votes on its papers, newest first
+
+
+@dataclass(frozen=True)
+class Rating:
+    title: str
+    vote: str  # "up" or "down"
+    label: str  # how the digest's link said it
+
+
+RATINGS_SHOWN = 10  # the newest; the page says how many more there are
 
 
 def recipients(sub: SubscriptionConfig) -> int:
@@ -160,8 +172,15 @@ class Manage:
         """The subscriptions listing `target` that it has not left (a suppression outlives the config)."""
         config = self.current_config()
         left = self.web.app.store.suppressions()
-        return {sub.id: Entry(sub, recipients(sub) > 1) for sub in config.subscriptions
+        return {sub.id: Entry(sub, recipients(sub) > 1, ratings=self.ratings(sub.id, target))
+                for sub in config.subscriptions
                 if target in (*sub.email, *sub.slack) and target not in left.get(sub.id, set())}
+
+    def ratings(self, subscription_id: str, target: str) -> list[Rating]:
+        """What `target` said of the papers of a subscription ("more like this", "not for me"), by title."""
+        votes = self.web.app.store.votes(subscription_id, target)
+        titles = {paper.key: paper.title for paper in self.web.app.store.papers_by_keys([v.paper for v in votes])}
+        return [Rating(titles.get(v.paper, v.paper), v.vote, LABELS[v.vote]) for v in votes]
 
     def current_config(self) -> Config:
         """What the file says now (the admin and the daemon's readers edit it while `serve` runs); the
@@ -216,13 +235,14 @@ class Manage:
         for key, override in overrides.items():  # what the form said, over what the file now says
             if key in entries:
                 entries[key].values, entries[key].errors = override.values, override.errors
-                entries[key].notice = override.notice
+                entries[key].notice = override.notice  # (the ratings are the database's: kept)
         shown = sorted(entries.values(), key=lambda e: (e.sub.id != found.subscription_id, e.sub.name))
         for entry in shown:
             entry.values = entry.values or {"max_papers": str(entry.sub.max_papers), "schedule": entry.sub.schedule}
         html = self.web.pages.get_template("manage.html.j2").render(
             target=found.target, entries=shown, action="/manage?" + urlencode({"token": token}),
-            form_field=FORM_FIELD, form_value=form_value(self.web.secret, token), examples=SCHEDULE_EXAMPLES)
+            form_field=FORM_FIELD, form_value=form_value(self.web.secret, token), examples=SCHEDULE_EXAMPLES,
+            ratings_shown=RATINGS_SHOWN)
         return HTMLResponse(html, status_code=status)
 
 
