@@ -73,7 +73,9 @@ class SlackActions:
             return PlainTextResponse("no payload", status_code=400)
         if payload.get("type") != "block_actions":
             return Response(status_code=200)  # another kind of interaction: not ours to answer
-        votes = [(VOTE_ACTIONS[action["action_id"]], action.get("value")) for action in payload.get("actions", [])
+        actions = payload.get("actions")
+        votes = [(VOTE_ACTIONS[action["action_id"]], action.get("value"))
+                 for action in (actions if isinstance(actions, list) else [])
                  if isinstance(action, dict) and action.get("action_id") in VOTE_ACTIONS]
         if not votes:
             return Response(status_code=200)
