@@ -1,9 +1,9 @@
 """Load the TOML config into validated, typed models; every problem reported as FILE:LINE: key: message.
 
-Secrets never live in the file: `[email] password_env`, `[slack] token_env` and (for a database URL
-with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the
-outbox, templates, text sources) are relative to the config file, so the bot behaves the same whatever
-folder it is started from.
+Secrets never live in the file: `[email] password_env`, `[slack] token_env` and `signing_secret_env`, and
+(for a database URL with a password) `[bot] database_env` name environment variables. Relative paths (the
+SQLite file, the outbox, templates, text sources) are relative to the config file, so the bot behaves the
+same whatever folder it is started from.
 """
 from __future__ import annotations
 
@@ -93,6 +93,9 @@ class SlackConfig(Strict):
     token_env: str = "SLACK_BOT_TOKEN"
     base_url: str | None = None
     min_interval: float = Field(default=1.0, ge=0)  # seconds between posts to one channel (Slack's tier)
+    # The environment variable holding the Slack app's signing secret: set, Slack digests carry vote buttons
+    # and `digestbot serve` answers them at /slack/actions (web/slack_actions.py)
+    signing_secret_env: str | None = None
 
 
 class WebConfig(Strict):
@@ -324,6 +327,9 @@ def check_secrets(config: Config) -> list[str]:
         wanted.append((("email", "password_env"), config.email.password_env, "needed to send"))
     if config.slack:
         wanted.append((("slack", "token_env"), config.slack.token_env, "needed to send"))
+        if config.slack.signing_secret_env:
+            wanted.append((("slack", "signing_secret_env"), config.slack.signing_secret_env,
+                           "needed to check Slack's button clicks in `digestbot serve`"))
     if config.web.secret_env:
         wanted.append((("web", "secret_env"), config.web.secret_env, "needed to sign readers' links"))
     for i, sub in enumerate(config.subscriptions):

@@ -10,13 +10,15 @@
     GET  /digest?token=D          a reader's list of all the papers of one digest (digest_list.py)
     GET  /unsubscribe             (the digests' footer link) how to leave
     GET|POST /manage?token=M      a reader's subscriptions: pause, resume, size, schedule, leave (manage.py)
+    POST /slack/actions           the vote buttons of Slack digests, signed by Slack (slack_actions.py)
     GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...,
                                   "daemon_heartbeat_age_s": ..., "daemons": [{"host", "pid", "age_s"}]}
                                   (200 even with no daemon: monitors judge the ages), 503 when the
                                   database cannot be read
 
 Every response carries a strict Content-Security-Policy (no script at all), X-Frame-Options DENY and
-Referrer-Policy no-referrer; a request body over MAX_BODY bytes is refused with 413. Tokens are never
+Referrer-Policy no-referrer; a request body over MAX_BODY bytes is refused with 413 (Slack's click
+payloads, which repeat the clicked message, may have up to slack_actions.MAX_BODY). Tokens are never
 logged: the access log is off (a token is in the query string) and this module logs no URL.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ from ..config import Config
 from ..config.edit import editing, subscription_table
 from ..errors import ConfigError, StoreError
 from ..store import Store
-from . import digest_list, feedback, tokens
+from . import digest_list, feedback, slack_actions, tokens
 from .manage import Manage, manage_path
 
 log = logging.getLogger(__name__)
@@ -64,10 +66,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class Guard:
     """ASGI middleware: the security headers on every response, and no request body over MAX_BODY
-    (refused from its Content-Length at once, or as soon as a chunked body passes the limit)."""
+    (refused from its Content-Length at once, or as soon as a chunked body passes the limit); `larger`:
+    the paths allowed more, and how much."""
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY):
-        self.app, self.max_body = app, max_body
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY, larger: dict[str, int] | None = None):
+        self.app, self.max_body, self.larger = app, max_body, dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,8 +84,9 @@ class Guard:
                                       *((n, v) for n, v in SECURITY_HEADERS if n not in names)]
             await send(message)
 
+        limit = self.larger.get(scope.get("path", ""), self.max_body)
         length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             await too_large(scope, receive, send_guarded)
             return
         seen = 0
@@ -92,7 +96,7 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
+                if seen > limit:
                     raise BodyTooLarge
             return message
 
@@ -271,9 +275,10 @@ def create_app(config_path: str | Path) -> Starlette:
               Route("/healthz", web.healthz, methods=["GET"]),
               *feedback.routes(web),
               *digest_list.routes(web),
-              *Manage(web).routes()]
+              *Manage(web).routes(),
+              *slack_actions.routes(web)]
     starlette = Starlette(routes=routes)
-    starlette.add_middleware(Guard)
+    starlette.add_middleware(Guard, larger={slack_actions.PATH: slack_actions.MAX_BODY})
     starlette.state.web = web
     return starlette
 
