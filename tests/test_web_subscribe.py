@@ -16,8 +16,19 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from delivery_world import World
-from test_web import ALICE, ONE_CLICK, PUBLIC, SECRET_ENV, new_papers, recipients, run_once, start_serve, stop
-from test_web import suppressions, web_world
+from test_web import (
+    ALICE,
+    ONE_CLICK,
+    PUBLIC,
+    SECRET_ENV,
+    new_papers,
+    recipients,
+    run_once,
+    start_serve,
+    stop,
+    suppressions,
+    web_world,
+)
 
 from digestbot.web import tokens
 
@@ -290,3 +301,27 @@ def test_a_query_of_ones_own_is_a_subscription_that_goes_with_its_owner(served, 
     after = world.config.read_text(encoding="utf-8")
     assert name not in after and CAROL not in after and world.cli("check").returncode == 0
     assert ALICE in after and LAB in after
+
+
+def test_a_mail_not_sent_goes_when_serve_starts_again(tmp_path, http_server, smtp_server):
+    world, base = subscribe_world(tmp_path, http_server, smtp_server)
+    process = start_serve(world, base)
+    try:
+        smtp_server.stop()  # the server is down: the request waits, recorded
+        assert Browser(base).subscribe(CAROL, LAB_ID).status_code == 200
+        deadline = time.monotonic() + 30
+        while confirmations(world) != [(LAB_ID, CAROL, "pending")]:
+            assert time.monotonic() < deadline, confirmations(world)
+            time.sleep(0.1)
+    finally:
+        err = stop(process)
+    assert "was not sent" in err and "token=" not in err
+    smtp_server.start()
+    process = start_serve(world, base)
+    try:
+        wait_for_mails(smtp_server, 1)
+        assert smtp_server.rcpts == [[CAROL]]
+        assert httpx.post(confirm_url(smtp_server.messages[0], base)).status_code == 200
+        assert confirmations(world) == [(LAB_ID, CAROL, "confirmed")]
+    finally:
+        stop(process)
