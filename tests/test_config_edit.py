@@ -154,7 +154,7 @@ def test_subs_list_and_show(path):
         "# Bob reads vision papers, weekly.\n"  # the comment right above the header describes Bob's
         "[[subscriptions]]\nname = \"Bob\"\nquery   =   'vision'\ntopics = [\"efficient-inference\"]\n"
         "email = [\"bob@example.org\"]\nschedule = \"weekly mon 09:00\"\n"
-        "# not set above, so in effect:\n# max_papers = 15\n# send_empty = false\n# paused = false\n"
+        "# not set above, so in effect:\n# max_papers = 15\n# send_empty = false\n# paused = false\n# public = false\n"
         "# timezone = \"Europe/Berlin\"  # bot.timezone\n\n"
         "[topics.efficient-inference]\nquery = '\"speculative decoding\" OR \"kv cache\"'\n")
 

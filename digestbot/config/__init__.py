@@ -103,6 +103,9 @@ class WebConfig(Strict):
     sit behind a TLS reverse proxy that `bot.public_url` names."""
     listen: str = "127.0.0.1:8080"  # HOST:PORT
     secret_env: str | None = None  # the environment variable holding the links' signing secret
+    allow_custom: bool = False  # the subscribe page (GET /) offers a query of one's own, not only public lists
+    confirmations_per_address_per_day: int = Field(default=3, ge=1)  # subscribe-page mails to one address
+    subscribes_per_ip_per_hour: int = Field(default=20, ge=1)  # subscribe-page requests per client (per process)
 
     @field_validator("listen")
     @classmethod
@@ -152,8 +155,18 @@ class SubscriptionConfig(Strict):
     slack_webhook: str | None = None  # an incoming-webhook URL (it posts to one fixed channel)
     slack_webhook_env: str | None = None  # or the environment variable holding it (it is a secret)
     listing_url: str | None = None  # where "and N more" links (default: the Hugging Face papers page)
+    public: bool = False  # listed on the subscribe page (`digestbot serve`, GET /): anyone may ask to get it
+    description: str | None = None  # what the subscribe page says of it (may span lines)
+    owner: str | None = None  # the address that made it on the subscribe page with its own query
 
     _name = field_validator("name")(_no_newlines)
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        if value is not None and ("@" not in parseaddr(_no_newlines(value) or "")[1]):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
 
     @field_validator("slack_webhook")
     @classmethod

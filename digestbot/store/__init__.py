@@ -7,7 +7,8 @@ Session that `Store.read()` yields to tests. The modules:
     database.py    Store: opening a database, reading it, write transactions (`Store.write()`)
     writer.py      the operations of one write transaction (papers, matches, polls, new digests)
     ledger.py      the send side of the ledger: claims, leases, sent/failed records (SQL in ledger_sql.py)
-    values.py      the values handed out: DigestStatus, DeliveryStatus, DigestRecord, SourceRecord, Heartbeat
+    values.py      the values handed out: DigestStatus, DeliveryStatus, DigestRecord, SourceRecord, Heartbeat,
+                   ConfirmationStatus, ConfirmationRecord
     tables.py      the tables (SQLModel), and their rows turned into values
     identity.py    which stored paper a sighting is
     opening.py     an installation's database: created when new, refused when lost (dbstate.py)
@@ -26,6 +27,8 @@ from .upkeep import Revision, Upgraded
 from .values import (
     ANY_TARGET,
     VOTES,
+    ConfirmationRecord,
+    ConfirmationStatus,
     DeliveryStatus,
     DigestRecord,
     DigestStatus,
@@ -37,7 +40,8 @@ from .values import (
 from .writer import Writer
 
 __all__ = [
-    "ANY_TARGET", "ChannelCounts", "Claim", "DeliveryStatus", "DigestRecord", "DigestStatus", "Heartbeat",
+    "ANY_TARGET", "ChannelCounts", "Claim", "ConfirmationRecord", "ConfirmationStatus",
+    "DeliveryStatus", "DigestRecord", "DigestStatus", "Heartbeat",
     "Initialised", "Ledger", "Revision", "SourceRecord", "Store", "Upgraded", "VOTES", "Vote", "WAL_LIMIT", "Writer",
     "create_store", "init_database", "is_blank", "never_used", "open_store", "set_aside", "sqlite_path", "utcnow",
 ]

@@ -31,6 +31,7 @@ from ..errors import StoreError
 from ..models import Hit, Match, Paper, SourceMemory
 from . import schema, upkeep
 from .tables import (
+    ConfirmationRow,
     DeliveryRow,
     DigestRow,
     HeartbeatRow,
@@ -39,6 +40,7 @@ from .tables import (
     SourceState,
     SuppressionRow,
     VoteRow,
+    confirmation_record,
     digest_record,
     heartbeat_record,
     paper_from_row,
@@ -48,6 +50,7 @@ from .tables import (
 from .upkeep import Revision, Upgraded, checkpoint_wal
 from .values import (
     VOTES,
+    ConfirmationRecord,
     DeliveryStatus,
     DigestRecord,
     DigestStatus,
@@ -62,6 +65,7 @@ from .writer import Writer
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
 WAL_PAGES = 10_000  # SQLite checkpoints its write-ahead log at this many pages (see _sqlite_pragmas)
+DUPLICATE_WITHIN = timedelta(minutes=10)  # the same subscribe request again within this: no second mail
 WAL_LIMIT = WAL_PAGES * 4096  # ~40 MB: a -wal file larger than this is truncated when a send pass ends
 
 
@@ -404,6 +408,45 @@ class Store:
                 query = query.where(col(VoteRow.target) == target)
             rows = s.exec(query.order_by(col(VoteRow.at).desc(), col(VoteRow.paper), col(VoteRow.target))).all()
             return [vote_record(row) for row in rows]
+
+    # --- subscribe requests (double opt-in, web/subscribe.py) ----------------------------------------
+
+    def request_confirmation(self, subscription_id: str, query: str, target: str, now: datetime, per_day: int,
+                             *, within: timedelta = DUPLICATE_WITHIN) -> ConfirmationRecord | None:
+        """Record that `target` asks for the subscription `subscription_id` (or, with `subscription_id` "",
+        for one of its own with `query`); None, recording nothing, when the address had `per_day` requests
+        in the last 24 hours, or the same request is waiting since less than `within`. One transaction:
+        requests made at the same moment (three tabs, two processes) count each other."""
+        with self.write() as w:
+            return w.request_confirmation(subscription_id, query, target, now, per_day, within)
+
+    def claim_confirmations(self, now: datetime, lease: timedelta, *, ids: list[int] | None = None,
+                            since: datetime | None = None) -> list[ConfirmationRecord]:
+        """Claim the requests whose mail has not gone (those `ids`; those made after `since`) for
+        `lease`: a request is claimed by one sender at a time, so its mail goes once. Report each with
+        `confirmation_sent`; one whose sender died is claimable again when its lease has run out."""
+        with self.write() as w:
+            return w.claim_confirmations(now, lease, ids=ids, since=since)
+
+    def confirmation_sent(self, confirmation_id: int, now: datetime, *, sent: bool = True) -> None:
+        """The claimed request's mail was taken by the server (`sent`), or not (it waits to be claimed again)."""
+        with self.write() as w:
+            w.confirmation_sent(confirmation_id, now, sent=sent)
+
+    def confirm(self, confirmation_id: int, now: datetime) -> ConfirmationRecord | None:
+        """Its reader confirmed (idempotent: the first time is kept); None when there is no such request."""
+        with self.write() as w:
+            return w.confirm(confirmation_id, now)
+
+    def confirmation(self, confirmation_id: int) -> ConfirmationRecord | None:
+        with self.read() as s:
+            row = s.get(ConfirmationRow, confirmation_id)
+            return None if row is None else confirmation_record(row)
+
+    def drop_confirmations(self, before: datetime) -> int:
+        """Forget the requests made before `before` (their links have expired); how many."""
+        with self.write() as w:
+            return w.drop_confirmations(before)
 
     # --- running daemons ----------------------------------------------------------------------------
 

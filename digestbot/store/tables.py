@@ -4,7 +4,8 @@
 error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
 subscription x channel x target x period, grouping deliveries), `suppression` (readers who left by a
-one-click link), `vote` (readers' feedback on papers), `heartbeat` (running daemons), `installation`
+one-click link), `vote` (readers' feedback on papers), `heartbeat` (running daemons), `confirmation`
+(subscribe requests waiting for their reader's click), `installation`
 (one row: the database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
 leaves the package is a `Paper`, `DigestRecord` or `SourceRecord` made by the functions at the end.
 
@@ -23,6 +24,8 @@ from sqlmodel import Field, SQLModel, UniqueConstraint
 from ..models import Paper
 from .values import (
     ACTIVE_DIGESTS,
+    ConfirmationRecord,
+    ConfirmationStatus,
     DeliveryStatus,
     DigestRecord,
     DigestStatus,
@@ -159,6 +162,23 @@ class HeartbeatRow(SQLModel, table=True):
     beat_at: datetime
 
 
+class ConfirmationRow(SQLModel, table=True):
+    """A subscribe request (web/subscribe.py) and its confirmation mail: recorded, claimed, sent, confirmed.
+    Kept two days (the confirm link's life), for the per-address limits and so a mail goes once."""
+    __tablename__ = "confirmation"
+    __table_args__ = (Index("ix_confirmation_target", "target", "requested_at"),  # the per-address limit
+                      Index("ix_confirmation_requested_at", "requested_at"))  # dropping old ones
+    id: int | None = Field(default=None, primary_key=True)
+    subscription: str  # a public subscription's id, or "" for a query of the reader's own
+    query: str  # that query, or ""
+    target: str  # the address
+    requested_at: datetime
+    sent_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    status: str = ConfirmationStatus.PENDING
+    lease_until: datetime | None = None  # while `sending`: when a restarted process may send it after all
+
+
 class InstallationRow(SQLModel, table=True):
     """This database's id. Digest row ids restart at 1 in every new database (`init --force`, a second
     installation), so Message-IDs carry this too: a mail client that hides a repeated Message-ID as a
@@ -232,3 +252,10 @@ def vote_record(row: VoteRow) -> Vote:
 
 def heartbeat_record(row: HeartbeatRow) -> Heartbeat:
     return Heartbeat(host=row.host, pid=row.pid, started_at=as_utc(row.started_at), beat_at=as_utc(row.beat_at))
+
+
+def confirmation_record(row: ConfirmationRow) -> ConfirmationRecord:
+    assert row.id is not None
+    return ConfirmationRecord(id=row.id, subscription_id=row.subscription, query=row.query, target=row.target,
+                              requested_at=as_utc(row.requested_at), sent_at=as_utc(row.sent_at),
+                              confirmed_at=as_utc(row.confirmed_at), status=ConfirmationStatus(row.status))

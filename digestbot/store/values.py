@@ -81,6 +81,27 @@ class Vote:
     at: datetime
 
 
+class ConfirmationStatus(StrEnum):
+    """Where a subscribe request (web/subscribe.py: double opt-in) is."""
+    PENDING = "pending"  # recorded; its mail not handed over yet
+    SENDING = "sending"  # claimed by a sender until lease_until (a crash leaves it for the next start)
+    SENT = "sent"  # the SMTP server took its mail
+    CONFIRMED = "confirmed"  # its reader pressed the button: the address is in the config
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationRecord:
+    """A request to get a subscription, waiting for its reader to follow the link mailed to them."""
+    id: int
+    subscription_id: str  # a public subscription's id; "" for a query of the reader's own
+    query: str  # that query ("" for a public subscription)
+    target: str  # the address that asked
+    requested_at: datetime
+    sent_at: datetime | None
+    confirmed_at: datetime | None
+    status: ConfirmationStatus
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

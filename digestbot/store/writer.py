@@ -3,21 +3,33 @@ ledger rows that go with them, and what a poll of a source did. Opened by `Store
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import and_, bindparam, delete, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
 
 from ..models import Match, Paper
 from .identity import PaperIndex, merge_into
-from .tables import DeliveryRow, DigestRow, HeartbeatRow, MatchRow, PaperRow, SourceState, SuppressionRow, VoteRow
-from .values import DeliveryStatus, DigestStatus
+from .tables import (
+    ConfirmationRow,
+    DeliveryRow,
+    DigestRow,
+    HeartbeatRow,
+    MatchRow,
+    PaperRow,
+    SourceState,
+    SuppressionRow,
+    VoteRow,
+    confirmation_record,
+)
+from .values import ConfirmationRecord, ConfirmationStatus, DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
@@ -97,6 +109,79 @@ class Writer:
             return False
         self.session.delete(row)
         return True
+
+    # --- subscribe requests (double opt-in) ---------------------------------------------------------
+
+    def request_confirmation(self, subscription_id: str, query: str, target: str, now: datetime, per_day: int,
+                             within: timedelta) -> ConfirmationRecord | None:
+        """A new request, or None: `target` had `per_day` requests in the last 24 hours already, or the
+        same request is waiting, made less than `within` ago (one mail for a form sent from three tabs).
+        Requests of one address wait for each other (SQLite: the write lock; PostgreSQL: an advisory lock
+        on the address), so the count and the insert are one step."""
+        conn = self.session.connection()
+        if conn.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(target.encode("utf-8")).digest()[:8], "big", signed=True)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        mine = col(ConfirmationRow.target) == target
+        asked = conn.execute(select(func.count()).select_from(ConfirmationRow).where(
+            mine, col(ConfirmationRow.requested_at) > now - timedelta(days=1))).scalar_one()
+        if asked >= per_day:
+            return None
+        waiting = conn.execute(select(col(ConfirmationRow.id)).where(
+            mine, col(ConfirmationRow.subscription) == subscription_id, col(ConfirmationRow.query) == query,
+            col(ConfirmationRow.status) != ConfirmationStatus.CONFIRMED,
+            col(ConfirmationRow.requested_at) > now - within).limit(1)).first()
+        if waiting is not None:
+            return None
+        row = ConfirmationRow(subscription=subscription_id, query=query, target=target, requested_at=now)
+        self.session.add(row)
+        self.session.flush()
+        return confirmation_record(row)
+
+    def claim_confirmations(self, now: datetime, lease: timedelta, *, ids: list[int] | None = None,
+                            since: datetime | None = None) -> list[ConfirmationRecord]:
+        """Take the requests whose mail is not sent and that no live sender holds (those `ids`, or those
+        made after `since`), until now + lease; each one a caller gets is its alone to send."""
+        claimable = or_(col(ConfirmationRow.status) == ConfirmationStatus.PENDING,
+                        and_(col(ConfirmationRow.status) == ConfirmationStatus.SENDING,
+                             col(ConfirmationRow.lease_until) < now))
+        wanted = [claimable]
+        if ids is not None:
+            wanted.append(col(ConfirmationRow.id).in_(ids))
+        if since is not None:
+            wanted.append(col(ConfirmationRow.requested_at) > since)
+        taken = [row_id for (row_id,) in self.session.connection().execute(
+            update(ConfirmationRow).where(*wanted).values(status=ConfirmationStatus.SENDING, lease_until=now + lease)
+            .returning(col(ConfirmationRow.id)))]
+        if not taken:
+            return []
+        rows = self.session.exec(select(ConfirmationRow).where(col(ConfirmationRow.id).in_(taken))
+                                 .order_by(col(ConfirmationRow.id))).all()
+        return [confirmation_record(row) for row in rows]
+
+    def confirmation_sent(self, confirmation_id: int, now: datetime, *, sent: bool) -> None:
+        """After the claim: the mail went (`sent`), or it did not and the request waits for the next try."""
+        values = {"status": ConfirmationStatus.SENT, "sent_at": now, "lease_until": None} if sent else \
+            {"status": ConfirmationStatus.PENDING, "lease_until": None}
+        self.session.connection().execute(update(ConfirmationRow).where(
+            col(ConfirmationRow.id) == confirmation_id,
+            col(ConfirmationRow.status) == ConfirmationStatus.SENDING).values(**values))
+
+    def confirm(self, confirmation_id: int, now: datetime) -> ConfirmationRecord | None:
+        """Mark it confirmed (the first time is kept); None when there is no such request (any more)."""
+        row = self.session.get(ConfirmationRow, confirmation_id)
+        if row is None:
+            return None
+        if row.status != ConfirmationStatus.CONFIRMED:
+            row.status, row.confirmed_at, row.lease_until = ConfirmationStatus.CONFIRMED, now, None
+            self.session.add(row)
+            self.session.flush()
+        return confirmation_record(row)
+
+    def drop_confirmations(self, before: datetime) -> int:
+        """Forget the requests made before `before`, whatever became of them; how many."""
+        return self.session.connection().execute(
+            delete(ConfirmationRow).where(col(ConfirmationRow.requested_at) < before)).rowcount
 
     def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
         """Store or update each paper; return (row id, paper) of those never seen before.

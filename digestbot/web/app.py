@@ -11,6 +11,8 @@
     GET  /unsubscribe             (the digests' footer link) how to leave
     GET|POST /manage?token=M      a reader's subscriptions: pause, resume, size, schedule, leave (manage.py)
     POST /slack/actions           the vote buttons of Slack digests, signed by Slack (slack_actions.py)
+    GET  /, POST /subscribe,      the subscribe page: the public subscriptions (and, with [web] allow_custom,
+    GET|POST /confirm?token=C     a query of one's own), double opt-in by a mailed link (subscribe.py)
     GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...,
                                   "daemon_heartbeat_age_s": ..., "daemons": [{"host", "pid", "age_s"}]}
                                   (200 even with no daemon: monitors judge the ages), 503 when the
@@ -23,8 +25,10 @@ logged: the access log is off (a token is in the query string) and this module l
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ from ..errors import ConfigError, StoreError
 from ..store import Store
 from . import digest_list, feedback, slack_actions, tokens
 from .manage import Manage, manage_path
+from .subscribe import Subscribe
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024  # a one-click POST is 26 bytes; nothing here takes more than a small form
@@ -247,7 +252,9 @@ class Web:
         """Add `target` to the subscription's recipients in the config file, or remove it (a Slack
         channel from `slack`, anything else from `email`), through the locked, validated editor.
         False when there was nothing to do, or the edit would make the config invalid (e.g. the last
-        recipient of a subscription: the suppression alone then keeps the mail away)."""
+        recipient of a subscription: the suppression alone then keeps the mail away). A subscription
+        its `owner` made on the subscribe page goes from the config with its owner, its last recipient:
+        it was theirs alone, and a subscription without a recipient is no valid one."""
         key = "slack" if target.startswith("#") else "email"
         try:
             with editing(self.config_path) as editor:
@@ -259,7 +266,13 @@ class Web:
                 if (target in listed) == present:
                     return False
                 wanted = [*listed, target] if present else [value for value in listed if value != target]
-                editor.set_subscription(subscription_id, {key: wanted})
+                others = [k for k in ("email", "slack", "slack_webhook", "slack_webhook_env")
+                          if k != key and table.get(k)]
+                if not present and not wanted and not others and str(table.get("owner", "")) == target:
+                    editor.remove_subscription(subscription_id)
+                    log.info("the owner of %r left: the subscription was removed from the config", subscription_id)
+                else:
+                    editor.set_subscription(subscription_id, {key: wanted})
                 editor.save()
                 return True
         except ConfigError as exc:
@@ -269,6 +282,16 @@ class Web:
 
 def create_app(config_path: str | Path) -> Starlette:
     web = Web(config_path)
+    subscribe = Subscribe(web)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Confirmation mails recorded but not sent (a crash between the two): sent now, without
+        # holding up the start (the SMTP server may be slow).
+        resumed = asyncio.create_task(run_in_threadpool(subscribe.resume_unsent))
+        yield
+        await resumed
+
     routes = [Route("/unsubscribe", web.unsubscribe_page, methods=["GET"]),
               Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
               Route("/resubscribe", web.resubscribe, methods=["POST"]),
@@ -276,8 +299,9 @@ def create_app(config_path: str | Path) -> Starlette:
               *feedback.routes(web),
               *digest_list.routes(web),
               *Manage(web).routes(),
-              *slack_actions.routes(web)]
-    starlette = Starlette(routes=routes)
+              *slack_actions.routes(web),
+              *subscribe.routes()]
+    starlette = Starlette(routes=routes, lifespan=lifespan)
     starlette.add_middleware(Guard, larger={slack_actions.PATH: slack_actions.MAX_BODY})
     starlette.state.web = web
     return starlette
