@@ -121,8 +121,8 @@ def problems(observed: Observed, settings: Settings, now: datetime) -> list[Prob
             since = f"since its last success at {_when(source.last_success, zone)}" if source.last_success \
                 else "it has never been polled successfully"
             found.append(Problem(
-                f"{SOURCE_FAILING}:{source.name}", f"source {source.name} failed {source.failures} polls in a row",
-                f"Source {source.name!r} failed its last {source.failures} polls ({since}).\n"
+                f"{SOURCE_FAILING}:{source.name}", f"source {source.name} failed {_polls(source.failures)} in a row",
+                f"Source {source.name!r} failed its last {_polls(source.failures)} ({since}).\n"
                 f"Last error: {source.last_error or 'unknown'}\n\n"
                 f"Its subscribers get no papers from it meanwhile. `digestbot sources` shows every source's "
                 f"state; `digestbot sources check {source.name}` fetches it now and shows what goes wrong."))
@@ -216,7 +216,11 @@ def _when(moment: datetime | None, zone: ZoneInfo) -> str:
 
 def _hours(span: timedelta) -> str:
     hours = span.total_seconds() / 3600
-    return f"{hours:.0f} hours" if hours < 72 else f"{hours / 24:.1f} days"
+    return f"{hours:.0f} hours" if hours <= 120 else f"{hours / 24:.1f} days"
+
+
+def _polls(n: int) -> str:
+    return f"{n} poll{'s' if n != 1 else ''}"
 
 
 # --- observing and recording --------------------------------------------------------------------------
