@@ -314,3 +314,27 @@ def test_one_slack_channel_or_a_list_and_one_address_read_as_lists(tmp_path):
     alerting = config_module.load(path).alerts
     assert alerting is not None and alerting.targets() == [("email", "ops@example.org"), ("slack", "#ops")]
     assert (alerting.failed_polls, alerting.quiet_factor, alerting.min_quiet_hours) == (3, 1.5, 24.0)
+
+
+def test_an_upgraded_database_knows_its_sources_history_from_their_papers(tmp_path):
+    """Migration 0006 seeds source_news from the papers' first sightings: gaps are usual from the first day."""
+    from alembic import command
+
+    from digestbot.models import Paper
+    from digestbot.store.upkeep import alembic_config
+
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    store.create_tables()
+    now = datetime.now(UTC).replace(microsecond=0)
+    polls = [now - timedelta(days=d) for d in (20, 13, 6)]
+    for n, at in enumerate(polls):
+        with store.write() as w:
+            w.record_papers("arxiv", [Paper(title=f"Paper {n} {i}", sources=("arxiv",)) for i in range(3)], at)
+    with store.write() as w:  # an old paper, outside the history kept
+        w.record_papers("arxiv", [Paper(title="Old", sources=("arxiv",))], now - timedelta(days=60))
+    with store.engine.connect() as conn, conn.begin():
+        command.downgrade(alembic_config(conn), "0005")
+    assert store.revision().recorded == "0005"
+    store.upgrade()
+    assert AlertBook(store).news(["arxiv"], now - timedelta(days=90)) == {"arxiv": polls}
+    assert store.source_states() == {}  # the new column came with no source rows to fill
