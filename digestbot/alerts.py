@@ -95,8 +95,8 @@ class Problem:
 
 def usual_gap(news: Sequence[datetime], now: datetime) -> timedelta | None:
     """The longest gap between new listings that about half the weeks of the history reach; None with
-    under ENOUGH_HISTORY of history. With 2k weeks of history, the k-th longest gap: arXiv's weekend
-    (one a week) is usual, a single past outage is not."""
+    under ENOUGH_HISTORY of history. With w weeks of history, the ceil(w/2)-th longest gap: arXiv's
+    weekend (one a week) is usual, a single past outage is not."""
     if len(news) < 2 or now - news[0] < ENOUGH_HISTORY:
         return None
     weeks = min((now - news[0]) // WEEK, HISTORY // WEEK)
@@ -300,10 +300,7 @@ def daemon_started(config: Config, store: Store, me: Heartbeat) -> int:
 
 def delivery(config: Config, store: Store, row: Claim) -> tuple[Message, Envelope]:
     """The message and envelope of a claimed alert digest (subscription ALERTS)."""
-    try:
-        message = AlertBook(store).message(row.period)
-    except StoreError:
-        raise
+    message = AlertBook(store).message(row.period)
     if message is None:
         raise DeliveryError(f"alert {row.period} has no stored text (was the alert_message table emptied?)",
                             permanent=True)
