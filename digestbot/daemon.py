@@ -25,10 +25,11 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from . import alerts, pipeline
 from . import config as config_module
-from . import pipeline
 from .errors import ConfigError, StoreError
 from .schedule import parse_schedule
+from .store import Heartbeat
 
 log = logging.getLogger(__name__)
 JOB_DEFAULTS = {"misfire_grace_time": 6 * 3600, "coalesce": True, "max_instances": 1}
@@ -164,6 +165,9 @@ def serve(live: Live) -> None:
     """Run until Ctrl-C or SIGTERM; a running job finishes, nothing half-sent is left behind. The
     heartbeat row is written before the first job and removed when the daemon stops."""
     pulse = Pulse(live)
+    # Before the first beat: a row of this host left by a daemon that is gone is a crash to tell (alerts.py).
+    alerts.daemon_started(live.ctx.config, live.ctx.store, Heartbeat(pulse.host, pulse.pid, pulse.started_at,
+                                                                     pulse.started_at))
     pulse.beat()
     scheduler = build(live, pulse)
 

@@ -22,7 +22,7 @@ from email.utils import parseaddr
 from functools import lru_cache, partial
 from typing import Protocol
 
-from . import sources
+from . import alerts, sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
 from .digest import rank, unsubscribe_urls
@@ -32,7 +32,7 @@ from .matching import PaperMatcher
 from .models import Paper
 from .render import Renderer
 from .render.shared import Contents
-from .store import Claim, DigestRecord, Ledger, Store
+from .store import ALERTS, Claim, DigestRecord, Ledger, Store
 
 log = logging.getLogger(__name__)
 NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
@@ -168,9 +168,20 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
     """Open the digests whose period has come, then claim and send every due one, batch by batch.
 
     A second caller in this process waits for the running pass instead of skipping its own: it may
-    have opened new instant digests. Two passes at once would race each other for no gain."""
+    have opened new instant digests. Two passes at once would race each other for no gain.
+
+    Alerts (alerts.py, with `[alerts]`) are checked first, so that a problem a poll saw goes out with
+    this pass, and after a pass with failures again, with one more pass for what that queued (the
+    digests that failed are not due again at this `now`: it sends only the new alerts)."""
     with _ONE_PASS:
-        return _send_pass(ctx, now)
+        alerts.check(ctx.config, ctx.store, now)
+        result = _send_pass(ctx, now)
+        if result.failed and alerts.check(ctx.config, ctx.store, now):
+            more = _send_pass(ctx, now)
+            result.sent += more.sent
+            result.failed += more.failed
+            result.deferred += more.deferred
+        return result
 
 
 def _send_pass(ctx: Context, now: datetime) -> SendResult:
@@ -196,7 +207,7 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
                     continue
                 sub = subscriptions.get(row.subscription_id)
-                if sub is None:
+                if sub is None and row.subscription_id != ALERTS:  # alert messages have no subscription
                     log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
                                 "(put it back in the config, or it waits forever)", row.id, row.subscription_id)
                     ledger.release([row.id], next_try=now + LATER)
@@ -246,43 +257,50 @@ class _Channels:
             channel.flush()
 
 
-def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig, channels: _Channels,
+def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig | None, channels: _Channels,
               contents: Contents, now: datetime, result: SendResult) -> bool:
-    """Send one claimed digest, then record the outcome; True when the server accepted it."""
+    """Send one claimed digest (`sub` None: an alert message), then record the outcome; True when the
+    server accepted it."""
+    name = sub.name if sub is not None else "alerts"
     try:
-        content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
+        if sub is None:
+            message, to = alerts.delivery(ctx.config, ctx.store, row)
+            papers = 0
+        else:
+            content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
+            message, papers = content.message, content.papers
+            to = envelope(ctx.config, row, sub, ctx.store.installation, unsubscribe=content.unsubscribe)
         channel = channels.get(row.channel)
-        sent_id = channel.send(content.message, envelope(ctx.config, row, sub, ctx.store.installation,
-                                                         unsubscribe=content.unsubscribe))
+        sent_id = channel.send(message, to)
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
         if exc.unreachable:
             channels.down.add(row.channel)
-        _failed(ledger, row, sub, str(exc), now, result, permanent=exc.permanent)
+        _failed(ledger, row, name, str(exc), now, result, permanent=exc.permanent)
         return False
     except DigestbotError as exc:  # e.g. a secret variable missing when opening the channel
         channels.down.add(row.channel)
-        _failed(ledger, row, sub, str(exc), now, result, permanent=False)
+        _failed(ledger, row, name, str(exc), now, result, permanent=False)
         return False
     except Exception as exc:  # a template or data bug must not stop the other digests
-        log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, sub.name)
-        _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
+        log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, name)
+        _failed(ledger, row, name, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
         return False
     # The channel runs the record now, or holds it back to overlap it with its next exchange (SMTP).
     channel.record(partial(ledger.sent, row.id, sent_id, now, target=row.target))
-    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, content.papers, row.target, row.channel, sent_id)
-    result.sent.append((sub.name, row.channel, row.target, content.papers))
+    log.info("sent %r (%d papers) to %s by %s as %s", name, papers, row.target, row.channel, sent_id)
+    result.sent.append((name, row.channel, row.target, papers))
     return True
 
 
-def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now: datetime,
+def _failed(ledger: Ledger, row: Claim, name: str, error: str, now: datetime,
             result: SendResult, *, permanent: bool) -> None:
     retry_at = ledger.failed(row, error, now, permanent=permanent)
     when = "not retried: fix the cause, then `digestbot retry --failed`" if retry_at is None \
         else f"retried after {retry_at:%Y-%m-%d %H:%M} UTC (or now: `digestbot retry`)"
-    log.error("digest for %r to %s (%s) failed: %s; %s", sub.name, row.target, row.channel, error, when)
-    result.failed.append((sub.name, row.target, error))
+    log.error("digest for %r to %s (%s) failed: %s; %s", name, row.target, row.channel, error, when)
+    result.failed.append((name, row.target, error))
 
 
 __all__ = ["Context", "PollResult", "SendResult", "open_due_digests", "poll", "rank", "run_once",

@@ -162,11 +162,12 @@ def test_every_option_is_documented_in_the_example_config():
     import re
 
     from digestbot import sources
+    from digestbot.config.alerts import AlertsConfig
 
     text = (ROOT / "config.example.toml").read_text()
     documented = set(re.findall(r"^\s*#?\s*([a-z_]+)\s*=", text, re.M))
     models = [config_module.BotConfig, config_module.EmailConfig, config_module.SlackConfig,
-              config_module.TopicConfig, config_module.SubscriptionConfig,
+              config_module.TopicConfig, config_module.SubscriptionConfig, AlertsConfig,
               *(kind.Options for kind in sources.load_all().values())]
     missing = {f"{m.__name__}.{f}" for m in models for f in m.model_fields if f not in documented}
     assert missing == set()

@@ -27,6 +27,7 @@ from ..models import paper_key_of
 from ..schedule import Schedule, parse_schedule
 from ..sources import SourceOptions
 from ..sources.text import TextOptions
+from . import alerts as alerts_section
 from . import sendable
 from .problems import Model, Problems, toml_syntax_error
 from .tomlpos import Loc
@@ -207,6 +208,7 @@ class Config:
     topics: dict[str, TopicConfig]
     subscriptions: list[SubscriptionConfig]
     web: WebConfig = field(default_factory=WebConfig)
+    alerts: alerts_section.AlertsConfig | None = None  # [alerts]: who hears about failing sources (alerts.py)
     schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
     text: str = ""  # the file as read, for FILE:LINE messages
 
@@ -301,15 +303,18 @@ def loads(text: str, path: Path) -> Config:
                     sources=_sources(_tables(data, "sources", problems), problems),
                     topics={k: v for k, v in topics.items() if v is not None},
                     subscriptions=[s for s in subscriptions if s is not None],
-                    web=section("web", WebConfig, {}) or WebConfig(), text=text)
+                    web=section("web", WebConfig, {}) or WebConfig(), text=text,
+                    alerts=section("alerts", alerts_section.AlertsConfig, None) if "alerts" in data else None)
     _cross_check(config, problems)
+    alerts_section.check(config.alerts, has_email=config.email is not None, has_slack=config.slack is not None,
+                         problems=problems)
     if problems.lines:
         raise ConfigError(problems.sorted())
     return config
 
 
 SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "array of tables",
-            "topics": "tables", "subscriptions": "array of tables", "web": "table"}
+            "topics": "tables", "subscriptions": "array of tables", "web": "table", "alerts": "table"}
 
 
 def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@ error, conditional-GET validators), `match` (subscription x paper, with score an
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
 subscription x channel x target x period, grouping deliveries), `suppression` (readers who left by a
 one-click link), `vote` (readers' feedback on papers), `heartbeat` (running daemons), `confirmation`
-(subscribe requests waiting for their reader's click), `installation`
+(subscribe requests waiting for their reader's click), `source_news`, `alert` and `alert_message` (alerts.py's
+history, problems and messages), `installation`
 (one row: the database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
 leaves the package is a `Paper`, `DigestRecord` or `SourceRecord` made by the functions at the end.
 
@@ -24,6 +25,7 @@ from sqlmodel import Field, SQLModel, UniqueConstraint
 from ..models import Paper
 from .values import (
     ACTIVE_DIGESTS,
+    AlertRecord,
     ConfirmationRecord,
     ConfirmationStatus,
     DeliveryStatus,
@@ -66,6 +68,40 @@ class SourceState(SQLModel, table=True):
     papers_seen: int = 0
     last_new: int = 0
     validators: str = "{}"
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # failed polls since the last success
+
+
+class SourceNewsRow(SQLModel, table=True):
+    """When a source's successful poll listed new papers: the history its usual gaps are learned from
+    (alerts.py: arXiv announces nothing on Friday and Saturday). Rows older than NEWS_DAYS are pruned."""
+    __tablename__ = "source_news"
+    source: str = Field(primary_key=True)
+    at: datetime = Field(primary_key=True)
+    new: int = 0
+
+
+class AlertRow(SQLModel, table=True):
+    """One problem alerts.py watches ("source-failing:hf", "digests-failed", "daemon-crashed:HOST"): open
+    or resolved, since when, whether its alert went out, and the day of the last one (one a day at most)."""
+    __tablename__ = "alert"
+    problem: str = Field(primary_key=True)
+    state: str  # open | resolved
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    announced: bool = False  # an alert message of this episode was queued: its recovery is told too
+    last_alert_day: str | None = None  # YYYY-MM-DD (bot.timezone) of the last alert message queued
+    detail: str = ""
+
+
+class AlertMessageRow(SQLModel, table=True):
+    """The text of one alert or recovery message; its deliveries are digest rows of the reserved
+    subscription "_alerts" whose period is this row's key, so the ledger sends each once and retries it."""
+    __tablename__ = "alert_message"
+    period: str = Field(primary_key=True)
+    problem: str
+    subject: str
+    text: str
+    created: datetime
 
 
 class MatchRow(SQLModel, table=True):
@@ -242,7 +278,13 @@ def digest_record(row: DigestRow) -> DigestRecord:
 def source_record(row: SourceState) -> SourceRecord:
     return SourceRecord(name=row.name, last_poll=as_utc(row.last_poll), last_success=as_utc(row.last_success),
                         last_error=row.last_error, last_error_at=as_utc(row.last_error_at),
-                        papers_seen=row.papers_seen, last_new=row.last_new)
+                        papers_seen=row.papers_seen, last_new=row.last_new, failures=row.failures)
+
+
+def alert_record(row: AlertRow) -> AlertRecord:
+    return AlertRecord(problem=row.problem, open=row.state == "open", opened_at=as_utc(row.opened_at),
+                       resolved_at=as_utc(row.resolved_at), announced=row.announced,
+                       last_alert_day=row.last_alert_day, detail=row.detail)
 
 
 def vote_record(row: VoteRow) -> Vote:

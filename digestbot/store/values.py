@@ -65,8 +65,32 @@ class SourceRecord:
     last_error_at: datetime | None
     papers_seen: int  # listings seen in all successful polls (a paper listed twice counts twice)
     last_new: int  # new papers in the last successful poll
+    failures: int = 0  # failed polls since the last success
 
 
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """A problem alerts.py watches, as the store remembers it."""
+    problem: str  # "source-failing:hf", "source-quiet:arxiv", "digests-failed", "daemon-crashed:HOST"
+    open: bool
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    announced: bool = False  # its alert went out in this episode (so its recovery is told too)
+    last_alert_day: str | None = None  # YYYY-MM-DD of the last alert message (at most one a day)
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMessage:
+    """One alert or recovery message, queued for each target as a digest row of ALERTS (see AlertBook)."""
+    period: str  # its ledger key: one message per key and target, ever
+    problem: str
+    subject: str
+    text: str
+    targets: tuple[tuple[str, str], ...]  # (ledger channel, target)
+
+
+ALERTS = "_alerts"  # the reserved subscription id of alert messages in the ledger (no slug starts with "_")
 VOTES = ("up", "down")  # "more like this", "not for me"
 ANY_TARGET = "*"  # a vote recorded for the subscription as a whole (`digestbot feedback` without --target)
 

@@ -24,6 +24,7 @@ from .tables import (
     HeartbeatRow,
     MatchRow,
     PaperRow,
+    SourceNewsRow,
     SourceState,
     SuppressionRow,
     VoteRow,
@@ -33,6 +34,7 @@ from .values import ConfirmationRecord, ConfirmationStatus, DeliveryStatus, Dige
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
+NEWS_KEPT = timedelta(days=42)  # the history of a source's new listings that alerts.py learns its usual gaps from
 
 
 class Writer:
@@ -256,11 +258,16 @@ class Writer:
         state.last_poll = now
         if error is None:
             state.last_success, state.papers_seen, state.last_new = now, state.papers_seen + seen, new
+            state.failures = 0
+            if new:
+                self.session.merge(SourceNewsRow(source=name, at=now, new=new))  # a second poll at the same `now`
+                self.session.connection().execute(_PRUNE_NEWS, {"source": name, "before": now - NEWS_KEPT})
             if validators is not None:
                 # Only the URLs of this poll: dated URLs (hf_daily's days) would otherwise pile up forever.
                 state.validators = json.dumps(validators)
         else:
             state.last_error, state.last_error_at = error, now
+            state.failures = (state.failures or 0) + 1
         self.session.add(state)
 
 
@@ -298,6 +305,8 @@ def _upsert_heartbeat(dialect: str) -> sqlite.Insert | postgresql.Insert:
                                               "beat_at": insert.excluded.beat_at})
 
 
+_PRUNE_NEWS = delete(SourceNewsRow).where(col(SourceNewsRow.source) == bindparam("source"),
+                                          col(SourceNewsRow.at) < bindparam("before"))
 _CANCEL_DIGESTS = update(DigestRow).where(
     col(DigestRow.subscription) == bindparam("sub"), col(DigestRow.target) == bindparam("tgt"),
     col(DigestRow.status) == DigestStatus.PENDING).values(
