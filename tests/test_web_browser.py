@@ -148,7 +148,8 @@ def test_a_reader_subscribes_confirms_rates_and_leaves_in_chromium(tmp_path, htt
     every link of every mail opens as it is."""
     world, base = subscribe_world(tmp_path, http_server, smtp_server)
     text = world.config.read_text(encoding="utf-8").replace(PUBLIC, base)
-    world.config.write_text(text.replace(HOSTILE, "What the lab reads: every new paper, as it comes."), encoding="utf-8")
+    friendly = text.replace(HOSTILE, "What the lab reads: every new paper, as it comes.")
+    world.config.write_text(friendly, encoding="utf-8")
     serve = start_serve(world, base)
     try:
         assert run_once(world).returncode == 0  # papers in the database: the page shows a sample of them
