@@ -189,8 +189,9 @@ def test_run_once_json_says_what_was_polled_sent_and_failed(tmp_path, served, sm
     assert [r.rcpt_tos for r in smtp_server.received] == [["a@example.org"]]
 
     code, out, _ = run_main(capsys, "-c", str(path), "status", "--json")
-    assert code == 0
+    assert code == 1  # a source's latest poll failed, and a digest failed
     status = json.loads(out)
+    assert status["healthy"] is False and len(status["problems"]) == 2
     assert status["papers"] == 4 and status["database"] == str(tmp_path / "bot.db")
     sources = {s["name"]: s for s in status["sources"]}
     assert sources["hf"]["papers_seen"] == 4 and sources["hf"]["last_error"] is None

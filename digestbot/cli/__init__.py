@@ -30,6 +30,7 @@ from .common import (
     add_json_option,
     emit_json,
     examples_text,
+    log_formatter,
     print_help_of,
     silence_stdout,
 )
@@ -229,9 +230,13 @@ def configure_logging(args: argparse.Namespace) -> None:
     daemon = (args.func is cmd_run and not args.once) or args.func is cmd_serve
     level = {"verbose": logging.DEBUG, "quiet": logging.WARNING}.get(
         args.verbosity, logging.INFO if daemon else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(args.log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     if args.verbosity != "verbose":
-        for noisy in ("httpx", "httpcore", "apscheduler.executors", "alembic"):
+        # APScheduler's own start-up lines ("Adding job tentatively", "Added job ... to job store",
+        # "Scheduler started") are for -v: the daemon says in one line what it scheduled (daemon.py).
+        for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # slack_sdk stays at WARNING even with -v: its DEBUG lines print each request's URL and body (an
     # incoming webhook's URL is its secret; bodies are subscribers' digests) and its INFO retry lines

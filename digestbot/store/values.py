@@ -66,6 +66,13 @@ class SourceRecord:
     papers_seen: int  # listings seen in all successful polls (a paper listed twice counts twice)
     last_new: int  # new papers in the last successful poll
 
+    @property
+    def failing(self) -> bool:
+        """Its latest poll failed: an error newer than its last success (or no success ever)."""
+        if not self.last_error:
+            return False
+        return self.last_success is None or self.last_error_at is None or self.last_error_at >= self.last_success
+
 
 VOTES = ("up", "down")  # "more like this", "not for me"
 ANY_TARGET = "*"  # a vote recorded for the subscription as a whole (`digestbot feedback` without --target)
