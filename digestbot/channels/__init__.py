@@ -57,6 +57,9 @@ class Channel:
     for each digest: `send`, then `record` with the ledger write that says it was sent."""
 
     kind: ClassVar[str]
+    # What the server answered the latest `send` (the SMTP reply to the final ".", Slack's ts and channel,
+    # the outbox file): `digestbot send-test` prints it. Empty for a channel that does not say.
+    last_reply: str = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

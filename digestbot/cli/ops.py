@@ -6,10 +6,12 @@ Part of the command line (cli/__init__.py registers these).
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 
 from .. import store as store_module
 from ..app import App, now
+from ..errors import DeliveryError
 from ..sources import SourceOptions
 from ..store import (
     DeliveryStatus,
@@ -42,6 +44,14 @@ def register(sub: Actions) -> None:
         "digestbot status -q >/dev/null || echo unhealthy   # for cron and monitors"])
     add_json_option(status, "sources, papers and digests")
     status.set_defaults(func=cmd_status)
+
+    send_test = add_command(sub, "send-test", help="send one small message through the configured channel and "
+                            "print what the server answered (exit 1 when it fails)", examples=[
+        "digestbot send-test alice@example.org    # through [email]: prints the SMTP server's reply",
+        "digestbot send-test '#papers'            # through [slack]: prints the message's ts and channel"])
+    send_test.add_argument("target", help="an email address, or a Slack channel: '#name' (quoted for the shell)")
+    add_json_option(send_test, "the target, channel, transport, id and the server's answer")
+    send_test.set_defaults(func=cmd_send_test)
 
     init = add_command(sub, "init", help="start a new, empty database on purpose (a first `run` creates one by "
                        "itself)", examples=["digestbot init", "digestbot init --force   # a damaged database"])
@@ -201,6 +211,32 @@ def print_deliveries(store: Store) -> None:
               f"{row.next_try:%Y-%m-%d %H:%M} UTC, {row.attempts} attempts so far: {row.last_error}")
     if retrying or failed:
         print("  (`digestbot retry` sends the pending ones now; `retry --failed` also the failed ones)")
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    """Nothing is recorded; the database is not opened (a channel can be tried before the first run)."""
+    app = App.from_config(args.config, open_database=False)
+    try:
+        sent = app.send_test(args.target)
+    except DeliveryError as exc:
+        if args.json:
+            emit_json({"target": args.target, "ok": False, "error": str(exc)})
+        else:
+            print(f"send-test to {args.target} FAILED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        emit_json({"target": sent.target, "ok": True, "channel": sent.ledger_channel, "kind": sent.kind,
+                   "id": sent.server_id, "reply": sent.reply})
+        return EXIT_OK
+    if sent.kind == "file":
+        section = "[email]" if sent.ledger_channel == "email" else "[slack]"
+        print(f"written, not sent: the config has no {section} section, so {sent.ledger_channel} digests go to "
+              f"the outbox: {sent.server_id}")
+        return EXIT_OK
+    print(f"sent to {sent.target} via {sent.kind}; the server answered: {sent.reply}")
+    if sent.ledger_channel == "email":
+        print(f"Message-ID: {sent.server_id} (look for it in the recipient's mailbox, or in the server's log)")
+    return EXIT_OK
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
