@@ -113,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise
         emit_json({"config": str(args.config), "ok": False, "problems": exc.problems, "warnings": []})
         return EXIT_USAGE
-    warnings = config_module.check_secrets(config)
+    warnings = config_module.check_secrets(config) + config_module.check_queries(config)
     if args.json:
         emit_json({"config": str(config.path), "ok": True, "problems": [], "warnings": warnings,
                    "sources": len(config.sources), "topics": len(config.topics),

@@ -338,6 +338,24 @@ def check_secrets(config: Config) -> list[str]:
     return problems.lines
 
 
+def check_queries(config: Config, subscription: str | None = None) -> list[str]:
+    """Queries that parse but cannot mean what was typed (matching.query_warnings: `llm or vlm`,
+    `speculative ANDD decoding`), as FILE:LINE: key: warning lines, each with the query and a caret.
+    `subscription` (an id): that subscription's query alone."""
+    from ..matching import query_warnings
+
+    problems = Problems(config.path, config.text)
+    queries: list[tuple[Loc, str]] = []
+    if subscription is None:
+        queries += [(("topics", name, "query"), topic.query) for name, topic in config.topics.items()]
+    queries += [(("subscriptions", i, "query"), sub.query) for i, sub in enumerate(config.subscriptions)
+                if subscription in (None, sub.id)]
+    for loc, query in queries:
+        for warning in query_warnings(query):
+            problems.add(loc, str(warning))
+    return problems.lines
+
+
 def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOptions]:
     kinds = sources.load_all()
     result = []
