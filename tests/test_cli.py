@@ -354,4 +354,5 @@ def test_a_command_alone(tmp_path, served, capsys):
 def test_the_demo_still_reports_through_report_run(tmp_path):
     result = digestbot("demo", "--dir", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    assert "hf-daily: 80 papers listed, 80 new" in result.stdout and "sent 'Top papers': 5 papers" in result.stdout
+    assert "machine-inference: 91 papers listed, 91 new" in result.stdout
+    assert "wrote 'Top papers': 5 papers for bob@example.org to the outbox (email; not sent)" in result.stdout

@@ -115,6 +115,12 @@ def kind_for(config: Config, ledger_channel: str) -> str:
     return kind if section is None or getattr(config, section) is not None else OUTBOX
 
 
+def outbox_channels(config: Config) -> frozenset[str]:
+    """The ledger channels whose digests `config` writes to the outbox instead of sending (reports say
+    "wrote", not "sent", for them)."""
+    return frozenset(channel for channel in ROUTES if kind_for(config, channel) == OUTBOX)
+
+
 def lookup(kind: str) -> type[Channel]:
     """The registered class of a channel kind; a clear error for a kind nobody registered."""
     registry = load_all()

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__, pipeline
 from .. import config as config_module
 from ..app import App
+from ..channels import outbox_channels
 from ..errors import ConfigError, DigestbotError
 from . import feedback, ops, subs
 from .common import (
@@ -62,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(run_document(polls, sends, sent_anything=not args.no_send))
     else:
-        report_run(polls, sends, sent_anything=not args.no_send)
+        report_run(polls, sends, sent_anything=not args.no_send, outbox=outbox_channels(app.config))
     return EXIT_FAILED if any(p.error for p in polls) or sends.failed else EXIT_OK
 
 
@@ -73,7 +74,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> None:
+def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool,
+               outbox: frozenset[str] = frozenset()) -> None:
+    """`outbox`: the ledger channels the config writes to the outbox folder: their digests were written, not
+    sent."""
     for p in polls:
         if p.error:
             print(f"{p.source}: FAILED: {p.error}")
@@ -82,7 +86,10 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
     if not sent_anything:
         print("--no-send: recorded everything, sent nothing")
     for name, channel, target, count in sends.sent:
-        print(f"sent {name!r}: {count} papers to {target} ({channel})")
+        if channel in outbox:
+            print(f"wrote {name!r}: {count} papers for {target} to the outbox ({channel}; not sent)")
+        else:
+            print(f"sent {name!r}: {count} papers to {target} ({channel})")
     for name, target, error in sends.failed:
         print(f"FAILED {name!r} to {target}: {error}")
     if sends.deferred:
@@ -152,7 +159,7 @@ def cmd_new_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
 
-    return run_demo(Path(args.dir), report_run)
+    return run_demo(Path(args.dir), report_run, reset=args.reset)
 
 
 # --- parser -----------------------------------------------------------------------------------------
@@ -221,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add_command(sub, "demo", help="the whole job on bundled sample listings, offline",
                        examples=["digestbot demo", "digestbot demo --dir /tmp/demo   # then: ls /tmp/demo/outbox"])
-    demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")
+    demo.add_argument("--dir", default="digestbot-demo",
+                      help="the playground: its config, listings, database and outbox (default: digestbot-demo)")
+    demo.add_argument("--reset", action="store_true",
+                      help="start a playground over even if its config was edited (the edits are lost)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
