@@ -154,6 +154,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     values = {"query": args.query, "topics": args.topic, "email": args.email, "slack": args.slack,
               "schedule": args.schedule, "timezone": args.timezone, "max_papers": args.max_papers}
     with editing(args.config) as editor:
+        editor.cited = {"name": "NAME", "query": "--query", "topics": "--topic", "email": "--email", "slack": "--slack",
+                        "schedule": "--schedule", "timezone": "--timezone", "max_papers": "--max-papers"}
         editor.add_subscription(args.name, {k: v for k, v in values.items() if v not in (None, [])})
         code = _save(editor, f"added subscription {args.name!r}")
     report_query(args, args.name)
@@ -165,6 +167,9 @@ def cmd_set(args: argparse.Namespace) -> int:
     if "name" in values:
         raise ConfigError("renaming changes the subscription's id (and its history): remove it and add it anew")
     with editing(args.config) as editor:
+        # As typed ("email=a@x,b@y"), unless that would print a character a terminal acts on (sendable.py).
+        editor.cited = {parse_assignment(a)[0]: a if a.isprintable() else parse_assignment(a)[0] + "="
+                        for a in args.assignments}
         editor.set_subscription(args.name, values)
         code = _save(editor, f"changed {', '.join(values)} of {args.name!r}")
     if "query" in values or "topics" in values:
