@@ -12,19 +12,23 @@ pipeline.py (poll, send), preview.py and daemon.py; an App is the parts they wor
 from __future__ import annotations
 
 import dataclasses
+import html
 from datetime import UTC, datetime
+from email.utils import make_msgid
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
+from . import channels, daemon, pipeline, preview, sources
 from . import config as config_module
-from . import daemon, pipeline, preview, sources
+from .channels import Envelope
 from .channels import opener as channel_opener
 from .config import Config
+from .errors import ConfigError
 from .http import Http
 from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
-from .models import Match, Paper, SourceMemory
+from .models import Match, Message, Paper, SlackPost, SourceMemory
 from .render import Renderer
 from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
 
@@ -34,6 +38,16 @@ RARITY_SAMPLE = 2000  # recent papers whose word frequencies pick the matcher's 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class TestSent:
+    """What `App.send_test` did: through which channel kind, and what the server answered."""
+    ledger_channel: str  # email | slack
+    kind: str  # the transport: smtp | slack | file (the outbox, when the config has no section for it)
+    target: str
+    server_id: str  # the Message-ID, the Slack ts, the outbox file
+    reply: str  # the SMTP reply to the final ".", "ok: ts ... in channel ...", "written to ..."
 
 
 class App:
@@ -126,6 +140,31 @@ class App:
         return preview.preview(self.config, self.renderer, sub, matches, at or now(), out=out)
 
     # --- looking after the installation ---------------------------------------------------------------
+
+    def send_test(self, target: str, at: datetime | None = None) -> TestSent:
+        """One small message to `target` (an address, or a Slack channel `#name`) through the channel the
+        config sets up for it, exactly as a digest to it would go (`digestbot send-test`); nothing is
+        recorded. DeliveryError when the server refuses or cannot be reached; ConfigError when `target` is
+        neither an address nor a channel, or a secret the channel needs is not set."""
+        ledger_channel = "slack" if target.startswith("#") else "email" if "@" in target else None
+        if ledger_channel is None:
+            raise ConfigError(f"{target!r}: give an email address (alice@example.org) or a Slack "
+                              f"channel ('#papers', quoted for the shell)")
+        kind = channels.kind_for(self.config, ledger_channel)
+        sent_at = at or now()
+        domain = self.config.email.sender_address.domain if self.config.email else "digestbot.localhost"
+        text = (f"A test message from digestbot, sent {sent_at:%Y-%m-%d %H:%M} UTC with `digestbot send-test` "
+                f"(config {self.config.path}). If you can read it, digests to {target} will arrive too.")
+        message = Message(subject="digestbot test message", text=text + "\n",
+                          html=f"<!doctype html><p>{html.escape(text)}</p>",
+                          slack_posts=[SlackPost(text=text, blocks=[{"type": "section",
+                                                                     "text": {"type": "mrkdwn", "text": text}}])])
+        envelope = Envelope(target=target, subscription="digestbot test", subscription_id="send-test",
+                            message_id=make_msgid("send-test", domain=domain),
+                            list_id=f"digestbot test <send-test.{domain}>")
+        with channels.build(self.config, ledger_channel) as channel:
+            server_id = channel.send(message, envelope)
+            return TestSent(ledger_channel, kind, target, server_id, channel.last_reply)
 
     def check_source(self, name: str, at: datetime | None = None) -> list[Paper]:
         """What one source lists now, fetched and parsed as a poll would; nothing is stored."""

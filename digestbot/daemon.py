@@ -176,6 +176,11 @@ def serve(live: Live) -> None:
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
+    jobs = [job.id for job in scheduler.get_jobs()]
+    # One line for what APScheduler would say in one per job (its loggers are at WARNING unless -v).
+    log.info("daemon started (pid %d): %d poll jobs, %d send schedules, heartbeat every %d s",
+             pulse.pid, sum(j.startswith("poll:") for j in jobs), sum(j.startswith("send:") for j in jobs) - 1,
+             HEARTBEAT_SECONDS)
     try:
         scheduler.start()
     except KeyboardInterrupt:

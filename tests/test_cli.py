@@ -189,8 +189,9 @@ def test_run_once_json_says_what_was_polled_sent_and_failed(tmp_path, served, sm
     assert [r.rcpt_tos for r in smtp_server.received] == [["a@example.org"]]
 
     code, out, _ = run_main(capsys, "-c", str(path), "status", "--json")
-    assert code == 0
+    assert code == 1  # a source's latest poll failed, and a digest failed
     status = json.loads(out)
+    assert status["healthy"] is False and len(status["problems"]) == 2
     assert status["papers"] == 4 and status["database"] == str(tmp_path / "bot.db")
     sources = {s["name"]: s for s in status["sources"]}
     assert sources["hf"]["papers_seen"] == 4 and sources["hf"]["last_error"] is None
@@ -353,4 +354,5 @@ def test_a_command_alone(tmp_path, served, capsys):
 def test_the_demo_still_reports_through_report_run(tmp_path):
     result = digestbot("demo", "--dir", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    assert "hf-daily: 80 papers listed, 80 new" in result.stdout and "sent 'Top papers': 5 papers" in result.stdout
+    assert "machine-inference: 91 papers listed, 91 new" in result.stdout
+    assert "wrote 'Top papers': 5 papers for bob@example.org to the outbox (email; not sent)" in result.stdout

@@ -64,9 +64,9 @@ password = "hunter2"
     lines = problems(tmp_path, text)
     path = str(tmp_path / "config.toml")
     assert f"{path}:11: bot.timezone: unknown timezone 'Mars/Olympus'" in "\n".join(lines)
-    assert any(line.startswith(f"{path}:12: bot.colour: unknown key") for line in lines)
+    assert any(line.startswith(f"{path}:12:1: bot.colour: unknown key") for line in lines)
     assert any(line.startswith(f"{path}:15: email.sender: not an email address") for line in lines)
-    assert any(line.startswith(f"{path}:16: email.password: unknown key") and "password_env" in line
+    assert any(line.startswith(f"{path}:16:1: email.password: unknown key") and "password_env" in line
                for line in lines)
     assert len(lines) == 4
 
@@ -128,7 +128,7 @@ def test_line_breaks_in_addresses_are_rejected(tmp_path):
 
 def test_toml_syntax_error_has_a_line(tmp_path):
     [line] = problems(tmp_path, MINIMAL + "\n[bot\n")
-    assert line.startswith(f"{tmp_path / 'config.toml'}:10: TOML syntax error")
+    assert line.startswith(f"{tmp_path / 'config.toml'}:10:5: TOML syntax error")
 
 
 def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
@@ -153,7 +153,7 @@ def test_check_command_exit_codes(tmp_path):
                                    capture_output=True, text=True)
     ok, broken = run(good), run(bad)
     assert ok.returncode == 0 and "OK" in ok.stdout
-    assert broken.returncode == 2 and f"{bad}:11: bot.colour: unknown key" in broken.stderr
+    assert broken.returncode == 2 and f"{bad}:11:1: bot.colour: unknown key" in broken.stderr
     missing = run(tmp_path / "nope.toml")
     assert missing.returncode == 2 and "no such config file" in missing.stderr
 

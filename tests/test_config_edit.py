@@ -191,7 +191,7 @@ period = "week"
     line = path.read_text().splitlines().index("[bot2]") + 1
     with caplog.at_level(logging.ERROR):
         assert not live.reload_if_changed(sched)
-    assert f"{path}:{line}: bot2: unknown section" in caplog.text and "NOT applied" in caplog.text
+    assert f"{path}:{line}:1: bot2: unknown section" in caplog.text and "NOT applied" in caplog.text
     assert live.ctx is good and len(live.ctx.config.sources) == 2
     caplog.clear()
     assert not live.reload_if_changed(sched)  # the same bad file is reported once

@@ -57,6 +57,9 @@ class Channel:
     for each digest: `send`, then `record` with the ledger write that says it was sent."""
 
     kind: ClassVar[str]
+    # What the server answered the latest `send` (the SMTP reply to the final ".", Slack's ts and channel,
+    # the outbox file): `digestbot send-test` prints it. Empty for a channel that does not say.
+    last_reply: str = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -110,6 +113,12 @@ def kind_for(config: Config, ledger_channel: str) -> str:
         raise DigestbotError(f"digests for channel {ledger_channel!r} cannot be delivered: this version knows "
                              f"{', '.join(sorted(ROUTES))} (was the database used by a newer digestbot?)") from None
     return kind if section is None or getattr(config, section) is not None else OUTBOX
+
+
+def outbox_channels(config: Config) -> frozenset[str]:
+    """The ledger channels whose digests `config` writes to the outbox instead of sending (reports say
+    "wrote", not "sent", for them)."""
+    return frozenset(channel for channel in ROUTES if kind_for(config, channel) == OUTBOX)
 
 
 def lookup(kind: str) -> type[Channel]:

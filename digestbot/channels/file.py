@@ -51,4 +51,5 @@ class FileChannel(Channel):
                        for post in message.slack_posts]  # the first is top-level, the rest its thread
             data = json.dumps(payload, indent=2, ensure_ascii=False).encode()
         private.write(path, data)
+        self.last_reply = f"written to {path} (the outbox: nothing was sent)"
         return str(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__, pipeline
 from .. import config as config_module
 from ..app import App
+from ..channels import outbox_channels
 from ..errors import ConfigError, DigestbotError
 from . import feedback, ops, subs
 from .common import (
@@ -30,6 +31,7 @@ from .common import (
     add_json_option,
     emit_json,
     examples_text,
+    log_formatter,
     print_help_of,
     silence_stdout,
 )
@@ -61,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(run_document(polls, sends, sent_anything=not args.no_send))
     else:
-        report_run(polls, sends, sent_anything=not args.no_send)
+        report_run(polls, sends, sent_anything=not args.no_send, outbox=outbox_channels(app.config))
     return EXIT_FAILED if any(p.error for p in polls) or sends.failed else EXIT_OK
 
 
@@ -72,7 +74,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> None:
+def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool,
+               outbox: frozenset[str] = frozenset()) -> None:
+    """`outbox`: the ledger channels the config writes to the outbox folder: their digests were written, not
+    sent."""
     for p in polls:
         if p.error:
             print(f"{p.source}: FAILED: {p.error}")
@@ -81,7 +86,10 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
     if not sent_anything:
         print("--no-send: recorded everything, sent nothing")
     for name, channel, target, count in sends.sent:
-        print(f"sent {name!r}: {count} papers to {target} ({channel})")
+        if channel in outbox:
+            print(f"wrote {name!r}: {count} papers for {target} to the outbox ({channel}; not sent)")
+        else:
+            print(f"sent {name!r}: {count} papers to {target} ({channel})")
     for name, target, error in sends.failed:
         print(f"FAILED {name!r} to {target}: {error}")
     if sends.deferred:
@@ -112,7 +120,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise
         emit_json({"config": str(args.config), "ok": False, "problems": exc.problems, "warnings": []})
         return EXIT_USAGE
-    warnings = config_module.check_secrets(config)
+    warnings = config_module.check_secrets(config) + config_module.check_queries(config)
     if args.json:
         emit_json({"config": str(config.path), "ok": True, "problems": [], "warnings": warnings,
                    "sources": len(config.sources), "topics": len(config.topics),
@@ -151,7 +159,7 @@ def cmd_new_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
 
-    return run_demo(Path(args.dir), report_run)
+    return run_demo(Path(args.dir), report_run, reset=args.reset)
 
 
 # --- parser -----------------------------------------------------------------------------------------
@@ -220,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add_command(sub, "demo", help="the whole job on bundled sample listings, offline",
                        examples=["digestbot demo", "digestbot demo --dir /tmp/demo   # then: ls /tmp/demo/outbox"])
-    demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")
+    demo.add_argument("--dir", default="digestbot-demo",
+                      help="the playground: its config, listings, database and outbox (default: digestbot-demo)")
+    demo.add_argument("--reset", action="store_true",
+                      help="start a playground over even if its config was edited (the edits are lost)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -229,9 +240,13 @@ def configure_logging(args: argparse.Namespace) -> None:
     daemon = (args.func is cmd_run and not args.once) or args.func is cmd_serve
     level = {"verbose": logging.DEBUG, "quiet": logging.WARNING}.get(
         args.verbosity, logging.INFO if daemon else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(args.log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     if args.verbosity != "verbose":
-        for noisy in ("httpx", "httpcore", "apscheduler.executors", "alembic"):
+        # APScheduler's own start-up lines ("Adding job tentatively", "Added job ... to job store",
+        # "Scheduler started") are for -v: the daemon says in one line what it scheduled (daemon.py).
+        for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # slack_sdk stays at WARNING even with -v: its DEBUG lines print each request's URL and body (an
     # incoming webhook's URL is its secret; bodies are subscribers' digests) and its INFO retry lines

@@ -7,6 +7,7 @@ never leaves a half-written or invalid file.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import tomlkit
@@ -14,7 +15,7 @@ import tomlkit
 from .. import config as config_module
 from ..config.edit import ConfigEditor, editing, parse_assignment
 from ..config.tomlpos import table_text
-from ..errors import ConfigError
+from ..errors import ConfigError, DigestbotError
 from ..models import paper_key_of
 from .common import Actions, add_command, add_json_option, emit_json, note
 
@@ -153,8 +154,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     values = {"query": args.query, "topics": args.topic, "email": args.email, "slack": args.slack,
               "schedule": args.schedule, "timezone": args.timezone, "max_papers": args.max_papers}
     with editing(args.config) as editor:
+        editor.cited = {"name": "NAME", "query": "--query", "topics": "--topic", "email": "--email", "slack": "--slack",
+                        "schedule": "--schedule", "timezone": "--timezone", "max_papers": "--max-papers"}
         editor.add_subscription(args.name, {k: v for k, v in values.items() if v not in (None, [])})
-        return _save(editor, f"added subscription {args.name!r}")
+        code = _save(editor, f"added subscription {args.name!r}")
+    report_query(args, args.name)
+    return code
 
 
 def cmd_set(args: argparse.Namespace) -> int:
@@ -162,8 +167,49 @@ def cmd_set(args: argparse.Namespace) -> int:
     if "name" in values:
         raise ConfigError("renaming changes the subscription's id (and its history): remove it and add it anew")
     with editing(args.config) as editor:
+        # As typed ("email=a@x,b@y"), unless that would print a character a terminal acts on (sendable.py).
+        editor.cited = {parse_assignment(a)[0]: a if a.isprintable() else parse_assignment(a)[0] + "="
+                        for a in args.assignments}
         editor.set_subscription(args.name, values)
-        return _save(editor, f"changed {', '.join(values)} of {args.name!r}")
+        code = _save(editor, f"changed {', '.join(values)} of {args.name!r}")
+    if "query" in values or "topics" in values:
+        report_query(args, args.name)
+    return code
+
+
+RECENT_DAYS = 7
+
+
+def report_query(args: argparse.Namespace, name: str) -> None:
+    """After `subs add` / `subs set`: warnings about a query that parses but cannot mean what was typed
+    (`llm or vlm`), and how many stored papers of the last RECENT_DAYS days it matches, so that a query
+    matching nothing is seen at once, not after a week of empty digests. Says nothing of the database
+    when there is none yet (this never creates one) or it cannot be read."""
+    config = config_module.load(args.config)
+    sub = config.subscription(name)
+    for warning in config_module.check_queries(config, sub.id):
+        print(f"warning: {warning}", file=sys.stderr)
+    recent = recent_matches(config, sub.id)
+    if recent is not None:
+        matched, papers = recent
+        note(args, f"{sub.name!r} matches {matched} of the {papers} papers stored from the last {RECENT_DAYS} days"
+             + (" (`digestbot subs test` shows which)" if matched else ""))
+
+
+def recent_matches(config: config_module.Config, subscription_id: str) -> tuple[int, int] | None:
+    from ..app import App
+    from ..store import Store, sqlite_path
+
+    try:
+        url = config.database_url
+        path = sqlite_path(url)
+        if path is not None and not Path(path).is_file():
+            return None
+        with Store.open_existing(url, busy_timeout=config.bot.busy_timeout, upgrade=False) as store:
+            matches, papers = App(config, store=store).test_subscription(subscription_id, RECENT_DAYS)
+    except DigestbotError:
+        return None
+    return len(matches), papers
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ same whatever folder it is started from.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..sources import SourceOptions
 from ..sources.text import TextOptions
 from . import alerts as alerts_section
 from . import sendable
-from .problems import Model, Problems, toml_syntax_error
+from .problems import Model, Problems, toml_syntax_error, unknown_section
 from .tomlpos import Loc
 
 
@@ -284,33 +285,42 @@ def loads(text: str, path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(toml_syntax_error(path, exc)) from None
+        raise ConfigError(toml_syntax_error(path, exc, text)) from None
     problems = Problems(path, text)
     data = sendable.cleaned(data, problems)
     for key in data.keys() - SECTIONS.keys():
-        problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
+        problems.add((key,), unknown_section(key, SECTIONS), at="header")
 
     def section(key: str, model: type[Model], default: dict[str, Any] | None) -> Model | None:
         return problems.validate(model, data.get(key, default), (key,))
 
     subscriptions = [problems.validate(SubscriptionConfig, table, ("subscriptions", i))
                      for i, table in enumerate(_tables(data, "subscriptions", problems))]
+    # Where each valid one is in the file: an invalid table is left out, so list positions and the file's differ.
+    places = Places(subscriptions=[i for i, sub in enumerate(subscriptions) if sub is not None])
     topics = {name: problems.validate(TopicConfig, table, ("topics", name))
               for name, table in _named_tables(data, "topics", problems).items()}
     config = Config(path=path.resolve(), bot=section("bot", BotConfig, {}) or BotConfig(),
                     email=section("email", EmailConfig, None) if "email" in data else None,
                     slack=section("slack", SlackConfig, None) if "slack" in data else None,
-                    sources=_sources(_tables(data, "sources", problems), problems),
+                    sources=_sources(_tables(data, "sources", problems), problems, places),
                     topics={k: v for k, v in topics.items() if v is not None},
                     subscriptions=[s for s in subscriptions if s is not None],
                     web=section("web", WebConfig, {}) or WebConfig(), text=text,
                     alerts=section("alerts", alerts_section.AlertsConfig, None) if "alerts" in data else None)
-    _cross_check(config, problems)
+    _cross_check(config, problems, places)
     alerts_section.check(config.alerts, has_email=config.email is not None, has_slack=config.slack is not None,
                          problems=problems)
     if problems.lines:
-        raise ConfigError(problems.sorted())
+        raise problems.error()
     return config
+
+
+@dataclass
+class Places:
+    """The index in the file ([[sources]] / [[subscriptions]] number) of each valid source and subscription."""
+    subscriptions: list[int] = field(default_factory=list)
+    sources: list[int] = field(default_factory=list)
 
 
 SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "array of tables",
@@ -319,6 +329,9 @@ SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "arra
 
 def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:
     value = data.get(key, [])
+    if isinstance(value, dict):  # `[subscriptions]`: one table, where each entry needs its own
+        problems.add((key,), f"write [[{key}]] (two brackets) above each of the {key}, not [{key}]", at="header")
+        return []
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         problems.add((key,), f"must be written as [[{key}]] tables")
         return []
@@ -362,7 +375,25 @@ def check_secrets(config: Config) -> list[str]:
     return problems.lines
 
 
-def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOptions]:
+def check_queries(config: Config, subscription: str | None = None) -> list[str]:
+    """Queries that parse but cannot mean what was typed (matching.query_warnings: `llm or vlm`,
+    `speculative ANDD decoding`), as FILE:LINE: key: warning lines, each with the query and a caret.
+    `subscription` (an id): that subscription's query alone."""
+    from ..matching import query_warnings
+
+    problems = Problems(config.path, config.text)
+    queries: list[tuple[Loc, str]] = []
+    if subscription is None:
+        queries += [(("topics", name, "query"), topic.query) for name, topic in config.topics.items()]
+    queries += [(("subscriptions", i, "query"), sub.query) for i, sub in enumerate(config.subscriptions)
+                if subscription in (None, sub.id)]
+    for loc, query in queries:
+        for warning in query_warnings(query):
+            problems.add(loc, str(warning))
+    return problems.lines
+
+
+def _sources(raw: list[dict[str, Any]], problems: Problems, places: Places) -> list[SourceOptions]:
     kinds = sources.load_all()
     result = []
     for i, table in enumerate(raw):
@@ -373,10 +404,27 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOption
         options = problems.validate(kinds[kind].Options, table, ("sources", i))
         if options is not None:
             result.append(options)
+            places.sources.append(i)
     return result
 
 
-def _cross_check(config: Config, problems: Problems) -> None:
+_UNIT_WORDS = {"s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s", "m": "m", "min": "m", "mins": "m",
+               "minute": "m", "minutes": "m", "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "d": "d",
+               "day": "d", "days": "d"}
+
+
+def _interval_advice(every: str) -> str:
+    """A source's `every` that does not parse: the value it was probably meant to be."""
+    words = every.lower().removeprefix("every").strip()
+    found = re.fullmatch(r"(\d+)\s*([a-z]+)", words)
+    unit = _UNIT_WORDS.get(found.group(2)) if found else None
+    example = f"{int(found.group(1))}{unit}" if found and unit else "15m"
+    guess = "write" if found and unit else "e.g."
+    return (f"{every!r} is not an interval: {guess} every = \"{example}\" (a number and s, m, h or d: \"30s\", "
+            f"\"15m\", \"2h\", \"1d\"), or cron = \"...\" for fixed times")
+
+
+def _cross_check(config: Config, problems: Problems, places: Places) -> None:
     from ..matching import QuerySyntaxError
     from ..matching import parse_query as parse
 
@@ -389,13 +437,17 @@ def _cross_check(config: Config, problems: Problems) -> None:
 
     if config.bot.database_env and "database" in config.bot.model_fields_set:
         problems.add(("bot", "database_env"), "give database or database_env, not both")
-    _unique([s.name for s in config.sources], "sources", "name", "source", problems)
-    _unique([s.id for s in config.subscriptions], "subscriptions", "name", "subscription", problems)
-    for i, options in enumerate(config.sources):
+    _unique([s.name for s in config.sources], places.sources, "sources", "name", "source", problems)
+    _unique([s.id for s in config.subscriptions], places.subscriptions, "subscriptions", "name", "subscription",
+            problems)
+    for i, options in zip(places.sources, config.sources, strict=True):
         try:
             parse_schedule(f"every {options.every}" if not options.cron else options.cron, "UTC")
         except ValueError as exc:
-            problems.add(("sources", i, "cron" if options.cron else "every"), str(exc))
+            if options.cron:
+                problems.add(("sources", i, "cron"), str(exc))
+            else:
+                problems.add(("sources", i, "every"), _interval_advice(str(options.every)), at="value")
         if isinstance(options, TextOptions) and options.path:
             options.path = str(config.resolve(options.path))
     for name, topic in config.topics.items():
@@ -405,7 +457,7 @@ def _cross_check(config: Config, problems: Problems) -> None:
             parse_query(topic.query)
         except QuerySyntaxError as exc:
             problems.add(("topics", name, "query"), "invalid query:\n" + str(exc))
-    for i, sub in enumerate(config.subscriptions):
+    for i, sub in zip(places.subscriptions, config.subscriptions, strict=True):
         _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError)
 
 
@@ -430,9 +482,9 @@ def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problem
                      "no recipient: give email = [...], slack = [...] and/or slack_webhook(_env)")
 
 
-def _unique(names: list[str], table: str, key: str, what: str, problems: Problems) -> None:
+def _unique(names: list[str], places: list[int], table: str, key: str, what: str, problems: Problems) -> None:
     seen: set[str] = set()
-    for i, name in enumerate(names):
+    for i, name in zip(places, names, strict=True):
         if name in seen:
             problems.add((table, i, key), f"another {what} already has this name ({name!r})")
         seen.add(name)

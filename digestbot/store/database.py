@@ -276,6 +276,11 @@ class Store:
         with self.read() as s:
             return s.exec(select(func.count()).select_from(PaperRow)).one()
 
+    def count_matches(self) -> int:
+        """Every match recorded (a paper matched by two subscriptions counts twice): `/metrics`."""
+        with self.read() as s:
+            return s.exec(select(func.count()).select_from(MatchRow)).one()
+
     def delivery_counts(self) -> dict[tuple[str, DeliveryStatus], int]:
         """(channel, status) -> number of deliveries."""
         with self.read() as s:

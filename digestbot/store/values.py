@@ -67,6 +67,13 @@ class SourceRecord:
     last_new: int  # new papers in the last successful poll
     failures: int = 0  # failed polls since the last success
 
+    @property
+    def failing(self) -> bool:
+        """Its latest poll failed: an error newer than its last success (or no success ever)."""
+        if not self.last_error:
+            return False
+        return self.last_success is None or self.last_error_at is None or self.last_error_at >= self.last_success
+
 
 @dataclass(frozen=True, slots=True)
 class AlertRecord:

@@ -17,6 +17,7 @@
                                   "daemon_heartbeat_age_s": ..., "daemons": [{"host", "pid", "age_s"}]}
                                   (200 even with no daemon: monitors judge the ages), 503 when the
                                   database cannot be read
+    GET  /metrics                 Prometheus metrics, read from the database at each scrape (metrics.py)
 
 Every response carries a strict Content-Security-Policy (no script at all), X-Frame-Options DENY and
 Referrer-Policy no-referrer; a request body over MAX_BODY bytes is refused with 413 (Slack's click
@@ -47,7 +48,7 @@ from ..config import Config
 from ..config.edit import editing, subscription_table
 from ..errors import ConfigError, StoreError
 from ..store import Store
-from . import digest_list, feedback, slack_actions, tokens
+from . import digest_list, feedback, metrics, slack_actions, tokens
 from .manage import Manage, manage_path
 from .subscribe import Subscribe
 
@@ -298,6 +299,7 @@ def create_app(config_path: str | Path) -> Starlette:
               Route("/healthz", web.healthz, methods=["GET"]),
               *feedback.routes(web),
               *digest_list.routes(web),
+              *metrics.routes(web),
               *Manage(web).routes(),
               *slack_actions.routes(web),
               *subscribe.routes()]
@@ -316,8 +318,10 @@ def serve(config_path: str | Path, *, log_level: str = "info") -> None:
     listen = web.config.web
     log.info("serving readers' links on http://%s (public as %s)", listen.listen, web.config.bot.public_url)
     try:
+        # log_config=None: uvicorn's lines go through the handler the command line set up, so they carry
+        # the same ISO times (and are JSON with --log-format json) as digestbot's own.
         uvicorn.run(app, host=listen.host, port=listen.port, access_log=False, log_level=log_level,
-                    server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+                    log_config=None, server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
     finally:
         web.app.close()
 
