@@ -46,6 +46,7 @@ class Context(Protocol):
     http: Http
     renderer: Renderer
     open_channel: Callable[[str], Channel]  # ledger channel -> the channel carrying it (channels.opener)
+    send_backlog: bool  # False: a new database's first poll of each source queues nothing (see `poll`)
 
     @property
     def store(self) -> Store: ...
@@ -62,6 +63,7 @@ class PollResult:
     matched: int = 0
     error: str | None = None
     clock_wrong: bool = False  # the error is this machine's clock: nothing may be acted on (run_once)
+    backlog: bool = False  # the first poll of a new database: recorded, nothing queued (`matched` would have been)
 
 
 @dataclass
@@ -89,6 +91,9 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
     taken = time.monotonic() if taken is None else taken
     try:
         memory = ctx.store.source_memory(name)
+        # No flood: what a new database's first poll lists was announced before this installation
+        # started (a week of arXiv, all at once); it is recorded as seen and only later papers are sent.
+        backlog = send and not ctx.send_backlog and ctx.store.first_poll(name)
         papers = source.collect(now, memory)
         ctx.http.check_clock(name, now, taken)
         recipients = _all_targets(ctx.config, ctx.store.suppressions())
@@ -97,7 +102,8 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
             ids = {p.key: i for i, p in fresh}
             matches = ctx.matcher.match([p for _, p in fresh])
-            w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
+            if not backlog:
+                w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
             w.source_polled(name, now, seen=len(papers), new=len(new), validators=memory.new_validators)
     except ClockError as exc:  # not even the failure is recorded: its time would be wrong too
         log.error("%s", exc)
@@ -110,6 +116,11 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         error = f"source {name!r}: internal error {type(exc).__name__}: {exc} (please report this bug)"
         _record_failure(ctx, name, now, error)
         return PollResult(name, error=error)
+    if backlog:
+        log.warning("%s: first poll of a new database: %d papers listed, recorded as already seen; their %d "
+                    "matches are NOT sent (`digestbot run --send-backlog` sends a first poll's matches); papers "
+                    "first seen from now on are sent as usual", name, len(papers), len(matches))
+        return PollResult(name, seen=len(papers), new=len(new), matched=len(matches), backlog=True)
     log.info("%s: %d papers listed, %d new, %d recorded without sending (older than %d days), %d matches",
              name, len(papers), len(new), len(new) - len(fresh) if send else 0, ctx.config.bot.max_age_days,
              len(matches))

@@ -42,7 +42,8 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
 
 
 def open_app(args: argparse.Namespace) -> App:
-    return App.from_config(args.config)
+    """The installation, for a command that only looks: a missing database is an error, not created."""
+    return App.from_config(args.config, create=False)
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -50,12 +51,15 @@ def open_app(args: argparse.Namespace) -> App:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.json and not args.once:
         raise UsageError("--json needs --once (the daemon logs instead)")
-    app = open_app(args)
+    if args.send_backlog and args.no_send:
+        raise UsageError("--send-backlog and --no-send contradict each other")
+    app = App.from_config(args.config, send_backlog=args.send_backlog)  # the first run creates the database
     if not args.once:
         if args.verbosity != "quiet":
+            doing = "recording only (--no-send): nothing is sent" if args.no_send else "Ctrl-C to stop"
             print(f"digestbot {__version__}: {len(app.config.sources)} sources, {len(app.config.subscriptions)} "
-                  f"subscriptions; Ctrl-C to stop", file=sys.stderr)
-        app.serve()
+                  f"subscriptions; {doing}", file=sys.stderr)
+        app.serve(send=not args.no_send)
         return EXIT_OK
     polls, sends = app.run_once(send=not args.no_send)
     if args.json:
@@ -78,8 +82,20 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
             print(f"{p.source}: FAILED: {p.error}")
         else:
             print(f"{p.source}: {p.seen} papers listed, {p.new} new, {p.matched} matches")
+    backlog = [p for p in polls if p.backlog]
+    if backlog:
+        print(f"first poll of a new database: recorded {sum(p.new for p in backlog)} papers as already seen and "
+              f"sent none of their {sum(p.matched for p in backlog)} matches (`run --send-backlog` sends a first "
+              f"poll's matches); papers first seen from now on are sent")
     if not sent_anything:
-        print("--no-send: recorded everything, sent nothing")
+        failed = [p for p in polls if p.error]
+        if polls and len(failed) == len(polls):
+            print("--no-send: every source failed, so nothing was recorded; sent nothing")
+        elif failed:
+            print(f"--no-send: recorded what {len(polls) - len(failed)} of {len(polls)} sources listed "
+                  f"({', '.join(p.source for p in failed)} failed); sent nothing")
+        else:
+            print("--no-send: recorded everything, sent nothing")
     for name, channel, target, count in sends.sent:
         print(f"sent {name!r}: {count} papers to {target} ({channel})")
     for name, target, error in sends.failed:
@@ -101,6 +117,7 @@ def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *
         "failed": [{"subscription": name, "target": target, "error": error} for name, target, error in sends.failed],
         "deferred": sends.deferred,
         "no_send": not sent_anything,
+        "backlog": [p.source for p in polls if p.backlog],  # first polls of a new database: recorded, not sent
     }
 
 
@@ -181,9 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
         "digestbot run                          # the daemon: polls and sends on schedule until stopped",
         "digestbot run --once                   # one pass: poll every source, send what is due, exit",
         "digestbot run --once --no-send         # record what is listed now without sending it",
+        "digestbot run --send-backlog           # a new database: send what the first poll finds too",
         "digestbot run --once --json | jq .failed"])
     run.add_argument("--once", action="store_true", help="poll every source once, send what is due, exit")
-    run.add_argument("--no-send", action="store_true", help="with --once: record what is listed now, send nothing")
+    run.add_argument("--no-send", action="store_true",
+                     help="record what is listed, send nothing (with --once: one pass; without: a daemon that only "
+                          "polls and records)")
+    run.add_argument("--send-backlog", action="store_true",
+                     help="on a new database, send the matches of each source's first poll too (by default that "
+                          "poll only records what is listed: no flood of last week's papers)")
     add_json_option(run, "with --once, what each source listed, what was sent and what failed")
     run.set_defaults(func=cmd_run)
 

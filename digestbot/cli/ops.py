@@ -66,7 +66,7 @@ def register(sub: Actions) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    app = App.from_config(args.config)
+    app = App.from_config(args.config, create=False)
     if args.json:
         emit_json(status_document(app))
         return 0
@@ -164,7 +164,7 @@ def print_deliveries(store: Store) -> None:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    count = Ledger(App.from_config(args.config).store).retry_now(now(), failed=args.failed)
+    count = Ledger(App.from_config(args.config, create=False).store).retry_now(now(), failed=args.failed)
     print(f"{count} digests are due now; `digestbot run --once` (or the running daemon within 5 minutes) sends them")
     return 0
 
@@ -242,7 +242,7 @@ def print_source_status(options: SourceOptions, st: SourceRecord | None, distinc
 
 
 def cmd_papers(args: argparse.Namespace) -> int:
-    papers = App.from_config(args.config).store.papers(days=args.days)
+    papers = App.from_config(args.config, create=False).store.papers(days=args.days)
     if args.json:
         emit_json([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
                     "url": p.link, "published": p.published.isoformat() if p.published else None,

@@ -176,7 +176,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from ..app import App
     from ..render import why
 
-    app = App.from_config(args.config)
+    app = App.from_config(args.config, create=False)
     sub = app.config.subscription(args.name)
     matches, papers = app.test_subscription(sub.id, args.days)
     if args.json:

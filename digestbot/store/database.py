@@ -355,6 +355,17 @@ class Store:
         with self.read() as s:
             return as_utc(s.exec(select(func.max(col(SourceState.last_success)))).one())
 
+    def first_poll(self, source: str) -> bool:
+        """Whether a poll of `source` now is the first of a new database: the source was never polled
+        successfully and nothing was ever queued for anyone (no delivery row). Both are facts in the
+        database, written by the poll's own transaction: a run killed before that commit leaves it true,
+        and one killed after the first source's poll leaves it true for the sources not polled yet."""
+        with self.read() as s:
+            state = s.get(SourceState, source)
+            if state is not None and state.last_success is not None:
+                return False
+            return s.exec(select(col(DeliveryRow.id)).limit(1)).first() is None
+
     # --- readers who left ------------------------------------------------------------------------
 
     def suppress(self, subscription_id: str, target: str, now: datetime) -> int:
