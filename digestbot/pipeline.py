@@ -36,7 +36,7 @@ from .store import Claim, DigestRecord, Ledger, Store
 
 log = logging.getLogger(__name__)
 NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
-LATER = timedelta(hours=1)
+LATER = timedelta(minutes=1)  # a digest of a subscription not in the config while the file is being edited
 
 
 class Context(Protocol):
@@ -71,6 +71,8 @@ class SendResult:
     sent: list[tuple[str, str, str, int]] = field(default_factory=list)  # (subscription, channel, target, papers)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (subscription, target, error)
     deferred: int = 0  # claimed but not attempted: their channel was down
+    # (subscription id, channel, target, digests + waiting papers) cancelled: the target left the config
+    cancelled: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
 def targets(sub: SubscriptionConfig) -> list[tuple[str, str]]:
@@ -96,7 +98,7 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         backlog = send and not ctx.send_backlog and ctx.store.first_poll(name)
         papers = source.collect(now, memory)
         ctx.http.check_clock(name, now, taken)
-        recipients = _all_targets(ctx.config, ctx.store.suppressions())
+        recipients = all_targets(ctx.config, ctx.store.suppressions())
         with ctx.store.write() as w:
             new = w.record_papers(name, papers, now)
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
@@ -136,7 +138,7 @@ def _record_failure(ctx: Context, name: str, now: datetime, error: str) -> None:
         log.error("could not record the failure of %s: %s", name, exc)
 
 
-def _all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
+def all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
     """Each subscription's (channel, target)s but those that left it by a one-click link: listing an
     address in the config again does not bring the mail back; only its reader's undo does."""
     suppressed = suppressed or {}
@@ -184,11 +186,36 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
         return _send_pass(ctx, now)
 
 
+def cancel_departed(ctx: Context, now: datetime) -> list[tuple[str, str, str, int]] | None:
+    """Removing means removed: what is queued for a target or subscription that has left the config is
+    cancelled (kept, marked), and said once. Only while the config in memory is the file's (None when it
+    is not): a daemon about to reload an edit (`subs rename` moves the history with the file) must not
+    act on the old one."""
+    if not config_is_current(ctx.config):
+        return None
+    done = ctx.store.cancel_departed({sub.id: targets(sub) for sub in ctx.config.subscriptions}, now)
+    for sub, channel, target, digests, waiting in done:
+        log.warning("cancelled %d queued digests and %d waiting papers of %r to %s (%s): %s", digests, waiting,
+                    sub, target, channel, "no longer in the config" if any(s.id == sub for s in
+                                                                           ctx.config.subscriptions)
+                    else "the subscription was removed from the config")
+    return [(sub, channel, target, digests + waiting) for sub, channel, target, digests, waiting in done]
+
+
+def config_is_current(config: Config) -> bool:
+    """Whether the config file still holds what `config` was loaded from."""
+    try:
+        return config.path.read_text(encoding="utf-8") == config.text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _send_pass(ctx: Context, now: datetime) -> SendResult:
+    cancelled = cancel_departed(ctx, now)
     open_due_digests(ctx, now)
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
-    result, sent_ids = SendResult(), []
+    result, sent_ids = SendResult(cancelled=cancelled or []), []
     with ExitStack() as stack:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
@@ -207,10 +234,13 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
                     continue
                 sub = subscriptions.get(row.subscription_id)
-                if sub is None:
-                    log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
-                                "(put it back in the config, or it waits forever)", row.id, row.subscription_id)
-                    ledger.release([row.id], next_try=now + LATER)
+                if sub is None or (row.channel, row.target) not in targets(sub):
+                    if cancelled is None:  # the file has changed since this config was loaded: ask again later
+                        ledger.release([row.id], next_try=now + LATER)
+                    else:
+                        log.warning("digest %d for %r to %s is cancelled: no longer in the config", row.id,
+                                    row.subscription_id, row.target)
+                        ledger.cancel([row.id])
                 elif row.channel in channels.down:
                     ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
                     result.deferred += 1

@@ -41,11 +41,6 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
     return config_module.load(args.config)
 
 
-def open_app(args: argparse.Namespace) -> App:
-    """The installation, for a command that only looks: a missing database is an error, not created."""
-    return App.from_config(args.config, create=False)
-
-
 # --- commands --------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -96,6 +91,8 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
                   f"({', '.join(p.source for p in failed)} failed); sent nothing")
         else:
             print("--no-send: recorded everything, sent nothing")
+    for sub_id, channel, target, count in sends.cancelled:
+        print(f"cancelled {count} queued for {sub_id!r} to {target} ({channel}): no longer in the config")
     for name, channel, target, count in sends.sent:
         print(f"sent {name!r}: {count} papers to {target} ({channel})")
     for name, target, error in sends.failed:
@@ -116,6 +113,8 @@ def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *
                  for name, channel, target, count in sends.sent],
         "failed": [{"subscription": name, "target": target, "error": error} for name, target, error in sends.failed],
         "deferred": sends.deferred,
+        "cancelled": [{"subscription": sub_id, "channel": channel, "target": target, "queued": count}
+                      for sub_id, channel, target, count in sends.cancelled],
         "no_send": not sent_anything,
         "backlog": [p.source for p in polls if p.backlog],  # first polls of a new database: recorded, not sent
     }
@@ -144,7 +143,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """Render a digest to files; sends nothing and changes no ledger row."""
-    for path in open_app(args).preview(args.name, Path(args.out), days=args.days):
+    config = load_config(args)
+    config.subscription(args.name)  # an unknown name is a usage error, whether or not a database exists
+    for path in App.from_config(config, create=False).preview(args.name, Path(args.out), days=args.days):
         print(path)
     return 0
 

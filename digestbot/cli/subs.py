@@ -176,8 +176,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     from ..app import App
     from ..render import why
 
-    app = App.from_config(args.config, create=False)
-    sub = app.config.subscription(args.name)
+    config = config_module.load(args.config)
+    sub = config.subscription(args.name)  # an unknown name is a usage error, whether or not a database exists
+    app = App.from_config(config, create=False)
     matches, papers = app.test_subscription(sub.id, args.days)
     if args.json:
         emit_json({"subscription": sub.id, "name": sub.name, "days": float(args.days), "papers": papers,
