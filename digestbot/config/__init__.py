@@ -394,6 +394,9 @@ def _cross_check(config: Config, problems: Problems) -> None:
 
 def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problems: Problems,
                         parse_query: Callable[[str], None], QuerySyntaxError: type[Exception]) -> None:
+    if not sub.id:  # the id keys the subscription's history in the database and its readers' links
+        problems.add(("subscriptions", i, "name"), f"the name {sub.name!r} makes an empty id (the id is the name's "
+                     f"letters and digits, e.g. 'Alice LLM' -> 'alice-llm'): use a name with letters or digits")
     try:
         parse_query(sub.query)
     except QuerySyntaxError as exc:

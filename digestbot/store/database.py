@@ -366,6 +366,13 @@ class Store:
                 return False
             return s.exec(select(col(DeliveryRow.id)).limit(1)).first() is None
 
+    @contextmanager
+    def renaming_subscription(self, old: str, new: str) -> Iterator[dict[str, int]]:
+        """Move subscription id `old`'s history to `new` (Writer.rename_subscription) in one transaction
+        that commits when the block ends without an error: `subs rename` saves the config inside it."""
+        with self.write() as w:
+            yield w.rename_subscription(old, new)
+
     # --- targets that left the config, and what an admin drops ------------------------------------
 
     def cancel_departed(self, targets: dict[str, list[tuple[str, str]]],

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Connection, bindparam, or_, update
+from sqlalchemy import Connection, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
 
+from ..errors import StoreError
 from ..models import Match, Paper
 from .identity import PaperIndex, merge_into
 from .tables import DeliveryRow, DigestRow, HeartbeatRow, MatchRow, PaperRow, SourceState, SuppressionRow, VoteRow
@@ -121,6 +122,22 @@ class Writer:
                                               "status": DeliveryStatus.PENDING, "created": created}).rowcount
         self.cancel_queued(subscription, None, None, reason, failed_too=True, ids=[digest_id])
         return made
+
+    def rename_subscription(self, old: str, new: str) -> dict[str, int]:
+        """Move every row of subscription id `old` to `new` (matches, deliveries, digests, votes, readers
+        who left): its history follows a rename. StoreError when `new` has rows of its own (a subscription
+        of that id existed): mixing two histories is not a rename. Rows moved, by table."""
+        conn = self.session.connection()
+        tables = (MatchRow, DeliveryRow, DigestRow, VoteRow, SuppressionRow)
+        for table in tables:
+            if conn.execute(select(func.count()).select_from(table).where(col(table.subscription) == new)).scalar():
+                raise StoreError(f"the database already has history under the id {new!r} ({table.__tablename__} "
+                                 f"rows): a subscription of that name existed; choose another name")
+        moved = {}
+        for table in tables:
+            moved[str(table.__tablename__)] = conn.execute(
+                update(table).where(col(table.subscription) == old).values(subscription=new)).rowcount
+        return moved
 
     def unsuppress(self, subscription_id: str, target: str) -> bool:
         """The target may get the subscription again (from the next matched paper on; what was cancelled
