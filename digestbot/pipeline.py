@@ -146,6 +146,9 @@ def all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -
             for sub in config.subscriptions}
 
 
+_all_targets = all_targets  # its name before `retry --failed` used it too
+
+
 def open_due_digests(ctx: Context, now: datetime) -> None:
     """Turn every subscription whose period has come into digest rows (idempotent per period).
 

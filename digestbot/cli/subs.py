@@ -191,9 +191,9 @@ def cmd_add(args: argparse.Namespace) -> int:
                 if values[key] is None]
     if args.timezone is None:
         defaults.append(f"timezone {sub.timezone or config.bot.timezone!r} (bot.timezone)")
-    if defaults:
-        print(f"defaults applied: {', '.join(defaults)} (change them with `digestbot subs set`)")
-    print(_recent_matches(config, sub.id))
+    if defaults:  # on stderr, as notes: stdout stays the one line scripts read
+        note(args, f"defaults applied: {', '.join(defaults)} (change them with `digestbot subs set`)")
+    note(args, _recent_matches(config, sub.id))
     return 0
 
 
@@ -329,7 +329,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
     id. The database's rows move in one transaction, and the config file is saved inside it, just before
     the commit: a failure saving the file rolls the move back; another process cannot write meanwhile."""
     from ..app import App
-    from ..errors import DigestbotError
+    from ..errors import DigestbotError, StoreError
     from ..store import Store
 
     new_id = slugify(args.new_name)
@@ -345,11 +345,14 @@ def cmd_rename(args: argparse.Namespace) -> int:
             raise ConfigError(f"{editor.path}: another subscription already has the id {new_id!r}")
         editor.set_subscription(args.name, {"name": args.new_name})
         config_module.loads(editor.text(), editor.path)  # valid before anything moves
-        store: Store | None
+        store: Store | None = None
         try:
-            store = App.from_config(config, create=False).store if new_id != old.id else None
+            if new_id != old.id:
+                store = App.from_config(config, open_database=False, create=False).store
+        except StoreError:
+            raise  # a database that is there but busy or damaged: its history must not be left behind
         except DigestbotError:
-            store = None  # no database yet: no history to move
+            store = None  # no database yet (open_store's "no database at"): no history to move
         if store is None:
             editor.save()
             moved: dict[str, int] = {}
