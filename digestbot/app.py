@@ -57,8 +57,13 @@ class App:
     when `from_config` returns (so a missing database fails at once), or on first use with
     `open_database=False` (the commands that look after the database itself: init, db, sources check)."""
 
-    def __init__(self, config: Config, *, http: Http | None = None, store: Store | None = None):
+    def __init__(self, config: Config, *, http: Http | None = None, store: Store | None = None,
+                 create: bool = True, send_backlog: bool = True):
         self.config = config
+        self.create = create  # False: a missing database is an error (read-only commands), see open_store
+        # False (`digestbot run` without --send-backlog): a source's first poll in a new database records
+        # what it lists without sending it (pipeline.poll); the library's own default sends it.
+        self.send_backlog = send_backlog
         self.http = http or Http()
         templates = config.resolve(config.bot.templates) if config.bot.templates else None
         self.renderer = Renderer(templates)
@@ -68,11 +73,13 @@ class App:
 
     @classmethod
     def from_config(cls, config: Config | str | Path, *, http: Http | None = None, store: Store | None = None,
-                    open_database: bool = True) -> App:
+                    open_database: bool = True, create: bool = True, send_backlog: bool = True) -> App:
         """Build everything `config` (a loaded Config or the path of its file) describes. The database is
-        opened (a new installation's is created; an older one upgraded); `http` and `store`, when given,
-        are shared instead (the daemon keeps both across config reloads)."""
-        app = cls(config if isinstance(config, Config) else config_module.load(config), http=http, store=store)
+        opened (a new installation's is created, unless `create=False`; an older one upgraded); `http` and
+        `store`, when given, are shared instead (the daemon keeps both across config reloads).
+        `send_backlog=False`: see pipeline.poll (a new database's first polls send nothing)."""
+        app = cls(config if isinstance(config, Config) else config_module.load(config), http=http, store=store,
+                  create=create, send_backlog=send_backlog)
         if open_database:
             app.matcher  # noqa: B018  (opens the store and builds the matcher now, see the class)
         return app
@@ -80,7 +87,7 @@ class App:
     @cached_property
     def store(self) -> Store:
         config = self.config
-        return open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout)
+        return open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout, create=self.create)
 
     @cached_property
     def matcher(self) -> PaperMatcher:
@@ -88,7 +95,7 @@ class App:
 
     def reconfigured(self, config: Config) -> App:
         """The same installation under an edited config: same database and HTTP client, new parts."""
-        return App.from_config(config, http=self.http, store=self.store)
+        return App.from_config(config, http=self.http, store=self.store, send_backlog=self.send_backlog)
 
     def close(self) -> None:
         if "store" in self.__dict__:
@@ -114,9 +121,10 @@ class App:
     def send_due(self, at: datetime | None = None) -> pipeline.SendResult:
         return pipeline.send_due(self, at or now())
 
-    def serve(self) -> None:
-        """The daemon: poll and send on schedule until stopped; config edits are applied as they are saved."""
-        daemon.serve(daemon.Live(self, self.reconfigured))
+    def serve(self, *, send: bool = True) -> None:
+        """The daemon: poll and send on schedule until stopped; config edits are applied as they are saved.
+        `send=False`: it only polls and records (`run --no-send`)."""
+        daemon.serve(daemon.Live(self, self.reconfigured, send=send))
 
     # --- looking before sending ---------------------------------------------------------------------
 

@@ -44,8 +44,10 @@ def now() -> datetime:
 class Live:
     """The running context, replaced as a whole when the config file changes and still validates."""
 
-    def __init__(self, ctx: pipeline.Context, rebuild: Callable[[config_module.Config], pipeline.Context]):
+    def __init__(self, ctx: pipeline.Context, rebuild: Callable[[config_module.Config], pipeline.Context], *,
+                 send: bool = True):
         self.ctx, self.rebuild = ctx, rebuild
+        self.send = send  # False (`run --no-send`): poll and record on schedule, never send
         self.seen = _fingerprint(ctx.config.path)
         # Sources whose latest poll found this machine's clock wrong: no send job acts on that clock
         # (it would open digests of periods that have not come) until a poll of each agrees again.
@@ -106,7 +108,9 @@ class Pulse:
 
 
 def poll_job(live: Live, name: str) -> None:
-    result = pipeline.poll(live.ctx, name, now())
+    result = pipeline.poll(live.ctx, name, now(), send=live.send)
+    if not live.send:
+        return
     if result.clock_wrong:
         live.clock_wrong.add(name)
         return  # logged by poll; a send would open digests by a clock known to be wrong
@@ -135,6 +139,8 @@ def schedule_jobs(scheduler: BaseScheduler, live: Live) -> None:
         trigger = parse_schedule(options.cron or f"every {options.every}", "UTC").trigger
         scheduler.add_job(poll_job, trigger, args=(live, options.name), id=f"poll:{options.name}",
                           name=f"poll {options.name}", next_run_time=now())
+    if not live.send:
+        return
     unique = {(s.text, s.timezone): s for s in config.schedules.values() if not s.instant}
     for (text, tz), schedule in unique.items():
         scheduler.add_job(send_job, schedule.trigger, args=(live,), id=f"send:{text}:{tz}", name=f"send {text} {tz}")

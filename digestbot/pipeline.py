@@ -36,7 +36,7 @@ from .store import ALERTS, Claim, DigestRecord, Ledger, Store
 
 log = logging.getLogger(__name__)
 NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
-LATER = timedelta(hours=1)
+LATER = timedelta(minutes=1)  # a digest of a subscription not in the config while the file is being edited
 
 
 class Context(Protocol):
@@ -46,6 +46,7 @@ class Context(Protocol):
     http: Http
     renderer: Renderer
     open_channel: Callable[[str], Channel]  # ledger channel -> the channel carrying it (channels.opener)
+    send_backlog: bool  # False: a new database's first poll of each source queues nothing (see `poll`)
 
     @property
     def store(self) -> Store: ...
@@ -62,6 +63,7 @@ class PollResult:
     matched: int = 0
     error: str | None = None
     clock_wrong: bool = False  # the error is this machine's clock: nothing may be acted on (run_once)
+    backlog: bool = False  # the first poll of a new database: recorded, nothing queued (`matched` would have been)
 
 
 @dataclass
@@ -69,6 +71,8 @@ class SendResult:
     sent: list[tuple[str, str, str, int]] = field(default_factory=list)  # (subscription, channel, target, papers)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (subscription, target, error)
     deferred: int = 0  # claimed but not attempted: their channel was down
+    # (subscription id, channel, target, digests + waiting papers) cancelled: the target left the config
+    cancelled: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
 def targets(sub: SubscriptionConfig) -> list[tuple[str, str]]:
@@ -89,15 +93,19 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
     taken = time.monotonic() if taken is None else taken
     try:
         memory = ctx.store.source_memory(name)
+        # No flood: what a new database's first poll lists was announced before this installation
+        # started (a week of arXiv, all at once); it is recorded as seen and only later papers are sent.
+        backlog = send and not ctx.send_backlog and ctx.store.first_poll(name)
         papers = source.collect(now, memory)
         ctx.http.check_clock(name, now, taken)
-        recipients = _all_targets(ctx.config, ctx.store.suppressions())
+        recipients = all_targets(ctx.config, ctx.store.suppressions())
         with ctx.store.write() as w:
             new = w.record_papers(name, papers, now)
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
             ids = {p.key: i for i, p in fresh}
             matches = ctx.matcher.match([p for _, p in fresh])
-            w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
+            if not backlog:
+                w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
             w.source_polled(name, now, seen=len(papers), new=len(new), validators=memory.new_validators)
     except ClockError as exc:  # not even the failure is recorded: its time would be wrong too
         log.error("%s", exc)
@@ -110,6 +118,11 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         error = f"source {name!r}: internal error {type(exc).__name__}: {exc} (please report this bug)"
         _record_failure(ctx, name, now, error)
         return PollResult(name, error=error)
+    if backlog:
+        log.warning("%s: first poll of a new database: %d papers listed, recorded as already seen; their %d "
+                    "matches are NOT sent (`digestbot run --send-backlog` sends a first poll's matches); papers "
+                    "first seen from now on are sent as usual", name, len(papers), len(matches))
+        return PollResult(name, seen=len(papers), new=len(new), matched=len(matches), backlog=True)
     log.info("%s: %d papers listed, %d new, %d recorded without sending (older than %d days), %d matches",
              name, len(papers), len(new), len(new) - len(fresh) if send else 0, ctx.config.bot.max_age_days,
              len(matches))
@@ -125,12 +138,15 @@ def _record_failure(ctx: Context, name: str, now: datetime, error: str) -> None:
         log.error("could not record the failure of %s: %s", name, exc)
 
 
-def _all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
+def all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
     """Each subscription's (channel, target)s but those that left it by a one-click link: listing an
     address in the config again does not bring the mail back; only its reader's undo does."""
     suppressed = suppressed or {}
     return {sub.id: [(c, t) for c, t in targets(sub) if t not in suppressed.get(sub.id, ())]
             for sub in config.subscriptions}
+
+
+_all_targets = all_targets  # its name before `retry --failed` used it too
 
 
 def open_due_digests(ctx: Context, now: datetime) -> None:
@@ -184,11 +200,38 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
         return result
 
 
+def cancel_departed(ctx: Context, now: datetime) -> list[tuple[str, str, str, int]] | None:
+    """Removing means removed: what is queued for a target or subscription that has left the config is
+    cancelled (kept, marked), and said once. Only while the config in memory is the file's (None when it
+    is not): a daemon about to reload an edit (`subs rename` moves the history with the file) must not
+    act on the old one."""
+    if not config_is_current(ctx.config):
+        return None
+    current = {sub.id: targets(sub) for sub in ctx.config.subscriptions}
+    current[ALERTS] = ctx.config.alerts.targets() if ctx.config.alerts else []  # alerts.py's messages
+    done = ctx.store.cancel_departed(current, now)
+    for sub, channel, target, digests, waiting in done:
+        log.warning("cancelled %d queued digests and %d waiting papers of %r to %s (%s): %s", digests, waiting,
+                    sub, target, channel, "no longer in the config" if any(s.id == sub for s in
+                                                                           ctx.config.subscriptions)
+                    else "the subscription was removed from the config")
+    return [(sub, channel, target, digests + waiting) for sub, channel, target, digests, waiting in done]
+
+
+def config_is_current(config: Config) -> bool:
+    """Whether the config file still holds what `config` was loaded from."""
+    try:
+        return config.path.read_text(encoding="utf-8") == config.text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _send_pass(ctx: Context, now: datetime) -> SendResult:
+    cancelled = cancel_departed(ctx, now)
     open_due_digests(ctx, now)
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
-    result, sent_ids = SendResult(), []
+    result, sent_ids = SendResult(cancelled=cancelled or []), []
     with ExitStack() as stack:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
@@ -207,10 +250,13 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
                     continue
                 sub = subscriptions.get(row.subscription_id)
-                if sub is None and row.subscription_id != ALERTS:  # alert messages have no subscription
-                    log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
-                                "(put it back in the config, or it waits forever)", row.id, row.subscription_id)
-                    ledger.release([row.id], next_try=now + LATER)
+                if row.subscription_id != ALERTS and (sub is None or (row.channel, row.target) not in targets(sub)):
+                    if cancelled is None:  # the file has changed since this config was loaded: ask again later
+                        ledger.release([row.id], next_try=now + LATER)
+                    else:
+                        log.warning("digest %d for %r to %s is cancelled: no longer in the config", row.id,
+                                    row.subscription_id, row.target)
+                        ledger.cancel([row.id])
                 elif row.channel in channels.down:
                     ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
                     result.deferred += 1

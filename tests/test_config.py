@@ -133,7 +133,8 @@ def test_toml_syntax_error_has_a_line(tmp_path):
 
 def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
     path = tmp_path / "config.toml"
-    path.write_text(MINIMAL + '\n[slack]\ntoken_env = "TEST_DIGESTBOT_TOKEN"\n')
+    # [email] too: with [slack] alone, the subscription's email = [...] could not be sent (a problem)
+    path.write_text(MINIMAL + '\n[slack]\ntoken_env = "TEST_DIGESTBOT_TOKEN"\n\n[email]\nsender = "d@example.org"\n')
     config = config_module.load(path)
     monkeypatch.delenv("TEST_DIGESTBOT_TOKEN", raising=False)
     [line] = config_module.check_secrets(config)

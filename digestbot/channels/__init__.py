@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, type[Channel]] = {}
 
 # Ledger channel -> (channel kind, the config section that kind needs). Without that section the
-# digests go to the outbox (OUTBOX: .eml and .json files), so a config without [email] or [slack]
-# still runs end to end (`digestbot demo`, trying out a config).
+# digests go to the outbox (OUTBOX: .eml and .json files) only when the config asks for it
+# (Config.outbox_wanted: `[bot] outbox` set, or neither [email] nor [slack], as in `digestbot demo`).
 ROUTES: dict[str, tuple[str, str | None]] = {
     "email": ("smtp", "email"),
     "slack": ("slack", "slack"),
@@ -112,7 +112,12 @@ def kind_for(config: Config, ledger_channel: str) -> str:
     except KeyError:
         raise DigestbotError(f"digests for channel {ledger_channel!r} cannot be delivered: this version knows "
                              f"{', '.join(sorted(ROUTES))} (was the database used by a newer digestbot?)") from None
-    return kind if section is None or getattr(config, section) is not None else OUTBOX
+    if section is None or getattr(config, section) is not None:
+        return kind
+    if config.outbox_wanted:
+        return OUTBOX
+    raise DigestbotError(f"digests for channel {ledger_channel!r} cannot be sent: the config has no [{section}] "
+                         f"section (add it, or set [bot] outbox to write them to files)")
 
 
 def outbox_channels(config: Config) -> frozenset[str]:

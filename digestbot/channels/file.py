@@ -1,6 +1,7 @@
 """The outbox: writes each email as an `.eml` file and each Slack post as a `.json` payload.
 
-Used when `[email]` or `[slack]` is absent, and by `digestbot demo`: nothing leaves the machine.
+Used for a channel whose section (`[email]`, `[slack]`) is absent when the config asks for the outbox
+(`[bot] outbox`, or no [email] and no [slack] at all, as `digestbot demo`): nothing leaves the machine.
 """
 from __future__ import annotations
 

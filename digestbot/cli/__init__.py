@@ -43,21 +43,20 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
     return config_module.load(args.config)
 
 
-def open_app(args: argparse.Namespace) -> App:
-    return App.from_config(args.config)
-
-
 # --- commands --------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.json and not args.once:
         raise UsageError("--json needs --once (the daemon logs instead)")
-    app = open_app(args)
+    if args.send_backlog and args.no_send:
+        raise UsageError("--send-backlog and --no-send contradict each other")
+    app = App.from_config(args.config, send_backlog=args.send_backlog)  # the first run creates the database
     if not args.once:
         if args.verbosity != "quiet":
+            doing = "recording only (--no-send): nothing is sent" if args.no_send else "Ctrl-C to stop"
             print(f"digestbot {__version__}: {len(app.config.sources)} sources, {len(app.config.subscriptions)} "
-                  f"subscriptions; Ctrl-C to stop", file=sys.stderr)
-        app.serve()
+                  f"subscriptions; {doing}", file=sys.stderr)
+        app.serve(send=not args.no_send)
         return EXIT_OK
     polls, sends = app.run_once(send=not args.no_send)
     if args.json:
@@ -83,8 +82,22 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
             print(f"{p.source}: FAILED: {p.error}")
         else:
             print(f"{p.source}: {p.seen} papers listed, {p.new} new, {p.matched} matches")
+    backlog = [p for p in polls if p.backlog]
+    if backlog:
+        print(f"first poll of a new database: recorded {sum(p.new for p in backlog)} papers as already seen and "
+              f"sent none of their {sum(p.matched for p in backlog)} matches (`run --send-backlog` sends a first "
+              f"poll's matches); papers first seen from now on are sent")
     if not sent_anything:
-        print("--no-send: recorded everything, sent nothing")
+        failed = [p for p in polls if p.error]
+        if polls and len(failed) == len(polls):
+            print("--no-send: every source failed, so nothing was recorded; sent nothing")
+        elif failed:
+            print(f"--no-send: recorded what {len(polls) - len(failed)} of {len(polls)} sources listed "
+                  f"({', '.join(p.source for p in failed)} failed); sent nothing")
+        else:
+            print("--no-send: recorded everything, sent nothing")
+    for sub_id, channel, target, count in sends.cancelled:
+        print(f"cancelled {count} queued for {sub_id!r} to {target} ({channel}): no longer in the config")
     for name, channel, target, count in sends.sent:
         if channel in outbox:
             print(f"wrote {name!r}: {count} papers for {target} to the outbox ({channel}; not sent)")
@@ -108,7 +121,10 @@ def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *
                  for name, channel, target, count in sends.sent],
         "failed": [{"subscription": name, "target": target, "error": error} for name, target, error in sends.failed],
         "deferred": sends.deferred,
+        "cancelled": [{"subscription": sub_id, "channel": channel, "target": target, "queued": count}
+                      for sub_id, channel, target, count in sends.cancelled],
         "no_send": not sent_anything,
+        "backlog": [p.source for p in polls if p.backlog],  # first polls of a new database: recorded, not sent
     }
 
 
@@ -135,7 +151,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """Render a digest to files; sends nothing and changes no ledger row."""
-    for path in open_app(args).preview(args.name, Path(args.out), days=args.days):
+    config = load_config(args)
+    config.subscription(args.name)  # an unknown name is a usage error, whether or not a database exists
+    for path in App.from_config(config, create=False).preview(args.name, Path(args.out), days=args.days):
         print(path)
     return 0
 
@@ -189,9 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
         "digestbot run                          # the daemon: polls and sends on schedule until stopped",
         "digestbot run --once                   # one pass: poll every source, send what is due, exit",
         "digestbot run --once --no-send         # record what is listed now without sending it",
+        "digestbot run --send-backlog           # a new database: send what the first poll finds too",
         "digestbot run --once --json | jq .failed"])
     run.add_argument("--once", action="store_true", help="poll every source once, send what is due, exit")
-    run.add_argument("--no-send", action="store_true", help="with --once: record what is listed now, send nothing")
+    run.add_argument("--no-send", action="store_true",
+                     help="record what is listed, send nothing (with --once: one pass; without: a daemon that only "
+                          "polls and records)")
+    run.add_argument("--send-backlog", action="store_true",
+                     help="on a new database, send the matches of each source's first poll too (by default that "
+                          "poll only records what is listed: no flood of last week's papers)")
     add_json_option(run, "with --once, what each source listed, what was sent and what failed")
     run.set_defaults(func=cmd_run)
 

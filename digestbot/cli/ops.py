@@ -9,6 +9,7 @@ import argparse
 import sys
 from datetime import datetime
 
+from .. import pipeline
 from .. import store as store_module
 from ..app import App, now
 from ..errors import DeliveryError
@@ -28,6 +29,7 @@ from .common import (
     EXIT_FAILED,
     EXIT_OK,
     Actions,
+    UsageError,
     add_command,
     add_json_option,
     emit_json,
@@ -60,8 +62,21 @@ def register(sub: Actions) -> None:
 
     retry = add_command(sub, "retry", help="make pending digests due now", examples=[
         "digestbot retry && digestbot run --once", "digestbot retry --failed"])
-    retry.add_argument("--failed", action="store_true", help="also give failed digests a new chance")
+    retry.add_argument("--failed", action="store_true",
+                       help="also give failed digests a new chance (those for a target no longer in the config: "
+                            "their papers go to the subscription's current targets)")
     retry.set_defaults(func=cmd_retry)
+
+    discard = add_command(sub, "discard", help="cancel pending and failed digests you do not want sent", examples=[
+        "digestbot discard --subscription alice              # everything queued or failed for alice",
+        "digestbot discard --target old@example.org --yes    # without asking (scripts)",
+        "digestbot discard --id 41 --id 42"])
+    discard.add_argument("--subscription", metavar="NAME", help="the subscription's name or id")
+    discard.add_argument("--target", metavar="ADDRESS", help="an address or Slack channel")
+    discard.add_argument("--id", type=int, action="append", default=[], metavar="N",
+                         help="a digest id (as `digestbot status` shows it; repeatable)")
+    discard.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    discard.set_defaults(func=cmd_discard)
 
     papers = add_command(sub, "papers", help="list stored papers, newest first", examples=[
         "digestbot papers --days 1", "digestbot papers --json | jq '.[0].title'"])
@@ -90,7 +105,7 @@ def register(sub: Actions) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     """Exit 1 (EXIT_FAILED) when `health_problems` finds any: a monitor or a cron job can run
     `digestbot status -q` and act on the exit code alone."""
-    app = App.from_config(args.config)
+    app = App.from_config(args.config, create=False)
     if args.json:
         document = status_document(app)
         emit_json(document)
@@ -240,8 +255,41 @@ def cmd_send_test(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    count = Ledger(App.from_config(args.config).store).retry_now(now(), failed=args.failed)
+    app = App.from_config(args.config, create=False)
+    ledger = Ledger(app.store)
+    if args.failed:  # after fixing a wrong address or channel: the failed papers go to the current targets
+        current = pipeline.all_targets(app.config, app.store.suppressions())
+        rerouted, made = ledger.reroute_failed(current, now())
+        if rerouted:
+            print(f"{rerouted} failed digests were for targets no longer in the config: their papers now wait for "
+                  f"the subscriptions' current targets ({made} deliveries)")
+    count = ledger.retry_now(now(), failed=args.failed)
     print(f"{count} digests are due now; `digestbot run --once` (or the running daemon within 5 minutes) sends them")
+    return 0
+
+
+def cmd_discard(args: argparse.Namespace) -> int:
+    """Cancel pending and failed digests an admin does not want sent (kept in the ledger, marked cancelled)."""
+    if args.subscription is None and args.target is None and not args.id:
+        raise UsageError("say what to discard: --subscription NAME, --target ADDRESS and/or --id N")
+    app = App.from_config(args.config, create=False)
+    sub_id = app.config.subscription(args.subscription).id if args.subscription else None
+    ids = list(args.id) or None
+    what = dict(subscription_id=sub_id, target=args.target, ids=ids, now=now())
+    digests, waiting = app.store.discard(**what, dry_run=True)
+    if not digests and not waiting:
+        print("nothing to discard: no pending or failed digest matches")
+        return 0
+    summary = f"{digests} digests (pending or failed) and {waiting} papers waiting for a digest"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"would discard {summary}; add --yes to do it")
+        answer = input(f"discard {summary}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing discarded")
+            return 0
+    digests, waiting = app.store.discard(**what)
+    print(f"discarded {digests} digests and {waiting} waiting papers (kept in the ledger, marked cancelled)")
     return 0
 
 
@@ -318,7 +366,7 @@ def print_source_status(options: SourceOptions, st: SourceRecord | None, distinc
 
 
 def cmd_papers(args: argparse.Namespace) -> int:
-    papers = App.from_config(args.config).store.papers(days=args.days)
+    papers = App.from_config(args.config, create=False).store.papers(days=args.days)
     if args.json:
         emit_json([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
                     "url": p.link, "published": p.published.isoformat() if p.published else None,

@@ -240,6 +240,13 @@ class Config:
     def outbox(self) -> Path:
         return self.resolve(self.bot.outbox)
 
+    @property
+    def outbox_wanted(self) -> bool:
+        """Whether digests of a channel whose section ([email], [slack]) is absent go to the outbox: when
+        `[bot] outbox` is written in the file, or when the config has neither section (a try-out config,
+        the demo). Otherwise such digests are a config problem, not files nobody reads counted as sent."""
+        return "outbox" in self.bot.model_fields_set or (self.email is None and self.slack is None)
+
     def subscription(self, name_or_id: str) -> SubscriptionConfig:
         for sub in self.subscriptions:
             if name_or_id in (sub.name, sub.id):
@@ -463,6 +470,9 @@ def _cross_check(config: Config, problems: Problems, places: Places) -> None:
 
 def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problems: Problems,
                         parse_query: Callable[[str], None], QuerySyntaxError: type[Exception]) -> None:
+    if not sub.id:  # the id keys the subscription's history in the database and its readers' links
+        problems.add(("subscriptions", i, "name"), f"the name {sub.name!r} makes an empty id (the id is the name's "
+                     f"letters and digits, e.g. 'Alice LLM' -> 'alice-llm'): use a name with letters or digits")
     try:
         parse_query(sub.query)
     except QuerySyntaxError as exc:
@@ -477,6 +487,11 @@ def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problem
         problems.add(("subscriptions", i, "schedule"), str(exc))
     if sub.slack_webhook and sub.slack_webhook_env:
         problems.add(("subscriptions", i, "slack_webhook"), "give slack_webhook or slack_webhook_env, not both")
+    for key, section in (("email", config.email), ("slack", config.slack)):
+        if getattr(sub, key) and section is None and not config.outbox_wanted:
+            problems.add(("subscriptions", i, key),
+                         f"{key} = [...] but the config has no [{key}] section, so these digests could not be "
+                         f"sent: add [{key}], or set outbox = \"outbox\" in [bot] to write them to files instead")
     if not sub.email and not sub.slack and not sub.slack_webhook and not sub.slack_webhook_env:
         problems.add(("subscriptions", i, "name"),
                      "no recipient: give email = [...], slack = [...] and/or slack_webhook(_env)")

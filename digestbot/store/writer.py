@@ -10,11 +10,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import and_, bindparam, delete, func, or_, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
 
+from ..errors import StoreError
 from ..models import Match, Paper
 from .identity import PaperIndex, merge_into
 from .tables import (
@@ -73,6 +74,84 @@ class Writer:
             conn.execute(_CANCEL_DIGEST_DELIVERIES, {"ids": cancelled[start:start + CHUNK]})
         conn.execute(_CANCEL_WAITING, where)
         return len(cancelled)
+
+    def queued_targets(self) -> set[tuple[str, str, str]]:
+        """(subscription, channel, target) of everything still on its way: pending digests (retrying ones
+        too) and deliveries waiting for their period's digest."""
+        digests = self.session.exec(select(col(DigestRow.subscription), col(DigestRow.channel),
+                                           col(DigestRow.target))
+                                    .where(col(DigestRow.status) == DigestStatus.PENDING).distinct()).all()
+        waiting = self.session.exec(select(col(DeliveryRow.subscription), col(DeliveryRow.channel),
+                                           col(DeliveryRow.target))
+                                    .where(col(DeliveryRow.digest_id).is_(None),
+                                           col(DeliveryRow.status) == DeliveryStatus.PENDING).distinct()).all()
+        return {(sub, channel, target) for sub, channel, target in [*digests, *waiting]}
+
+    def cancel_queued(self, subscription_id: str, channel: str | None, target: str | None, reason: str, *,
+                      failed_too: bool = False, ids: list[int] | None = None) -> tuple[int, int]:
+        """Cancel what is on its way to (subscription, channel, target) (None: any): its pending digests
+        (with `failed_too`, its failed ones too; with `ids`, only those digests) and their deliveries, and
+        (without `ids`) the deliveries still waiting for a digest. The rows stay, marked `cancelled`
+        with `reason`. (digests, waiting deliveries) cancelled."""
+        statuses = [DigestStatus.PENDING, *([DigestStatus.FAILED] if failed_too else [])]
+        where = [col(DigestRow.subscription) == subscription_id, col(DigestRow.status).in_(statuses)]
+        waiting_where = [col(DeliveryRow.subscription) == subscription_id, col(DeliveryRow.digest_id).is_(None),
+                         col(DeliveryRow.status) == DeliveryStatus.PENDING]
+        if channel is not None:
+            where.append(col(DigestRow.channel) == channel)
+            waiting_where.append(col(DeliveryRow.channel) == channel)
+        if target is not None:
+            where.append(col(DigestRow.target) == target)
+            waiting_where.append(col(DeliveryRow.target) == target)
+        if ids is not None:
+            where.append(col(DigestRow.id).in_(ids))
+        conn = self.session.connection()
+        cancelled = [digest_id for (digest_id,) in conn.execute(
+            update(DigestRow).where(*where).values(status=DigestStatus.CANCELLED, lease_until=None,
+                                                   last_error=reason).returning(col(DigestRow.id)))]
+        for start in range(0, len(cancelled), CHUNK):
+            conn.execute(update(DeliveryRow).where(col(DeliveryRow.digest_id).in_(cancelled[start:start + CHUNK]),
+                                                   col(DeliveryRow.status).in_([DeliveryStatus.PENDING,
+                                                                                DeliveryStatus.FAILED]))
+                         .values(status=DeliveryStatus.CANCELLED))
+        waiting = 0 if ids is not None else conn.execute(
+            update(DeliveryRow).where(*waiting_where).values(status=DeliveryStatus.CANCELLED)).rowcount
+        return len(cancelled), waiting
+
+    def reroute_failed(self, digest_id: int, targets: list[tuple[str, str]], reason: str) -> int:
+        """A failed digest whose target has left its subscription: its papers go to the subscription's
+        current `targets` instead, as deliveries waiting for a digest (their original time kept, so the
+        next send pass takes them without waiting for a new period; a target that has a paper already
+        keeps what it has). The digest is cancelled with `reason`. How many deliveries were made."""
+        conn = self.session.connection()
+        subscription = _digest_subscription(conn, digest_id)
+        papers = conn.execute(select(col(DeliveryRow.paper_id), col(DeliveryRow.created))
+                              .where(col(DeliveryRow.digest_id) == digest_id)).all()
+        made = 0
+        insert = _new_delivery(conn.dialect.name)
+        for paper_id, created in papers:
+            for channel, target in targets:
+                made += conn.execute(insert, {"subscription": subscription,
+                                              "paper_id": paper_id, "channel": channel, "target": target,
+                                              "status": DeliveryStatus.PENDING, "created": created}).rowcount
+        self.cancel_queued(subscription, None, None, reason, failed_too=True, ids=[digest_id])
+        return made
+
+    def rename_subscription(self, old: str, new: str) -> dict[str, int]:
+        """Move every row of subscription id `old` to `new` (matches, deliveries, digests, votes, readers
+        who left): its history follows a rename. StoreError when `new` has rows of its own (a subscription
+        of that id existed): mixing two histories is not a rename. Rows moved, by table."""
+        conn = self.session.connection()
+        tables = (MatchRow, DeliveryRow, DigestRow, VoteRow, SuppressionRow)
+        for table in tables:
+            if conn.execute(select(func.count()).select_from(table).where(col(table.subscription) == new)).scalar():
+                raise StoreError(f"the database already has history under the id {new!r} ({table.__tablename__} "
+                                 f"rows): a subscription of that name existed; choose another name")
+        moved = {}
+        for table in tables:
+            moved[str(table.__tablename__)] = conn.execute(
+                update(table).where(col(table.subscription) == old).values(subscription=new)).rowcount
+        return moved
 
     def unsuppress(self, subscription_id: str, target: str) -> bool:
         """The target may get the subscription again (from the next matched paper on; what was cancelled
@@ -285,6 +364,19 @@ def _new_suppression(dialect: str) -> sqlite.Insert | postgresql.Insert:
     inserts: dict[str, Callable[[type[SuppressionRow]], sqlite.Insert | postgresql.Insert]] = {
         "sqlite": sqlite.insert, "postgresql": postgresql.insert}
     return inserts[dialect](SuppressionRow).on_conflict_do_nothing()
+
+
+@cache
+def _new_delivery(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    inserts: dict[str, Callable[[type[DeliveryRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    return inserts[dialect](DeliveryRow).on_conflict_do_nothing()
+
+
+def _digest_subscription(conn: Connection, digest_id: int) -> str:
+    subscription: str = conn.execute(select(col(DigestRow.subscription)).where(col(DigestRow.id) == digest_id)
+                                     ).scalar_one()
+    return subscription
 
 
 @cache

@@ -127,7 +127,7 @@ class Web:
 
     def __init__(self, config_path: str | Path):
         self.config_path = Path(config_path)
-        self.app = App.from_config(self.config_path, open_database=False)  # the matcher is not needed here
+        self.app = App.from_config(self.config_path, open_database=False, create=False)  # no matcher needed here
         secret = self.app.config.link_secret()
         if not secret:
             raise ConfigError(f"{self.app.config.path}: `digestbot serve` needs [web] secret_env: the environment "
