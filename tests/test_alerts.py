@@ -249,8 +249,9 @@ def test_a_daemon_killed_and_restarted_tells_of_the_crash(tmp_path, http_server,
     listing = Listing(http_server)
     listing.failing = False
     path = write_config(tmp_path, hf_url=http_server.url, smtp_port=smtp_server.port)
-    command = [sys.executable, "-m", "digestbot", "-c", str(path), "run"]
-    assert subprocess.run([*command[:-1], "init"], capture_output=True, timeout=60).returncode == 0
+    base = [sys.executable, "-m", "digestbot", "-c", str(path)]
+    command = [*base, "run", "--send-backlog"]  # a new database's first poll sends too (the papers to wait for)
+    assert subprocess.run([*base, "init"], capture_output=True, timeout=60).returncode == 0
     store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -84,11 +84,16 @@ def test_metrics_and_status_follow_what_another_process_did(tmp_path, http_serve
         code, document = status(world)
         assert code == 0 and document["healthy"] is True and document["problems"] == []
 
+        polls = metrics[("digestbot_source_polls_total", hf)]
+        assert polls >= 3 and metrics[("digestbot_source_failed_polls_total", hf)] == 0
+
         # The listing breaks: the source is down in both, until a poll works again.
         http_server.route("/api/daily_papers", HTML_ERROR, headers={"Content-Type": "text/html"})
         assert world.run("run", "--once").returncode == 1
         metrics = scrape(base)
         assert metrics[("digestbot_source_up", hf)] == 0
+        assert metrics[("digestbot_source_polls_total", hf)] == polls + 1
+        assert metrics[("digestbot_source_failed_polls_total", hf)] == 1
         assert metrics[("digestbot_source_last_poll_timestamp_seconds", hf)] > \
             metrics[("digestbot_source_last_success_timestamp_seconds", hf)]
         code, document = status(world)

@@ -123,7 +123,16 @@ def kind_for(config: Config, ledger_channel: str) -> str:
 def outbox_channels(config: Config) -> frozenset[str]:
     """The ledger channels whose digests `config` writes to the outbox instead of sending (reports say
     "wrote", not "sent", for them)."""
-    return frozenset(channel for channel in ROUTES if kind_for(config, channel) == OUTBOX)
+    return frozenset(channel for channel in ROUTES if _carried_by(config, channel) == OUTBOX)
+
+
+def _carried_by(config: Config, ledger_channel: str) -> str | None:
+    """`kind_for`, or None for a channel this config cannot send (its digests cannot exist: check refuses
+    a subscription using it)."""
+    try:
+        return kind_for(config, ledger_channel)
+    except DigestbotError:
+        return None
 
 
 def lookup(kind: str) -> type[Channel]:

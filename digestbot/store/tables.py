@@ -69,6 +69,8 @@ class SourceState(SQLModel, table=True):
     last_new: int = 0
     validators: str = "{}"
     failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # failed polls since the last success
+    polls: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # every poll, ever (/metrics' counter)
+    failed_polls: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # of them, the failed ones
 
 
 class SourceNewsRow(SQLModel, table=True):
@@ -278,7 +280,8 @@ def digest_record(row: DigestRow) -> DigestRecord:
 def source_record(row: SourceState) -> SourceRecord:
     return SourceRecord(name=row.name, last_poll=as_utc(row.last_poll), last_success=as_utc(row.last_success),
                         last_error=row.last_error, last_error_at=as_utc(row.last_error_at),
-                        papers_seen=row.papers_seen, last_new=row.last_new, failures=row.failures)
+                        papers_seen=row.papers_seen, last_new=row.last_new, failures=row.failures,
+                        polls=row.polls, failed_polls=row.failed_polls)
 
 
 def alert_record(row: AlertRow) -> AlertRecord:

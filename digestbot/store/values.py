@@ -66,6 +66,8 @@ class SourceRecord:
     papers_seen: int  # listings seen in all successful polls (a paper listed twice counts twice)
     last_new: int  # new papers in the last successful poll
     failures: int = 0  # failed polls since the last success
+    polls: int = 0  # every poll, ever
+    failed_polls: int = 0  # of them, those that failed
 
     @property
     def failing(self) -> bool:

@@ -335,6 +335,7 @@ class Writer:
                       error: str | None = None) -> None:
         state = self.session.get(SourceState, name) or SourceState(name=name)
         state.last_poll = now
+        state.polls = (state.polls or 0) + 1
         if error is None:
             state.last_success, state.papers_seen, state.last_new = now, state.papers_seen + seen, new
             state.failures = 0
@@ -347,6 +348,7 @@ class Writer:
         else:
             state.last_error, state.last_error_at = error, now
             state.failures = (state.failures or 0) + 1
+            state.failed_polls = (state.failed_polls or 0) + 1
         self.session.add(state)
 
 

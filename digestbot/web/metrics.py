@@ -15,6 +15,8 @@ platform metrics of the web process, which say nothing about the bot).
     digestbot_source_last_success_timestamp_seconds{source}  the latest successful poll
     digestbot_source_listings_total{source}       listings seen by its successful polls (a paper listed
                                                   on two days counts twice)
+    digestbot_source_polls_total{source}          its polls, successful or not
+    digestbot_source_failed_polls_total{source}   of them, the failed ones
     digestbot_source_last_new_papers{source}      new papers in its latest successful poll
     digestbot_digests_sent_total{channel}         digests sent
     digestbot_digests_failed{channel}             digests failed for good (`retry --failed` lowers it)
@@ -91,6 +93,8 @@ class DatabaseCollector(Collector):
                                     "Unix time of the source's latest successful poll", labels=labels)
         listings = CounterMetricFamily("digestbot_source_listings", "Listings seen by the source's successful polls",
                                        labels=labels)
+        polls = CounterMetricFamily("digestbot_source_polls", "Polls of the source", labels=labels)
+        failed = CounterMetricFamily("digestbot_source_failed_polls", "Polls of the source that failed", labels=labels)
         new = GaugeMetricFamily("digestbot_source_last_new_papers", "New papers in the source's latest successful "
                                 "poll", labels=labels)
         for options in self.site.config.sources:
@@ -103,8 +107,10 @@ class DatabaseCollector(Collector):
             if st.last_success:
                 success.add_metric(name, st.last_success.timestamp())
             listings.add_metric(name, st.papers_seen)
+            polls.add_metric(name, st.polls)
+            failed.add_metric(name, st.failed_polls)
             new.add_metric(name, st.last_new)
-        yield from (up, polled, success, listings, new)
+        yield from (up, polled, success, listings, polls, failed, new)
 
     def _ledger(self, at: datetime) -> Iterable[Metric]:
         store = self.site.store

@@ -1,4 +1,5 @@
-"""Alerts (alerts.py): source_state.failures (failed polls in a row), source_news (when each source listed
+"""Alerts (alerts.py): source_state.failures (failed polls in a row) and its polls and failed_polls (all
+time, for /metrics), source_news (when each source listed
 new papers: its usual gaps are learned from it, seeded here from the papers' first sightings), the alert
 table (one row per problem) and alert_message (the text of each alert, delivered by the digest ledger).
 
@@ -25,9 +26,12 @@ def upgrade() -> None:
     bind = op.get_bind()
     inspector = sa.inspect(bind)
     # A database made from today's tables (tests drop alembic_version to fake an old one) has them already.
-    if "failures" not in {c["name"] for c in inspector.get_columns("source_state")}:
+    columns = {c["name"] for c in inspector.get_columns("source_state")}
+    added = [name for name in ("failures", "polls", "failed_polls") if name not in columns]
+    if added:
         with op.batch_alter_table("source_state") as batch:
-            batch.add_column(sa.Column("failures", sa.Integer(), nullable=False, server_default="0"))
+            for name in added:
+                batch.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
     tables = set(inspector.get_table_names())
     if "source_news" not in tables:
         news = op.create_table("source_news",
@@ -79,4 +83,5 @@ def downgrade() -> None:
     op.drop_table("alert")
     op.drop_table("source_news")
     with op.batch_alter_table("source_state") as batch:
-        batch.drop_column("failures")
+        for name in ("failed_polls", "polls", "failures"):
+            batch.drop_column(name)
