@@ -245,7 +245,9 @@ def test_a_large_click_payload_is_accepted_on_this_path_only(served, slack_serve
 
 def slack_config(tmp_path: Path, max_papers: int, signing: bool) -> config_module.Config:
     text = CONFIG.format(query=QUERY, topic=TOPIC, max_papers=max_papers)
-    text += '\n[slack]\ntoken_env = "X_TOKEN"\n' + (f'signing_secret_env = "{SIGNING_ENV}"\n' if signing else "")
+    slack = '[slack]\ntoken_env = "X_TOKEN"\n' + (f'signing_secret_env = "{SIGNING_ENV}"\n' if signing else "")
+    text = text.replace('[slack]\ntoken_env = "SLACK_BOT_TOKEN"\n', slack, 1)  # the fixture's own [slack], replaced
+    assert slack in text
     return config_module.loads(text, tmp_path / "config.toml")
 
 
