@@ -25,6 +25,7 @@ from .http import Http
 from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .models import Match, Paper, SourceMemory
+from .relevance import Learner, LearningMatcher, LexicalSpace
 from .render import Renderer
 from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
 
@@ -165,10 +166,15 @@ def interests(config: Config) -> list[Interest]:
 def build_matcher(config: Config, store: Store) -> PaperMatcher:
     # Rare words make selective index keys; recent papers say which words are rare (faster only:
     # the matches never depend on the sample).
-    matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
+    matcher: PaperMatcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
     like = [SimilarTopic(name, tuple(t.like), t.min_similarity) for name, t in config.topics.items() if t.like]
-    if not like:
+    if like:
+        users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
+        matcher = SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
+                                    examples=store.papers_by_keys)
+    learners = [Learner(s.id, {key: t for t in s.topics for key in config.topics[t].like})
+                for s in config.subscriptions if s.learn]
+    if not learners:
         return matcher
-    users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
-    return SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
-                             examples=store.papers_by_keys)
+    return LearningMatcher(matcher, learners, votes=store.votes, papers_by_keys=store.papers_by_keys,
+                           space=lambda: LexicalSpace(store.papers(limit=SIMILARITY_CORPUS)))

@@ -149,6 +149,7 @@ class SubscriptionConfig(Strict):
     slack_webhook: str | None = None  # an incoming-webhook URL (it posts to one fixed channel)
     slack_webhook_env: str | None = None  # or the environment variable holding it (it is a secret)
     listing_url: str | None = None  # where "and N more" links (default: the Hugging Face papers page)
+    learn: bool = True  # readers' votes change the selection (README "What your votes do"); false: the query alone
 
     _name = field_validator("name")(_no_newlines)
 
