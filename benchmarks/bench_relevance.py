@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from digestbot import cli  # noqa: E402
-from digestbot.app import App  # noqa: E402
+from digestbot.app import App, space  # noqa: E402
 from digestbot.digest import rank  # noqa: E402
 from digestbot.http import Http  # noqa: E402
-from digestbot.relevance import LexicalSpace  # noqa: E402
+from digestbot.relevance import embed  # noqa: E402
 from digestbot.relevance.model import Example, Taste  # noqa: E402
 from digestbot.store import Ledger  # noqa: E402
 from tests.servers import HttpServer  # noqa: E402
@@ -154,18 +154,18 @@ def scores(delivered: set[str], profile: str, grades: dict[str, dict[str, int]],
 def costs(app: App, papers: list[dict], profiles: dict[str, dict], representation: str) -> tuple[float, float]:
     """ms to represent one paper; ms to judge 200 papers for 1,000 learning subscriptions."""
     stored = app.store.papers(limit=5000)
-    space = LexicalSpace(stored)
+    representation_of = space(app.config, app.store)
     sample = stored[:200]
     started = time.process_time()
-    space.vectors(stored)
+    representation_of.vectors(stored)
     embed_ms = (time.process_time() - started) * 1000 / len(stored)
     by_key = {p.key: p for p in stored}
     tastes = []
     for name in profiles:
         examples = [Example(by_key[v.paper], v.vote == "up", "")
                     for v in app.store.votes(f"{name}-learned") if v.paper in by_key]
-        tastes.append(Taste(space, examples, space.vectors([e.paper for e in examples])))
-    vectors = space.vectors(sample)
+        tastes.append(Taste(representation_of, examples, representation_of.vectors([e.paper for e in examples])))
+    vectors = representation_of.vectors(sample)
     started = time.process_time()
     for k in range(1000):
         tastes[k % len(tastes)].judge(vectors, [False] * len(vectors))
@@ -176,7 +176,9 @@ def run(quick: bool) -> str:
     logging.getLogger("digestbot").setLevel(logging.CRITICAL)
     papers, grades, profiles = load()
     seeds = (1,) if quick else (1, 2, 3)
-    representations = ["lexical"]
+    if quick:  # a CI smoke test: two profiles, one seed
+        profiles = dict(list(profiles.items())[:2])
+    representations = ["lexical", "semantic"] if embed.available() else ["lexical"]
     results: dict[str, dict[tuple[str, str], list[tuple]]] = {}
     cost: dict[str, tuple[float, float]] = {}
     for representation in representations:
@@ -187,8 +189,8 @@ def run(quick: bool) -> str:
             for (name, config), keys in delivered.items():
                 table.setdefault((name, config), []).append(scores(keys, name, grades, measured))
         cost[representation] = costs(app, papers, profiles, representation)
-    print(f"{len(papers)} papers, {len(profiles)} profiles, days 1-{DAYS} (measured {MEASURED.start}-{MEASURED.stop - 1}),"
-          f" seeds {seeds}; P/R/F1 averaged over seeds")
+    print(f"{len(papers)} papers, {len(profiles)} profiles, days 1-{DAYS} (measured {MEASURED.start}-"
+          f"{MEASURED.stop - 1}), seeds {seeds}; P/R/F1 averaged over seeds")
     means: dict[tuple[str, str], float] = {}
     for representation, table in results.items():
         print(f"-- representation: {representation}   embed {cost[representation][0]:.2f} ms/paper, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from types import TracebackType
 
@@ -25,7 +25,7 @@ from .http import Http
 from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .models import Match, Paper, SourceMemory
-from .relevance import Learner, LearningMatcher, LexicalSpace
+from .relevance import Learner, LearningMatcher, LexicalSpace, Space
 from .render import Renderer
 from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
 
@@ -177,4 +177,13 @@ def build_matcher(config: Config, store: Store) -> PaperMatcher:
     if not learners:
         return matcher
     return LearningMatcher(matcher, learners, votes=store.votes, papers_by_keys=store.papers_by_keys,
-                           space=lambda: LexicalSpace(store.papers(limit=SIMILARITY_CORPUS)))
+                           space=partial(space, config, store))
+
+
+def space(config: Config, store: Store) -> Space:
+    """The representation votes are learned in ([relevance] representation; README "What your votes do")."""
+    if config.relevance.representation == "semantic":
+        from .relevance.embed import EmbeddingSpace  # the optional extra: imported only when chosen
+
+        return EmbeddingSpace(config.relevance.model)
+    return LexicalSpace(store.papers(limit=SIMILARITY_CORPUS))

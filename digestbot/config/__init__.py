@@ -95,6 +95,12 @@ class SlackConfig(Strict):
     min_interval: float = Field(default=1.0, ge=0)  # seconds between posts to one channel (Slack's tier)
 
 
+class RelevanceConfig(Strict):
+    """How subscriptions learn from votes (relevance/): the representation papers are compared in."""
+    representation: Literal["lexical", "semantic"] = "lexical"  # semantic: the `semantic` extra's embeddings
+    model: str | None = None  # semantic: a directory with model.onnx + tokenizer.json (default: all-MiniLM-L6-v2)
+
+
 class WebConfig(Strict):
     """`digestbot serve`: the readers' one-click links (web/). It speaks plain HTTP on `listen`, meant to
     sit behind a TLS reverse proxy that `bot.public_url` names."""
@@ -192,6 +198,7 @@ class Config:
     topics: dict[str, TopicConfig]
     subscriptions: list[SubscriptionConfig]
     web: WebConfig = field(default_factory=WebConfig)
+    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
     text: str = ""  # the file as read, for FILE:LINE messages
 
@@ -286,7 +293,8 @@ def loads(text: str, path: Path) -> Config:
                     sources=_sources(_tables(data, "sources", problems), problems),
                     topics={k: v for k, v in topics.items() if v is not None},
                     subscriptions=[s for s in subscriptions if s is not None],
-                    web=section("web", WebConfig, {}) or WebConfig(), text=text)
+                    web=section("web", WebConfig, {}) or WebConfig(),
+                    relevance=section("relevance", RelevanceConfig, {}) or RelevanceConfig(), text=text)
     _cross_check(config, problems)
     if problems.lines:
         raise ConfigError(problems.sorted())
@@ -294,7 +302,7 @@ def loads(text: str, path: Path) -> Config:
 
 
 SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "array of tables",
-            "topics": "tables", "subscriptions": "array of tables", "web": "table"}
+            "topics": "tables", "subscriptions": "array of tables", "web": "table", "relevance": "table"}
 
 
 def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:
