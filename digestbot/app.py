@@ -25,7 +25,7 @@ from .http import Http
 from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .models import Match, Paper, SourceMemory
-from .relevance import Learner, LearningMatcher, LexicalSpace, Space
+from .relevance import HeldBack, Learner, LearningMatcher, LexicalSpace, Space
 from .render import Renderer
 from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
 
@@ -119,6 +119,14 @@ class App:
         papers = self.store.papers(days=days)
         matches = self.matcher_of(name).match(papers)
         return sorted(matches, key=lambda m: (-m.score, -m.paper.upvotes)), len(papers)
+
+    def held_back(self, name: str, days: float) -> tuple[list[HeldBack], int]:
+        """The papers of the last `days` days that the subscription's query matches but its readers' votes
+        hold back, each with its reason, and how many papers were looked at."""
+        papers = self.store.papers(days=days)
+        matcher = self.matcher_of(name)
+        matcher.match(papers)
+        return (matcher.held_back if isinstance(matcher, LearningMatcher) else []), len(papers)
 
     def preview(self, name: str, out: Path, *, days: float | None = None, at: datetime | None = None) -> list[Path]:
         """Render the subscription's next digest (with `days`: what the last N days would give) into `out`."""

@@ -30,8 +30,8 @@ class Limits:
     hold_margin: float  # a query match is held back when closer to the rejected centroid by this much
 
 
-LIMITS = {"lexical": Limits(include=0.30, include_margin=0.10, hold_margin=0.02),
-          "semantic": Limits(include=0.55, include_margin=0.10, hold_margin=0.02)}
+LIMITS = {"lexical": Limits(include=0.18, include_margin=0.08, hold_margin=0.02),
+          "semantic": Limits(include=0.72, include_margin=0.08, hold_margin=0.02)}
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,11 @@ def authors_short(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
 
 
 def why(match: Match) -> str:
-    """'matched: speculative decoding (title, abstract), topic efficient-inference'."""
+    """'matched: speculative decoding (title, abstract), topic efficient-inference'; for a paper a
+    subscription's votes chose (relevance/learner.py), the rated paper it is like."""
+    learned = [hit.text for hit in match.hits if hit.field == "learned"]
+    if learned:
+        return cut(learned[0], WHY_MAX)
     fields: dict[str, list[str]] = {}
     topics: list[str] = []
     for hit in match.hits:
