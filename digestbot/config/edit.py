@@ -34,7 +34,7 @@ from . import file as config_file
 LIST_KEYS = {"email", "slack", "topics", "like"}
 INT_KEYS = {"max_papers"}
 FLOAT_KEYS = {"min_similarity"}
-BOOL_KEYS = {"send_empty", "paused"}
+BOOL_KEYS = {"send_empty", "paused", "learn"}
 _HEADER = re.compile(r"^\s*\[")
 
 
