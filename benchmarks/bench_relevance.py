@@ -109,11 +109,13 @@ def simulate(papers: list[dict], grades: dict[str, dict[str, int]], profiles: di
         config_path = workdir / "digestbot.toml"
         config_path.write_text(config_text(workdir, server.url, profiles, representation))
         seen_digests: set[int] = set()
-        app = App.from_config(config_path, http=Http(clock_tolerance=None))
+        # send_backlog: day 0 (the liked papers) is the new database's first poll, which `run --once` alone
+        # would record without sending; the benchmark's reader sees it as every later day (`--send-backlog`)
+        app = App.from_config(config_path, http=Http(clock_tolerance=None), send_backlog=True)
         for d in range(len(batches)):
             today = first + timedelta(days=d)
             server.today = today
-            app = App.from_config(config_path, http=app.http, store=app.store)  # as a new `run --once`
+            app = App.from_config(config_path, http=app.http, store=app.store, send_backlog=True)  # a new `run --once`
             app.run_once(datetime(today.year, today.month, today.day, 12, tzinfo=UTC))
             for row in Ledger(app.store).digests("sent"):
                 if row.id in seen_digests:

@@ -12,19 +12,23 @@ pipeline.py (poll, send), preview.py and daemon.py; an App is the parts they wor
 from __future__ import annotations
 
 import dataclasses
+import html
 from datetime import UTC, datetime
+from email.utils import make_msgid
 from functools import cached_property, partial
 from pathlib import Path
 from types import TracebackType
 
+from . import channels, daemon, pipeline, preview, sources
 from . import config as config_module
-from . import daemon, pipeline, preview, sources
+from .channels import Envelope
 from .channels import opener as channel_opener
 from .config import Config
+from .errors import ConfigError
 from .http import Http
 from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
-from .models import Match, Paper, SourceMemory
+from .models import Match, Message, Paper, SlackPost, SourceMemory
 from .relevance import HeldBack, Learner, LearningMatcher, LexicalSpace, Space
 from .render import Renderer
 from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
@@ -37,6 +41,16 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclasses.dataclass(frozen=True)
+class TestSent:
+    """What `App.send_test` did: through which channel kind, and what the server answered."""
+    ledger_channel: str  # email | slack
+    kind: str  # the transport: smtp | slack | file (the outbox, when the config has no section for it)
+    target: str
+    server_id: str  # the Message-ID, the Slack ts, the outbox file
+    reply: str  # the SMTP reply to the final ".", "ok: ts ... in channel ...", "written to ..."
+
+
 class App:
     """An installation: its config and the parts built from it, over one database and one HTTP client.
 
@@ -44,8 +58,13 @@ class App:
     when `from_config` returns (so a missing database fails at once), or on first use with
     `open_database=False` (the commands that look after the database itself: init, db, sources check)."""
 
-    def __init__(self, config: Config, *, http: Http | None = None, store: Store | None = None):
+    def __init__(self, config: Config, *, http: Http | None = None, store: Store | None = None,
+                 create: bool = True, send_backlog: bool = True):
         self.config = config
+        self.create = create  # False: a missing database is an error (read-only commands), see open_store
+        # False (`digestbot run` without --send-backlog): a source's first poll in a new database records
+        # what it lists without sending it (pipeline.poll); the library's own default sends it.
+        self.send_backlog = send_backlog
         self.http = http or Http()
         templates = config.resolve(config.bot.templates) if config.bot.templates else None
         self.renderer = Renderer(templates)
@@ -55,11 +74,13 @@ class App:
 
     @classmethod
     def from_config(cls, config: Config | str | Path, *, http: Http | None = None, store: Store | None = None,
-                    open_database: bool = True) -> App:
+                    open_database: bool = True, create: bool = True, send_backlog: bool = True) -> App:
         """Build everything `config` (a loaded Config or the path of its file) describes. The database is
-        opened (a new installation's is created; an older one upgraded); `http` and `store`, when given,
-        are shared instead (the daemon keeps both across config reloads)."""
-        app = cls(config if isinstance(config, Config) else config_module.load(config), http=http, store=store)
+        opened (a new installation's is created, unless `create=False`; an older one upgraded); `http` and
+        `store`, when given, are shared instead (the daemon keeps both across config reloads).
+        `send_backlog=False`: see pipeline.poll (a new database's first polls send nothing)."""
+        app = cls(config if isinstance(config, Config) else config_module.load(config), http=http, store=store,
+                  create=create, send_backlog=send_backlog)
         if open_database:
             app.matcher  # noqa: B018  (opens the store and builds the matcher now, see the class)
         return app
@@ -67,7 +88,7 @@ class App:
     @cached_property
     def store(self) -> Store:
         config = self.config
-        return open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout)
+        return open_store(config.database_url, config.path, busy_timeout=config.bot.busy_timeout, create=self.create)
 
     @cached_property
     def matcher(self) -> PaperMatcher:
@@ -75,7 +96,7 @@ class App:
 
     def reconfigured(self, config: Config) -> App:
         """The same installation under an edited config: same database and HTTP client, new parts."""
-        return App.from_config(config, http=self.http, store=self.store)
+        return App.from_config(config, http=self.http, store=self.store, send_backlog=self.send_backlog)
 
     def close(self) -> None:
         if "store" in self.__dict__:
@@ -101,9 +122,10 @@ class App:
     def send_due(self, at: datetime | None = None) -> pipeline.SendResult:
         return pipeline.send_due(self, at or now())
 
-    def serve(self) -> None:
-        """The daemon: poll and send on schedule until stopped; config edits are applied as they are saved."""
-        daemon.serve(daemon.Live(self, self.reconfigured))
+    def serve(self, *, send: bool = True) -> None:
+        """The daemon: poll and send on schedule until stopped; config edits are applied as they are saved.
+        `send=False`: it only polls and records (`run --no-send`)."""
+        daemon.serve(daemon.Live(self, self.reconfigured, send=send))
 
     # --- looking before sending ---------------------------------------------------------------------
 
@@ -135,6 +157,31 @@ class App:
         return preview.preview(self.config, self.renderer, sub, matches, at or now(), out=out)
 
     # --- looking after the installation ---------------------------------------------------------------
+
+    def send_test(self, target: str, at: datetime | None = None) -> TestSent:
+        """One small message to `target` (an address, or a Slack channel `#name`) through the channel the
+        config sets up for it, exactly as a digest to it would go (`digestbot send-test`); nothing is
+        recorded. DeliveryError when the server refuses or cannot be reached; ConfigError when `target` is
+        neither an address nor a channel, or a secret the channel needs is not set."""
+        ledger_channel = "slack" if target.startswith("#") else "email" if "@" in target else None
+        if ledger_channel is None:
+            raise ConfigError(f"{target!r}: give an email address (alice@example.org) or a Slack "
+                              f"channel ('#papers', quoted for the shell)")
+        kind = channels.kind_for(self.config, ledger_channel)
+        sent_at = at or now()
+        domain = self.config.email.sender_address.domain if self.config.email else "digestbot.localhost"
+        text = (f"A test message from digestbot, sent {sent_at:%Y-%m-%d %H:%M} UTC with `digestbot send-test` "
+                f"(config {self.config.path}). If you can read it, digests to {target} will arrive too.")
+        message = Message(subject="digestbot test message", text=text + "\n",
+                          html=f"<!doctype html><p>{html.escape(text)}</p>",
+                          slack_posts=[SlackPost(text=text, blocks=[{"type": "section",
+                                                                     "text": {"type": "mrkdwn", "text": text}}])])
+        envelope = Envelope(target=target, subscription="digestbot test", subscription_id="send-test",
+                            message_id=make_msgid("send-test", domain=domain),
+                            list_id=f"digestbot test <send-test.{domain}>")
+        with channels.build(self.config, ledger_channel) as channel:
+            server_id = channel.send(message, envelope)
+            return TestSent(ledger_channel, kind, target, server_id, channel.last_reply)
 
     def check_source(self, name: str, at: datetime | None = None) -> list[Paper]:
         """What one source lists now, fetched and parsed as a poll would; nothing is stored."""

@@ -25,10 +25,11 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from . import alerts, pipeline
 from . import config as config_module
-from . import pipeline
 from .errors import ConfigError, StoreError
 from .schedule import parse_schedule
+from .store import Heartbeat
 
 log = logging.getLogger(__name__)
 JOB_DEFAULTS = {"misfire_grace_time": 6 * 3600, "coalesce": True, "max_instances": 1}
@@ -43,8 +44,10 @@ def now() -> datetime:
 class Live:
     """The running context, replaced as a whole when the config file changes and still validates."""
 
-    def __init__(self, ctx: pipeline.Context, rebuild: Callable[[config_module.Config], pipeline.Context]):
+    def __init__(self, ctx: pipeline.Context, rebuild: Callable[[config_module.Config], pipeline.Context], *,
+                 send: bool = True):
         self.ctx, self.rebuild = ctx, rebuild
+        self.send = send  # False (`run --no-send`): poll and record on schedule, never send
         self.seen = _fingerprint(ctx.config.path)
         # Sources whose latest poll found this machine's clock wrong: no send job acts on that clock
         # (it would open digests of periods that have not come) until a poll of each agrees again.
@@ -105,7 +108,9 @@ class Pulse:
 
 
 def poll_job(live: Live, name: str) -> None:
-    result = pipeline.poll(live.ctx, name, now())
+    result = pipeline.poll(live.ctx, name, now(), send=live.send)
+    if not live.send:
+        return
     if result.clock_wrong:
         live.clock_wrong.add(name)
         return  # logged by poll; a send would open digests by a clock known to be wrong
@@ -134,6 +139,8 @@ def schedule_jobs(scheduler: BaseScheduler, live: Live) -> None:
         trigger = parse_schedule(options.cron or f"every {options.every}", "UTC").trigger
         scheduler.add_job(poll_job, trigger, args=(live, options.name), id=f"poll:{options.name}",
                           name=f"poll {options.name}", next_run_time=now())
+    if not live.send:
+        return
     unique = {(s.text, s.timezone): s for s in config.schedules.values() if not s.instant}
     for (text, tz), schedule in unique.items():
         scheduler.add_job(send_job, schedule.trigger, args=(live,), id=f"send:{text}:{tz}", name=f"send {text} {tz}")
@@ -164,6 +171,9 @@ def serve(live: Live) -> None:
     """Run until Ctrl-C or SIGTERM; a running job finishes, nothing half-sent is left behind. The
     heartbeat row is written before the first job and removed when the daemon stops."""
     pulse = Pulse(live)
+    # Before the first beat: a row of this host left by a daemon that is gone is a crash to tell (alerts.py).
+    alerts.daemon_started(live.ctx.config, live.ctx.store, Heartbeat(pulse.host, pulse.pid, pulse.started_at,
+                                                                     pulse.started_at))
     pulse.beat()
     scheduler = build(live, pulse)
 
@@ -172,6 +182,11 @@ def serve(live: Live) -> None:
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
+    jobs = [job.id for job in scheduler.get_jobs()]
+    # One line for what APScheduler would say in one per job (its loggers are at WARNING unless -v).
+    log.info("daemon started (pid %d): %d poll jobs, %d send schedules, heartbeat every %d s",
+             pulse.pid, sum(j.startswith("poll:") for j in jobs), sum(j.startswith("send:") for j in jobs) - 1,
+             HEARTBEAT_SECONDS)
     try:
         scheduler.start()
     except KeyboardInterrupt:

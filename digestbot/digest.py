@@ -14,6 +14,9 @@ each paper carries its signed "more like this" / "not for me" links, and the foo
 given the digest's id (its ledger row), the "…and N more" link opens the reader's own list of all that
 digest's papers (`/digest?token=`, web/digest_list.py) instead of the listing the papers came from.
 The send pass then renders once per recipient (render/shared.py keys the content by target too).
+
+A Slack digest stays shared by all the channels of its subscription: its vote buttons carry only the
+subscription and the paper (`slack_buttons`); the click itself says which channel it came from.
 """
 from __future__ import annotations
 
@@ -105,6 +108,13 @@ def digest_list_url(config: Config, secret: bytes, sub: SubscriptionConfig, targ
     return f"{(config.bot.public_url or '').rstrip('/')}/digest?{token}"
 
 
+def slack_buttons(config: Config, channel: str) -> bool:
+    """Whether each paper of a digest on `channel` carries vote buttons: Slack through the bot token (a
+    button's click names the channel, which must be one of the subscription's `slack` list: an incoming
+    webhook's channel is not), with the Slack app's signing secret configured for `digestbot serve`."""
+    return channel == "slack" and config.slack is not None and bool(config.slack.signing_secret_env)
+
+
 def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *, channel: str,
                 period_key: str, now: datetime, target: str | None = None,
                 secret: bytes | None = None, digest_id: int | None = None) -> Digest:
@@ -128,6 +138,7 @@ def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *
                   query=sub.query, topics=tuple(sub.topics), period_start=start,
                   more_url=more_url, more_label=more_label,
                   unsubscribe_url=unsubscribe, manage_url=manage, vote_links=votes,
+                  slack_buttons=slack_buttons(config, channel),
                   manage=f"Schedule {sub.schedule!r}, at most {sub.max_papers} papers, sent to {where}. "
                          f"To change it, edit subscription {sub.id!r} in the digestbot config "
                          f"(`digestbot subs show {sub.id}`) or ask the bot's admin.")

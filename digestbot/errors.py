@@ -16,8 +16,11 @@ class DigestbotError(Exception):
 
 
 class ConfigError(DigestbotError):
-    def __init__(self, problems: list[str] | str):
+    def __init__(self, problems: list[str] | str, located: list[tuple[tuple[str | int, ...], str]] | None = None):
+        """`located`: for a file's problems, each problem's key path and bare message, in the order of
+        `problems` (config.edit cites an edit's own values by what was typed instead of by line)."""
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.located = located
         super().__init__("\n".join(self.problems))
 
 

@@ -289,6 +289,9 @@ class Digest:
     # answers them): the "manage" page, and per match (same order, may be shorter) its vote links.
     manage_url: str = ""
     vote_links: tuple[VoteLinks, ...] = ()
+    # Slack digests through the bot token when [slack] signing_secret_env is set: each paper ends with the
+    # "More like this" / "Not for me" buttons `digestbot serve` answers (web/slack_actions.py)
+    slack_buttons: bool = False
 
     @property
     def total(self) -> int:

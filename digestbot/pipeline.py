@@ -22,7 +22,7 @@ from email.utils import parseaddr
 from functools import lru_cache, partial
 from typing import Protocol
 
-from . import sources
+from . import alerts, sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
 from .digest import rank, unsubscribe_urls
@@ -32,11 +32,11 @@ from .matching import PaperMatcher
 from .models import Paper
 from .render import Renderer
 from .render.shared import Contents
-from .store import Claim, DigestRecord, Ledger, Store
+from .store import ALERTS, Claim, DigestRecord, Ledger, Store
 
 log = logging.getLogger(__name__)
 NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
-LATER = timedelta(hours=1)
+LATER = timedelta(minutes=1)  # a digest of a subscription not in the config while the file is being edited
 
 
 class Context(Protocol):
@@ -46,6 +46,7 @@ class Context(Protocol):
     http: Http
     renderer: Renderer
     open_channel: Callable[[str], Channel]  # ledger channel -> the channel carrying it (channels.opener)
+    send_backlog: bool  # False: a new database's first poll of each source queues nothing (see `poll`)
 
     @property
     def store(self) -> Store: ...
@@ -62,6 +63,7 @@ class PollResult:
     matched: int = 0
     error: str | None = None
     clock_wrong: bool = False  # the error is this machine's clock: nothing may be acted on (run_once)
+    backlog: bool = False  # the first poll of a new database: recorded, nothing queued (`matched` would have been)
 
 
 @dataclass
@@ -69,6 +71,8 @@ class SendResult:
     sent: list[tuple[str, str, str, int]] = field(default_factory=list)  # (subscription, channel, target, papers)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (subscription, target, error)
     deferred: int = 0  # claimed but not attempted: their channel was down
+    # (subscription id, channel, target, digests + waiting papers) cancelled: the target left the config
+    cancelled: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
 def targets(sub: SubscriptionConfig) -> list[tuple[str, str]]:
@@ -89,15 +93,19 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
     taken = time.monotonic() if taken is None else taken
     try:
         memory = ctx.store.source_memory(name)
+        # No flood: what a new database's first poll lists was announced before this installation
+        # started (a week of arXiv, all at once); it is recorded as seen and only later papers are sent.
+        backlog = send and not ctx.send_backlog and ctx.store.first_poll(name)
         papers = source.collect(now, memory)
         ctx.http.check_clock(name, now, taken)
-        recipients = _all_targets(ctx.config, ctx.store.suppressions())
+        recipients = all_targets(ctx.config, ctx.store.suppressions())
         with ctx.store.write() as w:
             new = w.record_papers(name, papers, now)
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
             ids = {p.key: i for i, p in fresh}
             matches = ctx.matcher.match([p for _, p in fresh])
-            w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
+            if not backlog:
+                w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
             w.source_polled(name, now, seen=len(papers), new=len(new), validators=memory.new_validators)
     except ClockError as exc:  # not even the failure is recorded: its time would be wrong too
         log.error("%s", exc)
@@ -110,6 +118,11 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         error = f"source {name!r}: internal error {type(exc).__name__}: {exc} (please report this bug)"
         _record_failure(ctx, name, now, error)
         return PollResult(name, error=error)
+    if backlog:
+        log.warning("%s: first poll of a new database: %d papers listed, recorded as already seen; their %d "
+                    "matches are NOT sent (`digestbot run --send-backlog` sends a first poll's matches); papers "
+                    "first seen from now on are sent as usual", name, len(papers), len(matches))
+        return PollResult(name, seen=len(papers), new=len(new), matched=len(matches), backlog=True)
     log.info("%s: %d papers listed, %d new, %d recorded without sending (older than %d days), %d matches",
              name, len(papers), len(new), len(new) - len(fresh) if send else 0, ctx.config.bot.max_age_days,
              len(matches))
@@ -125,12 +138,15 @@ def _record_failure(ctx: Context, name: str, now: datetime, error: str) -> None:
         log.error("could not record the failure of %s: %s", name, exc)
 
 
-def _all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
+def all_targets(config: Config, suppressed: dict[str, set[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
     """Each subscription's (channel, target)s but those that left it by a one-click link: listing an
     address in the config again does not bring the mail back; only its reader's undo does."""
     suppressed = suppressed or {}
     return {sub.id: [(c, t) for c, t in targets(sub) if t not in suppressed.get(sub.id, ())]
             for sub in config.subscriptions}
+
+
+_all_targets = all_targets  # its name before `retry --failed` used it too
 
 
 def open_due_digests(ctx: Context, now: datetime) -> None:
@@ -168,16 +184,54 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
     """Open the digests whose period has come, then claim and send every due one, batch by batch.
 
     A second caller in this process waits for the running pass instead of skipping its own: it may
-    have opened new instant digests. Two passes at once would race each other for no gain."""
+    have opened new instant digests. Two passes at once would race each other for no gain.
+
+    Alerts (alerts.py, with `[alerts]`) are checked first, so that a problem a poll saw goes out with
+    this pass, and after a pass with failures again, with one more pass for what that queued (the
+    digests that failed are not due again at this `now`: it sends only the new alerts)."""
     with _ONE_PASS:
-        return _send_pass(ctx, now)
+        alerts.check(ctx.config, ctx.store, now)
+        result = _send_pass(ctx, now)
+        if result.failed and alerts.check(ctx.config, ctx.store, now):
+            more = _send_pass(ctx, now)
+            result.sent += more.sent
+            result.failed += more.failed
+            result.deferred += more.deferred
+        return result
+
+
+def cancel_departed(ctx: Context, now: datetime) -> list[tuple[str, str, str, int]] | None:
+    """Removing means removed: what is queued for a target or subscription that has left the config is
+    cancelled (kept, marked), and said once. Only while the config in memory is the file's (None when it
+    is not): a daemon about to reload an edit (`subs rename` moves the history with the file) must not
+    act on the old one."""
+    if not config_is_current(ctx.config):
+        return None
+    current = {sub.id: targets(sub) for sub in ctx.config.subscriptions}
+    current[ALERTS] = ctx.config.alerts.targets() if ctx.config.alerts else []  # alerts.py's messages
+    done = ctx.store.cancel_departed(current, now)
+    for sub, channel, target, digests, waiting in done:
+        log.warning("cancelled %d queued digests and %d waiting papers of %r to %s (%s): %s", digests, waiting,
+                    sub, target, channel, "no longer in the config" if any(s.id == sub for s in
+                                                                           ctx.config.subscriptions)
+                    else "the subscription was removed from the config")
+    return [(sub, channel, target, digests + waiting) for sub, channel, target, digests, waiting in done]
+
+
+def config_is_current(config: Config) -> bool:
+    """Whether the config file still holds what `config` was loaded from."""
+    try:
+        return config.path.read_text(encoding="utf-8") == config.text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _send_pass(ctx: Context, now: datetime) -> SendResult:
+    cancelled = cancel_departed(ctx, now)
     open_due_digests(ctx, now)
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
-    result, sent_ids = SendResult(), []
+    result, sent_ids = SendResult(cancelled=cancelled or []), []
     with ExitStack() as stack:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
@@ -196,10 +250,13 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
                 if not ledger.hold(row.id):  # renews the claims; False: another sender took it over
                     continue
                 sub = subscriptions.get(row.subscription_id)
-                if sub is None:
-                    log.warning("digest %d is for subscription %r, which is no longer configured; left pending "
-                                "(put it back in the config, or it waits forever)", row.id, row.subscription_id)
-                    ledger.release([row.id], next_try=now + LATER)
+                if row.subscription_id != ALERTS and (sub is None or (row.channel, row.target) not in targets(sub)):
+                    if cancelled is None:  # the file has changed since this config was loaded: ask again later
+                        ledger.release([row.id], next_try=now + LATER)
+                    else:
+                        log.warning("digest %d for %r to %s is cancelled: no longer in the config", row.id,
+                                    row.subscription_id, row.target)
+                        ledger.cancel([row.id])
                 elif row.channel in channels.down:
                     ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
                     result.deferred += 1
@@ -246,43 +303,50 @@ class _Channels:
             channel.flush()
 
 
-def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig, channels: _Channels,
+def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig | None, channels: _Channels,
               contents: Contents, now: datetime, result: SendResult) -> bool:
-    """Send one claimed digest, then record the outcome; True when the server accepted it."""
+    """Send one claimed digest (`sub` None: an alert message), then record the outcome; True when the
+    server accepted it."""
+    name = sub.name if sub is not None else "alerts"
     try:
-        content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
+        if sub is None:
+            message, to = alerts.delivery(ctx.config, ctx.store, row)
+            papers = 0
+        else:
+            content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
+            message, papers = content.message, content.papers
+            to = envelope(ctx.config, row, sub, ctx.store.installation, unsubscribe=content.unsubscribe)
         channel = channels.get(row.channel)
-        sent_id = channel.send(content.message, envelope(ctx.config, row, sub, ctx.store.installation,
-                                                         unsubscribe=content.unsubscribe))
+        sent_id = channel.send(message, to)
     except StoreError:
         raise  # the ledger itself is unusable: stop the pass (run_once reports it)
     except DeliveryError as exc:
         if exc.unreachable:
             channels.down.add(row.channel)
-        _failed(ledger, row, sub, str(exc), now, result, permanent=exc.permanent)
+        _failed(ledger, row, name, str(exc), now, result, permanent=exc.permanent)
         return False
     except DigestbotError as exc:  # e.g. a secret variable missing when opening the channel
         channels.down.add(row.channel)
-        _failed(ledger, row, sub, str(exc), now, result, permanent=False)
+        _failed(ledger, row, name, str(exc), now, result, permanent=False)
         return False
     except Exception as exc:  # a template or data bug must not stop the other digests
-        log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, sub.name)
-        _failed(ledger, row, sub, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
+        log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, name)
+        _failed(ledger, row, name, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
         return False
     # The channel runs the record now, or holds it back to overlap it with its next exchange (SMTP).
     channel.record(partial(ledger.sent, row.id, sent_id, now, target=row.target))
-    log.info("sent %r (%d papers) to %s by %s as %s", sub.name, content.papers, row.target, row.channel, sent_id)
-    result.sent.append((sub.name, row.channel, row.target, content.papers))
+    log.info("sent %r (%d papers) to %s by %s as %s", name, papers, row.target, row.channel, sent_id)
+    result.sent.append((name, row.channel, row.target, papers))
     return True
 
 
-def _failed(ledger: Ledger, row: Claim, sub: SubscriptionConfig, error: str, now: datetime,
+def _failed(ledger: Ledger, row: Claim, name: str, error: str, now: datetime,
             result: SendResult, *, permanent: bool) -> None:
     retry_at = ledger.failed(row, error, now, permanent=permanent)
     when = "not retried: fix the cause, then `digestbot retry --failed`" if retry_at is None \
         else f"retried after {retry_at:%Y-%m-%d %H:%M} UTC (or now: `digestbot retry`)"
-    log.error("digest for %r to %s (%s) failed: %s; %s", sub.name, row.target, row.channel, error, when)
-    result.failed.append((sub.name, row.target, error))
+    log.error("digest for %r to %s (%s) failed: %s; %s", name, row.target, row.channel, error, when)
+    result.failed.append((name, row.target, error))
 
 
 __all__ = ["Context", "PollResult", "SendResult", "open_due_digests", "poll", "rank", "run_once",

@@ -1,7 +1,8 @@
 """Real servers on 127.0.0.1 for tests: the code under test talks to them with its real clients.
 
     HttpServer    a routing table of canned responses (+ Hugging Face `daily_papers` paging)
-    SlackServer   the Slack Web API (`chat.postMessage`, `auth.test`) and incoming webhooks
+    SlackServer   the Slack Web API (`chat.postMessage`, `auth.test`), incoming webhooks and the
+                  `response_url`s of interactive messages
     SmtpServer    aiosmtpd, storing every message; per-recipient faults; stop()/start() on one port
 
 Each is a context manager; tests/conftest.py exposes them as fixtures. Fault injection is explicit
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 from aiosmtpd.controller import Controller
 
 Body = bytes | str | list | dict
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")  # Slack's public, private and direct channel ids
 Reply = tuple[int, dict[str, str], Body]
 
 
@@ -208,6 +211,7 @@ class SlackServer(_LoopbackHttp):
         self.token = token
         self.posts: list[dict] = []  # accepted chat.postMessage calls only
         self.webhooks: list[dict] = []  # accepted webhook payloads: {"id", "payload", "text", "blocks"}
+        self.responses: list[dict] = []  # JSON bodies POSTed to response_url()s, with their "id"
         self.missing_channels: set[str] = set()
         self.dead_webhooks: set[str] = set()
         self._limited, self._retry_after, self._drops = 0, 1, 0
@@ -220,6 +224,10 @@ class SlackServer(_LoopbackHttp):
 
     def webhook_url(self, hook_id: str = "T0000/B0000/XXXXXXXX") -> str:
         return f"{self.url}/webhook/{hook_id}"
+
+    def response_url(self, response_id: str = "T0001/1234/abcdef") -> str:
+        """Where an interactive message's click may be answered (Slack's https://hooks.slack.com/actions/...)."""
+        return f"{self.url}/actions/{response_id}"
 
     def rate_limit(self, n: int = 1, retry_after: int = 1) -> None:
         self._limited, self._retry_after = n, retry_after
@@ -240,6 +248,8 @@ class SlackServer(_LoopbackHttp):
             return 429, {"Retry-After": str(self._retry_after)}, {"ok": False, "error": "ratelimited"}
         if request.path.startswith("/webhook/"):
             return self._webhook(request.path[len("/webhook/"):], request)
+        if request.path.startswith("/actions/"):
+            return self._response(request.path[len("/actions/"):], request)
         if not request.path.startswith("/api/"):
             return 404, {}, "Not Found"
         params = _slack_params(request)
@@ -270,7 +280,9 @@ class SlackServer(_LoopbackHttp):
             return {"ok": False, "error": "msg_too_long"}
         n = next(self._ts)
         ts = f"{1700000000 + n}.{n:06d}"  # Slack ts strings: unique and increasing within a channel
-        channel_id = self._channel_ids.setdefault(channel, f"C{len(self._channel_ids) + 1:08d}")
+        # A channel id stays itself; a name gets an id of its own, as Slack's answer gives it
+        channel_id = channel if CHANNEL_ID.fullmatch(channel) else \
+            self._channel_ids.setdefault(channel, f"C{len(self._channel_ids) + 1:08d}")
         self.posts.append({"channel": channel, "channel_id": channel_id, "text": text, "blocks": blocks,
                            "thread_ts": params.get("thread_ts"), "ts": ts, "params": params})
         message = {"type": "message", "user": "U0001", "bot_id": "B0001", "text": text or "", "ts": ts}
@@ -290,6 +302,18 @@ class SlackServer(_LoopbackHttp):
         self.webhooks.append({"id": hook_id, "payload": payload, "text": payload.get("text"),
                               "blocks": payload.get("blocks")})
         return 200, {"Content-Type": "text/html"}, "ok"
+
+
+    def _response(self, response_id: str, request: Request) -> Reply:
+        """A response_url accepts JSON messages (as Slack does: `{"ok": true}`, 200)."""
+        try:
+            payload = request.json()
+        except ValueError:
+            return 400, {}, {"ok": False, "error": "invalid_payload"}
+        if request.method != "POST" or not isinstance(payload, dict) or not payload.get("text"):
+            return 400, {}, {"ok": False, "error": "no_text"}
+        self.responses.append({"id": response_id, **payload})
+        return 200, {}, {"ok": True}
 
 
 def _slack_params(request: Request) -> dict[str, Any]:

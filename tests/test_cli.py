@@ -86,6 +86,7 @@ def digestbot(*argv: str, **kwargs) -> subprocess.CompletedProcess:
 def test_config_before_or_after_the_command_and_after_wins(tmp_path, served, capsys):
     path = write_config(tmp_path, served.url)
     elsewhere = tmp_path / "missing.toml"
+    assert run_main(capsys, "-c", str(path), "init")[0] == 0  # status never creates the database
     for argv in (["-c", str(path), "status"], ["status", "-c", str(path)], ["-c", str(elsewhere), "status",
                                                                             "--config", str(path)]):
         code, out, err = run_main(capsys, *argv)
@@ -117,7 +118,8 @@ def test_quiet_and_verbose_on_either_side_the_later_wins(tmp_path, served, capsy
 
 def test_the_daemon_logs_only_warnings_with_quiet(tmp_path, served):
     path = write_config(tmp_path, served.url)
-    process = subprocess.Popen([sys.executable, "-m", "digestbot", "run", "-c", str(path), "-q"], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "digestbot", "run", "-c", str(path), "-q", "--send-backlog"],
+                               cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -173,10 +175,10 @@ def test_a_command_help_shows_its_examples_and_the_global_options(capsys):
 def test_run_once_json_says_what_was_polled_sent_and_failed(tmp_path, served, smtp_server, capsys):
     smtp_server.fail_rcpt["bad@example.org"] = "550 no such user"
     path = write_config(tmp_path, served.url, smtp_port=smtp_server.port)
-    code, out, err = run_main(capsys, "run", "--once", "--json", "-c", str(path))
+    code, out, err = run_main(capsys, "run", "--once", "--json", "--send-backlog", "-c", str(path))
     assert code == 1  # a source and a digest failed
     report = json.loads(out)
-    assert set(report) == {"sources", "sent", "failed", "deferred", "no_send"}
+    assert set(report) == {"sources", "sent", "failed", "deferred", "no_send", "backlog", "cancelled"}
     hf, broken = report["sources"]
     assert hf == {"name": "hf", "listed": 4, "new": 4, "matches": 5, "error": None}  # 4 everything + 1 bayes
     assert broken["name"] == "broken" and broken["listed"] == 0 and "HTML" in broken["error"]
@@ -189,8 +191,9 @@ def test_run_once_json_says_what_was_polled_sent_and_failed(tmp_path, served, sm
     assert [r.rcpt_tos for r in smtp_server.received] == [["a@example.org"]]
 
     code, out, _ = run_main(capsys, "-c", str(path), "status", "--json")
-    assert code == 0
+    assert code == 1  # a source's latest poll failed, and a digest failed
     status = json.loads(out)
+    assert status["healthy"] is False and len(status["problems"]) == 2
     assert status["papers"] == 4 and status["database"] == str(tmp_path / "bot.db")
     sources = {s["name"]: s for s in status["sources"]}
     assert sources["hf"]["papers_seen"] == 4 and sources["hf"]["last_error"] is None
@@ -353,4 +356,5 @@ def test_a_command_alone(tmp_path, served, capsys):
 def test_the_demo_still_reports_through_report_run(tmp_path):
     result = digestbot("demo", "--dir", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    assert "hf-daily: 80 papers listed, 80 new" in result.stdout and "sent 'Top papers': 5 papers" in result.stdout
+    assert "machine-inference: 91 papers listed, 91 new" in result.stdout
+    assert "wrote 'Top papers': 5 papers for bob@example.org to the outbox (email; not sent)" in result.stdout

@@ -64,9 +64,9 @@ password = "hunter2"
     lines = problems(tmp_path, text)
     path = str(tmp_path / "config.toml")
     assert f"{path}:11: bot.timezone: unknown timezone 'Mars/Olympus'" in "\n".join(lines)
-    assert any(line.startswith(f"{path}:12: bot.colour: unknown key") for line in lines)
+    assert any(line.startswith(f"{path}:12:1: bot.colour: unknown key") for line in lines)
     assert any(line.startswith(f"{path}:15: email.sender: not an email address") for line in lines)
-    assert any(line.startswith(f"{path}:16: email.password: unknown key") and "password_env" in line
+    assert any(line.startswith(f"{path}:16:1: email.password: unknown key") and "password_env" in line
                for line in lines)
     assert len(lines) == 4
 
@@ -128,12 +128,13 @@ def test_line_breaks_in_addresses_are_rejected(tmp_path):
 
 def test_toml_syntax_error_has_a_line(tmp_path):
     [line] = problems(tmp_path, MINIMAL + "\n[bot\n")
-    assert line.startswith(f"{tmp_path / 'config.toml'}:10: TOML syntax error")
+    assert line.startswith(f"{tmp_path / 'config.toml'}:10:5: TOML syntax error")
 
 
 def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
     path = tmp_path / "config.toml"
-    path.write_text(MINIMAL + '\n[slack]\ntoken_env = "TEST_DIGESTBOT_TOKEN"\n')
+    # [email] too: with [slack] alone, the subscription's email = [...] could not be sent (a problem)
+    path.write_text(MINIMAL + '\n[slack]\ntoken_env = "TEST_DIGESTBOT_TOKEN"\n\n[email]\nsender = "d@example.org"\n')
     config = config_module.load(path)
     monkeypatch.delenv("TEST_DIGESTBOT_TOKEN", raising=False)
     [line] = config_module.check_secrets(config)
@@ -153,7 +154,7 @@ def test_check_command_exit_codes(tmp_path):
                                    capture_output=True, text=True)
     ok, broken = run(good), run(bad)
     assert ok.returncode == 0 and "OK" in ok.stdout
-    assert broken.returncode == 2 and f"{bad}:11: bot.colour: unknown key" in broken.stderr
+    assert broken.returncode == 2 and f"{bad}:11:1: bot.colour: unknown key" in broken.stderr
     missing = run(tmp_path / "nope.toml")
     assert missing.returncode == 2 and "no such config file" in missing.stderr
 
@@ -162,11 +163,12 @@ def test_every_option_is_documented_in_the_example_config():
     import re
 
     from digestbot import sources
+    from digestbot.config.alerts import AlertsConfig
 
     text = (ROOT / "config.example.toml").read_text()
     documented = set(re.findall(r"^\s*#?\s*([a-z_]+)\s*=", text, re.M))
     models = [config_module.BotConfig, config_module.EmailConfig, config_module.SlackConfig,
-              config_module.TopicConfig, config_module.SubscriptionConfig,
+              config_module.TopicConfig, config_module.SubscriptionConfig, AlertsConfig,
               *(kind.Options for kind in sources.load_all().values())]
     missing = {f"{m.__name__}.{f}" for m in models for f in m.model_fields if f not in documented}
     assert missing == set()

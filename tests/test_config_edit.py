@@ -154,7 +154,7 @@ def test_subs_list_and_show(path):
         "# Bob reads vision papers, weekly.\n"  # the comment right above the header describes Bob's
         "[[subscriptions]]\nname = \"Bob\"\nquery   =   'vision'\ntopics = [\"efficient-inference\"]\n"
         "email = [\"bob@example.org\"]\nschedule = \"weekly mon 09:00\"\n"
-        "# not set above, so in effect:\n# max_papers = 15\n# send_empty = false\n# paused = false\n"
+        "# not set above, so in effect:\n# max_papers = 15\n# send_empty = false\n# paused = false\n# public = false\n"
         "# learn = true\n# timezone = \"Europe/Berlin\"  # bot.timezone\n\n"
         "[topics.efficient-inference]\nquery = '\"speculative decoding\" OR \"kv cache\"'\n")
 
@@ -191,7 +191,7 @@ period = "week"
     line = path.read_text().splitlines().index("[bot2]") + 1
     with caplog.at_level(logging.ERROR):
         assert not live.reload_if_changed(sched)
-    assert f"{path}:{line}: bot2: unknown section" in caplog.text and "NOT applied" in caplog.text
+    assert f"{path}:{line}:1: bot2: unknown section" in caplog.text and "NOT applied" in caplog.text
     assert live.ctx is good and len(live.ctx.config.sources) == 2
     caplog.clear()
     assert not live.reload_if_changed(sched)  # the same bad file is reported once

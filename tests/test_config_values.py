@@ -68,7 +68,7 @@ def test_characters_toml_allows_raw_keep_every_line_number_right(tmp_path, char)
     lines = problems(tmp_path, text)
     assert [line.split(": ", 2)[:2] for line in lines] == [
         [f"{tmp_path / 'config.toml'}:9", "subscriptions[0].name"],
-        [f"{tmp_path / 'config.toml'}:14", "bot.colour"]]
+        [f"{tmp_path / 'config.toml'}:14:1", "bot.colour"]]
 
 
 def test_every_string_of_the_file_is_checked_and_tab_and_newlines_stay_allowed(tmp_path):
@@ -111,9 +111,10 @@ def test_subs_set_and_add_cannot_put_one_in(tmp_path, char):
     path.write_text(BASE, encoding="utf-8")
     code, err = cli("-c", str(path), "subs", "set", "Alice: LLM inference", f"email=carol{char}@example.org")
     assert code == 2 and "the edit was not saved" in err
-    assert f"{path}:11: subscriptions[0].email: item 1 contains {CHARACTERS[char]} (" in err
+    assert f"\nemail=: item 1 contains {CHARACTERS[char]} (" in err  # the value is not printed (nor its line)
+    assert char not in err
     code, err = cli("-c", str(path), "subs", "add", f"Carol{char}papers", "--email", "carol@example.org")
-    assert code == 2 and f"subscriptions[1].name: contains {CHARACTERS[char]} (" in err
+    assert code == 2 and f"\nNAME: contains {CHARACTERS[char]} (" in err
     assert path.read_text(encoding="utf-8") == BASE
 
 

@@ -95,7 +95,7 @@ limit = 10
 
 def run_once(config: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "E2E_SLACK_TOKEN": "xoxb-test"}
-    return subprocess.run([sys.executable, "-m", "digestbot", "-c", str(config), "run", "--once"],
+    return subprocess.run([sys.executable, "-m", "digestbot", "-c", str(config), "run", "--once", "--send-backlog"],
                           capture_output=True, text=True, env=env, timeout=120)
 
 

@@ -88,7 +88,7 @@ def outbox_texts(outbox: Path) -> dict[str, str]:
 def delivered(http_server, tmp_path) -> tuple[Path, dict[str, str]]:
     http_server.route("/search", json.dumps(hostile_items()).encode())
     config = write_config(tmp_path, f"{http_server.url}/search")
-    assert cli.main(["-c", str(config), "run", "--once"]) == 0
+    assert cli.main(["-c", str(config), "run", "--once", "--send-backlog"]) == 0
     return config, outbox_texts(tmp_path / "outbox")
 
 

@@ -60,7 +60,7 @@ def test_votes_hold_back_and_include_with_reasons(tmp_path, http_server):
                       + "".join(f'[[subscriptions]]\nname = "{name}"\nquery = "reasoning"\nemail = ["r@example.org"]\n'
                                 f'schedule = "instant"\nmax_papers = 500\n{extra}\n'
                                 for name, extra in (("learns", ""), ("fixed", "learn = false"))))
-    digestbot(config, "run", "--once")
+    digestbot(config, "run", "--once", "--send-backlog")
     shown = delivered(tmp_path, "learns")
     assert shown and shown == delivered(tmp_path, "fixed")  # no votes yet: the query alone
     for key in shown:  # the reader votes on what they were shown, on both subscriptions
@@ -69,7 +69,7 @@ def test_votes_hold_back_and_include_with_reasons(tmp_path, http_server):
                 digestbot(config, "feedback", sub, key, "up" if grades.get(key, 0) == 2 else "down")
 
     http_server.daily_papers({today: [item(p) for p in first + second]})
-    digestbot(config, "run", "--once")
+    digestbot(config, "run", "--once", "--send-backlog")
     new = {p["id"] for p in second}
     learned = {k: v for k, v in delivered(tmp_path, "learns").items() if k in new}
     fixed = {k: v for k, v in delivered(tmp_path, "fixed").items() if k in new}

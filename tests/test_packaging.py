@@ -73,7 +73,7 @@ def test_new_config_without_a_path_writes_the_config_the_other_commands_read(tmp
 
 def test_the_checkout_keeps_the_templates_and_the_example_at_its_top_level():
     assert TEMPLATES == ["digest.html.j2", "digest.txt.j2", "web/digest.html.j2", "web/manage.html.j2",
-                         "web/page.html.j2"]
+                         "web/page.html.j2", "web/subscribe.html.j2"]
     assert not (ROOT / "digestbot" / "templates").exists()
     assert not (ROOT / "digestbot" / "toplevel").exists()  # it would shadow the checkout's files
 

@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fixtures import daily_items
 
 
@@ -73,7 +75,7 @@ def test_papers_published_long_before_first_sighting_are_recorded_not_sent(tmp_p
     fresh = daily_items(8, published=now)[5:]
     serve(http_server, old + fresh)
     path = config(tmp_path, http_server.url, extra="max_age_days = 7")
-    result = digestbot(path, "run", "--once")
+    result = digestbot(path, "run", "--once", "--send-backlog")  # a new database: send the first poll's too
     assert result.returncode == 0, result.stderr
     [mail] = outbox(tmp_path)
     assert "3 new papers" in mail.read_text()
@@ -85,7 +87,7 @@ def test_papers_published_long_before_first_sighting_are_recorded_not_sent(tmp_p
 def test_status_shows_sources_and_deliveries(tmp_path, http_server):
     serve(http_server, daily_items(4))
     path = config(tmp_path, http_server.url)
-    digestbot(path, "run", "--once")
+    digestbot(path, "run", "--once", "--send-backlog")
     status = digestbot(path, "status")
     assert status.returncode == 0, status.stderr
     assert "hf" in status.stdout and "last success" in status.stdout
@@ -95,7 +97,7 @@ def test_status_shows_sources_and_deliveries(tmp_path, http_server):
 def test_daemon_polls_sends_and_stops_cleanly_on_sigterm(tmp_path, http_server):
     serve(http_server, daily_items(6))
     path = config(tmp_path, http_server.url)
-    process = subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(path), "run"],
+    process = subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(path), "run", "--send-backlog"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -110,6 +112,109 @@ def test_daemon_polls_sends_and_stops_cleanly_on_sigterm(tmp_path, http_server):
     assert process.returncode == 0, err
     assert "stopping" in err and "6 papers listed, 6 new" in err
     assert len(outbox(tmp_path)) == 1
+
+
+@pytest.mark.parametrize("start", [[], ["init"]])
+def test_first_poll_of_a_new_database_records_and_sends_nothing_later_papers_are_sent(tmp_path, http_server, start):
+    items = daily_items(30)
+    serve(http_server, items[:20])
+    path = config(tmp_path, http_server.url)
+    if start:
+        assert digestbot(path, *start).returncode == 0
+    first = digestbot(path, "run", "--once")
+    assert first.returncode == 0, first.stderr
+    assert outbox(tmp_path) == []  # no flood of what was listed before the installation started
+    assert "first poll of a new database: recorded 20 papers" in first.stdout
+    assert "first poll of a new database" in first.stderr and "--send-backlog" in first.stderr  # the log says so
+    serve(http_server, items[:30])
+    second = digestbot(path, "run", "--once")
+    assert second.returncode == 0, second.stderr
+    [mail] = outbox(tmp_path)
+    assert "10 new papers" in mail.read_text() and "first poll" not in second.stdout
+
+
+def test_a_run_killed_after_one_source_still_holds_the_first_poll_of_the_others(tmp_path, http_server):
+    """The rule is a fact in the database, written by each source's own poll transaction: a first run
+    killed after polling source `a` and while polling `b` leaves `b` a first poll, sent nothing."""
+    items = daily_items(30)
+    serve(http_server, items[:10])
+    reached, release = threading.Event(), threading.Event()
+
+    def hanging(request):
+        reached.set()
+        release.wait(30)
+        return 200, {}, []
+
+    http_server.route("/b/api/daily_papers", hanging)
+    path = config(tmp_path, http_server.url)
+    text = path.read_text().replace("[[subscriptions]]", f"""[[sources]]
+name = "b"
+kind = "hf_daily"
+url = "{http_server.url}/b/api/daily_papers"
+every = "1h"
+
+[[subscriptions]]""")
+    path.write_text(text)
+    process = subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(path), "run", "--once"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert reached.wait(60), "source b was never polled"
+        process.kill()  # SIGKILL while polling b: a's first poll is committed, b's is not
+        process.communicate(timeout=30)
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+    http_server.daily_papers({str(datetime.now(UTC).date()): items[10:16]}, path="/b/api/daily_papers")
+    again = digestbot(path, "run", "--once")
+    assert again.returncode == 0, again.stderr
+    assert outbox(tmp_path) == []  # b's first poll (6 papers) is still held; a found nothing new
+    assert "recorded 6 papers" in again.stdout
+    serve(http_server, items[:10] + items[16:18])  # two papers neither source listed before
+    third = digestbot(path, "run", "--once")
+    [mail] = outbox(tmp_path)
+    assert third.returncode == 0 and "2 new papers" in mail.read_text()
+
+
+def test_no_send_reports_what_it_recorded_honestly(tmp_path):
+    path = config(tmp_path, "http://127.0.0.1:9")  # nothing listens: the source fails
+    result = digestbot(path, "run", "--once", "--no-send")
+    assert result.returncode == 1
+    assert "recorded everything" not in result.stdout
+    assert "every source failed, so nothing was recorded" in result.stdout
+
+
+def test_no_send_without_once_is_a_daemon_that_only_records(tmp_path, http_server):
+    serve(http_server, daily_items(6))
+    path = config(tmp_path, http_server.url)
+    process = subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(path), "run", "--no-send"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            listed = digestbot(path, "papers", "--json")
+            if listed.returncode == 0 and len(json.loads(listed.stdout)) == 6:
+                break
+            time.sleep(0.3)
+        time.sleep(1)  # a send would follow the poll at once
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "recording only" in err and "6 papers listed, 6 new" in err
+    assert outbox(tmp_path) == []
+
+
+def test_read_only_commands_never_create_a_database(tmp_path):
+    path = config(tmp_path, "http://127.0.0.1:9")
+    for command in (["status"], ["papers"], ["retry"], ["subs", "test", "Everything"], ["preview", "Everything"],
+                    ["feedback", "list", "Everything"]):
+        result = digestbot(path, *command)
+        assert result.returncode == 1, (command, result.stderr)
+        assert "no database at" in result.stderr and "`digestbot init` creates one" in result.stderr
+    assert not (tmp_path / "digestbot.db").exists() and not (tmp_path / ".digestbot-databases.json").exists()
 
 
 def test_cli_help_lists_every_command():

@@ -25,10 +25,25 @@ def test_unsubscribe_and_manage_tokens_never_expire():
 
 
 def test_confirm_tokens_expire_after_48_hours():
-    token = sign(SECRET, "confirm", "decoding", "alice@example.org", now=NOW)
+    token = sign(SECRET, "confirm", "decoding", "alice@example.org", confirmation=7, now=NOW)
     assert verify(SECRET, token, "confirm", now=NOW + timedelta(hours=47, minutes=59)).target == "alice@example.org"
     with pytest.raises(BadToken, match="expired"):
         verify(SECRET, token, "confirm", now=NOW + timedelta(hours=48, seconds=1))
+
+
+def test_a_confirm_token_is_bound_to_its_request_id():
+    token = sign(SECRET, "confirm", "", "alice@example.org", confirmation=7, now=NOW)
+    found = verify(SECRET, token, "confirm", now=NOW)
+    assert (found.confirmation, found.digest, found.paper, found.subscription_id) == (7, None, None, "")
+    assert sign(SECRET, "confirm", "", "alice@example.org", confirmation=8, now=NOW) != token
+    with pytest.raises(ValueError, match="needs confirmation"):
+        sign(SECRET, "confirm", "decoding", "alice@example.org", now=NOW)
+    with pytest.raises(ValueError, match="takes no confirmation"):
+        sign(SECRET, "manage", "decoding", "alice@example.org", confirmation=7, now=NOW)
+    # a digest token (its fifth item an id too) confirms nothing
+    digest = sign(SECRET, "digest", "decoding", "alice@example.org", digest=7, now=NOW)
+    with pytest.raises(BadToken):
+        verify(SECRET, digest, "confirm", now=NOW)
 
 
 def test_a_tampered_token_is_refused():

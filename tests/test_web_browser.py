@@ -5,15 +5,19 @@ loopback SMTP server. No script runs on the pages (the CSP forbids it): every st
 DIGESTBOT_SCREENSHOTS=docs writes the phone-sized (390 px) screenshots the README shows into that folder."""
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_web import ALICE, new_papers, one_click_url, recipients, run_once, start_serve, stop, suppressions
+from test_web import ALICE, PUBLIC, new_papers, one_click_url, recipients, run_once, start_serve, stop, suppressions
 from test_web_manage import manage_world
+from test_web_subscribe import CAROL, HOSTILE, LAB_ID, mails_to, subscribe_world, wait_for_mails
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -135,3 +139,66 @@ def test_a_reader_manages_and_leaves_their_digest_in_chromium(tmp_path, http_ser
         err = stop(serve)
     assert "Traceback" not in err and "token=" not in err, err
     print(f"the reader's journey took {time.monotonic() - started:.1f} s")
+
+
+def test_a_reader_subscribes_confirms_rates_and_leaves_in_chromium(tmp_path, http_server, smtp_server, browser):
+    """The whole of a reader's life with the bot, in the browser: the subscribe page → subscribe → the
+    confirmation mail arrives at aiosmtpd → its link → confirm → the next digest arrives → "Not for me" on a
+    paper → unsubscribe → no further digest. Here `public_url` is the serve process itself (no proxy), so
+    every link of every mail opens as it is."""
+    world, base = subscribe_world(tmp_path, http_server, smtp_server)
+    text = world.config.read_text(encoding="utf-8").replace(PUBLIC, base)
+    friendly = text.replace(HOSTILE, "What the lab reads: every new paper, as it comes.")
+    world.config.write_text(friendly, encoding="utf-8")
+    serve = start_serve(world, base)
+    try:
+        assert run_once(world).returncode == 0  # papers in the database: the page shows a sample of them
+        digests = len(smtp_server.received)
+        browser.get(f"{base}/")
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Subscribe to a paper digest"
+        assert "What the lab reads" in browser.find_element(By.ID, f"sub-{LAB_ID}").text
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+        screenshot(browser, "subscribe-page.png")
+        browser.find_element(By.ID, "email").send_keys(CAROL)
+        browser.find_element(By.CSS_SELECTOR, f'input[name="subscription"][value="{LAB_ID}"]').click()
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Check your inbox"
+        assert CAROL not in world.config.read_text(encoding="utf-8")  # nothing before the reader confirms
+
+        wait_for_mails(smtp_server, digests + 1)  # the first run's digests, then the confirmation mail
+        [mail] = mails_to(smtp_server, CAROL)
+        [link] = re.findall(rf"{re.escape(base)}/confirm\?token=\S+", mail.get_body(("plain",)).get_content())
+        browser.get(link)
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Confirm your subscription"
+        assert CAROL not in world.config.read_text(encoding="utf-8")  # opening the link changes nothing
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "form button"))
+        assert browser.find_element(By.TAG_NAME, "h1").text == "You are subscribed"
+        screenshot(browser, "subscribe-done.png")
+        assert CAROL in world.config.read_text(encoding="utf-8")
+
+        new_papers(http_server, 9)
+        sent = len(smtp_server.received)
+        assert run_once(world).returncode == 0 and CAROL in recipients(smtp_server, sent)  # the next digest
+        [digest] = mails_to(smtp_server, CAROL)[1:]
+        browser.get("data:text/html;base64," + base64.b64encode(
+            digest.get_body(("html",)).get_content().encode()).decode())  # the mail as a mail client shows it
+        down = browser.find_elements(By.CSS_SELECTOR, 'a[data-vote="down"]')[0]
+        paper = down.get_attribute("data-paper")
+        follow(browser, down)
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "form button"))
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Noted"
+        screenshot(browser, "vote-noted.png")
+        with sqlite3.connect(world.db) as db:
+            assert db.execute("SELECT target, paper, vote FROM vote").fetchall() == [(CAROL, paper, "down")]
+
+        [unsubscribe] = re.findall(r"<([^>]+)>", "".join(str(digest["List-Unsubscribe"]).split()))
+        browser.get(unsubscribe)
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "form button"))
+        assert browser.find_element(By.TAG_NAME, "h1").text == "You have left"
+        new_papers(http_server, 12)
+        sent = len(smtp_server.received)
+        assert run_once(world).returncode == 0
+        assert recipients(smtp_server, sent) and CAROL not in recipients(smtp_server, sent)  # the admin still gets it
+    finally:
+        err = stop(serve)
+    assert "Traceback" not in err and "token=" not in err, err

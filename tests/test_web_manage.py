@@ -15,6 +15,7 @@ from delivery_world import World, init, make_world
 from servers import free_port
 from test_web import ALICE, BOB, PUBLIC, SECRET_ENV, new_papers, recipients, run_once, start_serve, stop, suppressions
 
+from digestbot import config as config_module
 from digestbot.web import tokens
 from digestbot.web.manage import FORM_FIELD, form_value
 
@@ -146,3 +147,41 @@ def test_the_unsubscribe_page_links_to_the_manage_page(managed):
     for response in (manage, httpx.get(f"{base}/manage?token=x")):
         assert "default-src 'none'" in response.headers["content-security-policy"]
 
+
+
+def test_the_owner_of_a_subscription_of_their_own_edits_its_query_and_topics(managed):
+    """A subscription made on the subscribe page (`owner` = its one reader) has its query and topics on the
+    manage page too: a query that does not parse is refused with the parser's caret, an unknown topic with
+    the validator's message, the file unchanged; a good one is saved. A subscription the reader does not
+    own shows no query field, and a query posted to it anyway changes nothing."""
+    world, base = managed
+    text = world.config.read_text(encoding="utf-8")
+    text = text.replace("# Alice's own\n", '[topics.agents]\nquery = "agent"\n\n# Alice\'s own\n', 1)
+    text += (f'\n[[subscriptions]]\nname = "Own: diffusion"\nquery = "diffusion"\nemail = ["{ALICE}"]\n'
+             f'owner = "{ALICE}"\n')
+    world.config.write_text(text, encoding="utf-8")
+    url = manage_url(base, subscription="own-diffusion")
+    page = httpx.get(url).text
+    assert 'id="query-own-diffusion"' in page and 'value="diffusion"' in page and "agents" in page
+    assert 'id="query-everything"' not in page  # Alice's other digest is hers, but its query is the admin's
+
+    refused = post(url, "own-diffusion", "save", max_papers="15", schedule="daily 08:00",
+                   query="diffusion AND (video", topics="")
+    assert refused.status_code == 400
+    [caret] = re.findall(r'<pre class="error" id="query-error-own-diffusion"[^>]*>([^<]*)</pre>', refused.text)
+    assert "^" in caret and "diffusion AND (video" in caret.replace("&#34;", '"')
+    assert 'value="diffusion AND (video"' in refused.text  # what the reader typed stays in the field
+    unknown = post(url, "own-diffusion", "save", max_papers="15", schedule="daily 08:00", query="diffusion",
+                   topics="agents, robots")
+    assert unknown.status_code == 400 and "no topic &#39;robots&#39;" in unknown.text
+    assert world.config.read_text(encoding="utf-8") == text
+
+    saved = post(url, "own-diffusion", "save", max_papers="15", schedule="daily 08:00",
+                 query='diffusion AND (video OR "3d")', topics="agents")
+    assert saved.status_code == 200 and "Saved." in saved.text
+    own = next(s for s in config_module.load(world.config).subscriptions if s.id == "own-diffusion")
+    assert (own.query, own.topics) == ('diffusion AND (video OR "3d")', ["agents"])
+
+    before = world.config.read_text(encoding="utf-8")
+    ignored = post(manage_url(base), "everything", "save", max_papers="5", schedule="instant", query="hacked")
+    assert ignored.status_code == 200 and world.config.read_text(encoding="utf-8") == before

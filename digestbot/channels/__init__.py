@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, type[Channel]] = {}
 
 # Ledger channel -> (channel kind, the config section that kind needs). Without that section the
-# digests go to the outbox (OUTBOX: .eml and .json files), so a config without [email] or [slack]
-# still runs end to end (`digestbot demo`, trying out a config).
+# digests go to the outbox (OUTBOX: .eml and .json files) only when the config asks for it
+# (Config.outbox_wanted: `[bot] outbox` set, or neither [email] nor [slack], as in `digestbot demo`).
 ROUTES: dict[str, tuple[str, str | None]] = {
     "email": ("smtp", "email"),
     "slack": ("slack", "slack"),
@@ -57,6 +57,9 @@ class Channel:
     for each digest: `send`, then `record` with the ledger write that says it was sent."""
 
     kind: ClassVar[str]
+    # What the server answered the latest `send` (the SMTP reply to the final ".", Slack's ts and channel,
+    # the outbox file): `digestbot send-test` prints it. Empty for a channel that does not say.
+    last_reply: str = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,7 +112,27 @@ def kind_for(config: Config, ledger_channel: str) -> str:
     except KeyError:
         raise DigestbotError(f"digests for channel {ledger_channel!r} cannot be delivered: this version knows "
                              f"{', '.join(sorted(ROUTES))} (was the database used by a newer digestbot?)") from None
-    return kind if section is None or getattr(config, section) is not None else OUTBOX
+    if section is None or getattr(config, section) is not None:
+        return kind
+    if config.outbox_wanted:
+        return OUTBOX
+    raise DigestbotError(f"digests for channel {ledger_channel!r} cannot be sent: the config has no [{section}] "
+                         f"section (add it, or set [bot] outbox to write them to files)")
+
+
+def outbox_channels(config: Config) -> frozenset[str]:
+    """The ledger channels whose digests `config` writes to the outbox instead of sending (reports say
+    "wrote", not "sent", for them)."""
+    return frozenset(channel for channel in ROUTES if _carried_by(config, channel) == OUTBOX)
+
+
+def _carried_by(config: Config, ledger_channel: str) -> str | None:
+    """`kind_for`, or None for a channel this config cannot send (its digests cannot exist: check refuses
+    a subscription using it)."""
+    try:
+        return kind_for(config, ledger_channel)
+    except DigestbotError:
+        return None
 
 
 def lookup(kind: str) -> type[Channel]:

@@ -201,7 +201,8 @@ class SmtpChannel(Channel):
         if self._smtp is None:
             self._smtp = self._connect()
         try:
-            transaction(self._smtp, self._mail_from, mail, self.flush, self.data_timeout)  # flush: see `record`
+            self.last_reply = transaction(self._smtp, self._mail_from, mail, self.flush,
+                                          self.data_timeout)  # flush: see `record`
         except (smtplib.SMTPServerDisconnected, OutcomeUnknown):
             self._smtp = None
             raise

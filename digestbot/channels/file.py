@@ -1,6 +1,7 @@
 """The outbox: writes each email as an `.eml` file and each Slack post as a `.json` payload.
 
-Used when `[email]` or `[slack]` is absent, and by `digestbot demo`: nothing leaves the machine.
+Used for a channel whose section (`[email]`, `[slack]`) is absent when the config asks for the outbox
+(`[bot] outbox`, or no [email] and no [slack] at all, as `digestbot demo`): nothing leaves the machine.
 """
 from __future__ import annotations
 
@@ -51,4 +52,5 @@ class FileChannel(Channel):
                        for post in message.slack_posts]  # the first is top-level, the rest its thread
             data = json.dumps(payload, indent=2, ensure_ascii=False).encode()
         private.write(path, data)
+        self.last_reply = f"written to {path} (the outbox: nothing was sent)"
         return str(path)

@@ -119,7 +119,9 @@ class SlackChannel(Channel):
             self.pacer.wait(channel)
             response = self.client.chat_postMessage(channel=channel, text=post.text, blocks=post.blocks,
                                                     thread_ts=thread_ts, unfurl_links=False, unfurl_media=False)
-            return str(response.get("ts", ""))
+            ts = str(response.get("ts", ""))
+            self.last_reply = f"ok: ts {ts} in channel {response.get('channel', channel)}"
+            return ts
 
         try:
             return post_at_most_twice(once, channel)

@@ -30,10 +30,11 @@ class OutcomeUnknown(Exception):
 
 
 def transaction(smtp: smtplib.SMTP, mail_from: str, mail: Wire, settle: Callable[[], None],
-                data_timeout: float) -> None:
+                data_timeout: float) -> str:
     """smtplib's sendmail for one recipient (same commands and exceptions, see the module's notes);
     `settle()` runs between sending MAIL and reading its reply (local work overlapping the
-    server's). The caller has said EHLO (SmtpChannel._connect)."""
+    server's). The caller has said EHLO (SmtpChannel._connect). Returns the server's reply to the
+    final "." ("250 2.0.0 Ok: queued as 4F2A1"), which `digestbot send-test` shows."""
     options = f" SIZE={len(mail.data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
     if mail.utf8:
         if not (smtp.does_esmtp and smtp.has_extn("smtputf8")):
@@ -66,6 +67,7 @@ def transaction(smtp: smtplib.SMTP, mail_from: str, mail: Wire, settle: Callable
     if code != 250:
         smtp.close() if code == 421 else _reset(smtp)
         raise smtplib.SMTPDataError(code, reply)
+    return f"{code} {reply_text(reply)}"
 
 
 def _reply(smtp: smtplib.SMTP) -> tuple[int, bytes]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__, pipeline
 from .. import config as config_module
 from ..app import App
+from ..channels import outbox_channels
 from ..errors import ConfigError, DigestbotError
 from . import feedback, ops, subs
 from .common import (
@@ -30,6 +31,7 @@ from .common import (
     add_json_option,
     emit_json,
     examples_text,
+    log_formatter,
     print_help_of,
     silence_stdout,
 )
@@ -41,27 +43,26 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
     return config_module.load(args.config)
 
 
-def open_app(args: argparse.Namespace) -> App:
-    return App.from_config(args.config)
-
-
 # --- commands --------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.json and not args.once:
         raise UsageError("--json needs --once (the daemon logs instead)")
-    app = open_app(args)
+    if args.send_backlog and args.no_send:
+        raise UsageError("--send-backlog and --no-send contradict each other")
+    app = App.from_config(args.config, send_backlog=args.send_backlog)  # the first run creates the database
     if not args.once:
         if args.verbosity != "quiet":
+            doing = "recording only (--no-send): nothing is sent" if args.no_send else "Ctrl-C to stop"
             print(f"digestbot {__version__}: {len(app.config.sources)} sources, {len(app.config.subscriptions)} "
-                  f"subscriptions; Ctrl-C to stop", file=sys.stderr)
-        app.serve()
+                  f"subscriptions; {doing}", file=sys.stderr)
+        app.serve(send=not args.no_send)
         return EXIT_OK
     polls, sends = app.run_once(send=not args.no_send)
     if args.json:
         emit_json(run_document(polls, sends, sent_anything=not args.no_send))
     else:
-        report_run(polls, sends, sent_anything=not args.no_send)
+        report_run(polls, sends, sent_anything=not args.no_send, outbox=outbox_channels(app.config))
     return EXIT_FAILED if any(p.error for p in polls) or sends.failed else EXIT_OK
 
 
@@ -72,16 +73,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool) -> None:
+def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, sent_anything: bool,
+               outbox: frozenset[str] = frozenset()) -> None:
+    """`outbox`: the ledger channels the config writes to the outbox folder: their digests were written, not
+    sent."""
     for p in polls:
         if p.error:
             print(f"{p.source}: FAILED: {p.error}")
         else:
             print(f"{p.source}: {p.seen} papers listed, {p.new} new, {p.matched} matches")
+    backlog = [p for p in polls if p.backlog]
+    if backlog:
+        print(f"first poll of a new database: recorded {sum(p.new for p in backlog)} papers as already seen and "
+              f"sent none of their {sum(p.matched for p in backlog)} matches (`run --send-backlog` sends a first "
+              f"poll's matches); papers first seen from now on are sent")
     if not sent_anything:
-        print("--no-send: recorded everything, sent nothing")
+        failed = [p for p in polls if p.error]
+        if polls and len(failed) == len(polls):
+            print("--no-send: every source failed, so nothing was recorded; sent nothing")
+        elif failed:
+            print(f"--no-send: recorded what {len(polls) - len(failed)} of {len(polls)} sources listed "
+                  f"({', '.join(p.source for p in failed)} failed); sent nothing")
+        else:
+            print("--no-send: recorded everything, sent nothing")
+    for sub_id, channel, target, count in sends.cancelled:
+        print(f"cancelled {count} queued for {sub_id!r} to {target} ({channel}): no longer in the config")
     for name, channel, target, count in sends.sent:
-        print(f"sent {name!r}: {count} papers to {target} ({channel})")
+        if channel in outbox:
+            print(f"wrote {name!r}: {count} papers for {target} to the outbox ({channel}; not sent)")
+        else:
+            print(f"sent {name!r}: {count} papers to {target} ({channel})")
     for name, target, error in sends.failed:
         print(f"FAILED {name!r} to {target}: {error}")
     if sends.deferred:
@@ -100,7 +121,10 @@ def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *
                  for name, channel, target, count in sends.sent],
         "failed": [{"subscription": name, "target": target, "error": error} for name, target, error in sends.failed],
         "deferred": sends.deferred,
+        "cancelled": [{"subscription": sub_id, "channel": channel, "target": target, "queued": count}
+                      for sub_id, channel, target, count in sends.cancelled],
         "no_send": not sent_anything,
+        "backlog": [p.source for p in polls if p.backlog],  # first polls of a new database: recorded, not sent
     }
 
 
@@ -112,7 +136,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise
         emit_json({"config": str(args.config), "ok": False, "problems": exc.problems, "warnings": []})
         return EXIT_USAGE
-    warnings = config_module.check_secrets(config)
+    warnings = config_module.check_secrets(config) + config_module.check_queries(config)
     if args.json:
         emit_json({"config": str(config.path), "ok": True, "problems": [], "warnings": warnings,
                    "sources": len(config.sources), "topics": len(config.topics),
@@ -127,7 +151,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """Render a digest to files; sends nothing and changes no ledger row."""
-    for path in open_app(args).preview(args.name, Path(args.out), days=args.days):
+    config = load_config(args)
+    config.subscription(args.name)  # an unknown name is a usage error, whether or not a database exists
+    for path in App.from_config(config, create=False).preview(args.name, Path(args.out), days=args.days):
         print(path)
     return 0
 
@@ -151,7 +177,7 @@ def cmd_new_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
 
-    return run_demo(Path(args.dir), report_run)
+    return run_demo(Path(args.dir), report_run, reset=args.reset)
 
 
 # --- parser -----------------------------------------------------------------------------------------
@@ -181,9 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
         "digestbot run                          # the daemon: polls and sends on schedule until stopped",
         "digestbot run --once                   # one pass: poll every source, send what is due, exit",
         "digestbot run --once --no-send         # record what is listed now without sending it",
+        "digestbot run --send-backlog           # a new database: send what the first poll finds too",
         "digestbot run --once --json | jq .failed"])
     run.add_argument("--once", action="store_true", help="poll every source once, send what is due, exit")
-    run.add_argument("--no-send", action="store_true", help="with --once: record what is listed now, send nothing")
+    run.add_argument("--no-send", action="store_true",
+                     help="record what is listed, send nothing (with --once: one pass; without: a daemon that only "
+                          "polls and records)")
+    run.add_argument("--send-backlog", action="store_true",
+                     help="on a new database, send the matches of each source's first poll too (by default that "
+                          "poll only records what is listed: no flood of last week's papers)")
     add_json_option(run, "with --once, what each source listed, what was sent and what failed")
     run.set_defaults(func=cmd_run)
 
@@ -220,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add_command(sub, "demo", help="the whole job on bundled sample listings, offline",
                        examples=["digestbot demo", "digestbot demo --dir /tmp/demo   # then: ls /tmp/demo/outbox"])
-    demo.add_argument("--dir", default="digestbot-demo", help="where to put the demo database and outbox")
+    demo.add_argument("--dir", default="digestbot-demo",
+                      help="the playground: its config, listings, database and outbox (default: digestbot-demo)")
+    demo.add_argument("--reset", action="store_true",
+                      help="start a playground over even if its config was edited (the edits are lost)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -229,9 +264,13 @@ def configure_logging(args: argparse.Namespace) -> None:
     daemon = (args.func is cmd_run and not args.once) or args.func is cmd_serve
     level = {"verbose": logging.DEBUG, "quiet": logging.WARNING}.get(
         args.verbosity, logging.INFO if daemon else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(args.log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     if args.verbosity != "verbose":
-        for noisy in ("httpx", "httpcore", "apscheduler.executors", "alembic"):
+        # APScheduler's own start-up lines ("Adding job tentatively", "Added job ... to job store",
+        # "Scheduler started") are for -v: the daemon says in one line what it scheduled (daemon.py).
+        for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # slack_sdk stays at WARNING even with -v: its DEBUG lines print each request's URL and body (an
     # incoming webhook's URL is its secret; bodies are subscribers' digests) and its INFO retry lines

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +36,41 @@ exit codes:
   141  stdout was closed before all was written (e.g. `| head -1`): the rest is dropped quietly"""
 
 
+LOG_FORMATS = ("text", "json")
+
+
+class IsoFormatter(logging.Formatter):
+    """`2026-11-20T09:30:00.123+01:00 INFO    digestbot.daemon: message`: the date and the offset
+    too, so that a line means one moment wherever it is read (journald, a shipped file, a bug report)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        return iso_local(record.created)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (`--log-format json`): {"time", "level", "logger", "message"}, plus
+    "exception" (the traceback as text) when there is one. A message's line breaks stay inside its string,
+    so a log shipper never splits one record in two."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {"time": iso_local(record.created), "level": record.levelname,
+                                    "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def iso_local(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
+
+
+def log_formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else IsoFormatter()
+
+
 class UsageError(Exception):
     """A command was given options that do not go together (exit 2, like argparse's own errors)."""
 
@@ -59,6 +95,9 @@ def add_global_options(parser: argparse.ArgumentParser, *, with_defaults: bool) 
     group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const="quiet",
                        default=default("normal"),
                        help="log only warnings and errors (the daemon too); no summary notes on stderr")
+    group.add_argument("--log-format", choices=LOG_FORMATS, default=default("text"),
+                       help="log lines as text (ISO date and time, level, logger, message; the default) or as "
+                            "one JSON object per line for log shippers")
 
 
 def examples_text(examples: Sequence[str]) -> str:

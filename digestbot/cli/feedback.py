@@ -62,7 +62,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     name, paper, vote = words
     if vote not in VOTES:
         raise UsageError(f"a vote is up (more like this) or down (not for me), not {vote!r}")
-    app = App.from_config(args.config, open_database=False)  # the store opens on first use; no matcher needed
+    app = App.from_config(args.config, open_database=False, create=False)  # no matcher needed
     sub = app.config.subscription(name)
     key, target = paper_key_of(paper), args.target or ANY_TARGET
     replaced = [v for v in app.store.votes(sub.id) if v.target == target and v.paper == key]
@@ -73,7 +73,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace, name: str) -> int:
-    app = App.from_config(args.config)
+    app = App.from_config(args.config, create=False)
     sub = app.config.subscription(name)
     votes = app.store.votes(sub.id)
     if args.json:

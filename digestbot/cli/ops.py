@@ -6,10 +6,13 @@ Part of the command line (cli/__init__.py registers these).
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 
+from .. import pipeline
 from .. import store as store_module
 from ..app import App, now
+from ..errors import DeliveryError
 from ..sources import SourceOptions
 from ..store import (
     DeliveryStatus,
@@ -22,14 +25,35 @@ from ..store import (
     migrations,
 )
 from ..store.ledger import Ledger
-from .common import Actions, add_command, add_json_option, emit_json, iso, note, print_help_of
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Actions,
+    UsageError,
+    add_command,
+    add_json_option,
+    emit_json,
+    iso,
+    note,
+    print_help_of,
+)
 
 
 def register(sub: Actions) -> None:
-    status = add_command(sub, "status", help="sources, papers and deliveries at a glance", examples=[
-        "digestbot status", "digestbot status --json | jq '.sources[] | select(.last_error)'"])
+    status = add_command(sub, "status", help="sources, papers and deliveries at a glance; exit 1 when a source's "
+                         "latest poll failed, a digest failed or a daemon stopped beating", examples=[
+        "digestbot status", "digestbot status --json | jq '.sources[] | select(.last_error)'",
+        "digestbot status -q >/dev/null || echo unhealthy   # for cron and monitors"])
     add_json_option(status, "sources, papers and digests")
     status.set_defaults(func=cmd_status)
+
+    send_test = add_command(sub, "send-test", help="send one small message through the configured channel and "
+                            "print what the server answered (exit 1 when it fails)", examples=[
+        "digestbot send-test alice@example.org    # through [email]: prints the SMTP server's reply",
+        "digestbot send-test '#papers'            # through [slack]: prints the message's ts and channel"])
+    send_test.add_argument("target", help="an email address, or a Slack channel: '#name' (quoted for the shell)")
+    add_json_option(send_test, "the target, channel, transport, id and the server's answer")
+    send_test.set_defaults(func=cmd_send_test)
 
     init = add_command(sub, "init", help="start a new, empty database on purpose (a first `run` creates one by "
                        "itself)", examples=["digestbot init", "digestbot init --force   # a damaged database"])
@@ -38,8 +62,21 @@ def register(sub: Actions) -> None:
 
     retry = add_command(sub, "retry", help="make pending digests due now", examples=[
         "digestbot retry && digestbot run --once", "digestbot retry --failed"])
-    retry.add_argument("--failed", action="store_true", help="also give failed digests a new chance")
+    retry.add_argument("--failed", action="store_true",
+                       help="also give failed digests a new chance (those for a target no longer in the config: "
+                            "their papers go to the subscription's current targets)")
     retry.set_defaults(func=cmd_retry)
+
+    discard = add_command(sub, "discard", help="cancel pending and failed digests you do not want sent", examples=[
+        "digestbot discard --subscription alice              # everything queued or failed for alice",
+        "digestbot discard --target old@example.org --yes    # without asking (scripts)",
+        "digestbot discard --id 41 --id 42"])
+    discard.add_argument("--subscription", metavar="NAME", help="the subscription's name or id")
+    discard.add_argument("--target", metavar="ADDRESS", help="an address or Slack channel")
+    discard.add_argument("--id", type=int, action="append", default=[], metavar="N",
+                         help="a digest id (as `digestbot status` shows it; repeatable)")
+    discard.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    discard.set_defaults(func=cmd_discard)
 
     papers = add_command(sub, "papers", help="list stored papers, newest first", examples=[
         "digestbot papers --days 1", "digestbot papers --json | jq '.[0].title'"])
@@ -66,10 +103,13 @@ def register(sub: Actions) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    app = App.from_config(args.config)
+    """Exit 1 (EXIT_FAILED) when `health_problems` finds any: a monitor or a cron job can run
+    `digestbot status -q` and act on the exit code alone."""
+    app = App.from_config(args.config, create=False)
     if args.json:
-        emit_json(status_document(app))
-        return 0
+        document = status_document(app)
+        emit_json(document)
+        return EXIT_FAILED if document["problems"] else EXIT_OK
     config, store = app.config, app.store
     states = store.source_states()
     print(f"database: {store_module.sqlite_path(store.url) or dbstate.shown(store.url)}  "
@@ -79,7 +119,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     for options in config.sources:
         print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
     print_deliveries(store)
-    return 0
+    problems = health_problems(app)
+    if problems:
+        print("\nunhealthy (exit 1):")
+        for problem in problems:
+            print(f"  {problem}")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def health_problems(app: App) -> list[str]:
+    """What makes `status` exit 1: a configured source whose latest poll failed, a failed digest, a
+    daemon that stopped beating without removing its row (killed, crashed). No daemon at all is not a
+    problem here (`run --once` from cron is a way to run digestbot); /healthz and /metrics show its age."""
+    store, at = app.store, now()
+    states = store.source_states()
+    problems = [f"source {o.name}: its latest poll failed: {states[o.name].last_error}"
+                for o in app.config.sources if (st := states.get(o.name)) and st.failing]
+    failed = Ledger(store).digests(DigestStatus.FAILED)
+    if failed:
+        problems.append(f"{len(failed)} digests failed (`digestbot status` lists them; fix the cause, then "
+                        f"`digestbot retry --failed`)")
+    beats = store.heartbeats()
+    if beats and not any(_alive(b.beat_at, at) for b in beats):
+        problems.append(f"daemon: no heartbeat for {_age(beats[0].beat_at, at):.0f}s (stopped without cleaning up?)")
+    return problems
 
 
 def status_document(app: App) -> dict[str, object]:
@@ -95,6 +158,7 @@ def status_document(app: App) -> dict[str, object]:
             "name": options.name, "kind": options.kind, "schedule": options.cron or f"every {options.every}",
             "last_poll": iso(st.last_poll if st else None), "last_success": iso(st.last_success if st else None),
             "last_error": st.last_error if st else None, "last_error_at": iso(st.last_error_at if st else None),
+            "failing": bool(st and st.failing),
             "next_poll": iso(next_poll(options, st.last_poll if st else None, at)),
             "papers_seen": store.papers_from(options.name),  # distinct papers
             "listings_seen": st.papers_seen if st else 0, "last_new": st.last_new if st else 0})
@@ -109,10 +173,11 @@ def status_document(app: App) -> dict[str, object]:
                 "attempts": r.attempts, "error": r.last_error}
 
     beats = store.heartbeats()
+    problems = health_problems(app)
     daemons = [{"host": b.host, "pid": b.pid, "started_at": iso(b.started_at), "last_heartbeat": iso(b.beat_at),
                 "age_s": _age(b.beat_at, at), "alive": _alive(b.beat_at, at)} for b in beats]
     return {"database": store_module.sqlite_path(store.url) or dbstate.shown(store.url),
-            "papers": store.count_papers(),
+            "healthy": not problems, "problems": problems, "papers": store.count_papers(),
             "daemon_heartbeat_age_s": _age(beats[0].beat_at, at) if beats else None, "daemons": daemons,
             "sources": sources, "digests": digests,
             "failed": [row(r) for r in ledger.digests(DigestStatus.FAILED)],
@@ -163,9 +228,68 @@ def print_deliveries(store: Store) -> None:
         print("  (`digestbot retry` sends the pending ones now; `retry --failed` also the failed ones)")
 
 
+def cmd_send_test(args: argparse.Namespace) -> int:
+    """Nothing is recorded; the database is not opened (a channel can be tried before the first run)."""
+    app = App.from_config(args.config, open_database=False)
+    try:
+        sent = app.send_test(args.target)
+    except DeliveryError as exc:
+        if args.json:
+            emit_json({"target": args.target, "ok": False, "error": str(exc)})
+        else:
+            print(f"send-test to {args.target} FAILED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        emit_json({"target": sent.target, "ok": True, "channel": sent.ledger_channel, "kind": sent.kind,
+                   "id": sent.server_id, "reply": sent.reply})
+        return EXIT_OK
+    if sent.kind == "file":
+        section = "[email]" if sent.ledger_channel == "email" else "[slack]"
+        print(f"written, not sent: the config has no {section} section, so {sent.ledger_channel} digests go to "
+              f"the outbox: {sent.server_id}")
+        return EXIT_OK
+    print(f"sent to {sent.target} via {sent.kind}; the server answered: {sent.reply}")
+    if sent.ledger_channel == "email":
+        print(f"Message-ID: {sent.server_id} (look for it in the recipient's mailbox, or in the server's log)")
+    return EXIT_OK
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
-    count = Ledger(App.from_config(args.config).store).retry_now(now(), failed=args.failed)
+    app = App.from_config(args.config, create=False)
+    ledger = Ledger(app.store)
+    if args.failed:  # after fixing a wrong address or channel: the failed papers go to the current targets
+        current = pipeline.all_targets(app.config, app.store.suppressions())
+        rerouted, made = ledger.reroute_failed(current, now())
+        if rerouted:
+            print(f"{rerouted} failed digests were for targets no longer in the config: their papers now wait for "
+                  f"the subscriptions' current targets ({made} deliveries)")
+    count = ledger.retry_now(now(), failed=args.failed)
     print(f"{count} digests are due now; `digestbot run --once` (or the running daemon within 5 minutes) sends them")
+    return 0
+
+
+def cmd_discard(args: argparse.Namespace) -> int:
+    """Cancel pending and failed digests an admin does not want sent (kept in the ledger, marked cancelled)."""
+    if args.subscription is None and args.target is None and not args.id:
+        raise UsageError("say what to discard: --subscription NAME, --target ADDRESS and/or --id N")
+    app = App.from_config(args.config, create=False)
+    sub_id = app.config.subscription(args.subscription).id if args.subscription else None
+    ids = list(args.id) or None
+    what = dict(subscription_id=sub_id, target=args.target, ids=ids, now=now())
+    digests, waiting = app.store.discard(**what, dry_run=True)
+    if not digests and not waiting:
+        print("nothing to discard: no pending or failed digest matches")
+        return 0
+    summary = f"{digests} digests (pending or failed) and {waiting} papers waiting for a digest"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"would discard {summary}; add --yes to do it")
+        answer = input(f"discard {summary}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing discarded")
+            return 0
+    digests, waiting = app.store.discard(**what)
+    print(f"discarded {digests} digests and {waiting} waiting papers (kept in the ledger, marked cancelled)")
     return 0
 
 
@@ -242,7 +366,7 @@ def print_source_status(options: SourceOptions, st: SourceRecord | None, distinc
 
 
 def cmd_papers(args: argparse.Namespace) -> int:
-    papers = App.from_config(args.config).store.papers(days=args.days)
+    papers = App.from_config(args.config, create=False).store.papers(days=args.days)
     if args.json:
         emit_json([{"id": p.key, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
                     "url": p.link, "published": p.published.isoformat() if p.published else None,

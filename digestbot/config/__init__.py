@@ -1,13 +1,14 @@
 """Load the TOML config into validated, typed models; every problem reported as FILE:LINE: key: message.
 
-Secrets never live in the file: `[email] password_env`, `[slack] token_env` and (for a database URL
-with a password) `[bot] database_env` name environment variables. Relative paths (the SQLite file, the
-outbox, templates, text sources) are relative to the config file, so the bot behaves the same whatever
-folder it is started from.
+Secrets never live in the file: `[email] password_env`, `[slack] token_env` and `signing_secret_env`, and
+(for a database URL with a password) `[bot] database_env` name environment variables. Relative paths (the
+SQLite file, the outbox, templates, text sources) are relative to the config file, so the bot behaves the
+same whatever folder it is started from.
 """
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ from ..models import paper_key_of
 from ..schedule import Schedule, parse_schedule
 from ..sources import SourceOptions
 from ..sources.text import TextOptions
+from . import alerts as alerts_section
 from . import sendable
-from .problems import Model, Problems, toml_syntax_error
+from .problems import Model, Problems, toml_syntax_error, unknown_section
 from .tomlpos import Loc
 
 
@@ -93,6 +95,9 @@ class SlackConfig(Strict):
     token_env: str = "SLACK_BOT_TOKEN"
     base_url: str | None = None
     min_interval: float = Field(default=1.0, ge=0)  # seconds between posts to one channel (Slack's tier)
+    # The environment variable holding the Slack app's signing secret: set, Slack digests carry vote buttons
+    # and `digestbot serve` answers them at /slack/actions (web/slack_actions.py)
+    signing_secret_env: str | None = None
 
 
 class RelevanceConfig(Strict):
@@ -106,6 +111,9 @@ class WebConfig(Strict):
     sit behind a TLS reverse proxy that `bot.public_url` names."""
     listen: str = "127.0.0.1:8080"  # HOST:PORT
     secret_env: str | None = None  # the environment variable holding the links' signing secret
+    allow_custom: bool = False  # the subscribe page (GET /) offers a query of one's own, not only public lists
+    confirmations_per_address_per_day: int = Field(default=3, ge=1)  # subscribe-page mails to one address
+    subscribes_per_ip_per_hour: int = Field(default=20, ge=1)  # subscribe-page requests per client (per process)
 
     @field_validator("listen")
     @classmethod
@@ -155,9 +163,19 @@ class SubscriptionConfig(Strict):
     slack_webhook: str | None = None  # an incoming-webhook URL (it posts to one fixed channel)
     slack_webhook_env: str | None = None  # or the environment variable holding it (it is a secret)
     listing_url: str | None = None  # where "and N more" links (default: the Hugging Face papers page)
+    public: bool = False  # listed on the subscribe page (`digestbot serve`, GET /): anyone may ask to get it
+    description: str | None = None  # what the subscribe page says of it (may span lines)
+    owner: str | None = None  # the address that made it on the subscribe page with its own query
     learn: bool = True  # readers' votes change the selection (README "What your votes do"); false: the query alone
 
     _name = field_validator("name")(_no_newlines)
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        if value is not None and ("@" not in parseaddr(_no_newlines(value) or "")[1]):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
 
     @field_validator("slack_webhook")
     @classmethod
@@ -199,6 +217,7 @@ class Config:
     subscriptions: list[SubscriptionConfig]
     web: WebConfig = field(default_factory=WebConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
+    alerts: alerts_section.AlertsConfig | None = None  # [alerts]: who hears about failing sources (alerts.py)
     schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
     text: str = ""  # the file as read, for FILE:LINE messages
 
@@ -228,6 +247,13 @@ class Config:
     @property
     def outbox(self) -> Path:
         return self.resolve(self.bot.outbox)
+
+    @property
+    def outbox_wanted(self) -> bool:
+        """Whether digests of a channel whose section ([email], [slack]) is absent go to the outbox: when
+        `[bot] outbox` is written in the file, or when the config has neither section (a try-out config,
+        the demo). Otherwise such digests are a config problem, not files nobody reads counted as sent."""
+        return "outbox" in self.bot.model_fields_set or (self.email is None and self.slack is None)
 
     def subscription(self, name_or_id: str) -> SubscriptionConfig:
         for sub in self.subscriptions:
@@ -274,39 +300,55 @@ def loads(text: str, path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(toml_syntax_error(path, exc)) from None
+        raise ConfigError(toml_syntax_error(path, exc, text)) from None
     problems = Problems(path, text)
     data = sendable.cleaned(data, problems)
     for key in data.keys() - SECTIONS.keys():
-        problems.add((key,), f"unknown section; allowed: {', '.join(SECTIONS)}")
+        problems.add((key,), unknown_section(key, SECTIONS), at="header")
 
     def section(key: str, model: type[Model], default: dict[str, Any] | None) -> Model | None:
         return problems.validate(model, data.get(key, default), (key,))
 
     subscriptions = [problems.validate(SubscriptionConfig, table, ("subscriptions", i))
                      for i, table in enumerate(_tables(data, "subscriptions", problems))]
+    # Where each valid one is in the file: an invalid table is left out, so list positions and the file's differ.
+    places = Places(subscriptions=[i for i, sub in enumerate(subscriptions) if sub is not None])
     topics = {name: problems.validate(TopicConfig, table, ("topics", name))
               for name, table in _named_tables(data, "topics", problems).items()}
     config = Config(path=path.resolve(), bot=section("bot", BotConfig, {}) or BotConfig(),
                     email=section("email", EmailConfig, None) if "email" in data else None,
                     slack=section("slack", SlackConfig, None) if "slack" in data else None,
-                    sources=_sources(_tables(data, "sources", problems), problems),
+                    sources=_sources(_tables(data, "sources", problems), problems, places),
                     topics={k: v for k, v in topics.items() if v is not None},
                     subscriptions=[s for s in subscriptions if s is not None],
-                    web=section("web", WebConfig, {}) or WebConfig(),
-                    relevance=section("relevance", RelevanceConfig, {}) or RelevanceConfig(), text=text)
-    _cross_check(config, problems)
+                    web=section("web", WebConfig, {}) or WebConfig(), text=text,
+                    relevance=section("relevance", RelevanceConfig, {}) or RelevanceConfig(),
+                    alerts=section("alerts", alerts_section.AlertsConfig, None) if "alerts" in data else None)
+    _cross_check(config, problems, places)
+    alerts_section.check(config.alerts, has_email=config.email is not None, has_slack=config.slack is not None,
+                         problems=problems)
     if problems.lines:
-        raise ConfigError(problems.sorted())
+        raise problems.error()
     return config
 
 
+@dataclass
+class Places:
+    """The index in the file ([[sources]] / [[subscriptions]] number) of each valid source and subscription."""
+    subscriptions: list[int] = field(default_factory=list)
+    sources: list[int] = field(default_factory=list)
+
+
 SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "array of tables",
-            "topics": "tables", "subscriptions": "array of tables", "web": "table", "relevance": "table"}
+            "topics": "tables", "subscriptions": "array of tables", "web": "table", "alerts": "table",
+            "relevance": "table"}
 
 
 def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:
     value = data.get(key, [])
+    if isinstance(value, dict):  # `[subscriptions]`: one table, where each entry needs its own
+        problems.add((key,), f"write [[{key}]] (two brackets) above each of the {key}, not [{key}]", at="header")
+        return []
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         problems.add((key,), f"must be written as [[{key}]] tables")
         return []
@@ -333,6 +375,9 @@ def check_secrets(config: Config) -> list[str]:
         wanted.append((("email", "password_env"), config.email.password_env, "needed to send"))
     if config.slack:
         wanted.append((("slack", "token_env"), config.slack.token_env, "needed to send"))
+        if config.slack.signing_secret_env:
+            wanted.append((("slack", "signing_secret_env"), config.slack.signing_secret_env,
+                           "needed to check Slack's button clicks in `digestbot serve`"))
     if config.web.secret_env:
         wanted.append((("web", "secret_env"), config.web.secret_env, "needed to sign readers' links"))
     for i, sub in enumerate(config.subscriptions):
@@ -347,7 +392,25 @@ def check_secrets(config: Config) -> list[str]:
     return problems.lines
 
 
-def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOptions]:
+def check_queries(config: Config, subscription: str | None = None) -> list[str]:
+    """Queries that parse but cannot mean what was typed (matching.query_warnings: `llm or vlm`,
+    `speculative ANDD decoding`), as FILE:LINE: key: warning lines, each with the query and a caret.
+    `subscription` (an id): that subscription's query alone."""
+    from ..matching import query_warnings
+
+    problems = Problems(config.path, config.text)
+    queries: list[tuple[Loc, str]] = []
+    if subscription is None:
+        queries += [(("topics", name, "query"), topic.query) for name, topic in config.topics.items()]
+    queries += [(("subscriptions", i, "query"), sub.query) for i, sub in enumerate(config.subscriptions)
+                if subscription in (None, sub.id)]
+    for loc, query in queries:
+        for warning in query_warnings(query):
+            problems.add(loc, str(warning))
+    return problems.lines
+
+
+def _sources(raw: list[dict[str, Any]], problems: Problems, places: Places) -> list[SourceOptions]:
     kinds = sources.load_all()
     result = []
     for i, table in enumerate(raw):
@@ -358,10 +421,27 @@ def _sources(raw: list[dict[str, Any]], problems: Problems) -> list[SourceOption
         options = problems.validate(kinds[kind].Options, table, ("sources", i))
         if options is not None:
             result.append(options)
+            places.sources.append(i)
     return result
 
 
-def _cross_check(config: Config, problems: Problems) -> None:
+_UNIT_WORDS = {"s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s", "m": "m", "min": "m", "mins": "m",
+               "minute": "m", "minutes": "m", "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "d": "d",
+               "day": "d", "days": "d"}
+
+
+def _interval_advice(every: str) -> str:
+    """A source's `every` that does not parse: the value it was probably meant to be."""
+    words = every.lower().removeprefix("every").strip()
+    found = re.fullmatch(r"(\d+)\s*([a-z]+)", words)
+    unit = _UNIT_WORDS.get(found.group(2)) if found else None
+    example = f"{int(found.group(1))}{unit}" if found and unit else "15m"
+    guess = "write" if found and unit else "e.g."
+    return (f"{every!r} is not an interval: {guess} every = \"{example}\" (a number and s, m, h or d: \"30s\", "
+            f"\"15m\", \"2h\", \"1d\"), or cron = \"...\" for fixed times")
+
+
+def _cross_check(config: Config, problems: Problems, places: Places) -> None:
     from ..matching import QuerySyntaxError
     from ..matching import parse_query as parse
 
@@ -374,13 +454,17 @@ def _cross_check(config: Config, problems: Problems) -> None:
 
     if config.bot.database_env and "database" in config.bot.model_fields_set:
         problems.add(("bot", "database_env"), "give database or database_env, not both")
-    _unique([s.name for s in config.sources], "sources", "name", "source", problems)
-    _unique([s.id for s in config.subscriptions], "subscriptions", "name", "subscription", problems)
-    for i, options in enumerate(config.sources):
+    _unique([s.name for s in config.sources], places.sources, "sources", "name", "source", problems)
+    _unique([s.id for s in config.subscriptions], places.subscriptions, "subscriptions", "name", "subscription",
+            problems)
+    for i, options in zip(places.sources, config.sources, strict=True):
         try:
             parse_schedule(f"every {options.every}" if not options.cron else options.cron, "UTC")
         except ValueError as exc:
-            problems.add(("sources", i, "cron" if options.cron else "every"), str(exc))
+            if options.cron:
+                problems.add(("sources", i, "cron"), str(exc))
+            else:
+                problems.add(("sources", i, "every"), _interval_advice(str(options.every)), at="value")
         if isinstance(options, TextOptions) and options.path:
             options.path = str(config.resolve(options.path))
     for name, topic in config.topics.items():
@@ -390,12 +474,15 @@ def _cross_check(config: Config, problems: Problems) -> None:
             parse_query(topic.query)
         except QuerySyntaxError as exc:
             problems.add(("topics", name, "query"), "invalid query:\n" + str(exc))
-    for i, sub in enumerate(config.subscriptions):
+    for i, sub in zip(places.subscriptions, config.subscriptions, strict=True):
         _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError)
 
 
 def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problems: Problems,
                         parse_query: Callable[[str], None], QuerySyntaxError: type[Exception]) -> None:
+    if not sub.id:  # the id keys the subscription's history in the database and its readers' links
+        problems.add(("subscriptions", i, "name"), f"the name {sub.name!r} makes an empty id (the id is the name's "
+                     f"letters and digits, e.g. 'Alice LLM' -> 'alice-llm'): use a name with letters or digits")
     try:
         parse_query(sub.query)
     except QuerySyntaxError as exc:
@@ -410,14 +497,19 @@ def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problem
         problems.add(("subscriptions", i, "schedule"), str(exc))
     if sub.slack_webhook and sub.slack_webhook_env:
         problems.add(("subscriptions", i, "slack_webhook"), "give slack_webhook or slack_webhook_env, not both")
+    for key, section in (("email", config.email), ("slack", config.slack)):
+        if getattr(sub, key) and section is None and not config.outbox_wanted:
+            problems.add(("subscriptions", i, key),
+                         f"{key} = [...] but the config has no [{key}] section, so these digests could not be "
+                         f"sent: add [{key}], or set outbox = \"outbox\" in [bot] to write them to files instead")
     if not sub.email and not sub.slack and not sub.slack_webhook and not sub.slack_webhook_env:
         problems.add(("subscriptions", i, "name"),
                      "no recipient: give email = [...], slack = [...] and/or slack_webhook(_env)")
 
 
-def _unique(names: list[str], table: str, key: str, what: str, problems: Problems) -> None:
+def _unique(names: list[str], places: list[int], table: str, key: str, what: str, problems: Problems) -> None:
     seen: set[str] = set()
-    for i, name in enumerate(names):
+    for i, name in zip(places, names, strict=True):
         if name in seen:
             problems.add((table, i, key), f"another {what} already has this name ({name!r})")
         seen.add(name)

@@ -30,11 +30,13 @@ from tomlkit.items import AoT, Item, Table
 from .. import config as config_module
 from ..errors import ConfigError
 from . import file as config_file
+from .problems import Problems
+from .tomlpos import Loc, table_text
 
 LIST_KEYS = {"email", "slack", "topics", "like"}
 INT_KEYS = {"max_papers"}
 FLOAT_KEYS = {"min_similarity"}
-BOOL_KEYS = {"send_empty", "paused", "learn"}
+BOOL_KEYS = {"send_empty", "paused", "public", "learn"}
 _HEADER = re.compile(r"^\s*\[")
 
 
@@ -57,6 +59,10 @@ class ConfigEditor:
     def __init__(self, path: str | Path, lock_timeout: float | None = None, read: bool = True):
         """`read=False`: the caller reads the file later (`editing` does, once it holds the lock)."""
         self.path = Path(path)
+        # The edited table, and what the caller calls each of its keys (`subs add` flags: {"email": "--email"}):
+        # when set, problems of that table are cited by what was typed, not by a line of a file never saved.
+        self.edited: Loc | None = None
+        self.cited: dict[str, str] = {}
         self.real = config_file.real_path(self.path)  # a symlink's target is edited; the link stays
         self.lock_timeout = config_file.LOCK_TIMEOUT if lock_timeout is None else lock_timeout
         self._holds_lock = False
@@ -94,6 +100,7 @@ class ConfigEditor:
         above = subscriptions[-1].as_string() if subscriptions else self.text()
         if above.strip() and not above.endswith("\n\n"):
             table.trivia.indent = "\n"
+        self.edited = ("subscriptions", len(subscriptions))
         if "subscriptions" not in self.doc:
             self.doc.append("subscriptions", tomlkit.aot())
         elif list(self.doc)[-1] != "subscriptions":
@@ -101,7 +108,9 @@ class ConfigEditor:
         self.doc["subscriptions"].append(table)
 
     def set_subscription(self, name: str, values: dict[str, Any]) -> None:
-        table = self._subscriptions()[self.find(name)]
+        index = self.find(name)
+        self.edited = ("subscriptions", index)
+        table = self._subscriptions()[index]
         for key, value in values.items():
             if value in ("", None) and key in table:
                 del table[key]
@@ -162,13 +171,32 @@ class ConfigEditor:
         try:
             config = config_module.loads(text, self.path)
         except ConfigError as exc:
-            raise ConfigError(["the edit was not saved; it would make the config invalid:", *exc.problems]) from None
+            raise ConfigError(["the edit was not saved; it would make the config invalid:", *self._cite(exc)]) from None
         if self._holds_lock:
             self._write(text)
         else:
             with config_file.locked(self.real, self.lock_timeout):
                 self._write(text)
         return config
+
+    def _cite(self, exc: ConfigError) -> list[str]:
+        """The problems of an edit that was not saved. With `cited` set, a problem of the edited table names
+        what was typed ("--email: not an email address: 'bob'"), and any other is located in the file as it
+        is on disk (the edited text's lines exist nowhere, and may be shifted by the edit)."""
+        if not self.cited or self.edited is None or exc.located is None:
+            return exc.problems
+        edited, saved = self.edited, Problems(self.path, self.original)
+        cited: list[str] = []
+        for loc, message in exc.located:
+            key = str(loc[len(edited)]) if len(loc) > len(edited) else ""
+            if tuple(loc[:len(edited)]) == edited and (key in self.cited or not self._on_disk(edited)):
+                cited.append(f"{self.cited.get(key, key or 'the new table')}: {message}")
+            else:  # as it is in the file: a key the edit did not touch
+                saved.add(loc, message)
+        return cited + saved.lines
+
+    def _on_disk(self, loc: Loc) -> bool:
+        return table_text(self.original, loc) is not None
 
     def _write(self, text: str) -> None:
         config_file.write(self.real, text, self._read_bytes, self.path)

@@ -41,6 +41,23 @@ def locate(text: str, loc: Loc) -> int:
     return section_start + 1 if section_start >= 0 else 1
 
 
+def key_columns(text: str, loc: Loc) -> tuple[int, int] | None:
+    """1-based columns of the key `loc` names and of its value, on the key's line; None when the key is
+    not written on a line of its own table (a missing key, an inline table)."""
+    lines = lines_of(text)
+    section_start, rest = _find_section(lines, loc)
+    if len(rest) != 1:
+        return None
+    number = _find_key(lines, section_start, str(rest[0]))
+    if number is None:
+        return None
+    line = lines[number]
+    key = len(line) - len(line.lstrip()) + 1
+    equals = line.find("=")
+    value = equals + 1 + len(line[equals + 1:]) - len(line[equals + 1:].lstrip()) + 1 if equals >= 0 else key
+    return key, value
+
+
 def _find_section(lines: list[str], loc: Loc) -> tuple[int, Loc]:
     """The header line of the deepest table named by a prefix of `loc`, and what remains of `loc`."""
     best, rest = -1, tuple(loc)

@@ -1,43 +1,59 @@
 """`digestbot demo`: the real job, offline, on the bundled sample listings.
 
-A loopback HTTP server plays Hugging Face's `/api/daily_papers` (with its paging and its 400 for bad
-parameters), so the demo goes through the real `hf_daily` source, SQLite store, matcher, templates and
-the file channel. Everything lands in one folder the user can open.
+The demo leaves a playground in one folder: the sample listings as files (`listings/*.txt`, saved Hugging
+Face papers pages), a config whose `text` sources read them, its SQLite database and the outbox the digests
+are written to. The first pass goes through the real `text` source, store, matcher, templates and the file
+channel; afterwards the folder is an installation like any other: `digestbot -c DIR/config.toml status`,
+`subs add`, `run --once` (which then finds nothing new, as a poll of an unchanged listing does) all work.
+
+Running the demo again starts the playground over (database and outbox), unless its config was edited
+since the demo wrote it: then it refuses, and `--reset` is needed to wipe the edits too.
 """
 from __future__ import annotations
 
-import copy
-import json
 import shutil
-import threading
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..pipeline import PollResult, SendResult
-
-Item = dict[str, Any]  # one entry of Hugging Face's daily papers, as its JSON
 
 
 class Report(Protocol):
     """How the command line reports a run (`cli.report_run`)."""
 
-    def __call__(self, polls: list[PollResult], sends: SendResult, *, sent_anything: bool) -> None: ...
+    def __call__(self, polls: list[PollResult], sends: SendResult, *, sent_anything: bool,
+                 outbox: frozenset[str] = frozenset()) -> None: ...
 
+
+LISTINGS = ("listing-machine-inference.txt", "listing-privacy-inference.txt", "listing-reasoning-inference.txt")
 DEMO_CONFIG = """\
 # The demo's config: the same format as a real one (see config.example.toml).
 [bot]
 database = "sqlite:///demo.db"
 outbox = "outbox"                  # no [email] / [slack] sections: digests are written here
+max_age_days = 36500               # the sample listings are old; a real config keeps the default, 7
+
+# Saved Hugging Face papers pages (the `text` source kind), copied here by the demo: edit them, or add
+# a real source (config.example.toml) and `digestbot -c config.toml run --once`.
+[[sources]]
+name = "machine-inference"
+kind = "text"
+path = "listings/listing-machine-inference.txt"
 
 [[sources]]
-name = "hf-daily"
-kind = "hf_daily"
-url = "{url}/api/daily_papers"     # a loopback server playing Hugging Face
+name = "privacy-inference"
+kind = "text"
+path = "listings/listing-privacy-inference.txt"
+
+[[sources]]
+name = "reasoning-inference"
+kind = "text"
+path = "listings/listing-reasoning-inference.txt"
 
 [topics.privacy]
 query = 'privacy OR "membership inference" OR "differential privacy"'
@@ -63,73 +79,54 @@ max_papers = 5
 """
 
 
-def sample_items(today: datetime) -> dict[str, list[Item]]:
-    """The bundled items split over yesterday and today, dated so that they count as new."""
-    items = json.loads(resources.files("digestbot.demo").joinpath("daily_papers.json").read_text("utf-8"))
-    days = [(today - timedelta(days=1)).date().isoformat(), today.date().isoformat()]
-    listing: dict[str, list[Item]] = {day: [] for day in days}
-    for index, item in enumerate(copy.deepcopy(items)):
-        day = days[index % 2]
-        item["publishedAt"] = f"{day}T00:00:00.000Z"
-        item["paper"]["publishedAt"] = f"{day}T06:00:00.000Z"
-        listing[day].append(item)
-    return listing
+class EditedPlayground(ConfigError):
+    """The folder holds a demo config someone edited: running the demo would wipe their work (exit 2:
+    nothing was done)."""
 
 
-def serve_daily_papers(listing: dict[str, list[Item]]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-            page, limit = int(query.get("p", 0)), int(query.get("limit", 50))
-            if limit > 100:
-                self._send(400, {"error": "limit must be at most 100"})
-                return
-            items = listing.get(query.get("date", ""), [])
-            self._send(200, items[page * limit:(page + 1) * limit])
-
-        def _send(self, status: int, body: object) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:  # keep the demo's output readable
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def run_demo(folder: Path, report: Report) -> int:
-    from .. import config as config_module
-    from ..app import App
-    from ..store import Store
-
+def prepare(folder: Path, *, reset: bool) -> Path:
+    """The playground's config, written afresh; the previous pass's database and outbox removed. A config
+    that is not the demo's own (edited, or an older demo's) is kept and refused unless `reset`."""
+    path = folder / "config.toml"
+    if path.exists() and not reset and path.read_text(encoding="utf-8", errors="replace") != DEMO_CONFIG:
+        raise EditedPlayground(
+            f"{path} is not the config the demo writes (edited since, or made by an older demo): running the demo "
+            f"would wipe that playground. Keep playing with `digestbot -c {path} ...`, use another folder "
+            f"(`digestbot demo --dir DIR`), or start it over with `digestbot demo --reset` (replaces its config, "
+            f"listings, database and outbox)")
     folder.mkdir(parents=True, exist_ok=True)
-    for old in ("demo.db", "demo.db-wal", "demo.db-shm"):
+    for old in ("demo.db", "demo.db-wal", "demo.db-shm", ".digestbot-databases.json"):
         (folder / old).unlink(missing_ok=True)
     shutil.rmtree(folder / "outbox", ignore_errors=True)
-    now = datetime.now(UTC)
-    server = serve_daily_papers(sample_items(now))
-    try:
-        path = folder / "config.toml"
-        path.write_text(DEMO_CONFIG.format(url=f"http://127.0.0.1:{server.server_port}"), encoding="utf-8")
-        config = config_module.load(path)
-        with Store(config.database_url) as fresh:  # the demo starts from empty on purpose, like `init`
-            fresh.create_tables()
-        app = App.from_config(config)
-        print(f"digestbot demo: polling the bundled sample listings (a loopback server on port "
-              f"{server.server_port}) for {len(config.subscriptions)} subscriptions")
-        polls, sends = app.run_once(now)
-        report(polls, sends, sent_anything=True)
-    finally:
-        server.shutdown()
-    outbox = config.outbox
-    print(f"\n{sum(p.seen for p in polls)} papers polled, {sum(p.new for p in polls)} new, "
-          f"{sum(p.matched for p in polls)} matches, {len(sends.sent)} digests written")
-    print(f"look at: {outbox}  (.eml opens in any mail program; .json is the Slack payload)")
-    print(f"config:  {path}  (try: digestbot -c {path} status)")
+    listings = folder / "listings"
+    if reset:
+        shutil.rmtree(listings, ignore_errors=True)
+    listings.mkdir(exist_ok=True)
+    bundled = resources.files("digestbot.demo")
+    for name in LISTINGS:
+        (listings / name).write_bytes(bundled.joinpath(name).read_bytes())
+    path.write_text(DEMO_CONFIG, encoding="utf-8")
+    return path
+
+
+def run_demo(folder: Path, report: Report, *, reset: bool = False) -> int:
+    from .. import config as config_module
+    from ..app import App
+    from ..channels import outbox_channels
+    from ..store import Store
+
+    path = prepare(folder, reset=reset)
+    config = config_module.load(path)
+    with Store(config.database_url) as fresh:  # the demo starts from empty on purpose, like `init`
+        fresh.create_tables()
+    with App.from_config(config) as app:
+        print(f"digestbot demo: reading {len(config.sources)} bundled sample listings (saved Hugging Face papers "
+              f"pages in {path.parent / 'listings'}) for {len(config.subscriptions)} subscriptions")
+        polls, sends = app.run_once(datetime.now(UTC))
+        report(polls, sends, sent_anything=True, outbox=outbox_channels(config))
+    print(f"\n{sum(p.seen for p in polls)} papers read, {sum(p.new for p in polls)} new, "
+          f"{sum(p.matched for p in polls)} matches, {len(sends.sent)} digests written (not sent: no [email] or "
+          f"[slack] in the demo's config)")
+    print(f"look at: {config.outbox}  (.eml opens in any mail program; .json is the Slack payload)")
+    print(f"play:    digestbot -c {path} status   (subs add, subs test, run --once ... work on it too)")
     return 1 if sends.failed or any(p.error for p in polls) else 0

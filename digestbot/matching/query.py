@@ -206,6 +206,55 @@ class _Parser:
         return self.fail(f'expected a term or "(" {where}{found}', tok)
 
 
+_WORD_OPERATORS = {"and": ("AND", "write AND, or leave it out (terms side by side must all appear)"),
+                   "or": ("OR", "write OR to match papers with either term"),
+                   "not": ("NOT", "write NOT to leave out the papers with the term after it")}
+_CAPITALS = re.compile(r"[A-Z]{2,5}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryWarning:
+    """A query that parses but cannot mean what was typed: `llm or vlm` searches for the word "or" too
+    (operators are upper case), `speculative ANDD decoding` for the word "andd". `str()` shows the query
+    with a caret under the word, as QuerySyntaxError does."""
+    message: str
+    query: str
+    position: int
+
+    def __str__(self) -> str:
+        shown = "".join(" " if c.isspace() else c for c in self.query)
+        return f"{self.message}\n  {shown}\n  {' ' * self.position}^"
+
+
+def query_warnings(query: str) -> list[QueryWarning]:
+    """What in a valid query is probably not what was meant: a lowercase `and`/`or`/`not` between two
+    terms (a plain word: every paper must contain it, and most do not say "or"), and an all-caps word
+    that looks like an operator but is not one (ANDD, NOR, XOR). Quoting the word ("or") says it is
+    meant as a word and silences the warning. Acronyms (LLM, RAG, ANN) are left alone: only words within
+    one letter's change of an operator are taken for a mistyped one. Raises QuerySyntaxError as
+    parse_query does."""
+    import difflib
+
+    if not query.strip():
+        return []
+    tokens = _Parser(query).tokens  # lexing alone; the caller parses (this raises what parsing would)
+    parse_query(query)
+    found: list[QueryWarning] = []
+    for number, tok in enumerate(tokens[:-1]):  # the last is END
+        if tok.kind != "WORD" or tok.text.startswith('"'):
+            continue
+        between = 0 < number < len(tokens) - 2
+        if tok.text.lower() in _WORD_OPERATORS and between:
+            fix = _WORD_OPERATORS[tok.text.lower()][1]
+            found.append(QueryWarning(f"{tok.text!r} is searched for as a word (operators are upper case): {fix}; "
+                                      f"\"{tok.text}\" in quotes if you mean the word", query, tok.pos))
+        elif _CAPITALS.fullmatch(tok.text) and (near := difflib.get_close_matches(tok.text, _OPERATORS, 1, 0.75)):
+            found.append(QueryWarning(
+                f"{tok.text!r} is not an operator (they are AND, OR, NOT): it is searched for as a word; did you "
+                f"mean {near[0]}? (\"{tok.text}\" in quotes if you mean the word)", query, tok.pos))
+    return found
+
+
 def parse_query(query: str) -> Node | None:
     """Parse `query` into an AST; None for a blank query (the matcher reads it as "everything").
 

@@ -7,10 +7,17 @@ blocks are never split across posts.
 
 The blocks are built here in Python (a Jinja template producing JSON cost 3x as much, see
 benchmarks/bench_render.py); a `digest.slack.j2` in `bot.templates` still overrides them.
+
+With `digest.slack_buttons` each paper ends with an `actions` block of two buttons, "More like this"
+(action_id `vote_up`) and "Not for me" (`vote_down`), whose value (`vote_value`) names the subscription
+and the paper key; `digestbot serve` answers their clicks (web/slack_actions.py reads it with `vote_of`).
+The value carries no channel: the same post goes to every channel of the subscription.
 """
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from ..models import Block, Digest, SlackPost
 from .highlight import slack_escape
@@ -22,6 +29,9 @@ MAX_CHARS = 12_000  # serialized blocks per post, under Slack's ~13k
 MAX_TEXT = 3000
 MAX_HEADER = 150
 _OPEN_TAIL = re.compile(r"&[a-z]*$|<[^>]*$")  # half an entity or half a <url|label> after a cut
+VOTE_ACTIONS = {"vote_up": "up", "vote_down": "down"}  # a button's action_id -> the vote it records
+VOTE_LABELS = {"up": "More like this", "down": "Not for me"}
+MAX_VALUE = 2000  # characters of a button's value (Slack's limit)
 
 
 def fit_text(text: str, limit: int = MAX_TEXT) -> str:
@@ -53,7 +63,8 @@ def _size(blocks: list[Block]) -> int:
         if text:
             total += len(text["text"])
         for element in block.get("elements", ()):
-            total += 40 + len(element.get("text", ""))
+            shown = element.get("text", "")  # a button's text is an object, a context element's a string
+            total += 40 + len(shown["text"] if isinstance(shown, dict) else shown) + len(element.get("value", ""))
     return total
 
 
@@ -86,7 +97,8 @@ def context(text: str) -> Block:
 
 
 def paper_blocks(it: Item) -> list[Block]:
-    """A section (linked title, authors, why, TL;DR, marked summary) and a context line of links.
+    """A section (linked title, authors, why, TL;DR, marked summary) and a context line of links
+    (digest_blocks adds the vote buttons).
 
     Every piece of paper text is escaped: `*_slack` fields arrive escaped (and marked), the rest goes
     through `slack_escape` here. URLs passed `safe_url` (http(s), no spaces, quotes or angle brackets).
@@ -104,6 +116,35 @@ def paper_blocks(it: Item) -> list[Block]:
     meta += [f"<{url}|{label}>" for url, label in ((it.arxiv, "arXiv"), (it.pdf, "PDF"), (it.code, "code"),
                                                    (it.project, "project")) if url]
     return [{"type": "section", "text": mrkdwn("\n".join(lines))}, context(" · ".join(meta))]
+
+
+def vote_value(subscription_id: str, paper: str) -> str:
+    """A vote button's value: compact JSON {"s": subscription id, "p": paper key}."""
+    return json.dumps({"s": subscription_id, "p": paper}, separators=(",", ":"), ensure_ascii=False)
+
+
+def vote_of(value: object) -> tuple[str, str] | None:
+    """(subscription id, paper key) of a button's value; None when it is not one `vote_value` made."""
+    if not isinstance(value, str) or len(value) > MAX_VALUE:
+        return None
+    try:
+        data: Any = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data[k] for k in ("s", "p")):
+        return None
+    return data["s"], data["p"]
+
+
+def vote_buttons(subscription_id: str, paper: str, number: int) -> list[Block]:
+    """The paper's actions block (none when its value would pass Slack's limit). Its block_id holds the
+    paper's place in the digest: unique within a message, as Slack requires."""
+    value = vote_value(subscription_id, paper)
+    if len(value) > MAX_VALUE:
+        return []
+    return [{"type": "actions", "block_id": f"vote-{number}", "elements": [
+        {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": VOTE_LABELS[vote]},
+         "value": value} for action, vote in VOTE_ACTIONS.items()]}]
 
 
 def digest_blocks(digest: Digest, items: list[Item],
@@ -125,4 +166,8 @@ def digest_blocks(digest: Digest, items: list[Item],
     if digest.topics:
         why += f", topics {slack_escape(', '.join(digest.topics))}"
     footer += [{"type": "divider"}, context(f"{why}. {slack_escape(digest.manage)}")]
-    return header, [paper_blocks(it) for it in items], footer
+    if not digest.slack_buttons:
+        return header, [paper_blocks(it) for it in items], footer
+    keys = [match.paper.key for match in digest.matches]
+    return header, [paper_blocks(it) + vote_buttons(digest.subscription_id, key, n)
+                    for n, (it, key) in enumerate(zip(items, keys, strict=True), 1)], footer

@@ -6,8 +6,10 @@ Session that `Store.read()` yields to tests. The modules:
 
     database.py    Store: opening a database, reading it, write transactions (`Store.write()`)
     writer.py      the operations of one write transaction (papers, matches, polls, new digests)
+    alerting.py    alerts' reads and writes: sources' new-listing history, problems, messages queued in the ledger
     ledger.py      the send side of the ledger: claims, leases, sent/failed records (SQL in ledger_sql.py)
-    values.py      the values handed out: DigestStatus, DeliveryStatus, DigestRecord, SourceRecord, Heartbeat
+    values.py      the values handed out: DigestStatus, DeliveryStatus, DigestRecord, SourceRecord, Heartbeat,
+                   ConfirmationStatus, ConfirmationRecord
     tables.py      the tables (SQLModel), and their rows turned into values
     identity.py    which stored paper a sighting is
     opening.py     an installation's database: created when new, refused when lost (dbstate.py)
@@ -18,14 +20,20 @@ Only these modules import SQLAlchemy or SQLModel.
 """
 from __future__ import annotations
 
+from .alerting import AlertBook
 from .database import WAL_LIMIT, Store, is_blank, set_aside, sqlite_path
 from .ledger import ChannelCounts, Ledger
 from .ledger_sql import Claim
 from .opening import Initialised, create_store, init_database, never_used, open_store
 from .upkeep import Revision, Upgraded
 from .values import (
+    ALERTS,
     ANY_TARGET,
     VOTES,
+    AlertMessage,
+    AlertRecord,
+    ConfirmationRecord,
+    ConfirmationStatus,
     DeliveryStatus,
     DigestRecord,
     DigestStatus,
@@ -37,7 +45,8 @@ from .values import (
 from .writer import Writer
 
 __all__ = [
-    "ANY_TARGET", "ChannelCounts", "Claim", "DeliveryStatus", "DigestRecord", "DigestStatus", "Heartbeat",
+    "ALERTS", "ANY_TARGET", "AlertBook", "AlertMessage", "AlertRecord", "ChannelCounts", "Claim",
+    "ConfirmationRecord", "ConfirmationStatus", "DeliveryStatus", "DigestRecord", "DigestStatus", "Heartbeat",
     "Initialised", "Ledger", "Revision", "SourceRecord", "Store", "Upgraded", "VOTES", "Vote", "WAL_LIMIT", "Writer",
     "create_store", "init_database", "is_blank", "never_used", "open_store", "set_aside", "sqlite_path", "utcnow",
 ]

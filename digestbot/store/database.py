@@ -31,6 +31,7 @@ from ..errors import StoreError
 from ..models import Hit, Match, Paper, SourceMemory
 from . import schema, upkeep
 from .tables import (
+    ConfirmationRow,
     DeliveryRow,
     DigestRow,
     HeartbeatRow,
@@ -39,6 +40,7 @@ from .tables import (
     SourceState,
     SuppressionRow,
     VoteRow,
+    confirmation_record,
     digest_record,
     heartbeat_record,
     paper_from_row,
@@ -48,6 +50,7 @@ from .tables import (
 from .upkeep import Revision, Upgraded, checkpoint_wal
 from .values import (
     VOTES,
+    ConfirmationRecord,
     DeliveryStatus,
     DigestRecord,
     DigestStatus,
@@ -62,6 +65,7 @@ from .writer import Writer
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
 WAL_PAGES = 10_000  # SQLite checkpoints its write-ahead log at this many pages (see _sqlite_pragmas)
+DUPLICATE_WITHIN = timedelta(minutes=10)  # the same subscribe request again within this: no second mail
 WAL_LIMIT = WAL_PAGES * 4096  # ~40 MB: a -wal file larger than this is truncated when a send pass ends
 
 
@@ -272,6 +276,11 @@ class Store:
         with self.read() as s:
             return s.exec(select(func.count()).select_from(PaperRow)).one()
 
+    def count_matches(self) -> int:
+        """Every match recorded (a paper matched by two subscriptions counts twice): `/metrics`."""
+        with self.read() as s:
+            return s.exec(select(func.count()).select_from(MatchRow)).one()
+
     def delivery_counts(self) -> dict[tuple[str, DeliveryStatus], int]:
         """(channel, status) -> number of deliveries."""
         with self.read() as s:
@@ -355,6 +364,76 @@ class Store:
         with self.read() as s:
             return as_utc(s.exec(select(func.max(col(SourceState.last_success)))).one())
 
+    def first_poll(self, source: str) -> bool:
+        """Whether a poll of `source` now is the first of a new database: the source was never polled
+        successfully and nothing was ever queued for anyone (no delivery row). Both are facts in the
+        database, written by the poll's own transaction: a run killed before that commit leaves it true,
+        and one killed after the first source's poll leaves it true for the sources not polled yet."""
+        with self.read() as s:
+            state = s.get(SourceState, source)
+            if state is not None and state.last_success is not None:
+                return False
+            return s.exec(select(col(DeliveryRow.id)).limit(1)).first() is None
+
+    @contextmanager
+    def renaming_subscription(self, old: str, new: str) -> Iterator[dict[str, int]]:
+        """Move subscription id `old`'s history to `new` (Writer.rename_subscription) in one transaction
+        that commits when the block ends without an error: `subs rename` saves the config inside it."""
+        with self.write() as w:
+            yield w.rename_subscription(old, new)
+
+    # --- targets that left the config, and what an admin drops ------------------------------------
+
+    def cancel_departed(self, targets: dict[str, list[tuple[str, str]]],
+                        now: datetime) -> list[tuple[str, str, str, int, int]]:
+        """Cancel what is queued for a (subscription, channel, target) the config no longer has (`targets`:
+        subscription id -> its current (channel, target)s; a subscription missing from it was removed).
+        The rows stay, marked `cancelled`. (subscription, channel, target, digests, waiting deliveries)
+        of each that had something cancelled, so that the caller says so once."""
+        done = []
+        with self.write() as w:
+            for sub, channel, target in sorted(w.queued_targets()):
+                if (channel, target) in targets.get(sub, ()):
+                    continue
+                why = (f"cancelled {now:%Y-%m-%d %H:%M} UTC: " + (f"{target} left the subscription in the config"
+                       if sub in targets else f"the subscription {sub!r} was removed from the config"))
+                digests, waiting = w.cancel_queued(sub, channel, target, why)
+                if digests or waiting:
+                    done.append((sub, channel, target, digests, waiting))
+        return done
+
+    def discard(self, subscription_id: str | None = None, target: str | None = None, ids: list[int] | None = None,
+                *, now: datetime, dry_run: bool = False) -> tuple[int, int]:
+        """`digestbot discard`: cancel the pending and failed digests of a subscription and/or target
+        and/or with these ids, and (without ids) the deliveries waiting for their digest. (digests,
+        waiting deliveries); `dry_run`: how many it would be, nothing changed."""
+        subs = [subscription_id] if subscription_id is not None else self._subscriptions_with(target, ids)
+        why = f"discarded {now:%Y-%m-%d %H:%M} UTC by `digestbot discard`"
+        total = [0, 0]
+        try:
+            with self.write() as w:
+                for sub in subs:
+                    digests, waiting = w.cancel_queued(sub, None, target, why, failed_too=True, ids=ids)
+                    total[0] += digests
+                    total[1] += waiting
+                if dry_run:
+                    raise _RollBack
+        except _RollBack:
+            pass
+        return total[0], total[1]
+
+    def _subscriptions_with(self, target: str | None, ids: list[int] | None) -> list[str]:
+        with self.read() as s:
+            digests = select(col(DigestRow.subscription)).distinct()
+            waiting = select(col(DeliveryRow.subscription)).distinct()
+            if target is not None:
+                digests = digests.where(col(DigestRow.target) == target)
+                waiting = waiting.where(col(DeliveryRow.target) == target)
+            if ids is not None:
+                digests = digests.where(col(DigestRow.id).in_(ids))
+                return sorted(s.exec(digests).all())
+            return sorted({*s.exec(digests).all(), *s.exec(waiting).all()})
+
     # --- readers who left ------------------------------------------------------------------------
 
     def suppress(self, subscription_id: str, target: str, now: datetime) -> int:
@@ -405,6 +484,45 @@ class Store:
             rows = s.exec(query.order_by(col(VoteRow.at).desc(), col(VoteRow.paper), col(VoteRow.target))).all()
             return [vote_record(row) for row in rows]
 
+    # --- subscribe requests (double opt-in, web/subscribe.py) ----------------------------------------
+
+    def request_confirmation(self, subscription_id: str, query: str, target: str, now: datetime, per_day: int,
+                             *, within: timedelta = DUPLICATE_WITHIN) -> ConfirmationRecord | None:
+        """Record that `target` asks for the subscription `subscription_id` (or, with `subscription_id` "",
+        for one of its own with `query`); None, recording nothing, when the address had `per_day` requests
+        in the last 24 hours, or the same request is waiting since less than `within`. One transaction:
+        requests made at the same moment (three tabs, two processes) count each other."""
+        with self.write() as w:
+            return w.request_confirmation(subscription_id, query, target, now, per_day, within)
+
+    def claim_confirmations(self, now: datetime, lease: timedelta, *, ids: list[int] | None = None,
+                            since: datetime | None = None) -> list[ConfirmationRecord]:
+        """Claim the requests whose mail has not gone (those `ids`; those made after `since`) for
+        `lease`: a request is claimed by one sender at a time, so its mail goes once. Report each with
+        `confirmation_sent`; one whose sender died is claimable again when its lease has run out."""
+        with self.write() as w:
+            return w.claim_confirmations(now, lease, ids=ids, since=since)
+
+    def confirmation_sent(self, confirmation_id: int, now: datetime, *, sent: bool = True) -> None:
+        """The claimed request's mail was taken by the server (`sent`), or not (it waits to be claimed again)."""
+        with self.write() as w:
+            w.confirmation_sent(confirmation_id, now, sent=sent)
+
+    def confirm(self, confirmation_id: int, now: datetime) -> ConfirmationRecord | None:
+        """Its reader confirmed (idempotent: the first time is kept); None when there is no such request."""
+        with self.write() as w:
+            return w.confirm(confirmation_id, now)
+
+    def confirmation(self, confirmation_id: int) -> ConfirmationRecord | None:
+        with self.read() as s:
+            row = s.get(ConfirmationRow, confirmation_id)
+            return None if row is None else confirmation_record(row)
+
+    def drop_confirmations(self, before: datetime) -> int:
+        """Forget the requests made before `before` (their links have expired); how many."""
+        with self.write() as w:
+            return w.drop_confirmations(before)
+
     # --- running daemons ----------------------------------------------------------------------------
 
     def beat(self, host: str, pid: int, started_at: datetime, now: datetime) -> None:
@@ -440,6 +558,10 @@ class Store:
         with self.write() as w:
             return [w.open_digest(subscription_id, channel, target, period, now, allow_empty=allow_empty)
                     for channel, target in targets]
+
+
+class _RollBack(Exception):
+    """Raised inside a write transaction to undo it (a dry run)."""
 
 
 def sqlite_path(url: str) -> str | None:

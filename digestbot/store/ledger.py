@@ -323,6 +323,22 @@ class Ledger:
                                   .values(status=DeliveryStatus.PENDING))
             return n
 
+    def reroute_failed(self, targets: dict[str, list[tuple[str, str]]], now: datetime) -> tuple[int, int]:
+        """Failed digests whose target has left its (still configured) subscription: their papers go to the
+        subscription's current `targets` (subscription id -> (channel, target)s), the old digest is
+        cancelled (`retry --failed` after fixing a wrong address or channel). (digests, deliveries made)."""
+        rerouted = made = 0
+        with self.store.write() as w:
+            failed = core(w, select(col(DigestRow.id), col(DigestRow.subscription), col(DigestRow.channel),
+                                    col(DigestRow.target)).where(col(DigestRow.status) == DigestStatus.FAILED)).all()
+            for digest_id, sub, channel, target in failed:
+                current = targets.get(sub)
+                if digest_id is not None and current and (channel, target) not in current:
+                    made += w.reroute_failed(digest_id, current, f"moved {now:%Y-%m-%d %H:%M} UTC to the "
+                                             f"subscription's current targets by `digestbot retry --failed`")
+                    rerouted += 1
+        return rerouted, made
+
     def counts(self) -> dict[str, ChannelCounts]:
         """Per channel: digests pending / sending / sent / failed, and when the oldest pending was made."""
         result: dict[str, ChannelCounts] = {}

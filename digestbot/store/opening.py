@@ -18,9 +18,15 @@ from .database import Store, is_blank, set_aside, sqlite_path
 log = logging.getLogger(__name__)
 
 
-def open_store(url: str, config_path: Path, *, busy_timeout: float = 10.0) -> Store:
-    """The database of the installation configured at `config_path`, upgraded to this version's schema."""
+def open_store(url: str, config_path: Path, *, busy_timeout: float = 10.0, create: bool = True) -> Store:
+    """The database of the installation configured at `config_path`, upgraded to this version's schema.
+    `create=False` (the commands that only look: status, papers, ...): a missing database is an error, never
+    made (an empty one made by a typo in `database` would hide the real one, and send its history again)."""
     if not exists(url):
+        if not create:
+            raise DigestbotError(f"no database at {dbstate.shown(url)}; `digestbot init` creates one (or "
+                                 f"`digestbot run` on its first start). If one existed, restore it from a backup, "
+                                 f"or check `database` / `database_env` in the config")
         since = dbstate.created_at(config_path, url)
         if since is not None:
             raise DigestbotError(
@@ -30,6 +36,8 @@ def open_store(url: str, config_path: Path, *, busy_timeout: float = 10.0) -> St
         log.warning("new installation: creating the database %s", dbstate.shown(url))
         return create_store(url, config_path, busy_timeout=busy_timeout)
     if never_used(url, config_path):
+        if not create:
+            raise DigestbotError(f"the database {dbstate.shown(url)} is an empty file; `digestbot init` completes it")
         log.warning("the database %s is an empty file (a first run was stopped while creating it): creating its "
                     "tables now", dbstate.shown(url))
         return create_store(url, config_path, busy_timeout=busy_timeout)

@@ -4,7 +4,9 @@
 error, conditional-GET validators), `match` (subscription x paper, with score and hits), `delivery`
 (the ledger: subscription x paper x channel x target, created with the match) and `digest` (one send:
 subscription x channel x target x period, grouping deliveries), `suppression` (readers who left by a
-one-click link), `vote` (readers' feedback on papers), `heartbeat` (running daemons), `installation`
+one-click link), `vote` (readers' feedback on papers), `heartbeat` (running daemons), `confirmation`
+(subscribe requests waiting for their reader's click), `source_news`, `alert` and `alert_message` (alerts.py's
+history, problems and messages), `installation`
 (one row: the database's random id, part of every Message-ID). Only the modules of digestbot.store use these; what
 leaves the package is a `Paper`, `DigestRecord` or `SourceRecord` made by the functions at the end.
 
@@ -23,6 +25,9 @@ from sqlmodel import Field, SQLModel, UniqueConstraint
 from ..models import Paper
 from .values import (
     ACTIVE_DIGESTS,
+    AlertRecord,
+    ConfirmationRecord,
+    ConfirmationStatus,
     DeliveryStatus,
     DigestRecord,
     DigestStatus,
@@ -63,6 +68,42 @@ class SourceState(SQLModel, table=True):
     papers_seen: int = 0
     last_new: int = 0
     validators: str = "{}"
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # failed polls since the last success
+    polls: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # every poll, ever (/metrics' counter)
+    failed_polls: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # of them, the failed ones
+
+
+class SourceNewsRow(SQLModel, table=True):
+    """When a source's successful poll listed new papers: the history its usual gaps are learned from
+    (alerts.py: arXiv announces nothing on Friday and Saturday). Rows older than NEWS_DAYS are pruned."""
+    __tablename__ = "source_news"
+    source: str = Field(primary_key=True)
+    at: datetime = Field(primary_key=True)
+    new: int = 0
+
+
+class AlertRow(SQLModel, table=True):
+    """One problem alerts.py watches ("source-failing:hf", "digests-failed", "daemon-crashed:HOST"): open
+    or resolved, since when, whether its alert went out, and the day of the last one (one a day at most)."""
+    __tablename__ = "alert"
+    problem: str = Field(primary_key=True)
+    state: str  # open | resolved
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    announced: bool = False  # an alert message of this episode was queued: its recovery is told too
+    last_alert_day: str | None = None  # YYYY-MM-DD (bot.timezone) of the last alert message queued
+    detail: str = ""
+
+
+class AlertMessageRow(SQLModel, table=True):
+    """The text of one alert or recovery message; its deliveries are digest rows of the reserved
+    subscription "_alerts" whose period is this row's key, so the ledger sends each once and retries it."""
+    __tablename__ = "alert_message"
+    period: str = Field(primary_key=True)
+    problem: str
+    subject: str
+    text: str
+    created: datetime
 
 
 class MatchRow(SQLModel, table=True):
@@ -159,6 +200,23 @@ class HeartbeatRow(SQLModel, table=True):
     beat_at: datetime
 
 
+class ConfirmationRow(SQLModel, table=True):
+    """A subscribe request (web/subscribe.py) and its confirmation mail: recorded, claimed, sent, confirmed.
+    Kept two days (the confirm link's life), for the per-address limits and so a mail goes once."""
+    __tablename__ = "confirmation"
+    __table_args__ = (Index("ix_confirmation_target", "target", "requested_at"),  # the per-address limit
+                      Index("ix_confirmation_requested_at", "requested_at"))  # dropping old ones
+    id: int | None = Field(default=None, primary_key=True)
+    subscription: str  # a public subscription's id, or "" for a query of the reader's own
+    query: str  # that query, or ""
+    target: str  # the address
+    requested_at: datetime
+    sent_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    status: str = ConfirmationStatus.PENDING
+    lease_until: datetime | None = None  # while `sending`: when a restarted process may send it after all
+
+
 class InstallationRow(SQLModel, table=True):
     """This database's id. Digest row ids restart at 1 in every new database (`init --force`, a second
     installation), so Message-IDs carry this too: a mail client that hides a repeated Message-ID as a
@@ -222,7 +280,14 @@ def digest_record(row: DigestRow) -> DigestRecord:
 def source_record(row: SourceState) -> SourceRecord:
     return SourceRecord(name=row.name, last_poll=as_utc(row.last_poll), last_success=as_utc(row.last_success),
                         last_error=row.last_error, last_error_at=as_utc(row.last_error_at),
-                        papers_seen=row.papers_seen, last_new=row.last_new)
+                        papers_seen=row.papers_seen, last_new=row.last_new, failures=row.failures,
+                        polls=row.polls, failed_polls=row.failed_polls)
+
+
+def alert_record(row: AlertRow) -> AlertRecord:
+    return AlertRecord(problem=row.problem, open=row.state == "open", opened_at=as_utc(row.opened_at),
+                       resolved_at=as_utc(row.resolved_at), announced=row.announced,
+                       last_alert_day=row.last_alert_day, detail=row.detail)
 
 
 def vote_record(row: VoteRow) -> Vote:
@@ -232,3 +297,10 @@ def vote_record(row: VoteRow) -> Vote:
 
 def heartbeat_record(row: HeartbeatRow) -> Heartbeat:
     return Heartbeat(host=row.host, pid=row.pid, started_at=as_utc(row.started_at), beat_at=as_utc(row.beat_at))
+
+
+def confirmation_record(row: ConfirmationRow) -> ConfirmationRecord:
+    assert row.id is not None
+    return ConfirmationRecord(id=row.id, subscription_id=row.subscription, query=row.query, target=row.target,
+                              requested_at=as_utc(row.requested_at), sent_at=as_utc(row.sent_at),
+                              confirmed_at=as_utc(row.confirmed_at), status=ConfirmationStatus(row.status))

@@ -65,8 +65,41 @@ class SourceRecord:
     last_error_at: datetime | None
     papers_seen: int  # listings seen in all successful polls (a paper listed twice counts twice)
     last_new: int  # new papers in the last successful poll
+    failures: int = 0  # failed polls since the last success
+    polls: int = 0  # every poll, ever
+    failed_polls: int = 0  # of them, those that failed
+
+    @property
+    def failing(self) -> bool:
+        """Its latest poll failed: an error newer than its last success (or no success ever)."""
+        if not self.last_error:
+            return False
+        return self.last_success is None or self.last_error_at is None or self.last_error_at >= self.last_success
 
 
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """A problem alerts.py watches, as the store remembers it."""
+    problem: str  # "source-failing:hf", "source-quiet:arxiv", "digests-failed", "daemon-crashed:HOST"
+    open: bool
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    announced: bool = False  # its alert went out in this episode (so its recovery is told too)
+    last_alert_day: str | None = None  # YYYY-MM-DD of the last alert message (at most one a day)
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMessage:
+    """One alert or recovery message, queued for each target as a digest row of ALERTS (see AlertBook)."""
+    period: str  # its ledger key: one message per key and target, ever
+    problem: str
+    subject: str
+    text: str
+    targets: tuple[tuple[str, str], ...]  # (ledger channel, target)
+
+
+ALERTS = "_alerts"  # the reserved subscription id of alert messages in the ledger (no slug starts with "_")
 VOTES = ("up", "down")  # "more like this", "not for me"
 ANY_TARGET = "*"  # a vote recorded for the subscription as a whole (`digestbot feedback` without --target)
 
@@ -79,6 +112,27 @@ class Vote:
     paper: str  # the paper's key (bare arXiv id, else its title slug)
     vote: str  # "up" (more like this) or "down" (not for me)
     at: datetime
+
+
+class ConfirmationStatus(StrEnum):
+    """Where a subscribe request (web/subscribe.py: double opt-in) is."""
+    PENDING = "pending"  # recorded; its mail not handed over yet
+    SENDING = "sending"  # claimed by a sender until lease_until (a crash leaves it for the next start)
+    SENT = "sent"  # the SMTP server took its mail
+    CONFIRMED = "confirmed"  # its reader pressed the button: the address is in the config
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationRecord:
+    """A request to get a subscription, waiting for its reader to follow the link mailed to them."""
+    id: int
+    subscription_id: str  # a public subscription's id; "" for a query of the reader's own
+    query: str  # that query ("" for a public subscription)
+    target: str  # the address that asked
+    requested_at: datetime
+    sent_at: datetime | None
+    confirmed_at: datetime | None
+    status: ConfirmationStatus
 
 
 def utcnow() -> datetime:

@@ -3,24 +3,39 @@ ledger rows that go with them, and what a poll of a source did. Opened by `Store
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
 
+from ..errors import StoreError
 from ..models import Match, Paper
 from .identity import PaperIndex, merge_into
-from .tables import DeliveryRow, DigestRow, HeartbeatRow, MatchRow, PaperRow, SourceState, SuppressionRow, VoteRow
-from .values import DeliveryStatus, DigestStatus
+from .tables import (
+    ConfirmationRow,
+    DeliveryRow,
+    DigestRow,
+    HeartbeatRow,
+    MatchRow,
+    PaperRow,
+    SourceNewsRow,
+    SourceState,
+    SuppressionRow,
+    VoteRow,
+    confirmation_record,
+)
+from .values import ConfirmationRecord, ConfirmationStatus, DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
+NEWS_KEPT = timedelta(days=42)  # the history of a source's new listings that alerts.py learns its usual gaps from
 
 
 class Writer:
@@ -60,6 +75,84 @@ class Writer:
         conn.execute(_CANCEL_WAITING, where)
         return len(cancelled)
 
+    def queued_targets(self) -> set[tuple[str, str, str]]:
+        """(subscription, channel, target) of everything still on its way: pending digests (retrying ones
+        too) and deliveries waiting for their period's digest."""
+        digests = self.session.exec(select(col(DigestRow.subscription), col(DigestRow.channel),
+                                           col(DigestRow.target))
+                                    .where(col(DigestRow.status) == DigestStatus.PENDING).distinct()).all()
+        waiting = self.session.exec(select(col(DeliveryRow.subscription), col(DeliveryRow.channel),
+                                           col(DeliveryRow.target))
+                                    .where(col(DeliveryRow.digest_id).is_(None),
+                                           col(DeliveryRow.status) == DeliveryStatus.PENDING).distinct()).all()
+        return {(sub, channel, target) for sub, channel, target in [*digests, *waiting]}
+
+    def cancel_queued(self, subscription_id: str, channel: str | None, target: str | None, reason: str, *,
+                      failed_too: bool = False, ids: list[int] | None = None) -> tuple[int, int]:
+        """Cancel what is on its way to (subscription, channel, target) (None: any): its pending digests
+        (with `failed_too`, its failed ones too; with `ids`, only those digests) and their deliveries, and
+        (without `ids`) the deliveries still waiting for a digest. The rows stay, marked `cancelled`
+        with `reason`. (digests, waiting deliveries) cancelled."""
+        statuses = [DigestStatus.PENDING, *([DigestStatus.FAILED] if failed_too else [])]
+        where = [col(DigestRow.subscription) == subscription_id, col(DigestRow.status).in_(statuses)]
+        waiting_where = [col(DeliveryRow.subscription) == subscription_id, col(DeliveryRow.digest_id).is_(None),
+                         col(DeliveryRow.status) == DeliveryStatus.PENDING]
+        if channel is not None:
+            where.append(col(DigestRow.channel) == channel)
+            waiting_where.append(col(DeliveryRow.channel) == channel)
+        if target is not None:
+            where.append(col(DigestRow.target) == target)
+            waiting_where.append(col(DeliveryRow.target) == target)
+        if ids is not None:
+            where.append(col(DigestRow.id).in_(ids))
+        conn = self.session.connection()
+        cancelled = [digest_id for (digest_id,) in conn.execute(
+            update(DigestRow).where(*where).values(status=DigestStatus.CANCELLED, lease_until=None,
+                                                   last_error=reason).returning(col(DigestRow.id)))]
+        for start in range(0, len(cancelled), CHUNK):
+            conn.execute(update(DeliveryRow).where(col(DeliveryRow.digest_id).in_(cancelled[start:start + CHUNK]),
+                                                   col(DeliveryRow.status).in_([DeliveryStatus.PENDING,
+                                                                                DeliveryStatus.FAILED]))
+                         .values(status=DeliveryStatus.CANCELLED))
+        waiting = 0 if ids is not None else conn.execute(
+            update(DeliveryRow).where(*waiting_where).values(status=DeliveryStatus.CANCELLED)).rowcount
+        return len(cancelled), waiting
+
+    def reroute_failed(self, digest_id: int, targets: list[tuple[str, str]], reason: str) -> int:
+        """A failed digest whose target has left its subscription: its papers go to the subscription's
+        current `targets` instead, as deliveries waiting for a digest (their original time kept, so the
+        next send pass takes them without waiting for a new period; a target that has a paper already
+        keeps what it has). The digest is cancelled with `reason`. How many deliveries were made."""
+        conn = self.session.connection()
+        subscription = _digest_subscription(conn, digest_id)
+        papers = conn.execute(select(col(DeliveryRow.paper_id), col(DeliveryRow.created))
+                              .where(col(DeliveryRow.digest_id) == digest_id)).all()
+        made = 0
+        insert = _new_delivery(conn.dialect.name)
+        for paper_id, created in papers:
+            for channel, target in targets:
+                made += conn.execute(insert, {"subscription": subscription,
+                                              "paper_id": paper_id, "channel": channel, "target": target,
+                                              "status": DeliveryStatus.PENDING, "created": created}).rowcount
+        self.cancel_queued(subscription, None, None, reason, failed_too=True, ids=[digest_id])
+        return made
+
+    def rename_subscription(self, old: str, new: str) -> dict[str, int]:
+        """Move every row of subscription id `old` to `new` (matches, deliveries, digests, votes, readers
+        who left): its history follows a rename. StoreError when `new` has rows of its own (a subscription
+        of that id existed): mixing two histories is not a rename. Rows moved, by table."""
+        conn = self.session.connection()
+        tables = (MatchRow, DeliveryRow, DigestRow, VoteRow, SuppressionRow)
+        for table in tables:
+            if conn.execute(select(func.count()).select_from(table).where(col(table.subscription) == new)).scalar():
+                raise StoreError(f"the database already has history under the id {new!r} ({table.__tablename__} "
+                                 f"rows): a subscription of that name existed; choose another name")
+        moved = {}
+        for table in tables:
+            moved[str(table.__tablename__)] = conn.execute(
+                update(table).where(col(table.subscription) == old).values(subscription=new)).rowcount
+        return moved
+
     def unsuppress(self, subscription_id: str, target: str) -> bool:
         """The target may get the subscription again (from the next matched paper on; what was cancelled
         stays cancelled). False: it was not suppressed."""
@@ -97,6 +190,79 @@ class Writer:
             return False
         self.session.delete(row)
         return True
+
+    # --- subscribe requests (double opt-in) ---------------------------------------------------------
+
+    def request_confirmation(self, subscription_id: str, query: str, target: str, now: datetime, per_day: int,
+                             within: timedelta) -> ConfirmationRecord | None:
+        """A new request, or None: `target` had `per_day` requests in the last 24 hours already, or the
+        same request is waiting, made less than `within` ago (one mail for a form sent from three tabs).
+        Requests of one address wait for each other (SQLite: the write lock; PostgreSQL: an advisory lock
+        on the address), so the count and the insert are one step."""
+        conn = self.session.connection()
+        if conn.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(target.encode("utf-8")).digest()[:8], "big", signed=True)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        mine = col(ConfirmationRow.target) == target
+        asked = conn.execute(select(func.count()).select_from(ConfirmationRow).where(
+            mine, col(ConfirmationRow.requested_at) > now - timedelta(days=1))).scalar_one()
+        if asked >= per_day:
+            return None
+        waiting = conn.execute(select(col(ConfirmationRow.id)).where(
+            mine, col(ConfirmationRow.subscription) == subscription_id, col(ConfirmationRow.query) == query,
+            col(ConfirmationRow.status) != ConfirmationStatus.CONFIRMED,
+            col(ConfirmationRow.requested_at) > now - within).limit(1)).first()
+        if waiting is not None:
+            return None
+        row = ConfirmationRow(subscription=subscription_id, query=query, target=target, requested_at=now)
+        self.session.add(row)
+        self.session.flush()
+        return confirmation_record(row)
+
+    def claim_confirmations(self, now: datetime, lease: timedelta, *, ids: list[int] | None = None,
+                            since: datetime | None = None) -> list[ConfirmationRecord]:
+        """Take the requests whose mail is not sent and that no live sender holds (those `ids`, or those
+        made after `since`), until now + lease; each one a caller gets is its alone to send."""
+        claimable = or_(col(ConfirmationRow.status) == ConfirmationStatus.PENDING,
+                        and_(col(ConfirmationRow.status) == ConfirmationStatus.SENDING,
+                             col(ConfirmationRow.lease_until) < now))
+        wanted = [claimable]
+        if ids is not None:
+            wanted.append(col(ConfirmationRow.id).in_(ids))
+        if since is not None:
+            wanted.append(col(ConfirmationRow.requested_at) > since)
+        taken = [row_id for (row_id,) in self.session.connection().execute(
+            update(ConfirmationRow).where(*wanted).values(status=ConfirmationStatus.SENDING, lease_until=now + lease)
+            .returning(col(ConfirmationRow.id)))]
+        if not taken:
+            return []
+        rows = self.session.exec(select(ConfirmationRow).where(col(ConfirmationRow.id).in_(taken))
+                                 .order_by(col(ConfirmationRow.id))).all()
+        return [confirmation_record(row) for row in rows]
+
+    def confirmation_sent(self, confirmation_id: int, now: datetime, *, sent: bool) -> None:
+        """After the claim: the mail went (`sent`), or it did not and the request waits for the next try."""
+        values = {"status": ConfirmationStatus.SENT, "sent_at": now, "lease_until": None} if sent else \
+            {"status": ConfirmationStatus.PENDING, "lease_until": None}
+        self.session.connection().execute(update(ConfirmationRow).where(
+            col(ConfirmationRow.id) == confirmation_id,
+            col(ConfirmationRow.status) == ConfirmationStatus.SENDING).values(**values))
+
+    def confirm(self, confirmation_id: int, now: datetime) -> ConfirmationRecord | None:
+        """Mark it confirmed (the first time is kept); None when there is no such request (any more)."""
+        row = self.session.get(ConfirmationRow, confirmation_id)
+        if row is None:
+            return None
+        if row.status != ConfirmationStatus.CONFIRMED:
+            row.status, row.confirmed_at, row.lease_until = ConfirmationStatus.CONFIRMED, now, None
+            self.session.add(row)
+            self.session.flush()
+        return confirmation_record(row)
+
+    def drop_confirmations(self, before: datetime) -> int:
+        """Forget the requests made before `before`, whatever became of them; how many."""
+        return self.session.connection().execute(
+            delete(ConfirmationRow).where(col(ConfirmationRow.requested_at) < before)).rowcount
 
     def record_papers(self, source: str, papers: list[Paper], now: datetime) -> list[tuple[int, Paper]]:
         """Store or update each paper; return (row id, paper) of those never seen before.
@@ -169,13 +335,20 @@ class Writer:
                       error: str | None = None) -> None:
         state = self.session.get(SourceState, name) or SourceState(name=name)
         state.last_poll = now
+        state.polls = (state.polls or 0) + 1
         if error is None:
             state.last_success, state.papers_seen, state.last_new = now, state.papers_seen + seen, new
+            state.failures = 0
+            if new:
+                self.session.merge(SourceNewsRow(source=name, at=now, new=new))  # a second poll at the same `now`
+                self.session.connection().execute(_PRUNE_NEWS, {"source": name, "before": now - NEWS_KEPT})
             if validators is not None:
                 # Only the URLs of this poll: dated URLs (hf_daily's days) would otherwise pile up forever.
                 state.validators = json.dumps(validators)
         else:
             state.last_error, state.last_error_at = error, now
+            state.failures = (state.failures or 0) + 1
+            state.failed_polls = (state.failed_polls or 0) + 1
         self.session.add(state)
 
 
@@ -196,6 +369,19 @@ def _new_suppression(dialect: str) -> sqlite.Insert | postgresql.Insert:
 
 
 @cache
+def _new_delivery(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    inserts: dict[str, Callable[[type[DeliveryRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    return inserts[dialect](DeliveryRow).on_conflict_do_nothing()
+
+
+def _digest_subscription(conn: Connection, digest_id: int) -> str:
+    subscription: str = conn.execute(select(col(DigestRow.subscription)).where(col(DigestRow.id) == digest_id)
+                                     ).scalar_one()
+    return subscription
+
+
+@cache
 def _upsert_vote(dialect: str) -> sqlite.Insert | postgresql.Insert:
     inserts: dict[str, Callable[[type[VoteRow]], sqlite.Insert | postgresql.Insert]] = {
         "sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -213,6 +399,8 @@ def _upsert_heartbeat(dialect: str) -> sqlite.Insert | postgresql.Insert:
                                               "beat_at": insert.excluded.beat_at})
 
 
+_PRUNE_NEWS = delete(SourceNewsRow).where(col(SourceNewsRow.source) == bindparam("source"),
+                                          col(SourceNewsRow.at) < bindparam("before"))
 _CANCEL_DIGESTS = update(DigestRow).where(
     col(DigestRow.subscription) == bindparam("sub"), col(DigestRow.target) == bindparam("tgt"),
     col(DigestRow.status) == DigestStatus.PENDING).values(

@@ -10,19 +10,26 @@
     GET  /digest?token=D          a reader's list of all the papers of one digest (digest_list.py)
     GET  /unsubscribe             (the digests' footer link) how to leave
     GET|POST /manage?token=M      a reader's subscriptions: pause, resume, size, schedule, leave (manage.py)
+    POST /slack/actions           the vote buttons of Slack digests, signed by Slack (slack_actions.py)
+    GET  /, POST /subscribe,      the subscribe page: the public subscriptions (and, with [web] allow_custom,
+    GET|POST /confirm?token=C     a query of one's own), double opt-in by a mailed link (subscribe.py)
     GET  /healthz                 200 {"database": "ok", "last_successful_poll_age_s": ...,
                                   "daemon_heartbeat_age_s": ..., "daemons": [{"host", "pid", "age_s"}]}
                                   (200 even with no daemon: monitors judge the ages), 503 when the
                                   database cannot be read
+    GET  /metrics                 Prometheus metrics, read from the database at each scrape (metrics.py)
 
 Every response carries a strict Content-Security-Policy (no script at all), X-Frame-Options DENY and
-Referrer-Policy no-referrer; a request body over MAX_BODY bytes is refused with 413. Tokens are never
+Referrer-Policy no-referrer; a request body over MAX_BODY bytes is refused with 413 (Slack's click
+payloads, which repeat the clicked message, may have up to slack_actions.MAX_BODY). Tokens are never
 logged: the access log is off (a token is in the query string) and this module logs no URL.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,8 +48,9 @@ from ..config import Config
 from ..config.edit import editing, subscription_table
 from ..errors import ConfigError, StoreError
 from ..store import Store
-from . import digest_list, feedback, tokens
+from . import digest_list, feedback, metrics, slack_actions, tokens
 from .manage import Manage, manage_path
+from .subscribe import Subscribe
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024  # a one-click POST is 26 bytes; nothing here takes more than a small form
@@ -64,10 +72,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class Guard:
     """ASGI middleware: the security headers on every response, and no request body over MAX_BODY
-    (refused from its Content-Length at once, or as soon as a chunked body passes the limit)."""
+    (refused from its Content-Length at once, or as soon as a chunked body passes the limit); `larger`:
+    the paths allowed more, and how much."""
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY):
-        self.app, self.max_body = app, max_body
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY, larger: dict[str, int] | None = None):
+        self.app, self.max_body, self.larger = app, max_body, dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,8 +90,9 @@ class Guard:
                                       *((n, v) for n, v in SECURITY_HEADERS if n not in names)]
             await send(message)
 
+        limit = self.larger.get(scope.get("path", ""), self.max_body)
         length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             await too_large(scope, receive, send_guarded)
             return
         seen = 0
@@ -92,7 +102,7 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
+                if seen > limit:
                     raise BodyTooLarge
             return message
 
@@ -117,7 +127,7 @@ class Web:
 
     def __init__(self, config_path: str | Path):
         self.config_path = Path(config_path)
-        self.app = App.from_config(self.config_path, open_database=False)  # the matcher is not needed here
+        self.app = App.from_config(self.config_path, open_database=False, create=False)  # no matcher needed here
         secret = self.app.config.link_secret()
         if not secret:
             raise ConfigError(f"{self.app.config.path}: `digestbot serve` needs [web] secret_env: the environment "
@@ -243,7 +253,9 @@ class Web:
         """Add `target` to the subscription's recipients in the config file, or remove it (a Slack
         channel from `slack`, anything else from `email`), through the locked, validated editor.
         False when there was nothing to do, or the edit would make the config invalid (e.g. the last
-        recipient of a subscription: the suppression alone then keeps the mail away)."""
+        recipient of a subscription: the suppression alone then keeps the mail away). A subscription
+        its `owner` made on the subscribe page goes from the config with its owner, its last recipient:
+        it was theirs alone, and a subscription without a recipient is no valid one."""
         key = "slack" if target.startswith("#") else "email"
         try:
             with editing(self.config_path) as editor:
@@ -255,7 +267,13 @@ class Web:
                 if (target in listed) == present:
                     return False
                 wanted = [*listed, target] if present else [value for value in listed if value != target]
-                editor.set_subscription(subscription_id, {key: wanted})
+                others = [k for k in ("email", "slack", "slack_webhook", "slack_webhook_env")
+                          if k != key and table.get(k)]
+                if not present and not wanted and not others and str(table.get("owner", "")) == target:
+                    editor.remove_subscription(subscription_id)
+                    log.info("the owner of %r left: the subscription was removed from the config", subscription_id)
+                else:
+                    editor.set_subscription(subscription_id, {key: wanted})
                 editor.save()
                 return True
         except ConfigError as exc:
@@ -265,15 +283,28 @@ class Web:
 
 def create_app(config_path: str | Path) -> Starlette:
     web = Web(config_path)
+    subscribe = Subscribe(web)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Confirmation mails recorded but not sent (a crash between the two): sent now, without
+        # holding up the start (the SMTP server may be slow).
+        resumed = asyncio.create_task(run_in_threadpool(subscribe.resume_unsent))
+        yield
+        await resumed
+
     routes = [Route("/unsubscribe", web.unsubscribe_page, methods=["GET"]),
               Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
               Route("/resubscribe", web.resubscribe, methods=["POST"]),
               Route("/healthz", web.healthz, methods=["GET"]),
               *feedback.routes(web),
               *digest_list.routes(web),
-              *Manage(web).routes()]
-    starlette = Starlette(routes=routes)
-    starlette.add_middleware(Guard)
+              *metrics.routes(web),
+              *Manage(web).routes(),
+              *slack_actions.routes(web),
+              *subscribe.routes()]
+    starlette = Starlette(routes=routes, lifespan=lifespan)
+    starlette.add_middleware(Guard, larger={slack_actions.PATH: slack_actions.MAX_BODY})
     starlette.state.web = web
     return starlette
 
@@ -287,8 +318,10 @@ def serve(config_path: str | Path, *, log_level: str = "info") -> None:
     listen = web.config.web
     log.info("serving readers' links on http://%s (public as %s)", listen.listen, web.config.bot.public_url)
     try:
+        # log_config=None: uvicorn's lines go through the handler the command line set up, so they carry
+        # the same ISO times (and are JSON with --log-format json) as digestbot's own.
         uvicorn.run(app, host=listen.host, port=listen.port, access_log=False, log_level=log_level,
-                    server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+                    log_config=None, server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
     finally:
         web.app.close()
 

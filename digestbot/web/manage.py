@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 FORM_FIELD = "form"
 FORM_DOMAIN = b"digestbot-manage-form-v1\n"  # never the same bytes as a token's MAC
 EDITABLE = ("max_papers", "schedule")
+OWN_EDITABLE = ("query", "topics")  # also editable by the owner of a subscription made on the subscribe page
 SCHEDULE_EXAMPLES = ("instant", "hourly", "daily 08:00", "weekly mon 08:00")
 _FIELD_PROBLEM = re.compile(r": subscriptions\[(\d+)\]\.(\w+): (.*)", re.DOTALL)
 
@@ -63,6 +64,7 @@ class Entry:
     """One subscription as its reader sees it."""
     sub: SubscriptionConfig
     shared: bool  # more than one recipient: only leaving is the reader's
+    own: bool = False  # made by this reader with their own query (`owner`): the query and topics are theirs too
     values: dict[str, str] = field(default_factory=dict)  # what the fields show (a refused value stays)
     errors: dict[str, str] = field(default_factory=dict)  # field -> the validator's message
     notice: str = ""
@@ -136,7 +138,7 @@ class Manage:
             return await run_in_threadpool(self.render, token, found, {subscription_id: Entry(
                 entry.sub, True, notice="This digest is shared with others: only its admin can change it. "
                 "Nothing was changed.")}, 403)
-        changes, errors = self.wanted(entry.sub, action, form)
+        changes, errors = self.wanted(entry.sub, action, form, own=entry.own)
         try:
             if not errors and changes:
                 await run_in_threadpool(self.edit, subscription_id, changes)
@@ -146,7 +148,8 @@ class Manage:
             log.warning("a reader's change of %r was not saved: %s", subscription_id, " ".join(exc.problems))
             errors = {"": "The change could not be saved just now; nothing was changed. Please try again later."}
         if errors:
-            refused = Entry(entry.sub, False, values={k: form.get(k, "") for k in EDITABLE}, errors=errors)
+            shown = {key: form.get(key, "") for key in (*EDITABLE, *OWN_EDITABLE)}
+            refused = Entry(entry.sub, False, entry.own, values=shown, errors=errors)
             return await run_in_threadpool(self.render, token, found, {subscription_id: refused}, 400)
         notice = {"pause": "Paused: no digests until you resume.", "resume": "Resumed: the papers that "
                   "matched meanwhile come with the next digest."}.get(action, "Saved." if changes else "No change.")
@@ -172,7 +175,8 @@ class Manage:
         """The subscriptions listing `target` that it has not left (a suppression outlives the config)."""
         config = self.current_config()
         left = self.web.app.store.suppressions()
-        return {sub.id: Entry(sub, recipients(sub) > 1, ratings=self.ratings(sub.id, target))
+        return {sub.id: Entry(sub, recipients(sub) > 1, own=sub.owner == target and recipients(sub) == 1,
+                              ratings=self.ratings(sub.id, target))
                 for sub in config.subscriptions
                 if target in (*sub.email, *sub.slack) and target not in left.get(sub.id, set())}
 
@@ -191,9 +195,11 @@ class Manage:
             return self.web.config
 
     @staticmethod
-    def wanted(sub: SubscriptionConfig, action: str, form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    def wanted(sub: SubscriptionConfig, action: str, form: dict[str, str], *,
+               own: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
         """The config values the form asks for, only those that differ (an unchanged value keeps how
-        the file writes it), and the fields that are no value at all."""
+        the file writes it), and the fields that are no value at all. `own`: the query and topics too
+        (the config's validator judges them: a query that does not parse comes back with its caret)."""
         if action == "pause":
             return ({"paused": True} if not sub.paused else {}), {}
         if action == "resume":
@@ -210,6 +216,13 @@ class Manage:
             errors["schedule"] = "give a schedule, e.g. " + ", ".join(SCHEDULE_EXAMPLES)
         elif schedule != sub.schedule:
             changes["schedule"] = schedule
+        if own:
+            query = " ".join(form.get("query", "").split())
+            if query != sub.query:
+                changes["query"] = query
+            topics = [name for name in re.split(r"[,\s]+", form.get("topics", "")) if name]
+            if topics != sub.topics:
+                changes["topics"] = topics
         return changes, errors
 
     def edit(self, subscription_id: str, changes: dict[str, Any]) -> None:
@@ -238,11 +251,12 @@ class Manage:
                 entries[key].notice = override.notice  # (the ratings are the database's: kept)
         shown = sorted(entries.values(), key=lambda e: (e.sub.id != found.subscription_id, e.sub.name))
         for entry in shown:
-            entry.values = entry.values or {"max_papers": str(entry.sub.max_papers), "schedule": entry.sub.schedule}
+            entry.values = entry.values or {"max_papers": str(entry.sub.max_papers), "schedule": entry.sub.schedule,
+                                            "query": entry.sub.query, "topics": ", ".join(entry.sub.topics)}
         html = self.web.pages.get_template("manage.html.j2").render(
             target=found.target, entries=shown, action="/manage?" + urlencode({"token": token}),
             form_field=FORM_FIELD, form_value=form_value(self.web.secret, token), examples=SCHEDULE_EXAMPLES,
-            ratings_shown=RATINGS_SHOWN)
+            ratings_shown=RATINGS_SHOWN, topics=sorted(self.current_config().topics))
         return HTMLResponse(html, status_code=status)
 
 

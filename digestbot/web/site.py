@@ -1,4 +1,4 @@
-"""What the route modules (feedback.py, manage.py, digest_list.py) use of the web process's shared parts.
+"""What the route modules (feedback.py, manage.py, digest_list.py, subscribe.py) use of the web process's shared parts.
 
 app.Web is the one implementation; it is named here as a Protocol because app.py imports the route
 modules to list their routes, so they cannot import it back (tests/test_import_cycles.py).
@@ -40,4 +40,8 @@ class Site(Protocol):
 
     def leave(self, subscription_id: str, target: str) -> None:
         """The one-click unsubscribe: the suppression first, then the address out of the config."""
+        ...
+
+    def come_back(self, subscription_id: str, target: str) -> None:
+        """The address back in the subscription's recipients (config), and its suppression lifted."""
         ...

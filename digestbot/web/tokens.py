@@ -2,8 +2,9 @@
 
 A token is `PAYLOAD.MAC`, both unpadded base64url: PAYLOAD is the JSON list [purpose, subscription id,
 target, issued (Unix seconds)], and for a "vote" token a fifth item, the paper's key (so one paper's link
-votes on no other paper), for a "digest" token the digest's id (so it lists that one digest's papers);
-MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
+votes on no other paper), for a "digest" token the digest's id (so it lists that one digest's papers), for
+a "confirm" token the id of its confirmation request (store: one request, one link; its subscription id is
+"" for a query of the reader's own); MAC its HMAC-SHA256 under the installation's secret (`[web] secret_env`).
 Whoever holds a token may do its one purpose for its one (subscription, target) and nothing else: the
 purpose is signed, so an unsubscribe token is no confirm token; a changed byte, a truncated token or
 another secret fails the MAC, which is compared in constant time.
@@ -26,6 +27,7 @@ Purpose = Literal["unsubscribe", "manage", "confirm", "resubscribe", "vote", "di
 PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "manage", "confirm", "resubscribe", "vote", "digest")
 WITH_PAPER: frozenset[Purpose] = frozenset({"vote"})  # the purposes bound to a paper too
 WITH_DIGEST: frozenset[Purpose] = frozenset({"digest"})  # the purposes bound to one digest (its row id) too
+WITH_CONFIRMATION: frozenset[Purpose] = frozenset({"confirm"})  # bound to one confirmation request (its row id)
 CONFIRM_TTL = timedelta(hours=48)
 EXPIRING = {"confirm": CONFIRM_TTL, "resubscribe": CONFIRM_TTL}  # undo is for right after leaving
 DOMAIN = b"digestbot-link-v1\n"  # what the MAC is of: never the same bytes as another use of the secret
@@ -43,22 +45,28 @@ class Token:
     issued: datetime
     paper: str | None = None  # the paper's key, for a "vote" token (WITH_PAPER); None for the others
     digest: int | None = None  # the digest's id, for a "digest" token (WITH_DIGEST); None for the others
+    confirmation: int | None = None  # the request's id, for a "confirm" token (WITH_CONFIRMATION)
 
 
 def sign(secret: bytes, purpose: Purpose, subscription_id: str, target: str, *, paper: str | None = None,
-         digest: int | None = None, now: datetime | None = None) -> str:
+         digest: int | None = None, confirmation: int | None = None, now: datetime | None = None) -> str:
     """`paper` (a paper's key) is required by the purposes in WITH_PAPER and refused by the others;
-    `digest` (a digest's id) likewise for WITH_DIGEST."""
+    `digest` (a digest's id) likewise for WITH_DIGEST, `confirmation` (a request's id) for WITH_CONFIRMATION."""
     if (paper is not None) != (purpose in WITH_PAPER):
         raise ValueError(f"a {purpose!r} token {'needs' if purpose in WITH_PAPER else 'takes no'} paper")
     if (digest is not None) != (purpose in WITH_DIGEST):
         raise ValueError(f"a {purpose!r} token {'needs' if purpose in WITH_DIGEST else 'takes no'} digest")
+    if (confirmation is not None) != (purpose in WITH_CONFIRMATION):
+        raise ValueError(f"a {purpose!r} token {'needs' if purpose in WITH_CONFIRMATION else 'takes no'} "
+                         f"confirmation")
     issued = int((now or datetime.now(UTC)).timestamp())
     fields: list[str | int] = [purpose, subscription_id, target, issued]
     if paper is not None:
         fields.append(paper)
     if digest is not None:
         fields.append(int(digest))
+    if confirmation is not None:
+        fields.append(int(confirmation))
     payload = json.dumps(fields, separators=(",", ":")).encode("utf-8")
     return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
 
@@ -79,17 +87,19 @@ def verify(secret: bytes, token: str, purpose: Purpose, *, now: datetime | None 
         raise BadToken("the link's contents are not understood") from None
     if kind != purpose:
         raise BadToken(f"this link is for {kind!r}, not for {purpose!r}")
-    if len(rest) != (1 if kind in WITH_PAPER | WITH_DIGEST else 0):
+    if len(rest) != (1 if kind in WITH_PAPER | WITH_DIGEST | WITH_CONFIRMATION else 0):
         raise BadToken("the link's contents are not understood")
     paper = str(rest[0]) if rest and kind in WITH_PAPER else None
     digest = rest[0] if rest and kind in WITH_DIGEST else None
-    if kind in WITH_DIGEST and (type(digest) is not int):  # signed by us as an int; anything else is not ours
+    confirmation = rest[0] if rest and kind in WITH_CONFIRMATION else None
+    row_ids = [value for value, kinds in ((digest, WITH_DIGEST), (confirmation, WITH_CONFIRMATION)) if kind in kinds]
+    if any(type(value) is not int for value in row_ids):  # signed by us as an int; anything else is not ours
         raise BadToken("the link's contents are not understood")
     ttl = EXPIRING.get(kind)
     if ttl is not None and (now or datetime.now(UTC)) > when + ttl:
         raise BadToken("this link has expired; ask for a new one")
     return Token(purpose=kind, subscription_id=str(subscription_id), target=str(target), issued=when, paper=paper,
-                 digest=digest)
+                 digest=digest, confirmation=confirmation)
 
 
 def _mac(secret: bytes, payload: bytes) -> bytes:

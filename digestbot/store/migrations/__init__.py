@@ -21,5 +21,7 @@ REVISIONS = {  # oldest first: id -> what it holds
     "0003": "the suppression table (readers who left by a one-click link)",
     "0004": "the vote table (readers' 'more like this' / 'not for me' on papers)",
     "0005": "the heartbeat table (running daemons: host, pid, started_at, beat_at)",
+    "0006": "the confirmation table (subscribe requests waiting for their reader's click)",
+    "0007": "alerts: source_state.failures, the source_news, alert and alert_message tables",
 }
 HEAD = list(REVISIONS)[-1]
