@@ -16,8 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..models import Paper
+from .space import Matrix
 
 MAX_TOKENS = 128  # the tokenizer's own limit: title and the abstract's start (256 doubled the cost)
 BATCH = 32
@@ -25,8 +28,8 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 
 
 def available() -> bool:
-    """Are onnxruntime, tokenizers and numpy installed (the `semantic` extra)?"""
-    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "tokenizers", "numpy"))
+    """Are onnxruntime and tokenizers installed (the `semantic` extra)?"""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "tokenizers"))
 
 
 def _package_dir(name: str) -> Path | None:
@@ -124,10 +127,14 @@ class EmbeddingSpace:
                 self.keep({k: v.tobytes() for k, v in fresh.items()})
         return [vectors[p.key] for p in papers]
 
-    def centroid(self, vectors: Sequence[Any]) -> Any:
-        total = self.np.sum(vectors, axis=0)
+    def total(self, vectors: Sequence[Any]) -> Any:
+        return self.np.sum(vectors, axis=0)
+
+    def centroid(self, total: Any) -> Any:
         return total / max(float(self.np.linalg.norm(total)), 1e-9)
 
-    def similarities(self, vectors: Sequence[Any], to: Sequence[Any]) -> list[list[float]]:
-        result: list[list[float]] = (self.np.stack(vectors) @ self.np.stack(to).T).tolist()
+    def similarities(self, vectors: Sequence[Any], to: Sequence[Any]) -> Matrix:
+        if not len(vectors) or not len(to):
+            return np.zeros((len(vectors), len(to)), dtype=np.float32)
+        result: Matrix = np.stack(vectors) @ np.stack(to).T
         return result

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ..matching import PaperMatcher
 from ..models import Hit, Match, Paper
 from ..store import Vote
-from .model import MIN_POSITIVE, Example, Taste, Verdict
+from .model import MIN_POSITIVE, Example, Taste, Verdict, judge_all
 from .space import Space
 
 log = logging.getLogger(__name__)
@@ -84,16 +84,15 @@ class LearningMatcher:
         by_sub: dict[str, dict[str, Match]] = {}
         for m in matches:
             by_sub.setdefault(m.subscription_id, {})[m.paper.key] = m
-        changed = {}
+        tastes, owns = [], []
         for lr in ready:
             found = [(Example(stored[k], liked, how), example_vectors[k])
                      for k, (liked, how) in sorted(chosen[lr.subscription_id].items()) if k in stored]
-            taste = Taste(space, [e for e, _ in found], [v for _, v in found])
-            if not taste.learns:
-                continue
-            own = by_sub.get(lr.subscription_id, {})
-            verdicts = taste.judge(vectors, [p.key in own for p in papers])
-            changed[lr.subscription_id] = self._apply(lr.subscription_id, papers, own, verdicts)
+            tastes.append(Taste(space, [e for e, _ in found], [v for _, v in found]))
+            owns.append(by_sub.get(lr.subscription_id, {}))
+        verdicts = judge_all(space, tastes, vectors, [[p.key in own for p in papers] for own in owns])
+        changed = {lr.subscription_id: self._apply(lr.subscription_id, papers, own, judged)
+                   for lr, taste, own, judged in zip(ready, tastes, owns, verdicts, strict=True) if taste.learns}
         if not changed:
             return matches
         kept = [m for m in matches if m.subscription_id not in changed]
