@@ -30,6 +30,7 @@ from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .models import Match, Message, Paper, SlackPost, SourceMemory
 from .relevance import HeldBack, Learner, LearningMatcher, LexicalSpace, Space
+from .relevance.embed import MODEL_NAME, EmbeddingSpace  # the extra's modules load only when it is used
 from .render import Renderer
 from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
 
@@ -142,6 +143,12 @@ class App:
         matches = self.matcher_of(name).match(papers)
         return sorted(matches, key=lambda m: (-m.score, -m.paper.upvotes)), len(papers)
 
+    def embed_new(self, papers: list[Paper]) -> None:
+        """Right after a poll stored `papers`: their sentence embeddings, once, into the database (only
+        for `[relevance] representation = "semantic"`; the lexical one is recomputed when needed)."""
+        if papers and self.config.relevance.representation == "semantic":
+            semantic_space(self.config, self.store).store_new(papers)
+
     def held_back(self, name: str, days: float) -> tuple[list[HeldBack], int]:
         """The papers of the last `days` days that the subscription's query matches but its readers' votes
         hold back, each with its reason, and how many papers were looked at."""
@@ -238,7 +245,12 @@ def build_matcher(config: Config, store: Store) -> PaperMatcher:
 def space(config: Config, store: Store) -> Space:
     """The representation votes are learned in ([relevance] representation; README "What your votes do")."""
     if config.relevance.representation == "semantic":
-        from .relevance.embed import EmbeddingSpace  # the optional extra: imported only when chosen
+        return semantic_space(config, store)
+    return LexicalSpace(store.papers(limit=SIMILARITY_CORPUS))  # cheap: recomputed at each poll, never stored
 
-        return EmbeddingSpace(config.relevance.model)
-    return LexicalSpace(store.papers(limit=SIMILARITY_CORPUS))
+
+def semantic_space(config: Config, store: Store) -> EmbeddingSpace:
+    """Sentence embeddings, each paper's computed once and kept in the database (the `embedding` table)."""
+    name = config.relevance.model or MODEL_NAME
+    return EmbeddingSpace(config.relevance.model, stored=partial(store.embeddings, name),
+                          keep=partial(store.keep_embeddings, name))

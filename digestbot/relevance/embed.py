@@ -101,9 +101,14 @@ def text_of(paper: Paper) -> str:
     return f"{paper.title}. {paper.abstract}"
 
 
+_RECENT: dict[tuple[str, str], Any] = {}  # (model, paper key) -> vector computed by this process
+RECENT_KEPT = 5000  # a poll's new papers, embedded while matching, are stored right after without a second run
+
+
 class EmbeddingSpace:
-    """Dense normalised vectors; `stored` (paper keys -> vectors already in the database) and `keep`
-    (store new ones) make each paper's embedding a one-time cost."""
+    """Dense normalised vectors. A paper's embedding is computed once: `stored` (paper keys -> vectors
+    the database holds) is looked up first, and `store_new`, run right after a poll stored its papers,
+    keeps those the database lacks (`keep`)."""
 
     name = "semantic"
 
@@ -111,21 +116,36 @@ class EmbeddingSpace:
                  stored: Callable[[list[str]], dict[str, bytes]] | None = None,
                  keep: Callable[[dict[str, bytes]], None] | None = None):
         self.encoder = encoder(model)
-        self.np = self.encoder.np
+        self.model = model or MODEL_NAME
+        self.np = np
         self.stored, self.keep = stored, keep
 
     def vectors(self, papers: Sequence[Paper]) -> list[Any]:
-        np = self.np
+        return self._vectors(papers)[0]
+
+    def store_new(self, papers: Sequence[Paper]) -> int:
+        """Embed the papers the database has no embedding of, and keep them there; how many."""
+        fresh = self._vectors(papers)[1]
+        if self.keep and fresh:
+            self.keep({key: vector.astype("<f4").tobytes() for key, vector in fresh.items()})
+        return len(fresh)
+
+    def _vectors(self, papers: Sequence[Paper]) -> tuple[list[Any], dict[str, Any]]:
+        """The papers' vectors, and those of them the database does not hold (computed now or lately)."""
         found = self.stored([p.key for p in papers]) if self.stored else {}
-        vectors: dict[str, Any] = {k: np.frombuffer(v, dtype=np.float32) for k, v in found.items()}
-        missing = [p for p in papers if p.key not in vectors]
+        vectors: dict[str, Any] = {k: np.frombuffer(v, dtype="<f4") for k, v in found.items()}
+        fresh = {p.key: _RECENT[self.model, p.key] for p in papers
+                 if p.key not in vectors and (self.model, p.key) in _RECENT}
+        missing = list({p.key: p for p in papers if p.key not in vectors and p.key not in fresh}.values())
         if missing:
             computed = self.encoder.encode([text_of(p) for p in missing])
-            fresh = {p.key: row for p, row in zip(missing, computed, strict=True)}
-            vectors.update(fresh)
-            if self.keep:
-                self.keep({k: v.tobytes() for k, v in fresh.items()})
-        return [vectors[p.key] for p in papers]
+            for paper, row in zip(missing, computed, strict=True):
+                fresh[paper.key] = row
+                _RECENT[self.model, paper.key] = row
+            while len(_RECENT) > RECENT_KEPT:
+                del _RECENT[next(iter(_RECENT))]
+        vectors.update(fresh)
+        return [vectors[p.key] for p in papers], fresh
 
     def total(self, vectors: Sequence[Any]) -> Any:
         return self.np.sum(vectors, axis=0)
