@@ -93,3 +93,35 @@ def test_votes_hold_back_and_include_with_reasons(tmp_path, http_server):
     eml = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in (tmp_path / "outbox").glob("*.eml")]
     bodies = "\n".join(m.get_body(("plain",)).get_content() for m in eml)
     assert "that you marked more like this" in bodies  # the why line in the digest itself
+
+
+def test_semantic_embeddings_are_computed_once_when_papers_are_stored(tmp_path, http_server):
+    """[relevance] representation = "semantic": the poll stores each new paper's embedding right after
+    storing the paper (migration 0008's table), and a later poll embeds only the papers it adds."""
+    from digestbot.relevance import embed
+
+    if not embed.available():
+        import pytest
+        pytest.skip("the semantic extra is not installed")
+    papers, _ = labelled()
+    today = datetime.now(UTC).date().isoformat()
+    http_server.daily_papers({today: [item(p) for p in papers[:12]]})
+    config = tmp_path / "digestbot.toml"
+    config.write_text(f'[bot]\ndatabase = "sqlite:///{tmp_path}/bot.db"\noutbox = "{tmp_path}/outbox"\n\n'
+                      '[relevance]\nrepresentation = "semantic"\n\n'
+                      f'[[sources]]\nname = "hf"\nkind = "hf_daily"\nurl = "{http_server.url}/api/daily_papers"\n\n'
+                      '[[subscriptions]]\nname = "r"\nquery = "reasoning"\nemail = ["r@example.org"]\n')
+
+    def stored() -> dict[str, bytes]:
+        with sqlite3.connect(tmp_path / "bot.db") as db:
+            return dict(db.execute("SELECT paper, vector FROM embedding WHERE model = 'all-MiniLM-L6-v2'"))
+
+    digestbot(config, "run", "--once")
+    first = stored()
+    assert set(first) == {p["id"] for p in papers[:12]}
+    assert all(len(v) == 384 * 4 for v in first.values())  # float32, the model's 384 dimensions
+    http_server.daily_papers({today: [item(p) for p in papers[:20]]})
+    digestbot(config, "run", "--once")
+    second = stored()
+    assert set(second) == {p["id"] for p in papers[:20]}
+    assert all(second[k] == v for k, v in first.items())  # kept, not recomputed into new rows
