@@ -32,6 +32,9 @@ secret_env = "DIGESTBOT_TEST_LINK_SECRET"
 host = "127.0.0.1"
 sender = "Paper Digest <digest@example.org>"
 
+[slack]
+token_env = "SLACK_BOT_TOKEN"
+
 [topics.efficient-inference]
 query = '{topic}'
 

@@ -86,7 +86,7 @@ cron = "0 6 * * *"
 """)
     pipeline.poll(ctx, "search", NOW)
     pipeline.poll(ctx, "search", NOW + timedelta(minutes=30))
-    assert cli.main(["-c", str(tmp_path / "config.toml"), "status"]) == 0
+    assert cli.main(["-c", str(tmp_path / "config.toml"), "status"]) == 1  # its latest poll failed: unhealthy
     out = capsys.readouterr().out
     assert "search (hf_search, every 30m)" in out
     assert "last success 2026-11-20 09:30 UTC; papers seen 3" in out

@@ -130,7 +130,7 @@ def test_add_says_which_defaults_it_applied_and_what_it_would_have_matched(tmp_p
     assert "defaults applied: schedule 'daily 08:00', max_papers 15, timezone 'UTC' (bot.timezone)" in err
     [(papers,)] = sqlite3.connect(world.db).execute("SELECT count(*) FROM paper").fetchall()
     assert papers == 6
-    assert "it would have matched 1 of the 6 papers first seen in the last 7 days" in err
+    assert "'Carol' matches 1 of the 6 papers stored from the last 7 days" in err
 
 
 def test_rename_keeps_the_history(tmp_path, http_server, smtp_server):
