@@ -52,9 +52,19 @@ def examples_of(learner: Learner, votes: Sequence[Vote]) -> dict[str, tuple[bool
     return chosen
 
 
+TITLE_SHOWN = 40  # the rated paper's title in a why line, which should stay near 80 characters
+
+
+def short_title(title: str) -> str:
+    if len(title) <= TITLE_SHOWN:
+        return title
+    head = title[:TITLE_SHOWN - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip(",;:") + "…"
+
+
 def learned_hit(example: Example) -> Hit:
-    return Hit(f"like '{example.paper.title}' that {example.how}".replace("that an example", "an example"),
-               LEARNED)
+    return Hit(f"like '{short_title(example.paper.title)}' that {example.how}".replace("that an example",
+                                                                                       "an example"), LEARNED)
 
 
 class LearningMatcher:
