@@ -33,7 +33,7 @@ def test_the_playground_keeps_working_after_the_demo(tmp_path):
     # The first listings' digests, then (Alice voted on hers) the last listing's for Alice and Top papers
     assert written.count(".eml") == 5 and written.count(".json") == 1
     assert "Alice marks 8 papers of her digest \"more like this\"" in demo.stdout
-    assert "Alice's votes held back" in demo.stdout and "that you marked not for me" in demo.stdout
+    assert "Alice's votes ranked her new digest" in demo.stdout and "that you marked not for me" in demo.stdout
     with sqlite3.connect(folder / "demo.db") as db:  # her votes, recorded as `digestbot feedback` records them
         assert db.execute("SELECT count(*) FROM vote WHERE subscription = 'alice-llm-inference'").fetchone() == (13,)
     alice = [message_from_bytes(p.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()

@@ -123,9 +123,10 @@ def learned_choices(app: App) -> str:
             if h.match.subscription_id == ALICE]
     lines = [f"  held back: '{h.match.paper.title[:60]}' ({h.reason})" for h in held[:SHOWN]]
     lines += [f"  ... and {len(held) - SHOWN} more"] if len(held) > SHOWN else []
-    return "\n".join([f"Alice's votes held back {len(held)} of her query's matches (`digestbot subs test "
-                      f"'{app.config.subscription(ALICE).name}' --held-back` lists them), ranked her digest, and added what\n  her query missed (its why line: \"like '…' that you marked more like this\"):",
-                      *lines])
+    name = app.config.subscription(ALICE).name
+    return "\n".join([f"Alice's votes ranked her new digest, added papers her query missed (their why line: "
+                      f"\"like '…' that you marked more like this\") and held back {len(held)} of its matches "
+                      f"(`digestbot subs test '{name}' --held-back` lists them):", *lines])
 
 
 class EditedPlayground(ConfigError):
