@@ -15,7 +15,7 @@ import dataclasses
 import html
 from datetime import UTC, datetime
 from email.utils import make_msgid
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from types import TracebackType
 
@@ -29,6 +29,8 @@ from .http import Http
 from .matching import Interest, Matcher, PaperMatcher
 from .matching.similar import SimilarityMatcher, SimilarTopic
 from .models import Match, Message, Paper, SlackPost, SourceMemory
+from .relevance import HeldBack, Learner, LearningMatcher, LexicalSpace, Space
+from .relevance.embed import MODEL_NAME, EmbeddingSpace  # the extra's modules load only when it is used
 from .render import Renderer
 from .store import Initialised, Revision, Store, Upgraded, init_database, open_store
 
@@ -141,6 +143,20 @@ class App:
         matches = self.matcher_of(name).match(papers)
         return sorted(matches, key=lambda m: (-m.score, -m.paper.upvotes)), len(papers)
 
+    def embed_new(self, papers: list[Paper]) -> None:
+        """Right after a poll stored `papers`: their sentence embeddings, once, into the database (only
+        for `[relevance] representation = "semantic"`; the lexical one is recomputed when needed)."""
+        if papers and self.config.relevance.representation == "semantic":
+            semantic_space(self.config, self.store).store_new(papers)
+
+    def held_back(self, name: str, days: float) -> tuple[list[HeldBack], int]:
+        """The papers of the last `days` days that the subscription's query matches but its readers' votes
+        hold back, each with its reason, and how many papers were looked at."""
+        papers = self.store.papers(days=days)
+        matcher = self.matcher_of(name)
+        matcher.match(papers)
+        return (matcher.held_back if isinstance(matcher, LearningMatcher) else []), len(papers)
+
     def preview(self, name: str, out: Path, *, days: float | None = None, at: datetime | None = None) -> list[Path]:
         """Render the subscription's next digest (with `days`: what the last N days would give) into `out`."""
         sub = self.config.subscription(name)
@@ -212,10 +228,29 @@ def interests(config: Config) -> list[Interest]:
 def build_matcher(config: Config, store: Store) -> PaperMatcher:
     # Rare words make selective index keys; recent papers say which words are rare (faster only:
     # the matches never depend on the sample).
-    matcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
+    matcher: PaperMatcher = Matcher(interests(config), sample=store.papers(limit=RARITY_SAMPLE))
     like = [SimilarTopic(name, tuple(t.like), t.min_similarity) for name, t in config.topics.items() if t.like]
-    if not like:
+    if like:
+        users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
+        matcher = SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
+                                    examples=store.papers_by_keys)
+    learners = [Learner(s.id, {key: t for t in s.topics for key in config.topics[t].like})
+                for s in config.subscriptions if s.learn]
+    if not learners:
         return matcher
-    users = {t.name: [s.id for s in config.subscriptions if t.name in s.topics] for t in like}
-    return SimilarityMatcher(matcher, like, users, corpus=lambda: store.papers(limit=SIMILARITY_CORPUS),
-                             examples=store.papers_by_keys)
+    return LearningMatcher(matcher, learners, votes=store.votes, papers_by_keys=store.papers_by_keys,
+                           space=partial(space, config, store))
+
+
+def space(config: Config, store: Store) -> Space:
+    """The representation votes are learned in ([relevance] representation; README "What your votes do")."""
+    if config.relevance.representation == "semantic":
+        return semantic_space(config, store)
+    return LexicalSpace(store.papers(limit=SIMILARITY_CORPUS))  # cheap: recomputed at each poll, never stored
+
+
+def semantic_space(config: Config, store: Store) -> EmbeddingSpace:
+    """Sentence embeddings, each paper's computed once and kept in the database (the `embedding` table)."""
+    name = config.relevance.model or MODEL_NAME
+    return EmbeddingSpace(config.relevance.model, stored=partial(store.embeddings, name),
+                          keep=partial(store.keep_embeddings, name))

@@ -139,6 +139,5 @@ def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *
                   more_url=more_url, more_label=more_label,
                   unsubscribe_url=unsubscribe, manage_url=manage, vote_links=votes,
                   slack_buttons=slack_buttons(config, channel),
-                  manage=f"Schedule {sub.schedule!r}, at most {sub.max_papers} papers, sent to {where}. "
-                         f"To change it, edit subscription {sub.id!r} in the digestbot config "
-                         f"(`digestbot subs show {sub.id}`) or ask the bot's admin.")
+                  manage=f"Schedule {sub.schedule!r}, at most {sub.max_papers} papers, sent to {where}."
+                         + ("" if manage else " To change it, ask whoever runs this digest bot."))

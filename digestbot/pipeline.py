@@ -54,6 +54,9 @@ class Context(Protocol):
     @property
     def matcher(self) -> PaperMatcher: ...
 
+    def embed_new(self, papers: list[Paper]) -> None:
+        """Represent the papers a poll just stored, once (app.App: sentence embeddings, when configured)."""
+
 
 @dataclass
 class PollResult:
@@ -118,6 +121,10 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         error = f"source {name!r}: internal error {type(exc).__name__}: {exc} (please report this bug)"
         _record_failure(ctx, name, now, error)
         return PollResult(name, error=error)
+    try:  # after the transaction: a slow model never holds the database's write lock
+        ctx.embed_new([p for _, p in new])
+    except Exception:  # the papers are stored; learning finds their embeddings missing and computes them
+        log.exception("%s: embedding the new papers failed", name)
     if backlog:
         log.warning("%s: first poll of a new database: %d papers listed, recorded as already seen; their %d "
                     "matches are NOT sent (`digestbot run --send-backlog` sends a first poll's matches); papers "

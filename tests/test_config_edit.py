@@ -155,7 +155,7 @@ def test_subs_list_and_show(path):
         "[[subscriptions]]\nname = \"Bob\"\nquery   =   'vision'\ntopics = [\"efficient-inference\"]\n"
         "email = [\"bob@example.org\"]\nschedule = \"weekly mon 09:00\"\n"
         "# not set above, so in effect:\n# max_papers = 15\n# send_empty = false\n# paused = false\n# public = false\n"
-        "# timezone = \"Europe/Berlin\"  # bot.timezone\n\n"
+        "# learn = true\n# timezone = \"Europe/Berlin\"  # bot.timezone\n\n"
         "[topics.efficient-inference]\nquery = '\"speculative decoding\" OR \"kv cache\"'\n")
 
 

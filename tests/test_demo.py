@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from email import message_from_bytes, policy
 from pathlib import Path
 
 
@@ -29,7 +30,16 @@ def test_the_playground_keeps_working_after_the_demo(tmp_path):
     assert sorted(p.name for p in (folder / "listings").iterdir()) == [
         "listing-machine-inference.txt", "listing-privacy-inference.txt", "listing-reasoning-inference.txt"]
     written = sorted(p.suffix for p in (folder / "outbox").iterdir())
-    assert written.count(".eml") == 3 and written.count(".json") == 1
+    # The first listings' digests, then (Alice voted on hers) the last listing's for Alice and Top papers
+    assert written.count(".eml") == 5 and written.count(".json") == 1
+    assert "Alice marks 8 papers of her digest \"more like this\"" in demo.stdout
+    assert "Alice's votes ranked her new digest" in demo.stdout and "that you marked not for me" in demo.stdout
+    with sqlite3.connect(folder / "demo.db") as db:  # her votes, recorded as `digestbot feedback` records them
+        assert db.execute("SELECT count(*) FROM vote WHERE subscription = 'alice-llm-inference'").fetchone() == (13,)
+    alice = [message_from_bytes(p.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
+             for p in sorted((folder / "outbox").glob("*alice*.eml"))]
+    assert len(alice) == 2 and "that you marked" not in alice[0]
+    assert "that you marked more like this" in alice[1]  # a paper her query missed, chosen by her votes
 
     again = digestbot("-c", str(folder / "config.toml"), "run", "--once", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr

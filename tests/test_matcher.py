@@ -14,6 +14,7 @@ from digestbot.matching.compile import compile_explain, compile_node, document
 from digestbot.matching.index import Index, Rarity, anchors
 from digestbot.matching.nodes import ABSTRACT_STRING, AUTHOR_WORDS, KEYWORD_WORDS, TEXT_WORDS, TITLE_WORDS
 from digestbot.models import Hit, Paper
+from digestbot.relevance import LearningMatcher
 from digestbot.store import Store
 
 SURVEY = Paper(title="A survey of LLM inference", abstract="We review KV-cache tricks.",
@@ -240,7 +241,8 @@ def test_the_daemons_matcher_learns_word_rarity_from_stored_papers(tmp_path):
                                  'name = "Alice"\nquery = "inference llm"\nemail = ["a@example.org"]\n',
                                  tmp_path / "config.toml")
     matcher = build_matcher(config, store)
-    assert matcher._index.rarity.n == len(PAPERS)
+    assert isinstance(matcher, LearningMatcher)  # Alice may learn from votes: the query matcher is inside it
+    assert matcher.base._index.rarity.n == len(PAPERS)
     assert pairs(matcher.match(PAPERS)) == [("alice", SURVEY.key), ("alice", SPEC.key)]
 
 

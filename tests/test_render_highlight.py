@@ -57,9 +57,17 @@ def test_nothing_to_mark():
     assert mark_html("<b>", None) == "&lt;b&gt;"
 
 
-def test_why_groups_fields_per_term_and_names_topics():
+def test_why_is_short_one_entry_per_term_and_topics_name_their_terms():
     match = Match("s", Paper(title="t"), 1.0, (Hit("speculative decoding", "title"),
                                                Hit("speculative decoding", "abstract"),
                                                Hit("efficient-inference", "topic", "efficient-inference"),
                                                Hit("kv cache", "abstract", "efficient-inference")))
-    assert why(match) == "matched: speculative decoding (title, abstract), topic efficient-inference"
+    assert why(match) == "matched: speculative decoding, topic efficient-inference (kv cache)"
+    variants = Match("s", Paper(title="t"), 1.0, (Hit("LLM", "title"), Hit("LLMs", "abstract"),
+                                                  Hit("language models", "title"), Hit("language model", "abstract"),
+                                                  Hit("process", "title")))
+    assert why(variants) == "matched: LLM(s), language model(s), process"  # "process" is no plural of "proces"
+    many = Match("s", Paper(title="t"), 1.0, tuple(Hit(term, "abstract") for term in (
+        "speculative decoding", "draft model", "inference-time", "test-time compute", "best-of-n", "reasoning")))
+    line = why(many)
+    assert len(line) <= 80 and line.startswith("matched: speculative decoding, draft model") and line.endswith(" more")

@@ -62,7 +62,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     name, paper, vote = words
     if vote not in VOTES:
         raise UsageError(f"a vote is up (more like this) or down (not for me), not {vote!r}")
-    app = App.from_config(args.config, create=False)
+    app = App.from_config(args.config, open_database=False, create=False)  # no matcher needed
     sub = app.config.subscription(name)
     key, target = paper_key_of(paper), args.target or ANY_TARGET
     replaced = [v for v in app.store.votes(sub.id) if v.target == target and v.paper == key]

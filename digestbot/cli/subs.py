@@ -22,6 +22,7 @@ from ..config.edit import ConfigEditor, editing, parse_assignment, subscription_
 from ..config.tomlpos import table_text
 from ..errors import ConfigError, DigestbotError
 from ..models import paper_key_of
+from ..relevance import HeldBack
 from .common import Actions, add_command, add_json_option, emit_json, note
 
 
@@ -92,9 +93,12 @@ def register(sub: Actions) -> None:
     rename.set_defaults(func=cmd_rename)
 
     test = add_command(actions, "test", help="which stored papers would match, and why", examples=[
-        "digestbot subs test alice", "digestbot subs test alice --days 30 --json | jq '.matches[].title'"])
+        "digestbot subs test alice", "digestbot subs test alice --days 30 --json | jq '.matches[].title'",
+        "digestbot subs test alice --held-back"])
     test.add_argument("name", help=NAME_HELP)
     test.add_argument("--days", type=float, default=7, help="papers first seen in the last N days (default 7)")
+    test.add_argument("--held-back", action="store_true",
+                      help="instead: the query's matches its readers' votes hold back, and why")
     add_json_option(test, "the matches, best first, and why each matched")
     test.set_defaults(func=cmd_test)
 
@@ -431,6 +435,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     config = config_module.load(args.config)
     sub = config.subscription(args.name)  # an unknown name is a usage error, whether or not a database exists
     app = App.from_config(config, create=False)
+    if args.held_back:
+        return _held_back(args, *app.held_back(sub.id, args.days), sub.id, sub.name)
     matches, papers = app.test_subscription(sub.id, args.days)
     if args.json:
         emit_json({"subscription": sub.id, "name": sub.name, "days": float(args.days), "papers": papers,
@@ -440,6 +446,18 @@ def cmd_test(args: argparse.Namespace) -> int:
     for match in matches:
         print(f"{match.score:6.2f}  {match.paper.title}\n        {why(match)}")
     note(args, f"{len(matches)} of {papers} papers from the last {args.days:g} days match {sub.name!r}")
+    return 0
+
+
+def _held_back(args: argparse.Namespace, held: list[HeldBack], papers: int, sub_id: str, name: str) -> int:
+    if args.json:
+        emit_json({"subscription": sub_id, "name": name, "days": float(args.days), "papers": papers,
+                   "held_back": [{"id": h.match.paper.key, "title": h.match.paper.title, "url": h.match.paper.link,
+                                  "why": h.reason} for h in held]})
+        return 0
+    for h in held:
+        print(f"{h.match.paper.title}\n        held back: {h.reason}")
+    note(args, f"{len(held)} of {papers} papers from the last {args.days:g} days held back from {name!r} by its votes")
     return 0
 
 

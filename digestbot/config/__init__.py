@@ -100,6 +100,12 @@ class SlackConfig(Strict):
     signing_secret_env: str | None = None
 
 
+class RelevanceConfig(Strict):
+    """How subscriptions learn from votes (relevance/): the representation papers are compared in."""
+    representation: Literal["lexical", "semantic"] = "lexical"  # semantic: the `semantic` extra's embeddings
+    model: str | None = None  # semantic: a directory with model.onnx + tokenizer.json (default: all-MiniLM-L6-v2)
+
+
 class WebConfig(Strict):
     """`digestbot serve`: the readers' one-click links (web/). It speaks plain HTTP on `listen`, meant to
     sit behind a TLS reverse proxy that `bot.public_url` names."""
@@ -160,6 +166,7 @@ class SubscriptionConfig(Strict):
     public: bool = False  # listed on the subscribe page (`digestbot serve`, GET /): anyone may ask to get it
     description: str | None = None  # what the subscribe page says of it (may span lines)
     owner: str | None = None  # the address that made it on the subscribe page with its own query
+    learn: bool = True  # readers' votes change the selection (README "What your votes do"); false: the query alone
 
     _name = field_validator("name")(_no_newlines)
 
@@ -209,6 +216,7 @@ class Config:
     topics: dict[str, TopicConfig]
     subscriptions: list[SubscriptionConfig]
     web: WebConfig = field(default_factory=WebConfig)
+    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     alerts: alerts_section.AlertsConfig | None = None  # [alerts]: who hears about failing sources (alerts.py)
     schedules: dict[str, Schedule] = field(default_factory=dict)  # subscription id -> schedule
     text: str = ""  # the file as read, for FILE:LINE messages
@@ -314,6 +322,7 @@ def loads(text: str, path: Path) -> Config:
                     topics={k: v for k, v in topics.items() if v is not None},
                     subscriptions=[s for s in subscriptions if s is not None],
                     web=section("web", WebConfig, {}) or WebConfig(), text=text,
+                    relevance=section("relevance", RelevanceConfig, {}) or RelevanceConfig(),
                     alerts=section("alerts", alerts_section.AlertsConfig, None) if "alerts" in data else None)
     _cross_check(config, problems, places)
     alerts_section.check(config.alerts, has_email=config.email is not None, has_slack=config.slack is not None,
@@ -331,7 +340,8 @@ class Places:
 
 
 SECTIONS = {"bot": "table", "email": "table", "slack": "table", "sources": "array of tables",
-            "topics": "tables", "subscriptions": "array of tables", "web": "table", "alerts": "table"}
+            "topics": "tables", "subscriptions": "array of tables", "web": "table", "alerts": "table",
+            "relevance": "table"}
 
 
 def _tables(data: dict[str, Any], key: str, problems: Problems) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from .tomlpos import Loc, table_text
 LIST_KEYS = {"email", "slack", "topics", "like"}
 INT_KEYS = {"max_papers"}
 FLOAT_KEYS = {"min_similarity"}
-BOOL_KEYS = {"send_empty", "paused", "public"}
+BOOL_KEYS = {"send_empty", "paused", "public", "learn"}
 _HEADER = re.compile(r"^\s*\[")
 
 

@@ -12,7 +12,7 @@ since the demo wrote it: then it refuses, and `--reset` is needed to wipe the ed
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from ..app import App
     from ..pipeline import PollResult, SendResult
 
 
@@ -79,6 +80,55 @@ max_papers = 5
 """
 
 
+ALICE = "alice-llm-inference"
+# Alice wants papers on running LLMs fast; her query's "inference" and "LLM" also find membership
+# inference attacks, statistical inference and the like.
+LIKES = ("accelerat", "on-device", "mixed-precision", "token merging", "efficient inference", "inference framework",
+         "inference performance")
+DISLIKES = ("membership inference", "translation", "surrogate", "in-context learning", "tool-augmented")
+
+
+def vote_as_alice(app: App) -> str:
+    """Alice's votes on what her first digest showed, recorded as `digestbot feedback` records them."""
+    from ..digest import rank
+    from ..store import ANY_TARGET, DigestStatus, Ledger
+
+    cap = app.config.subscription(ALICE).max_papers
+    shown = [m.paper for row in Ledger(app.store).digests(DigestStatus.SENT) if row.subscription_id == ALICE
+             for m in rank(app.store.digest_matches(row.id))[:cap]]  # only what her digest showed
+    votes = {}
+    for paper in shown:
+        title = paper.title.lower()
+        if any(word in title for word in DISLIKES):
+            votes[paper.key] = "down"
+        elif any(word in title for word in LIKES):
+            votes[paper.key] = "up"
+    for key, vote in votes.items():
+        app.store.record_vote(ALICE, ANY_TARGET, key, vote, datetime.now(UTC))
+    ups = sum(v == "up" for v in votes.values())
+    return (f"Alice marks {ups} papers of her digest \"more like this\" (running LLMs fast) and "
+            f"{len(votes) - ups} \"not for me\" (membership inference and other senses of \"inference\"), as "
+            f"`digestbot feedback` or her digest's links would: her next digest learns from them")
+
+
+SHOWN = 4  # held-back papers the demo prints
+
+
+def learned_choices(app: App) -> str:
+    """What Alice's votes changed in the last poll: the query's matches held back, and why."""
+    from ..relevance import LearningMatcher
+
+    matcher = app.matcher
+    held = [h for h in (matcher.held_back if isinstance(matcher, LearningMatcher) else [])
+            if h.match.subscription_id == ALICE]
+    lines = [f"  held back: '{h.match.paper.title[:60]}' ({h.reason})" for h in held[:SHOWN]]
+    lines += [f"  ... and {len(held) - SHOWN} more"] if len(held) > SHOWN else []
+    name = app.config.subscription(ALICE).name
+    return "\n".join([f"Alice's votes ranked her new digest, added papers her query missed (their why line: "
+                      f"\"like '…' that you marked more like this\") and held back {len(held)} of its matches "
+                      f"(`digestbot subs test '{name}' --held-back` lists them):", *lines])
+
+
 class EditedPlayground(ConfigError):
     """The folder holds a demo config someone edited: running the demo would wipe their work (exit 2:
     nothing was done)."""
@@ -122,8 +172,21 @@ def run_demo(folder: Path, report: Report, *, reset: bool = False) -> int:
     with App.from_config(config) as app:
         print(f"digestbot demo: reading {len(config.sources)} bundled sample listings (saved Hugging Face papers "
               f"pages in {path.parent / 'listings'}) for {len(config.subscriptions)} subscriptions")
-        polls, sends = app.run_once(datetime.now(UTC))
-        report(polls, sends, sent_anything=True, outbox=outbox_channels(config))
+        # Two passes, so that votes show: the first listings, Alice's votes on her digest, then the last
+        # listing, whose digest her votes shaped (a paper her query missed, "like '…' that you marked ...").
+        now = datetime.now(UTC)
+        first = [app.poll(s.name, now) for s in config.sources[:-1]]
+        sends = app.send_due(now)
+        report(first, sends, sent_anything=True, outbox=outbox_channels(config))
+        print(f"\n{vote_as_alice(app)}\n")
+        later_on = now + timedelta(minutes=1)  # the next poll: a new period of her `instant` schedule
+        polls = [app.poll(s.name, later_on) for s in config.sources[-1:]]
+        later = app.send_due(later_on)
+        report(polls, later, sent_anything=True, outbox=outbox_channels(config))
+        print(f"\n{learned_choices(app)}")
+        polls = first + polls
+        sends.sent += later.sent
+        sends.failed += later.failed
     print(f"\n{sum(p.seen for p in polls)} papers read, {sum(p.new for p in polls)} new, "
           f"{sum(p.matched for p in polls)} matches, {len(sends.sent)} digests written (not sent: no [email] or "
           f"[slack] in the demo's config)")

@@ -45,19 +45,54 @@ def authors_short(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
     return ", ".join(authors[:keep]) + " et al."
 
 
+WHY_SHORT = 80  # the "matched:" line: what a reader takes in at a glance
+
+
 def why(match: Match) -> str:
-    """'matched: speculative decoding (title, abstract), topic efficient-inference'."""
-    fields: dict[str, list[str]] = {}
-    topics: list[str] = []
+    """'matched: LLM(s), language model(s), topic efficient-inference (kv cache)': the query's terms that
+    hit, variants of one term as one entry, each topic with its own terms that hit, within WHY_SHORT
+    characters ("+2 more" when cut); for a paper a subscription's votes chose (relevance/learner.py),
+    the rated paper it is like."""
+    learned = [hit.text for hit in match.hits if hit.field == "learned"]
+    if learned:
+        return cut(learned[0], WHY_MAX)
+    own: list[str] = []
+    topics: dict[str, list[str]] = {}
     for hit in match.hits:
         if hit.field == "topic":
-            topics.append(f"topic {hit.text}")
-        elif hit.topic is None:  # a topic's own terms are summed up by "topic NAME"
-            fields.setdefault(hit.text, [])
-            if hit.field not in fields[hit.text]:
-                fields[hit.text].append(hit.field)
-    reasons = [f"{text} ({', '.join(where)})" for text, where in fields.items()] + topics
-    return cut("matched: " + ", ".join(reasons), WHY_MAX) if reasons else "all new papers"
+            topics.setdefault(hit.text, [])
+        elif hit.topic is None:
+            own.append(hit.text)
+        else:
+            topics.setdefault(hit.topic, []).append(hit.text)
+    reasons = _variants(own) + [f"topic {name}" + (f" ({', '.join(_variants(hits))})" if hits else "")
+                                for name, hits in topics.items()]
+    if not reasons:
+        return "all new papers"
+    line = "matched: " + reasons[0]
+    for k, reason in enumerate(reasons[1:], start=1):
+        more = len(reasons) - k
+        if len(line) + 2 + len(reason) + (len(f", +{more - 1} more") if more > 1 else 0) > WHY_SHORT:
+            return f"{line}, +{more} more"
+        line += ", " + reason
+    return line
+
+
+def _variants(labels: list[str]) -> list[str]:
+    """Distinct terms, a singular and its plural as one ("LLM", "LLMs" -> "LLM(s)"), in first-seen order."""
+    forms: dict[str, list[str]] = {}
+    for label in labels:
+        lowered = label.lower()
+        base = lowered[:-1] if lowered.endswith("s") and len(lowered) > 3 and not lowered.endswith("ss") else lowered
+        seen = forms.setdefault(base, [])
+        if label not in seen:
+            seen.append(label)
+    result = []
+    for base, seen in forms.items():
+        singular = next((s for s in seen if s.lower() == base), None)
+        plural = len({s.lower() for s in seen}) > 1 or singular is None
+        result.append(f"{singular}(s)" if singular is not None and plural else seen[0])
+    return result
 
 
 def title_link(paper: Paper) -> str | None:

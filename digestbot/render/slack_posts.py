@@ -150,10 +150,8 @@ def vote_buttons(subscription_id: str, paper: str, number: int) -> list[Block]:
 def digest_blocks(digest: Digest, items: list[Item],
                   subject: str) -> tuple[list[Block], list[list[Block]], list[Block]]:
     """(header blocks, blocks of each paper, footer blocks) of one digest."""
-    plural = "" if digest.total == 1 else "s"
     header = [{"type": "header", "text": {"type": "plain_text", "text": subject[:MAX_HEADER]}},
-              context(f"{slack_escape(digest.subscription)} · {digest.total} new paper{plural} · "
-                      f"{slack_escape(digest.period)}")]
+              *([context("Most relevant first.")] if items else [])]  # the header says what and when
     if not items:
         header.append({"type": "section", "text": mrkdwn("No new papers matched this period.")})
     footer = []
@@ -162,10 +160,14 @@ def digest_blocks(digest: Digest, items: list[Item],
         footer.append(context(f"…and {digest.more} more" + (f": <{more}|see the listing>" if more else "")))
     why = f"You get this because of the subscription “{slack_escape(digest.subscription)}”"
     if digest.query:
-        why += f" (query: `{slack_escape(digest.query)}`)"
+        why += f": papers matching {slack_escape(digest.query)}"
     if digest.topics:
-        why += f", topics {slack_escape(', '.join(digest.topics))}"
-    footer += [{"type": "divider"}, context(f"{why}. {slack_escape(digest.manage)}")]
+        topics = "topics" if len(digest.topics) > 1 else "topic"
+        why += f"{',' if digest.query else ':'} {topics} {slack_escape(', '.join(digest.topics))}"
+    links = [f"<{url}|{label}>" for url, label in ((safe_url(digest.manage_url), "Manage your subscriptions"),
+                                                   (safe_url(digest.unsubscribe_url), "Unsubscribe")) if url]
+    footer += [{"type": "divider"}, context(f"{why}. {slack_escape(digest.manage)}"
+                                            + (f"\n{' · '.join(links)}" if links else ""))]
     if not digest.slack_buttons:
         return header, [paper_blocks(it) for it in items], footer
     keys = [match.paper.key for match in digest.matches]

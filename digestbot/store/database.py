@@ -34,6 +34,7 @@ from .tables import (
     ConfirmationRow,
     DeliveryRow,
     DigestRow,
+    EmbeddingRow,
     HeartbeatRow,
     MatchRow,
     PaperRow,
@@ -483,6 +484,23 @@ class Store:
                 query = query.where(col(VoteRow.target) == target)
             rows = s.exec(query.order_by(col(VoteRow.at).desc(), col(VoteRow.paper), col(VoteRow.target))).all()
             return [vote_record(row) for row in rows]
+
+    # --- papers' embeddings (relevance/embed.py) ----------------------------------------------------
+
+    def embeddings(self, model: str, papers: list[str]) -> dict[str, bytes]:
+        """The stored embeddings under `model` of the papers with these keys (those it has)."""
+        found: dict[str, bytes] = {}
+        with self.read() as s:
+            for start in range(0, len(papers), 500):  # SQLite's limit on bound parameters
+                rows = s.exec(select(EmbeddingRow).where(col(EmbeddingRow.model) == model,
+                                                         col(EmbeddingRow.paper).in_(papers[start:start + 500])))
+                found.update((row.paper, row.vector) for row in rows)
+        return found
+
+    def keep_embeddings(self, model: str, vectors: dict[str, bytes]) -> None:
+        """Store embeddings under `model` (one already stored for a paper is kept: they are the same)."""
+        with self.write() as w:
+            w.keep_embeddings(model, vectors)
 
     # --- subscribe requests (double opt-in, web/subscribe.py) ----------------------------------------
 

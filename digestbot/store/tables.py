@@ -190,6 +190,15 @@ class VoteRow(SQLModel, table=True):
     at: datetime
 
 
+class EmbeddingRow(SQLModel, table=True):
+    """A paper's sentence embedding under one model (relevance/embed.py): computed once, when the paper is
+    first stored, for `[relevance] representation = "semantic"`. Keyed by the paper's key, as votes are."""
+    __tablename__ = "embedding"
+    model: str = Field(primary_key=True)  # the model's name or directory ([relevance] model)
+    paper: str = Field(primary_key=True)
+    vector: bytes  # float32, little-endian, normalised
+
+
 class HeartbeatRow(SQLModel, table=True):
     """A running daemon's latest heartbeat (daemon.py, every HEARTBEAT_SECONDS): one row per process,
     deleted when it stops cleanly; /healthz and `digestbot status` show its age."""

@@ -22,6 +22,7 @@ from .tables import (
     ConfirmationRow,
     DeliveryRow,
     DigestRow,
+    EmbeddingRow,
     HeartbeatRow,
     MatchRow,
     PaperRow,
@@ -168,6 +169,13 @@ class Writer:
         conn = self.session.connection()
         conn.execute(_upsert_vote(conn.dialect.name), {"subscription": subscription_id, "target": target,
                                                        "paper": paper, "vote": vote, "at": now})
+
+    def keep_embeddings(self, model: str, vectors: dict[str, bytes]) -> None:
+        """Papers' embeddings under `model`; one already stored stays (two polls may embed one paper)."""
+        if vectors:
+            conn = self.session.connection()
+            conn.execute(_insert_embedding(conn.dialect.name),
+                         [{"model": model, "paper": key, "vector": vector} for key, vector in vectors.items()])
 
     def remove_vote(self, subscription_id: str, target: str, paper: str) -> bool:
         """Undo a vote; False when there was none."""
@@ -388,6 +396,12 @@ def _upsert_vote(dialect: str) -> sqlite.Insert | postgresql.Insert:
     insert = inserts[dialect](VoteRow)
     return insert.on_conflict_do_update(index_elements=["subscription", "target", "paper"],
                                         set_={"vote": insert.excluded.vote, "at": insert.excluded.at})
+
+
+def _insert_embedding(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    inserts: dict[str, Callable[[type[EmbeddingRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    return inserts[dialect](EmbeddingRow).on_conflict_do_nothing(index_elements=["model", "paper"])
 
 
 def _upsert_heartbeat(dialect: str) -> sqlite.Insert | postgresql.Insert:

@@ -23,5 +23,6 @@ REVISIONS = {  # oldest first: id -> what it holds
     "0005": "the heartbeat table (running daemons: host, pid, started_at, beat_at)",
     "0006": "the confirmation table (subscribe requests waiting for their reader's click)",
     "0007": "alerts: source_state.failures, the source_news, alert and alert_message tables",
+    "0008": "the embedding table (papers' sentence embeddings, for relevance learned over them)",
 }
 HEAD = list(REVISIONS)[-1]
