@@ -161,3 +161,16 @@ class EmbeddingSpace:
             return np.zeros((len(vectors), len(to)), dtype=np.float32)
         result: Matrix = np.stack(vectors) @ np.stack(to).T
         return result
+
+    def pack(self, vectors: Sequence[Any]) -> Any:
+        return np.stack(vectors) if len(vectors) else np.zeros((0, 0), dtype=np.float32)
+
+    def batch(self, vectors: Sequence[Any]) -> Any:
+        return self.pack(vectors)
+
+    def dots(self, batch: Any, rows: Sequence[int] | None, packed: Any) -> Matrix:
+        papers = batch if rows is None else batch[list(rows)]
+        if not len(papers) or not len(packed):
+            return np.zeros((len(papers), len(packed)), dtype=np.float32)
+        result: Matrix = papers @ packed.T
+        return result

@@ -68,6 +68,13 @@ class Taste:
         totals = [space.total([v for _, v in side]) for side in sides]
         self.centroids = [space.centroid(total) for total in totals]
         self.thresholds = self._calibrate(totals) if self.learns else NEVER
+        self._packed: dict[bool, Any] = {}  # liked or not -> that side's vectors, packed (when first needed)
+
+    def packed(self, liked: bool) -> Any:
+        """One side's vectors as `Space.nearest` takes them: packed once, compared at every judging."""
+        if liked not in self._packed:
+            self._packed[liked] = self.space.pack([v for _, v in (self.liked if liked else self.rejected)])
+        return self._packed[liked]
 
     def _calibrate(self, totals: list[Any]) -> Thresholds:
         """Thresholds from the examples' leave-one-out scores (see the module's docstring)."""
@@ -88,20 +95,22 @@ class Taste:
         """A verdict per paper (`matched`: the query or a topic selected it)."""
         if not self.learns or not len(vectors):
             return [Verdict(m, 0.0, None) for m in matched]
-        return self.decide(vectors, self.space.similarities(vectors, self.centroids), matched)
+        return self.decide(self.space.batch(vectors), self.space.similarities(vectors, self.centroids), matched)
 
-    def decide(self, vectors: Sequence[Any], similarities: Matrix, matched: Sequence[bool]) -> list[Verdict]:
-        """`judge` given the papers' similarities to `centroids` (judge_all computes them for many tastes)."""
+    def decide(self, batch: Any, similarities: Matrix, matched: Sequence[bool]) -> list[Verdict]:
+        """`judge` given the papers (`Space.batch`) and their similarities to `centroids` (judge_all
+        makes both once for many tastes)."""
         relevance = self.scores(similarities)
         was_matched = np.asarray(matched, dtype=bool)
         held = was_matched & (relevance < self.thresholds.hold)
         added = ~was_matched & (relevance >= self.thresholds.include)
         because: dict[int, Example] = {}
-        for changed, side in ((held, self.rejected), (added, self.liked)):  # the rated paper most like each
+        for changed, liked in ((held, False), (added, True)):  # the rated paper most like each
             rows = np.flatnonzero(changed).tolist()
             if rows:
-                nearest = self.space.similarities([vectors[k] for k in rows], [v for _, v in side]).argmax(axis=1)
-                because.update((k, side[j][0]) for k, j in zip(rows, nearest.tolist(), strict=True))
+                side = self.liked if liked else self.rejected
+                nearest = self.space.dots(batch, rows, self.packed(liked)).argmax(axis=1).tolist()
+                because.update((k, side[j][0]) for k, j in zip(rows, nearest, strict=True))
         keep = ((was_matched & ~held) | added).tolist()
         return [Verdict(k, r, because.get(i)) for i, (k, r) in enumerate(zip(keep, relevance.tolist(), strict=True))]
 
@@ -111,13 +120,14 @@ def judge_all(space: Space, tastes: Sequence[Taste], vectors: Sequence[Any],
     """Each taste's verdicts on the same papers, from one product of the papers with every centroid."""
     centroids = [c for t in tastes for c in t.centroids]
     similarities = space.similarities(vectors, centroids) if centroids and len(vectors) else None
+    batch = space.batch(vectors) if similarities is not None else None
     result, column = [], 0
     for taste, own in zip(tastes, matched, strict=True):
         if not taste.learns or similarities is None:
             result.append([Verdict(m, 0.0, None) for m in own])
             continue
         width = len(taste.centroids)
-        result.append(taste.decide(vectors, similarities[:, column:column + width], own))
+        result.append(taste.decide(batch, similarities[:, column:column + width], own))
         column += width
     return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,6 +40,18 @@ class Space(Protocol):
         """The dot product of vectors[i] and to[j] as rows i, columns j: their cosine when both are normalised."""
         ...
 
+    def pack(self, vectors: Sequence[Any]) -> Any:
+        """`vectors` (a taste's examples) in the form `nearest` compares with many batches of papers."""
+        ...
+
+    def batch(self, vectors: Sequence[Any]) -> Any:
+        """The papers being judged, in the form `nearest` takes (made once per judging, for every taste)."""
+        ...
+
+    def dots(self, batch: Any, rows: Sequence[int] | None, packed: Any) -> Matrix:
+        """The dot products of the batch's `rows` (None: all of them) with the packed vectors."""
+        ...
+
 
 CENTROID_TERMS = 200  # a centroid keeps its heaviest terms (its tail weighs little, and costs per term)
 
@@ -50,6 +63,7 @@ class LexicalSpace:
 
     def __init__(self, corpus: Sequence[Paper]):
         self.vectorizer = Vectorizer(corpus)
+        self.ids: dict[str, int] = {}  # term -> its number, for packed vectors (numbered as they come)
 
     def vectors(self, papers: Sequence[Paper]) -> list[dict[str, float]]:
         return [self.vectorizer.vector(p) for p in papers]
@@ -73,6 +87,69 @@ class LexicalSpace:
             for term in v:
                 columns.setdefault(term, len(columns))
         return _dense(vectors, columns) @ _dense(to, columns).T
+
+    def pack(self, vectors: Sequence[dict[str, float]]) -> PackedTerms:
+        rows, ids, values = [], [], []
+        for i, v in enumerate(vectors):
+            for term, x in v.items():
+                rows.append(i)
+                ids.append(self.ids.setdefault(term, len(self.ids)))
+                values.append(x)
+        return PackedTerms(len(vectors), np.array(rows, dtype=np.intp), np.array(ids, dtype=np.intp),
+                           np.array(values, dtype=np.float32))
+
+    def batch(self, vectors: Sequence[dict[str, float]]) -> TermBatch:
+        columns: dict[str, int] = {}
+        for v in vectors:
+            for term in v:
+                columns.setdefault(term, len(columns))
+        numbers = [self.ids.setdefault(term, len(self.ids)) for term in columns]  # the examples packed later share them
+        column_of = np.full(len(self.ids), -1, dtype=np.intp)  # term number -> column (-1: not in the batch)
+        column_of[numbers] = np.arange(len(columns))
+        return TermBatch(_dense(vectors, columns), column_of)
+
+    def dots(self, batch: TermBatch, rows: Sequence[int] | None, packed: PackedTerms) -> Matrix:
+        # Only the packed vectors' terms that the batch has add to a dot product (numbers given after the
+        # batch was made are of terms it lacks). Gather those columns of the papers, weight them, and sum
+        # each packed vector's stretch (packed.rows is in order), GROUP vectors at a time: a few products
+        # per term, never a dense matrix over every term of every vector.
+        papers = batch.papers if rows is None else batch.papers[list(rows)]
+        result = np.zeros((papers.shape[0], packed.count), dtype=np.float32)
+        known = packed.ids < len(batch.column_of)
+        columns = np.full(len(packed.ids), -1, dtype=np.intp)
+        columns[known] = batch.column_of[packed.ids[known]]
+        used = columns >= 0
+        owners, columns, values = packed.rows[used], columns[used], packed.values[used]
+        for first in range(0, packed.count, GROUP):
+            lo, hi = np.searchsorted(owners, [first, first + GROUP])
+            if lo == hi:
+                continue
+            group = owners[lo:hi] - first
+            width = min(GROUP, packed.count - first)
+            starts = np.minimum(np.searchsorted(group, np.arange(width)), hi - lo - 1)
+            sums = np.add.reduceat(papers[:, columns[lo:hi]] * values[lo:hi], starts, axis=1)
+            sums[:, np.bincount(group, minlength=width) == 0] = 0.0  # reduceat's value for an empty stretch
+            result[:, first:first + width] = sums
+        return result
+
+
+GROUP = 256  # packed vectors per gather in LexicalSpace.dots: bounds its temporary to rows x their terms
+
+
+@dataclass(frozen=True)
+class PackedTerms:
+    """Sparse vectors as three flat arrays (row, term number, weight): a taste's examples, made dense over
+    any batch's terms by one numpy assignment instead of a Python loop per judging."""
+    count: int
+    rows: NDArray[np.intp]
+    ids: NDArray[np.intp]
+    values: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TermBatch:
+    papers: Matrix  # the judged papers, dense over their own terms
+    column_of: NDArray[np.intp]  # term number -> its column in `papers`, -1 when no paper has the term
 
 
 def _dense(vectors: Sequence[dict[str, float]], columns: dict[str, int]) -> Matrix:
