@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,8 +39,7 @@ class Example:
     how: str  # "you marked more like this" / "an example of topic X" / "you marked not for me"
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):  # a tuple: scoring makes one per (subscription, paper), 200,000 for 1,000 x 200
     keep: bool
     relevance: float  # similarity to the liked minus to the rejected centroid
     because: Example | None  # the rated paper most like it (for a learned choice); None: the query decided
@@ -112,7 +111,10 @@ class Taste:
                 nearest = self.space.dots(batch, rows, self.packed(liked)).argmax(axis=1).tolist()
                 because.update((k, side[j][0]) for k, j in zip(rows, nearest, strict=True))
         keep = ((was_matched & ~held) | added).tolist()
-        return [Verdict(k, r, because.get(i)) for i, (k, r) in enumerate(zip(keep, relevance.tolist(), strict=True))]
+        verdicts = list(map(Verdict, keep, relevance.tolist(), [None] * len(keep)))
+        for i, example in because.items():
+            verdicts[i] = Verdict(keep[i], verdicts[i].relevance, example)
+        return verdicts
 
 
 def judge_all(space: Space, tastes: Sequence[Taste], vectors: Sequence[Any],
