@@ -238,7 +238,7 @@ def build_matcher(config: Config, store: Store) -> PaperMatcher:
                 for s in config.subscriptions if s.learn]
     if not learners:
         return matcher
-    return LearningMatcher(matcher, learners, votes=store.votes, papers_by_keys=store.papers_by_keys,
+    return LearningMatcher(matcher, learners, votes=store.votes_by_subscription, papers_by_keys=store.papers_by_keys,
                            space=partial(space, config, store))
 
 

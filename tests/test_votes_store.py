@@ -34,6 +34,8 @@ def test_a_later_vote_replaces_the_earlier_and_undo_removes_it(store):
     assert store.votes("sub") == [
         Vote("sub", "a@example.org", "2411.00001", "up", T0 + timedelta(minutes=2)),  # newest first
         Vote("sub", "b@example.org", "2411.00001", "up", T0 + timedelta(minutes=1))]
+    everyone = store.votes_by_subscription()  # what a poll's learning reads, in one query
+    assert everyone == {"sub": store.votes("sub"), "other": store.votes("other")}
     assert store.remove_vote("sub", "a@example.org", "2411.00001") is True
     assert store.remove_vote("sub", "a@example.org", "2411.00001") is False
     assert [v.target for v in store.votes("sub")] == ["b@example.org"]

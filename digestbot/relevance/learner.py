@@ -70,7 +70,7 @@ def learned_hit(example: Example) -> Hit:
 class LearningMatcher:
     """The `base` matcher's matches, then each learner's verdicts (same `match(papers)` contract)."""
 
-    def __init__(self, base: PaperMatcher, learners: Sequence[Learner], votes: Callable[[str], list[Vote]],
+    def __init__(self, base: PaperMatcher, learners: Sequence[Learner], votes: Callable[[], dict[str, list[Vote]]],
                  papers_by_keys: Callable[[list[str]], list[Paper]], space: Callable[[], Space]):
         self.base, self.learners = base, list(learners)
         self.votes, self.papers_by_keys, self.space = votes, papers_by_keys, space
@@ -81,7 +81,8 @@ class LearningMatcher:
         self.held_back = []
         if not papers or not self.learners:
             return matches
-        chosen = {lr.subscription_id: examples_of(lr, self.votes(lr.subscription_id)) for lr in self.learners}
+        votes = self.votes()  # one query for every subscription: a campus has thousands
+        chosen = {lr.subscription_id: examples_of(lr, votes.get(lr.subscription_id, [])) for lr in self.learners}
         ready = [lr for lr in self.learners if sum(liked for liked, _ in chosen[lr.subscription_id].values())
                  >= MIN_POSITIVE]
         if not ready:

@@ -476,6 +476,16 @@ class Store:
         with self.write() as w:
             return w.remove_vote(subscription_id, target, paper)
 
+    def votes_by_subscription(self) -> dict[str, list[Vote]]:
+        """Every subscription's votes, newest first, in one query (a poll's learning reads them all)."""
+        found: dict[str, list[Vote]] = {}
+        with self.read() as s:
+            rows = s.exec(select(VoteRow).order_by(col(VoteRow.subscription), col(VoteRow.at).desc(),
+                                                   col(VoteRow.paper), col(VoteRow.target))).all()
+            for row in rows:
+                found.setdefault(row.subscription, []).append(vote_record(row))
+        return found
+
     def votes(self, subscription_id: str, target: str | None = None) -> list[Vote]:
         """The subscription's votes (only `target`'s when given), newest first."""
         with self.read() as s:
