@@ -74,19 +74,28 @@ class LexicalSpace:
             total.update(v)
         return dict(total)
 
-    def centroid(self, total: dict[str, float]) -> dict[str, float]:
-        top = dict(Counter(total).most_common(CENTROID_TERMS))
-        norm = sum(x * x for x in top.values()) ** 0.5 or 1.0
-        return {w: x / norm for w, x in top.items()}
+    def centroid(self, total: dict[str, float]) -> TermWeights:
+        # Numbered terms and weights, not a dict: judging puts thousands of centroids side by side, and
+        # arrays go into one matrix by one numpy assignment (a dict would take a Python loop per term).
+        top = Counter(total).most_common(CENTROID_TERMS)
+        norm = sum(x * x for _, x in top) ** 0.5 or 1.0
+        return TermWeights(np.fromiter((self.ids.setdefault(w, len(self.ids)) for w, _ in top), np.intp, len(top)),
+                           np.fromiter((x / norm for _, x in top), np.float32, len(top)))
 
-    def similarities(self, vectors: Sequence[dict[str, float]], to: Sequence[dict[str, float]]) -> Matrix:
+    def similarities(self, vectors: Sequence[dict[str, float]],
+                     to: Sequence[dict[str, float]] | Sequence[TermWeights]) -> Matrix:
         # Only the terms of `vectors` can add to a cosine: they are the columns (a few thousand for a
         # day's papers), both sides dense over them, one product.
+        weights = [t for t in to if isinstance(t, TermWeights)]
+        if weights and len(weights) == len(to):  # centroids
+            batch = self.batch(vectors)
+            product: Matrix = np.matmul(batch.papers, _dense_weights(weights, batch).T)
+            return product
         columns: dict[str, int] = {}
         for v in vectors:
             for term in v:
                 columns.setdefault(term, len(columns))
-        return _dense(vectors, columns) @ _dense(to, columns).T
+        return _dense(vectors, columns) @ _dense([t for t in to if isinstance(t, dict)], columns).T
 
     def pack(self, vectors: Sequence[dict[str, float]]) -> PackedTerms:
         rows, ids, values = [], [], []
@@ -134,6 +143,27 @@ class LexicalSpace:
 
 
 GROUP = 256  # packed vectors per gather in LexicalSpace.dots: bounds its temporary to rows x their terms
+
+
+@dataclass(frozen=True)
+class TermWeights:
+    """A centroid: its heaviest terms' numbers (LexicalSpace.ids) and weights, normalised."""
+    ids: NDArray[np.intp]
+    values: NDArray[np.float32]
+
+
+def _dense_weights(weights: Sequence[TermWeights], batch: TermBatch) -> Matrix:
+    """The centroids as rows over the batch's columns (terms no paper of the batch has add nothing)."""
+    ids = np.concatenate([w.ids for w in weights])
+    values = np.concatenate([w.values for w in weights])
+    owners = np.repeat(np.arange(len(weights)), [len(w.ids) for w in weights])
+    known = ids < len(batch.column_of)
+    columns = np.full(len(ids), -1, dtype=np.intp)
+    columns[known] = batch.column_of[ids[known]]
+    used = columns >= 0
+    dense = np.zeros((len(weights), batch.papers.shape[1]), dtype=np.float32)
+    dense[owners[used], columns[used]] = values[used]
+    return dense
 
 
 @dataclass(frozen=True)
