@@ -64,6 +64,7 @@ class PollResult:
     error: str | None = None
     clock_wrong: bool = False  # the error is this machine's clock: nothing may be acted on (run_once)
     backlog: bool = False  # the first poll of a new database: recorded, nothing queued (`matched` would have been)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time by phase: collect, match, record
 
 
 @dataclass
@@ -73,6 +74,13 @@ class SendResult:
     deferred: int = 0  # claimed but not attempted: their channel was down
     # (subscription id, channel, target, digests + waiting papers) cancelled: the target left the config
     cancelled: list[tuple[str, str, str, int]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time by phase: open (digests), send
+
+    def took(self, phase: str, since: float) -> float:
+        """Add the time since `since` (time.perf_counter()) to `phase`; the time now."""
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - since
+        return now
 
 
 def targets(sub: SubscriptionConfig) -> list[tuple[str, str]]:
@@ -91,6 +99,8 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
     source = sources.build(ctx.config.source(name), ctx.http)
     ctx.http.forget_server_date(name)
     taken = time.monotonic() if taken is None else taken
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
     try:
         memory = ctx.store.source_memory(name)
         # No flood: what a new database's first poll lists was announced before this installation
@@ -99,14 +109,18 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         papers = source.collect(now, memory)
         ctx.http.check_clock(name, now, taken)
         recipients = all_targets(ctx.config, ctx.store.suppressions())
+        seconds["collect"], clock = time.perf_counter() - clock, time.perf_counter()
         with ctx.store.write() as w:
             new = w.record_papers(name, papers, now)
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
             ids = {p.key: i for i, p in fresh}
+            recorded, clock = time.perf_counter() - clock, time.perf_counter()
             matches = ctx.matcher.match([p for _, p in fresh])
+            seconds["match"], clock = time.perf_counter() - clock, time.perf_counter()
             if not backlog:
                 w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
             w.source_polled(name, now, seen=len(papers), new=len(new), validators=memory.new_validators)
+        seconds["record"] = recorded + time.perf_counter() - clock  # the commit included
     except ClockError as exc:  # not even the failure is recorded: its time would be wrong too
         log.error("%s", exc)
         return PollResult(name, error=str(exc), clock_wrong=True)
@@ -122,11 +136,11 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         log.warning("%s: first poll of a new database: %d papers listed, recorded as already seen; their %d "
                     "matches are NOT sent (`digestbot run --send-backlog` sends a first poll's matches); papers "
                     "first seen from now on are sent as usual", name, len(papers), len(matches))
-        return PollResult(name, seen=len(papers), new=len(new), matched=len(matches), backlog=True)
+        return PollResult(name, seen=len(papers), new=len(new), matched=len(matches), backlog=True, seconds=seconds)
     log.info("%s: %d papers listed, %d new, %d recorded without sending (older than %d days), %d matches",
              name, len(papers), len(new), len(new) - len(fresh) if send else 0, ctx.config.bot.max_age_days,
              len(matches))
-    return PollResult(name, seen=len(papers), new=len(new), matched=len(matches))
+    return PollResult(name, seen=len(papers), new=len(new), matched=len(matches), seconds=seconds)
 
 
 def _record_failure(ctx: Context, name: str, now: datetime, error: str) -> None:
@@ -197,6 +211,8 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
             result.sent += more.sent
             result.failed += more.failed
             result.deferred += more.deferred
+            for phase, took in more.seconds.items():
+                result.seconds[phase] = result.seconds.get(phase, 0.0) + took
         return result
 
 
@@ -227,11 +243,13 @@ def config_is_current(config: Config) -> bool:
 
 
 def _send_pass(ctx: Context, now: datetime) -> SendResult:
+    clock = time.perf_counter()
     cancelled = cancel_departed(ctx, now)
     open_due_digests(ctx, now)
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
     result, sent_ids = SendResult(cancelled=cancelled or []), []
+    clock = result.took("open", clock)
     with ExitStack() as stack:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
@@ -266,6 +284,7 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
         result.sent = [sent for sent, digest_id in zip(result.sent, sent_ids, strict=True)
                        if digest_id not in ledger.lost]
     ctx.store.checkpoint()
+    result.took("send", clock)
     if result.deferred:
         log.error("%d digests were not attempted because their channel is down (%s); they stay pending for "
                   "the next run", result.deferred, ", ".join(sorted(channels.down)))
