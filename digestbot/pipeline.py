@@ -171,24 +171,25 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
     can neither repeat a period (its key already has a row) nor lose one (it opens on the next call).
     """
     suppressed = ctx.store.suppressions()
+    waiting = ctx.store.waiting_targets()  # one query for every subscription, not one each
+    wanted: list[tuple[str, str, str, str, bool]] = []  # (subscription, channel, target, period, allow_empty)
+    instant = f"instant:{now.isoformat()}"
     for sub in ctx.config.subscriptions:
         if sub.paused:  # its matches keep waiting: the first digest after the resume has them
             continue
         schedule = ctx.config.schedules[sub.id]
         left = suppressed.get(sub.id, set())
-        pending = [(c, t, oldest) for c, t, oldest in ctx.store.pending_targets(sub.id) if t not in left]
+        pending = [(c, t, oldest) for c, t, oldest in waiting.get(sub.id, ()) if t not in left]
         if schedule.instant:
-            if pending:
-                ctx.store.open_digests(sub.id, [(c, t) for c, t, _ in pending], f"instant:{now.isoformat()}",
-                                       now)
+            wanted.extend((sub.id, c, t, instant, False) for c, t, _ in pending)
             continue
         period = schedule.last_period(now)
         if period is None:
             continue
-        waiting = {(c, t) for c, t, oldest in pending if oldest <= period.start}
-        due = [(c, t) for c, t in targets(sub) if ((c, t) in waiting or sub.send_empty) and t not in left]
-        if due:
-            ctx.store.open_digests(sub.id, due, period.key, now, allow_empty=sub.send_empty)
+        ready = {(c, t) for c, t, oldest in pending if oldest <= period.start}
+        wanted.extend((sub.id, c, t, period.key, sub.send_empty) for c, t in targets(sub)
+                      if ((c, t) in ready or sub.send_empty) and t not in left)
+    ctx.store.open_many(wanted, now)
 
 
 _ONE_PASS = threading.Lock()  # the daemon's jobs run in threads (daemon.py): one send pass at a time

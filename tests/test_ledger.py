@@ -189,6 +189,24 @@ def test_open_digests_takes_each_targets_deliveries_once_and_skips_a_period_alre
     assert store.pending_targets("sub") == []
 
 
+def test_open_many_opens_every_subscriptions_digests_set_based_as_open_digests_does(url):
+    store = Store(url)
+    with store.write() as w:
+        new = w.record_papers("src", [Paper(title=f"Paper {n}", arxiv_id=f"2411.0000{n}") for n in (1, 2, 3)], NOW)
+        w.record_matches([(pid, Match(sub, p)) for sub in ("s1", "s2") for pid, p in new[:2 if sub == "s1" else 3]],
+                         {"s1": [("email", "a@example.org")], "s2": [("email", "b@example.org")]}, NOW)
+    assert store.open_digest("s2", "email", "b@example.org", "p1", NOW)  # s2's period is open already
+    assert store.waiting_targets() == {"s1": [("email", "a@example.org", NOW)]}
+    wanted = [("s1", "email", "a@example.org", "p1", False), ("s2", "email", "b@example.org", "p1", False),
+              ("s1", "email", "nobody@example.org", "p1", False), ("s1", "email", "empty-ok@example.org", "p1", True)]
+    assert store.open_many(wanted, NOW) == 2  # a's and the allowed empty one; not s2's again, not nobody's
+    by_target = {d.target: d for d in store.digests()}
+    assert (by_target["a@example.org"].papers, by_target["a@example.org"].status) == (2, DigestStatus.PENDING)
+    assert (by_target["b@example.org"].papers, by_target["empty-ok@example.org"].papers) == (3, 0)
+    assert by_target["nobody@example.org"].status == DigestStatus.EMPTY
+    assert store.waiting_targets() == {} and store.open_many(wanted, NOW) == 0
+
+
 def test_a_claim_reads_the_index_of_active_digests_not_the_whole_history(url):
     """The claim's SQL must be able to use the partial index (its IN term is what allows it): with
     a long history of sent digests, anything else reads or sorts all of them for every batch."""

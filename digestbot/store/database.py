@@ -70,6 +70,7 @@ WAL_LIMIT = WAL_PAGES * 4096  # ~40 MB: a -wal file larger than this is truncate
 
 
 # Typed (digest id, paper id): the IN filter leaves no row without a digest, whose digest_id is NULL.
+OPEN_BATCH = 1_000  # digests opened per write transaction (Store.open_many)
 _DIGEST_PAPERS = cast("Select[int, int]", sa_select(col(DeliveryRow.digest_id), col(DeliveryRow.paper_id))
                       .where(col(DeliveryRow.digest_id).in_(bindparam("ids", expanding=True))))
 # A digest's content: a plain column query (an ORM load of two entities per paper cost ~0.3 ms each).
@@ -550,6 +551,30 @@ class Store:
 
         Returns its id, or None when the period already has a digest (or nothing to send)."""
         return self.open_digests(subscription_id, [(channel, target)], period, now, allow_empty=allow_empty)[0]
+
+    def open_many(self, wanted: list[tuple[str, str, str, str, bool]], now: datetime) -> int:
+        """`open_digest` for each (subscription, channel, target, period, allow_empty), set-based: a few
+        statements per batch of OPEN_BATCH digests, one write transaction per batch (short, so that
+        another process is never locked out for long). How many digests were opened (not empty)."""
+        opened = 0
+        for start in range(0, len(wanted), OPEN_BATCH):
+            with self.write() as w:
+                opened += len(w.open_many(wanted[start:start + OPEN_BATCH], now))
+        return opened
+
+    def waiting_targets(self) -> dict[str, list[tuple[str, str, datetime]]]:
+        """`pending_targets` of every subscription, in one query: subscription id -> (channel, target,
+        oldest created) of its deliveries not yet in a digest."""
+        found: dict[str, list[tuple[str, str, datetime]]] = {}
+        with self.read() as s:
+            rows = s.exec(select(col(DeliveryRow.subscription), col(DeliveryRow.channel), col(DeliveryRow.target),
+                                 func.min(col(DeliveryRow.created)))
+                          .where(col(DeliveryRow.digest_id).is_(None), col(DeliveryRow.status) == DeliveryStatus.PENDING)
+                          .group_by(col(DeliveryRow.subscription), col(DeliveryRow.channel), col(DeliveryRow.target))
+                          ).all()
+        for sub, channel, target, oldest in rows:
+            found.setdefault(sub, []).append((channel, target, as_utc(oldest)))
+        return found
 
     def open_digests(self, subscription_id: str, targets: list[tuple[str, str]], period: str, now: datetime,
                      *, allow_empty: bool = False) -> list[int | None]:
