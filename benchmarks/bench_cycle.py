@@ -24,6 +24,7 @@ each email body is rendered per recipient. `workers2_speedup` and `connections4_
 point 5 (several processes sharing the work, `[email] connections`): printed `na` until it exists.
 
     python benchmarks/run.py cycle [--quick]        (--quick: 1k x 200 only)
+    CYCLE_PROFILE=/tmp/cycle.prof python benchmarks/run.py cycle --quick     (each run under cProfile)
 """
 from __future__ import annotations
 
@@ -143,7 +144,9 @@ def run_once(config: Path, workdir: Path) -> tuple[float, float, dict]:
     out, err = workdir / "run.out", workdir / "run.err"
     started = time.perf_counter()
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(config), "run", "--once",
+        # CYCLE_PROFILE=FILE: the run under cProfile (python -m pstats FILE), to see where its time goes
+        profile = ["-m", "cProfile", "-o", os.environ["CYCLE_PROFILE"]] if os.environ.get("CYCLE_PROFILE") else []
+        process = subprocess.Popen([sys.executable, *profile, "-m", "digestbot", "-c", str(config), "run", "--once",
                                     "--send-backlog", "--json"], stdout=stdout, stderr=stderr, env=env)
         _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage (not the sink's)
     wall = time.perf_counter() - started

@@ -71,5 +71,6 @@ class Contents:
         target = row.target if personal else None
         digest = make_digest(self.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now,
                              target=target, secret=self.secret, digest_id=row.id if personal else None)
-        return Content(self.renderer.render(digest), len(digest.matches),
+        email = row.channel == "email"  # the ledger channel: email (SMTP or .eml) carries text + HTML, never blocks
+        return Content(self.renderer.render(digest, html=email, slack=not email), len(digest.matches),
                        (digest.unsubscribe_url,) if personal else None)
