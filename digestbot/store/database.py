@@ -79,6 +79,11 @@ _MATCHES_OF = (sa_select(*_PAPER_TABLE.columns, col(MatchRow.score), col(MatchRo
                .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
                .where(col(MatchRow.subscription) == bindparam("subscription"),
                       col(PaperRow.id).in_(bindparam("ids", expanding=True))))
+_MATCHES_OF_MANY = (sa_select(*_PAPER_TABLE.columns, col(MatchRow.subscription), col(MatchRow.score),
+                           col(MatchRow.hits))
+                    .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
+                    .where(col(MatchRow.subscription).in_(bindparam("subs", expanding=True)),
+                           col(PaperRow.id).in_(bindparam("ids", expanding=True))))
 
 
 class Store:
@@ -331,6 +336,32 @@ class Store:
                                                         "ids": list(paper_ids)}).all()
         return [Match(subscription_id, paper_from_row(row), row.score, tuple(Hit(*h) for h in json.loads(row.hits)))
                 for row in rows]
+
+    def matches_of_many(self, wanted: list[tuple[str, tuple[int, ...]]],
+                        papers: dict[int, Paper] | None = None) -> dict[tuple[str, tuple[int, ...]], list[Match]]:
+        """`matches_of` for several (subscription, paper ids) at once: one query per CHUNK subscriptions
+        (a claimed batch's contents), each paper built once (`papers`: paper id -> Paper, kept by the
+        caller across batches; the Papers are shared, never to be changed)."""
+        papers = {} if papers is None else papers
+        subs = sorted({sub for sub, _ in wanted})
+        ids = sorted({paper_id for _, paper_ids in wanted for paper_id in paper_ids})
+        found: dict[tuple[str, int], tuple[float, str]] = {}
+        with self.read() as s:
+            conn = s.connection()
+            for start in range(0, len(subs), CHUNK):
+                for row in conn.execute(_MATCHES_OF_MANY, {"subs": subs[start:start + CHUNK], "ids": ids}):
+                    found[(row.subscription, row.id)] = (row.score, row.hits)
+                    if row.id not in papers:
+                        papers[row.id] = paper_from_row(row)
+        result: dict[tuple[str, tuple[int, ...]], list[Match]] = {}
+        for sub, paper_ids in wanted:
+            matches = []
+            for paper_id in paper_ids:
+                if (sub, paper_id) in found:
+                    score, hits = found[(sub, paper_id)]
+                    matches.append(Match(sub, papers[paper_id], score, tuple(Hit(*h) for h in json.loads(hits))))
+            result[(sub, paper_ids)] = matches
+        return result
 
     def pending_matches(self, subscription_id: str) -> list[Match]:
         """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""
