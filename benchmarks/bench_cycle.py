@@ -6,7 +6,8 @@ first poll would otherwise record the papers and send nothing). Papers come from
 loopback HTTP server through the `hf_daily` source (its real paging, 100 a page), on today's date;
 titles and abstracts are real ones re-mixed (bench_matching.corpus). Each subscription is a 2-6 term query
 of the corpus's topical words and phrases (`query`: about 9 matches of 200 papers, and every subscription
-gets a digest), with one recipient and an instant schedule. Mail goes to an aiosmtpd sink in its own process, which logs each message's size.
+gets a digest), with one recipient and an instant schedule. Mail goes to an aiosmtpd sink in its own
+process, which logs each message's size.
 
 The floor, in the same run, against the same sink: a raw smtplib loop sending the same number of messages
 of the same mean size over one connection, records nothing. `cycle_vs_floor` is the cycle's wall time
@@ -24,6 +25,7 @@ each email body is rendered per recipient. `workers2_speedup` and `connections4_
 point 5 (several processes sharing the work, `[email] connections`): printed `na` until it exists.
 
     python benchmarks/run.py cycle [--quick]        (--quick: 1k x 200 only)
+    python benchmarks/bench_cycle.py --one SUBS PAPERS [--links]     (one size: A/B runs of two checkouts)
     CYCLE_PROFILE=/tmp/cycle.prof python benchmarks/run.py cycle --quick     (each run under cProfile)
 """
 from __future__ import annotations
@@ -223,7 +225,33 @@ def measure(label: str, subs: int, papers: int, workdir: Path, sink: Sink, *, da
     floor_seconds = floor(sink, digests, mean_size) if digests else float("nan")
     matches = sum(s["matches"] for s in report["sources"])
     return {"label": label, "subs": subs, "papers": papers, "wall": wall, "rss": rss, "digests": digests,
-            "matches": matches, "size": mean_size, "floor": floor_seconds, **report["seconds"]}
+            "matches": matches, "size": mean_size, "floor": floor_seconds,
+            # an older checkout (A/B runs) reports no phases
+            **report.get("seconds", dict.fromkeys(("collect", "match", "record", "open", "send"), float("nan")))}
+
+
+def table(rows: list[dict]) -> None:
+    print("run --once --send-backlog as a subprocess; one recipient per subscription, instant; aiosmtpd sink in "
+          "its own process; floor: raw smtplib, same count and mean size, one connection")
+    print(f"{'size':<16} {'matches':>8} {'digests':>8} {'wall s':>7} {'collect':>7} {'match':>6} {'record':>7} "
+          f"{'open':>6} {'send':>7} {'RSS MB':>7} {'dig/s':>6} {'floor s':>7} {'x floor':>7} {'KB/msg':>6}")
+    for r in rows:
+        print(f"{r['label']:<16} {r['matches']:>8} {r['digests']:>8} {r['wall']:>7.1f} {r['collect']:>7.2f} "
+              f"{r['match']:>6.2f} {r['record']:>7.2f} {r['open']:>6.2f} {r['send']:>7.2f} {r['rss']:>7.0f} "
+              f"{r['digests'] / r['wall']:>6.0f} {r['floor']:>7.2f} {r['wall'] / r['floor']:>7.1f} "
+              f"{r['size'] / 1024:>6.1f}")
+
+
+def one(subs: int, papers: int, links: bool) -> None:
+    """One size alone (for A/B runs of two checkouts: `python benchmarks/bench_cycle.py --one 10000 200`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = Sink(Path(tmp))
+        try:
+            row = measure(f"{subs // 1000}k x {papers}{' links' if links else ''}", subs, papers, Path(tmp), sink,
+                          links=links)
+        finally:
+            sink.stop()
+    table([row])
 
 
 def run(quick: bool) -> str:
@@ -247,15 +275,7 @@ def run(quick: bool) -> str:
                         pg.stop()
         finally:
             sink.stop()
-    print("run --once --send-backlog as a subprocess; one recipient per subscription, instant; aiosmtpd sink in "
-          "its own process; floor: raw smtplib, same count and mean size, one connection")
-    print(f"{'size':<16} {'matches':>8} {'digests':>8} {'wall s':>7} {'collect':>7} {'match':>6} {'record':>7} "
-          f"{'open':>6} {'send':>7} {'RSS MB':>7} {'dig/s':>6} {'floor s':>7} {'x floor':>7} {'KB/msg':>6}")
-    for r in rows:
-        print(f"{r['label']:<16} {r['matches']:>8} {r['digests']:>8} {r['wall']:>7.1f} {r['collect']:>7.2f} "
-              f"{r['match']:>6.2f} {r['record']:>7.2f} {r['open']:>6.2f} {r['send']:>7.2f} {r['rss']:>7.0f} "
-              f"{r['digests'] / r['wall']:>6.0f} {r['floor']:>7.2f} {r['wall'] / r['floor']:>7.1f} "
-              f"{r['size'] / 1024:>6.1f}")
+    table(rows)
     by = {r["label"]: r for r in rows}
     ten, fifty, one = by.get("10k x 200"), by.get("50k x 200"), by["1k x 200"]
     per_1k = (fifty["rss"] - one["rss"]) / 49 if fifty else float("nan")
@@ -270,5 +290,7 @@ def run(quick: bool) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif sys.argv[1:2] == ["--one"]:
+        one(int(sys.argv[2]), int(sys.argv[3]), "--links" in sys.argv)
     else:
         print(run("--quick" in sys.argv))
