@@ -25,7 +25,7 @@ each email body is rendered per recipient. `workers2_speedup` and `connections4_
 point 5 (several processes sharing the work, `[email] connections`): printed `na` until it exists.
 
     python benchmarks/run.py cycle [--quick]        (--quick: 1k x 200 only)
-    python benchmarks/bench_cycle.py --one SUBS PAPERS [--links]     (one size: A/B runs of two checkouts)
+    python benchmarks/bench_cycle.py --one SUBS PAPERS [--links] [--pg]     (one size: A/B runs of two checkouts)
     CYCLE_PROFILE=/tmp/cycle.prof python benchmarks/run.py cycle --quick     (each run under cProfile)
 """
 from __future__ import annotations
@@ -242,15 +242,17 @@ def table(rows: list[dict]) -> None:
               f"{r['size'] / 1024:>6.1f}")
 
 
-def one(subs: int, papers: int, links: bool) -> None:
+def one(subs: int, papers: int, *, links: bool, postgres: bool) -> None:
     """One size alone (for A/B runs of two checkouts: `python benchmarks/bench_cycle.py --one 10000 200`)."""
+    label = f"{subs // 1000}k x {papers}{' links' if links else ''}{' pg' if postgres else ''}"
     with tempfile.TemporaryDirectory() as tmp:
-        sink = Sink(Path(tmp))
+        sink, pg = Sink(Path(tmp)), Postgres() if postgres else None
         try:
-            row = measure(f"{subs // 1000}k x {papers}{' links' if links else ''}", subs, papers, Path(tmp), sink,
-                          links=links)
+            row = measure(label, subs, papers, Path(tmp), sink, links=links, database=pg.url if pg else None)
         finally:
             sink.stop()
+            if pg is not None:
+                pg.stop()
     table([row])
 
 
@@ -291,6 +293,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1:2] == ["--one"]:
-        one(int(sys.argv[2]), int(sys.argv[3]), "--links" in sys.argv)
+        one(int(sys.argv[2]), int(sys.argv[3]), links="--links" in sys.argv, postgres="--pg" in sys.argv)
     else:
         print(run("--quick" in sys.argv))
