@@ -600,7 +600,8 @@ class Store:
         with self.read() as s:
             rows = s.exec(select(col(DeliveryRow.subscription), col(DeliveryRow.channel), col(DeliveryRow.target),
                                  func.min(col(DeliveryRow.created)))
-                          .where(col(DeliveryRow.digest_id).is_(None), col(DeliveryRow.status) == DeliveryStatus.PENDING)
+                          .where(col(DeliveryRow.digest_id).is_(None),
+                                 col(DeliveryRow.status) == DeliveryStatus.PENDING)
                           .group_by(col(DeliveryRow.subscription), col(DeliveryRow.channel), col(DeliveryRow.target))
                           ).all()
         for sub, channel, target, oldest in rows:
