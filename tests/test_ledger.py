@@ -256,3 +256,19 @@ def test_claims_a_pass_never_finished_are_given_back_when_it_closes(url):
     stopped.close()  # the pass stopped here (an error): two claims never attempted
     assert [r.id for r in Ledger(store).claim_batch(NOW)] == ids[1:]  # due again now, not after the lease
     assert Ledger(store).get(first.id).status == "sent"
+
+
+def test_rows_another_process_wrote_first_are_explained_as_such_not_as_damage(url):
+    """Two processes polling the same source on PostgreSQL both insert its new rows; the second insert's
+    unique-key error must not read as a damaged database to restore from a backup."""
+    from digestbot.errors import StoreError
+
+    store = Store(url)
+    with store.write() as w:
+        [(paper_id, paper)] = w.record_papers("src", [Paper(title="A paper", arxiv_id="2411.00001")], NOW)
+        w.record_matches([(paper_id, Match("sub", paper))], {"sub": [("email", "a@example.org")]}, NOW)
+    with pytest.raises(StoreError) as caught:
+        with store.write() as w:  # what the process that lost the race writes
+            w.record_matches([(paper_id, Match("sub", paper))], {"sub": [("email", "a@example.org")]}, NOW)
+    assert "another process wrote the same rows" in str(caught.value) and "backup" not in str(caught.value)
+    assert len(store.waiting_targets()["sub"]) == 1  # the first write stands

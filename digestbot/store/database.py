@@ -23,7 +23,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Engine, Select, bindparam, event, func, inspect, or_
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -216,6 +216,12 @@ class Store:
                                  f"timeout while this one tried to {doing}, so that was not done: stop the other "
                                  f"process (or raise bot.busy_timeout) and try again") from None
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig}") from None
+        except IntegrityError as exc:
+            # Not damage: on PostgreSQL two processes polling the same source at once both insert its new
+            # papers, and the second insert fails; the first one's rows stand (docs/scaling.md).
+            raise StoreError(f"cannot {doing} in {self._where()}: another process wrote the same rows at the same "
+                             f"moment (is a second digestbot polling the same sources?); this {doing} was undone "
+                             f"and the other process's stands: nothing is lost ({_first_line(exc.orig)})") from None
         except DatabaseError as exc:
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig} (is it a digestbot database? "
                              f"restore a backup, or `digestbot init` a new one)") from None
@@ -619,6 +625,10 @@ class Store:
 
 class _RollBack(Exception):
     """Raised inside a write transaction to undo it (a dry run)."""
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def sqlite_path(url: str) -> str | None:
