@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
+from typing import cast
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -70,9 +71,11 @@ class Writer:
             return []
         conn = self.session.connection()
         allow_empty = {(sub, channel, target, period): empty for sub, channel, target, period, empty in wanted}
-        made = conn.execute(_new_digests(conn.dialect.name), [
-            {"subscription": sub, "channel": channel, "target": target, "period": period, "created": now,
-             "next_try": now} for sub, channel, target, period, _ in wanted]).all()
+        # Ids of rows the database just made: never None (the column's type allows it for rows not yet inserted).
+        made = [(cast(int, digest_id), sub, channel, target, period) for digest_id, sub, channel, target, period
+                in conn.execute(_new_digests(conn.dialect.name), [
+                    {"subscription": sub, "channel": channel, "target": target, "period": period, "created": now,
+                     "next_try": now} for sub, channel, target, period, _ in wanted])]
         if not made:
             return []  # another sender, or an earlier run, made these periods' digests
         conn.execute(_TAKE_WAITING, [{"sub": sub, "chan": channel, "tgt": target, "digest": digest_id}
@@ -84,8 +87,8 @@ class Writer:
         for start in range(0, len(ids), CHUNK):
             conn.execute(_SIZE_DIGESTS, {"ids": ids[start:start + CHUNK]})
         for start in range(0, len(may_be_empty), CHUNK):
-            empty.update(digest_id for (digest_id,) in conn.execute(_EMPTY_DIGESTS,
-                                                                    {"ids": may_be_empty[start:start + CHUNK]}))
+            empty.update(cast(int, digest_id) for (digest_id,) in conn.execute(
+                _EMPTY_DIGESTS, {"ids": may_be_empty[start:start + CHUNK]}))
         return [digest_id for digest_id in ids if digest_id not in empty]
 
     def suppress(self, subscription_id: str, target: str, now: datetime) -> int:
@@ -396,7 +399,7 @@ def _new_digest(dialect: str) -> ReturningInsert[int | None]:
 
 
 @cache
-def _new_digests(dialect: str) -> ReturningInsert[tuple[int, str, str, str, str]]:
+def _new_digests(dialect: str) -> ReturningInsert[int | None, str, str, str, str]:
     inserts: dict[str, Callable[[type[DigestRow]], sqlite.Insert | postgresql.Insert]] = {
         "sqlite": sqlite.insert, "postgresql": postgresql.insert}
     return inserts[dialect](DigestRow).on_conflict_do_nothing().returning(
