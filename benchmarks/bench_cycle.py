@@ -244,7 +244,8 @@ def table(rows: list[dict]) -> None:
 
 def one(subs: int, papers: int, *, links: bool, postgres: bool) -> None:
     """One size alone (for A/B runs of two checkouts: `python benchmarks/bench_cycle.py --one 10000 200`)."""
-    label = f"{f'{subs // 1000}k' if subs >= 1000 else subs} x {papers}{' links' if links else ''}{' pg' if postgres else ''}"
+    size = f"{subs // 1000}k" if subs >= 1000 else str(subs)
+    label = f"{size} x {papers}{' links' if links else ''}{' pg' if postgres else ''}"
     with tempfile.TemporaryDirectory() as tmp:
         sink, pg = Sink(Path(tmp)), Postgres() if postgres else None
         try:
