@@ -272,3 +272,26 @@ def test_rows_another_process_wrote_first_are_explained_as_such_not_as_damage(ur
             w.record_matches([(paper_id, Match("sub", paper))], {"sub": [("email", "a@example.org")]}, NOW)
     assert "another process wrote the same rows" in str(caught.value) and "backup" not in str(caught.value)
     assert len(store.waiting_targets()["sub"]) == 1  # the first write stands
+
+
+def test_a_poll_matches_and_records_its_papers_slice_by_slice_and_keeps_every_match(tmp_path, http_server,
+                                                                                     monkeypatch):
+    """Memory bounded by the slice (pipeline.MATCH_SLICE): 45 papers matched 20 at a time give the
+    same matches, each recorded once, as one call over all of them."""
+    from fixtures import daily_items, poll_context
+
+    from digestbot import pipeline
+
+    http_server.route("/search", daily_items(45, published=datetime.now(UTC)))
+    ctx, _ = poll_context(tmp_path, '[[sources]]\nname = "search"\nkind = "hf_search"\n'
+                                    f'url = "{http_server.url}/search"\nquery = "inference"\n')
+    monkeypatch.setattr(pipeline, "MATCH_SLICE", 20)
+    assert ctx.matcher.per_paper
+    result = pipeline.poll(ctx, "search", datetime.now(UTC))
+    assert result.error is None and result.new == 45
+    with ctx.store.read() as s:  # what one call over every paper would have recorded
+        from sqlmodel import func, select
+
+        from digestbot.store.tables import MatchRow
+        recorded = s.exec(select(func.count()).select_from(MatchRow)).one()
+    assert result.matched == recorded == len(ctx.matcher.match([p for p in ctx.store.papers(limit=100)])) > 20
