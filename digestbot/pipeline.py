@@ -36,7 +36,10 @@ from .store import ALERTS, Claim, DigestRecord, Ledger, Store
 
 log = logging.getLogger(__name__)
 NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
-LATER = timedelta(minutes=1)  # a digest of a subscription not in the config while the file is being edited
+LATER = timedelta(minutes=1)
+# Papers matched and recorded at a time by a poll (PaperMatcher.per_paper): at 50,000 subscriptions a
+# paper has ~2,000 matches of ~650 bytes each, so a slice holds ~30 MB instead of a whole listing's.
+MATCH_SLICE = 20  # a digest of a subscription not in the config while the file is being edited
 
 
 class Context(Protocol):
@@ -67,6 +70,7 @@ class PollResult:
     error: str | None = None
     clock_wrong: bool = False  # the error is this machine's clock: nothing may be acted on (run_once)
     backlog: bool = False  # the first poll of a new database: recorded, nothing queued (`matched` would have been)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time by phase: collect, match, record
 
 
 @dataclass
@@ -76,6 +80,11 @@ class SendResult:
     deferred: int = 0  # claimed but not attempted: their channel was down
     # (subscription id, channel, target, digests + waiting papers) cancelled: the target left the config
     cancelled: list[tuple[str, str, str, int]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time by phase: open (digests), send
+
+    def took(self, phase: str, since: float) -> float:
+        """Add the time since `since` (time.perf_counter()) to `phase`; the time now."""
+        return _took(self.seconds, phase, since)
 
 
 def targets(sub: SubscriptionConfig) -> list[tuple[str, str]]:
@@ -94,6 +103,8 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
     source = sources.build(ctx.config.source(name), ctx.http)
     ctx.http.forget_server_date(name)
     taken = time.monotonic() if taken is None else taken
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
     try:
         memory = ctx.store.source_memory(name)
         # No flood: what a new database's first poll lists was announced before this installation
@@ -102,14 +113,24 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
         papers = source.collect(now, memory)
         ctx.http.check_clock(name, now, taken)
         recipients = all_targets(ctx.config, ctx.store.suppressions())
+        seconds["collect"], clock = time.perf_counter() - clock, time.perf_counter()
         with ctx.store.write() as w:
             new = w.record_papers(name, papers, now)
             fresh = [(i, p) for i, p in new if is_fresh(p, now, ctx.config.bot.max_age_days)] if send else []
             ids = {p.key: i for i, p in fresh}
-            matches = ctx.matcher.match([p for _, p in fresh])
-            if not backlog:
-                w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
+            seconds["record"], clock = time.perf_counter() - clock, time.perf_counter()
+            seconds["match"], matched = 0.0, 0
+            step = MATCH_SLICE if ctx.matcher.per_paper else max(1, len(fresh))
+            for start in range(0, len(fresh), step):  # a slice's matches are recorded, then dropped
+                matches = ctx.matcher.match([p for _, p in fresh[start:start + step]])
+                matched += len(matches)
+                clock = _took(seconds, "match", clock)
+                if not backlog:
+                    w.record_matches([(ids[m.paper.key], m) for m in matches], recipients, now)
+                clock = _took(seconds, "record", clock)
+                del matches
             w.source_polled(name, now, seen=len(papers), new=len(new), validators=memory.new_validators)
+        _took(seconds, "record", clock)  # the commit
     except ClockError as exc:  # not even the failure is recorded: its time would be wrong too
         log.error("%s", exc)
         return PollResult(name, error=str(exc), clock_wrong=True)
@@ -128,12 +149,19 @@ def poll(ctx: Context, name: str, now: datetime, *, send: bool = True, taken: fl
     if backlog:
         log.warning("%s: first poll of a new database: %d papers listed, recorded as already seen; their %d "
                     "matches are NOT sent (`digestbot run --send-backlog` sends a first poll's matches); papers "
-                    "first seen from now on are sent as usual", name, len(papers), len(matches))
-        return PollResult(name, seen=len(papers), new=len(new), matched=len(matches), backlog=True)
+                    "first seen from now on are sent as usual", name, len(papers), matched)
+        return PollResult(name, seen=len(papers), new=len(new), matched=matched, backlog=True, seconds=seconds)
     log.info("%s: %d papers listed, %d new, %d recorded without sending (older than %d days), %d matches",
              name, len(papers), len(new), len(new) - len(fresh) if send else 0, ctx.config.bot.max_age_days,
-             len(matches))
-    return PollResult(name, seen=len(papers), new=len(new), matched=len(matches))
+             matched)
+    return PollResult(name, seen=len(papers), new=len(new), matched=matched, seconds=seconds)
+
+
+def _took(seconds: dict[str, float], phase: str, since: float) -> float:
+    """Add the time since `since` (time.perf_counter()) to `phase`; the time now."""
+    now = time.perf_counter()
+    seconds[phase] = seconds.get(phase, 0.0) + now - since
+    return now
 
 
 def _record_failure(ctx: Context, name: str, now: datetime, error: str) -> None:
@@ -164,24 +192,25 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
     can neither repeat a period (its key already has a row) nor lose one (it opens on the next call).
     """
     suppressed = ctx.store.suppressions()
+    waiting = ctx.store.waiting_targets()  # one query for every subscription, not one each
+    wanted: list[tuple[str, str, str, str, bool]] = []  # (subscription, channel, target, period, allow_empty)
+    instant = f"instant:{now.isoformat()}"
     for sub in ctx.config.subscriptions:
         if sub.paused:  # its matches keep waiting: the first digest after the resume has them
             continue
         schedule = ctx.config.schedules[sub.id]
         left = suppressed.get(sub.id, set())
-        pending = [(c, t, oldest) for c, t, oldest in ctx.store.pending_targets(sub.id) if t not in left]
+        pending = [(c, t, oldest) for c, t, oldest in waiting.get(sub.id, ()) if t not in left]
         if schedule.instant:
-            if pending:
-                ctx.store.open_digests(sub.id, [(c, t) for c, t, _ in pending], f"instant:{now.isoformat()}",
-                                       now)
+            wanted.extend((sub.id, c, t, instant, False) for c, t, _ in pending)
             continue
         period = schedule.last_period(now)
         if period is None:
             continue
-        waiting = {(c, t) for c, t, oldest in pending if oldest <= period.start}
-        due = [(c, t) for c, t in targets(sub) if ((c, t) in waiting or sub.send_empty) and t not in left]
-        if due:
-            ctx.store.open_digests(sub.id, due, period.key, now, allow_empty=sub.send_empty)
+        ready = {(c, t) for c, t, oldest in pending if oldest <= period.start}
+        wanted.extend((sub.id, c, t, period.key, sub.send_empty) for c, t in targets(sub)
+                      if ((c, t) in ready or sub.send_empty) and t not in left)
+    ctx.store.open_many(wanted, now)
 
 
 _ONE_PASS = threading.Lock()  # the daemon's jobs run in threads (daemon.py): one send pass at a time
@@ -204,6 +233,8 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
             result.sent += more.sent
             result.failed += more.failed
             result.deferred += more.deferred
+            for phase, took in more.seconds.items():
+                result.seconds[phase] = result.seconds.get(phase, 0.0) + took
         return result
 
 
@@ -234,11 +265,13 @@ def config_is_current(config: Config) -> bool:
 
 
 def _send_pass(ctx: Context, now: datetime) -> SendResult:
+    clock = time.perf_counter()
     cancelled = cancel_departed(ctx, now)
     open_due_digests(ctx, now)
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
     result, sent_ids = SendResult(cancelled=cancelled or []), []
+    clock = result.took("open", clock)
     with ExitStack() as stack:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
@@ -273,6 +306,7 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
         result.sent = [sent for sent, digest_id in zip(result.sent, sent_ids, strict=True)
                        if digest_id not in ledger.lost]
     ctx.store.checkpoint()
+    result.took("send", clock)
     if result.deferred:
         log.error("%d digests were not attempted because their channel is down (%s); they stay pending for "
                   "the next run", result.deferred, ", ".join(sorted(channels.down)))

@@ -189,6 +189,24 @@ def test_open_digests_takes_each_targets_deliveries_once_and_skips_a_period_alre
     assert store.pending_targets("sub") == []
 
 
+def test_open_many_opens_every_subscriptions_digests_set_based_as_open_digests_does(url):
+    store = Store(url)
+    with store.write() as w:
+        new = w.record_papers("src", [Paper(title=f"Paper {n}", arxiv_id=f"2411.0000{n}") for n in (1, 2, 3)], NOW)
+        w.record_matches([(pid, Match(sub, p)) for sub in ("s1", "s2") for pid, p in new[:2 if sub == "s1" else 3]],
+                         {"s1": [("email", "a@example.org")], "s2": [("email", "b@example.org")]}, NOW)
+    assert store.open_digest("s2", "email", "b@example.org", "p1", NOW)  # s2's period is open already
+    assert store.waiting_targets() == {"s1": [("email", "a@example.org", NOW)]}
+    wanted = [("s1", "email", "a@example.org", "p1", False), ("s2", "email", "b@example.org", "p1", False),
+              ("s1", "email", "nobody@example.org", "p1", False), ("s1", "email", "empty-ok@example.org", "p1", True)]
+    assert store.open_many(wanted, NOW) == 2  # a's and the allowed empty one; not s2's again, not nobody's
+    by_target = {d.target: d for d in store.digests()}
+    assert (by_target["a@example.org"].papers, by_target["a@example.org"].status) == (2, DigestStatus.PENDING)
+    assert (by_target["b@example.org"].papers, by_target["empty-ok@example.org"].papers) == (3, 0)
+    assert by_target["nobody@example.org"].status == DigestStatus.EMPTY
+    assert store.waiting_targets() == {} and store.open_many(wanted, NOW) == 0
+
+
 def test_a_claim_reads_the_index_of_active_digests_not_the_whole_history(url):
     """The claim's SQL must be able to use the partial index (its IN term is what allows it): with
     a long history of sent digests, anything else reads or sorts all of them for every batch."""
@@ -238,3 +256,42 @@ def test_claims_a_pass_never_finished_are_given_back_when_it_closes(url):
     stopped.close()  # the pass stopped here (an error): two claims never attempted
     assert [r.id for r in Ledger(store).claim_batch(NOW)] == ids[1:]  # due again now, not after the lease
     assert Ledger(store).get(first.id).status == "sent"
+
+
+def test_rows_another_process_wrote_first_are_explained_as_such_not_as_damage(url):
+    """Two processes polling the same source on PostgreSQL both insert its new rows; the second insert's
+    unique-key error must not read as a damaged database to restore from a backup."""
+    from digestbot.errors import StoreError
+
+    store = Store(url)
+    with store.write() as w:
+        [(paper_id, paper)] = w.record_papers("src", [Paper(title="A paper", arxiv_id="2411.00001")], NOW)
+        w.record_matches([(paper_id, Match("sub", paper))], {"sub": [("email", "a@example.org")]}, NOW)
+    with pytest.raises(StoreError) as caught:
+        with store.write() as w:  # what the process that lost the race writes
+            w.record_matches([(paper_id, Match("sub", paper))], {"sub": [("email", "a@example.org")]}, NOW)
+    assert "another process wrote the same rows" in str(caught.value) and "backup" not in str(caught.value)
+    assert len(store.waiting_targets()["sub"]) == 1  # the first write stands
+
+
+def test_a_poll_matches_and_records_its_papers_slice_by_slice_and_keeps_every_match(tmp_path, http_server,
+                                                                                     monkeypatch):
+    """Memory bounded by the slice (pipeline.MATCH_SLICE): 45 papers matched 20 at a time give the
+    same matches, each recorded once, as one call over all of them."""
+    from fixtures import daily_items, poll_context
+
+    from digestbot import pipeline
+
+    http_server.route("/search", daily_items(45, published=datetime.now(UTC)))
+    ctx, _ = poll_context(tmp_path, '[[sources]]\nname = "search"\nkind = "hf_search"\n'
+                                    f'url = "{http_server.url}/search"\nquery = "inference"\n')
+    monkeypatch.setattr(pipeline, "MATCH_SLICE", 20)
+    assert ctx.matcher.per_paper
+    result = pipeline.poll(ctx, "search", datetime.now(UTC))
+    assert result.error is None and result.new == 45
+    with ctx.store.read() as s:  # what one call over every paper would have recorded
+        from sqlmodel import func, select
+
+        from digestbot.store.tables import MatchRow
+        recorded = s.exec(select(func.count()).select_from(MatchRow)).one()
+    assert result.matched == recorded == len(ctx.matcher.match([p for p in ctx.store.papers(limit=100)])) > 20

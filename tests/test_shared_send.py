@@ -36,9 +36,9 @@ class CountingRenderer(Renderer):
         super().__init__()
         self.renders = 0
 
-    def render(self, digest):
+    def render(self, digest, **formats):
         self.renders += 1
-        return super().render(digest)
+        return super().render(digest, **formats)
 
 
 def config(tmp_path, port: int, *, public: bool) -> config_module.Config:

@@ -125,7 +125,18 @@ def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *
                       for sub_id, channel, target, count in sends.cancelled],
         "no_send": not sent_anything,
         "backlog": [p.source for p in polls if p.backlog],  # first polls of a new database: recorded, not sent
+        "seconds": _phases(polls, sends),
     }
+
+
+def _phases(polls: list[pipeline.PollResult], sends: pipeline.SendResult) -> dict[str, float]:
+    """Wall seconds by phase, over every source: collect (fetch + parse), match, record (papers, matches,
+    their ledger rows; the commit), open (digests whose period has come), send (claim, render, send, record)."""
+    phases = {"collect": 0.0, "match": 0.0, "record": 0.0, "open": 0.0, "send": 0.0}
+    for part in [*(p.seconds for p in polls), sends.seconds]:
+        for phase, took in part.items():
+            phases[phase] += took
+    return {phase: round(took, 3) for phase, took in phases.items()}
 
 
 def cmd_check(args: argparse.Namespace) -> int:

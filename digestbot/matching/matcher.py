@@ -34,6 +34,10 @@ Plan = tuple[int | None, tuple[tuple[str, int], ...]]  # an interest's own claus
 class PaperMatcher(Protocol):
     """What papers are matched with: the query `Matcher`, or `similar.SimilarityMatcher` around one."""
 
+    # True: each paper's matches depend on that paper alone (match(a + b) == match(a) + match(b)), so a
+    # poll may match and record a slice of its papers at a time (pipeline.poll: memory bounded by the slice).
+    per_paper: bool
+
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""
         ...
@@ -52,6 +56,8 @@ class Matcher:
     `sample`: papers like the ones to be matched (recent ones, say). Their word frequencies pick
     rarer anchors, which makes matching faster; the result never depends on them.
     """
+
+    per_paper = True  # PaperMatcher.per_paper
 
     batch_min = BATCH_MIN  # tests set it to 1 or huge to hold either path to the naive loop
 

@@ -66,6 +66,8 @@ def cosine(a: dict[str, float], b: dict[str, float]) -> float:
 class SimilarityMatcher:
     """The query matcher plus `like` topics: same `match(papers)` contract."""
 
+    per_paper = False  # each call reads the corpus and the examples again: match all of a poll's papers at once
+
     def __init__(self, base: PaperMatcher, topics: Sequence[SimilarTopic], users: dict[str, list[str]],
                  corpus: Callable[[], list[Paper]], examples: Callable[[list[str]], list[Paper]]):
         self.base, self.topics, self.users = base, list(topics), users  # users: topic -> subscription ids

@@ -162,12 +162,15 @@ class Renderer:
         when = digest.period_start.strftime("%a %d %b") if digest.period_start else digest.period
         return one_line(f"{shown} new {noun} on {digest.subscription} — {when}")[:SUBJECT_MAX]
 
-    def render(self, digest: Digest) -> Message:
+    def render(self, digest: Digest, *, html: bool = True, slack: bool = True) -> Message:
+        """Every format; `html=False` or `slack=False` leaves that one out (empty), for a channel that
+        does not carry it: an email never shows Slack blocks, a Slack post never the HTML."""
         items = [item(m) for m in digest.matches]
         subject = self.subject(digest)
         context = {"digest": digest, "items": items, "subject": subject}
         return Message(subject=subject, text=self.templates["txt"].render(context),
-                       html=self.html(digest, items, subject), slack_posts=self.slack(context))
+                       html=self.html(digest, items, subject) if html else "",
+                       slack_posts=self.slack(context) if slack else [])
 
     def html(self, digest: Digest, items: list[Item], subject: str) -> str:
         html = self._render_html(digest, items, subject)

@@ -20,13 +20,14 @@ from datetime import datetime
 
 from ..config import Config, SubscriptionConfig
 from ..digest import make_digest, personal_links_secret
-from ..models import Message
+from ..models import Match, Message, Paper
 from ..store import Store
 from ..store.ledger_sql import Claim
 from . import Renderer
 
 # subscription id, ledger channel, period key, paper ids, and the target when the content is personal ("" if not)
 ContentKey = tuple[str, str, str, tuple[int, ...], str]
+PAPERS_KEPT = 20_000  # Papers held across the batches of a pass (a day's new papers; more are built again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +44,19 @@ class Contents:
     def __init__(self, config: Config, store: Store, renderer: Renderer, now: datetime, keep: int = 64):
         self.config, self.store, self.renderer, self.now, self.keep = config, store, renderer, now, keep
         self._papers: dict[int, tuple[int, ...]] = {}
+        self._matches: dict[tuple[str, tuple[int, ...]], list[Match]] = {}  # of the loaded batch
+        self._paper_objects: dict[int, Paper] = {}  # each paper built once per pass (PAPERS_KEPT at most)
         self._rendered: OrderedDict[ContentKey, Content] = OrderedDict()
         self.secret = personal_links_secret(config)  # None: every content is shared
 
     def load(self, batch: list[Claim]) -> None:
-        """The paper ids of a claimed batch, in one query (instead of a joined ORM query per digest)."""
+        """The paper ids of a claimed batch, in one query (instead of a joined ORM query per digest), and
+        the matches of its contents not rendered yet, in one more."""
         self._papers = self.store.digest_papers([row.id for row in batch])
+        if len(self._paper_objects) > PAPERS_KEPT:
+            self._paper_objects.clear()
+        wanted = {(row.subscription_id, self._papers[row.id]) for row in batch if row.id in self._papers}
+        self._matches = self.store.matches_of_many(sorted(wanted), self._paper_objects)
 
     def get(self, row: Claim, sub: SubscriptionConfig) -> Content:
         papers = self._papers.get(row.id)
@@ -67,9 +75,12 @@ class Contents:
         return content
 
     def _render(self, row: Claim, sub: SubscriptionConfig, papers: tuple[int, ...], *, personal: bool) -> Content:
-        matches = self.store.matches_of(sub.id, papers)
+        matches = self._matches.get((sub.id, papers))
+        if matches is None:
+            matches = self.store.matches_of(sub.id, papers)
         target = row.target if personal else None
         digest = make_digest(self.config, sub, matches, channel=row.channel, period_key=row.period, now=self.now,
                              target=target, secret=self.secret, digest_id=row.id if personal else None)
-        return Content(self.renderer.render(digest), len(digest.matches),
+        email = row.channel == "email"  # the ledger channel: email (SMTP or .eml) carries text + HTML, never blocks
+        return Content(self.renderer.render(digest, html=email, slack=not email), len(digest.matches),
                        (digest.unsubscribe_url,) if personal else None)

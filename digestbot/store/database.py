@@ -23,7 +23,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Engine, Select, bindparam, event, func, inspect, or_
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -71,6 +71,7 @@ WAL_LIMIT = WAL_PAGES * 4096  # ~40 MB: a -wal file larger than this is truncate
 
 
 # Typed (digest id, paper id): the IN filter leaves no row without a digest, whose digest_id is NULL.
+OPEN_BATCH = 1_000  # digests opened per write transaction (Store.open_many)
 _DIGEST_PAPERS = cast("Select[int, int]", sa_select(col(DeliveryRow.digest_id), col(DeliveryRow.paper_id))
                       .where(col(DeliveryRow.digest_id).in_(bindparam("ids", expanding=True))))
 # A digest's content: a plain column query (an ORM load of two entities per paper cost ~0.3 ms each).
@@ -79,6 +80,11 @@ _MATCHES_OF = (sa_select(*_PAPER_TABLE.columns, col(MatchRow.score), col(MatchRo
                .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
                .where(col(MatchRow.subscription) == bindparam("subscription"),
                       col(PaperRow.id).in_(bindparam("ids", expanding=True))))
+_MATCHES_OF_MANY = (sa_select(*_PAPER_TABLE.columns, col(MatchRow.subscription), col(MatchRow.score),
+                           col(MatchRow.hits))
+                    .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
+                    .where(col(MatchRow.subscription).in_(bindparam("subs", expanding=True)),
+                           col(PaperRow.id).in_(bindparam("ids", expanding=True))))
 
 
 class Store:
@@ -211,6 +217,12 @@ class Store:
                                  f"timeout while this one tried to {doing}, so that was not done: stop the other "
                                  f"process (or raise bot.busy_timeout) and try again") from None
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig}") from None
+        except IntegrityError as exc:
+            # Not damage: on PostgreSQL two processes polling the same source at once both insert its new
+            # papers, and the second insert fails; the first one's rows stand (docs/scaling.md).
+            raise StoreError(f"cannot {doing} in {self._where()}: another process wrote the same rows at the same "
+                             f"moment (is a second digestbot polling the same sources?); this {doing} was undone "
+                             f"and the other process's stands: nothing is lost ({_first_line(exc.orig)})") from None
         except DatabaseError as exc:
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig} (is it a digestbot database? "
                              f"restore a backup, or `digestbot init` a new one)") from None
@@ -331,6 +343,32 @@ class Store:
                                                         "ids": list(paper_ids)}).all()
         return [Match(subscription_id, paper_from_row(row), row.score, tuple(Hit(*h) for h in json.loads(row.hits)))
                 for row in rows]
+
+    def matches_of_many(self, wanted: list[tuple[str, tuple[int, ...]]],
+                        papers: dict[int, Paper] | None = None) -> dict[tuple[str, tuple[int, ...]], list[Match]]:
+        """`matches_of` for several (subscription, paper ids) at once: one query per CHUNK subscriptions
+        (a claimed batch's contents), each paper built once (`papers`: paper id -> Paper, kept by the
+        caller across batches; the Papers are shared, never to be changed)."""
+        papers = {} if papers is None else papers
+        subs = sorted({sub for sub, _ in wanted})
+        ids = sorted({paper_id for _, paper_ids in wanted for paper_id in paper_ids})
+        found: dict[tuple[str, int], tuple[float, str]] = {}
+        with self.read() as s:
+            conn = s.connection()
+            for start in range(0, len(subs), CHUNK):
+                for row in conn.execute(_MATCHES_OF_MANY, {"subs": subs[start:start + CHUNK], "ids": ids}):
+                    found[(row.subscription, row.id)] = (row.score, row.hits)
+                    if row.id not in papers:
+                        papers[row.id] = paper_from_row(row)
+        result: dict[tuple[str, tuple[int, ...]], list[Match]] = {}
+        for sub, paper_ids in wanted:
+            matches = []
+            for paper_id in paper_ids:
+                if (sub, paper_id) in found:
+                    score, hits = found[(sub, paper_id)]
+                    matches.append(Match(sub, papers[paper_id], score, tuple(Hit(*h) for h in json.loads(hits))))
+            result[(sub, paper_ids)] = matches
+        return result
 
     def pending_matches(self, subscription_id: str) -> list[Match]:
         """The matches of deliveries not yet in a digest (each paper once): the next digest's content."""
@@ -579,6 +617,31 @@ class Store:
         Returns its id, or None when the period already has a digest (or nothing to send)."""
         return self.open_digests(subscription_id, [(channel, target)], period, now, allow_empty=allow_empty)[0]
 
+    def open_many(self, wanted: list[tuple[str, str, str, str, bool]], now: datetime) -> int:
+        """`open_digest` for each (subscription, channel, target, period, allow_empty), set-based: a few
+        statements per batch of OPEN_BATCH digests, one write transaction per batch (short, so that
+        another process is never locked out for long). How many digests were opened (not empty)."""
+        opened = 0
+        for start in range(0, len(wanted), OPEN_BATCH):
+            with self.write() as w:
+                opened += len(w.open_many(wanted[start:start + OPEN_BATCH], now))
+        return opened
+
+    def waiting_targets(self) -> dict[str, list[tuple[str, str, datetime]]]:
+        """`pending_targets` of every subscription, in one query: subscription id -> (channel, target,
+        oldest created) of its deliveries not yet in a digest."""
+        found: dict[str, list[tuple[str, str, datetime]]] = {}
+        with self.read() as s:
+            rows = s.exec(select(col(DeliveryRow.subscription), col(DeliveryRow.channel), col(DeliveryRow.target),
+                                 func.min(col(DeliveryRow.created)))
+                          .where(col(DeliveryRow.digest_id).is_(None),
+                                 col(DeliveryRow.status) == DeliveryStatus.PENDING)
+                          .group_by(col(DeliveryRow.subscription), col(DeliveryRow.channel), col(DeliveryRow.target))
+                          ).all()
+        for sub, channel, target, oldest in rows:
+            found.setdefault(sub, []).append((channel, target, as_utc(oldest)))
+        return found
+
     def open_digests(self, subscription_id: str, targets: list[tuple[str, str]], period: str, now: datetime,
                      *, allow_empty: bool = False) -> list[int | None]:
         """`open_digest` for each (channel, target), in one transaction (a subscription with a thousand
@@ -590,6 +653,10 @@ class Store:
 
 class _RollBack(Exception):
     """Raised inside a write transaction to undo it (a dry run)."""
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def sqlite_path(url: str) -> str | None:

@@ -9,8 +9,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
+from typing import cast
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, or_, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
@@ -36,6 +37,7 @@ from .values import ConfirmationRecord, ConfirmationStatus, DeliveryStatus, Dige
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
+ROWS_PER_INSERT = 5_000  # matches per executemany in record_matches: bounds the parameter lists held at once
 NEWS_KEPT = timedelta(days=42)  # the history of a source's new listings that alerts.py learns its usual gaps from
 
 
@@ -61,6 +63,34 @@ class Writer:
         status = DigestStatus.EMPTY if empty else DigestStatus.PENDING
         conn.execute(_DIGEST_SIZE, {"digest": digest_id, "moved": moved, "new_status": status})
         return None if empty else digest_id
+
+    def open_many(self, wanted: list[tuple[str, str, str, str, bool]], now: datetime) -> list[int]:
+        """`open_digest` for each (subscription, channel, target, period, allow_empty), set-based: one
+        multi-row INSERT, one executemany moving the waiting deliveries, one UPDATE sizing the new digests
+        per CHUNK. The ids of the digests opened (not those a period already had, nor empty ones)."""
+        if not wanted:
+            return []
+        conn = self.session.connection()
+        allow_empty = {(sub, channel, target, period): empty for sub, channel, target, period, empty in wanted}
+        # Ids of rows the database just made: never None (the column's type allows it for rows not yet inserted).
+        made = [(cast(int, digest_id), sub, channel, target, period) for digest_id, sub, channel, target, period
+                in conn.execute(_new_digests(conn.dialect.name), [
+                    {"subscription": sub, "channel": channel, "target": target, "period": period, "created": now,
+                     "next_try": now} for sub, channel, target, period, _ in wanted])]
+        if not made:
+            return []  # another sender, or an earlier run, made these periods' digests
+        conn.execute(_TAKE_WAITING, [{"sub": sub, "chan": channel, "tgt": target, "digest": digest_id}
+                                     for digest_id, sub, channel, target, _ in made])
+        ids = [digest_id for digest_id, *_ in made]
+        may_be_empty = [digest_id for digest_id, sub, channel, target, period in made
+                        if not allow_empty[(sub, channel, target, period)]]
+        empty: set[int] = set()
+        for start in range(0, len(ids), CHUNK):
+            conn.execute(_SIZE_DIGESTS, {"ids": ids[start:start + CHUNK]})
+        for start in range(0, len(may_be_empty), CHUNK):
+            empty.update(cast(int, digest_id) for (digest_id,) in conn.execute(
+                _EMPTY_DIGESTS, {"ids": may_be_empty[start:start + CHUNK]}))
+        return [digest_id for digest_id in ids if digest_id not in empty]
 
     def suppress(self, subscription_id: str, target: str, now: datetime) -> int:
         """Record that `target` left the subscription (idempotent: the first time is kept) and cancel
@@ -327,15 +357,22 @@ class Writer:
 
     def record_matches(self, matches: list[tuple[int, Match]], targets: dict[str, list[tuple[str, str]]],
                        now: datetime) -> int:
-        """Write each match and its ledger rows: one delivery per (channel, target) of the subscription."""
-        for paper_id, match in matches:
-            hits = json.dumps([[h.text, h.field, h.topic] for h in match.hits])
-            self.session.add(MatchRow(subscription=match.subscription_id, paper_id=paper_id, score=match.score,
-                                      hits=hits, created=now))
-            for channel, target in targets.get(match.subscription_id, []):
-                self.session.add(DeliveryRow(subscription=match.subscription_id, paper_id=paper_id,
-                                             channel=channel, target=target, created=now))
-        self.session.flush()
+        """Write each match and its ledger rows: one delivery per (channel, target) of the subscription.
+
+        Set-based: one executemany per batch of rows, never an ORM object per row (at 80,000 matches
+        those cost 0.2 ms and 6 KB each, inside the write transaction)."""
+        conn = self.session.connection()
+        for start in range(0, len(matches), ROWS_PER_INSERT):
+            chunk = matches[start:start + ROWS_PER_INSERT]
+            conn.execute(_INSERT_MATCH, [
+                {"subscription": match.subscription_id, "paper_id": paper_id, "score": match.score,
+                 "hits": json.dumps([[h.text, h.field, h.topic] for h in match.hits]), "created": now}
+                for paper_id, match in chunk])
+            deliveries = [{"subscription": match.subscription_id, "paper_id": paper_id, "channel": channel,
+                           "target": target, "status": DeliveryStatus.PENDING, "digest_id": None, "created": now}
+                          for paper_id, match in chunk for channel, target in targets.get(match.subscription_id, [])]
+            if deliveries:
+                conn.execute(_INSERT_DELIVERY, deliveries)
         return len(matches)
 
     def source_polled(self, name: str, now: datetime, *, seen: int = 0, new: int = 0,
@@ -367,6 +404,15 @@ def _new_digest(dialect: str) -> ReturningInsert[int | None]:
     inserts: dict[str, Callable[[type[DigestRow]], sqlite.Insert | postgresql.Insert]] = {
         "sqlite": sqlite.insert, "postgresql": postgresql.insert}
     return inserts[dialect](DigestRow).on_conflict_do_nothing().returning(col(DigestRow.id))
+
+
+@cache
+def _new_digests(dialect: str) -> ReturningInsert[int | None, str, str, str, str]:
+    inserts: dict[str, Callable[[type[DigestRow]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    return inserts[dialect](DigestRow).on_conflict_do_nothing().returning(
+        col(DigestRow.id), col(DigestRow.subscription), col(DigestRow.channel), col(DigestRow.target),
+        col(DigestRow.period))
 
 
 @cache
@@ -413,6 +459,8 @@ def _upsert_heartbeat(dialect: str) -> sqlite.Insert | postgresql.Insert:
                                               "beat_at": insert.excluded.beat_at})
 
 
+_INSERT_MATCH = insert(MatchRow)
+_INSERT_DELIVERY = insert(DeliveryRow)
 _PRUNE_NEWS = delete(SourceNewsRow).where(col(SourceNewsRow.source) == bindparam("source"),
                                           col(SourceNewsRow.at) < bindparam("before"))
 _CANCEL_DIGESTS = update(DigestRow).where(
@@ -430,6 +478,12 @@ _TAKE_WAITING = update(DeliveryRow).where(
     col(DeliveryRow.subscription) == bindparam("sub"), col(DeliveryRow.channel) == bindparam("chan"),
     col(DeliveryRow.target) == bindparam("tgt"), col(DeliveryRow.digest_id).is_(None),
     col(DeliveryRow.status) == DeliveryStatus.PENDING).values(digest_id=bindparam("digest"))
+_SIZE_DIGESTS = update(DigestRow).where(col(DigestRow.id).in_(bindparam("ids", expanding=True))).values(
+    papers=select(func.count()).select_from(DeliveryRow).where(col(DeliveryRow.digest_id) == col(DigestRow.id))
+    .scalar_subquery())
+_EMPTY_DIGESTS = update(DigestRow).where(col(DigestRow.id).in_(bindparam("ids", expanding=True)),
+                                         col(DigestRow.papers) == 0).values(
+    status=DigestStatus.EMPTY).returning(col(DigestRow.id))
 _DIGEST_SIZE = update(DigestRow).where(col(DigestRow.id) == bindparam("digest")).values(
     papers=bindparam("moved"), status=bindparam("new_status"))
 
