@@ -125,3 +125,19 @@ def test_semantic_embeddings_are_computed_once_when_papers_are_stored(tmp_path, 
     second = stored()
     assert set(second) == {p["id"] for p in papers[:20]}
     assert all(second[k] == v for k, v in first.items())  # kept, not recomputed into new rows
+
+
+def test_a_poll_is_matched_in_slices_only_while_no_subscription_learns(tmp_path):
+    """Slicing a poll's papers (PaperMatcher.per_paper, bounded memory) would build every learning
+    subscription's taste once per slice: the learner allows it only while none has enough examples."""
+    from digestbot.app import App
+
+    path = tmp_path / "config.toml"
+    path.write_text('[bot]\ndatabase = "sqlite:///bot.db"\n\n[[subscriptions]]\nname = "llm"\nquery = "llm"\n'
+                    'email = ["a@example.org"]\n', encoding="utf-8")
+    with App.from_config(path) as app:
+        app.init_database()
+        assert app.matcher.per_paper is True
+        for n in range(3):
+            app.store.record_vote("llm", "a@example.org", f"2411.0000{n}", "up", datetime.now(UTC))
+        assert app.matcher.per_paper is False

@@ -34,9 +34,12 @@ Plan = tuple[int | None, tuple[tuple[str, int], ...]]  # an interest's own claus
 class PaperMatcher(Protocol):
     """What papers are matched with: the query `Matcher`, or `similar.SimilarityMatcher` around one."""
 
-    # True: each paper's matches depend on that paper alone (match(a + b) == match(a) + match(b)), so a
-    # poll may match and record a slice of its papers at a time (pipeline.poll: memory bounded by the slice).
-    per_paper: bool
+    @property
+    def per_paper(self) -> bool:
+        """True: each paper's matches depend on that paper alone (match(a + b) == match(a) + match(b)), and
+        matching a slice costs no more than its share, so a poll may match and record a slice of its papers
+        at a time (pipeline.poll: memory bounded by the slice)."""
+        ...
 
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         """Matches grouped by paper order, then interest order."""

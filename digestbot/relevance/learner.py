@@ -76,15 +76,25 @@ class LearningMatcher:
         self.votes, self.papers_by_keys, self.space = votes, papers_by_keys, space
         self.held_back: list[HeldBack] = []  # of the last match(): query matches a subscription's votes held back
 
+    @property
+    def per_paper(self) -> bool:
+        """A poll may match its papers a slice at a time (PaperMatcher.per_paper) only while no
+        subscription learns: each slice would build every learning subscription's taste again."""
+        return self.base.per_paper and not self._ready()[1]
+
+    def _ready(self) -> tuple[dict[str, dict[str, tuple[bool, str]]], list[Learner]]:
+        """Each learner's examples, and the learners with enough of them to learn."""
+        votes = self.votes()  # one query for every subscription: a campus has thousands
+        chosen = {lr.subscription_id: examples_of(lr, votes.get(lr.subscription_id, [])) for lr in self.learners}
+        return chosen, [lr for lr in self.learners
+                        if sum(liked for liked, _ in chosen[lr.subscription_id].values()) >= MIN_POSITIVE]
+
     def match(self, papers: Sequence[Paper]) -> list[Match]:
         matches = self.base.match(papers)
         self.held_back = []
         if not papers or not self.learners:
             return matches
-        votes = self.votes()  # one query for every subscription: a campus has thousands
-        chosen = {lr.subscription_id: examples_of(lr, votes.get(lr.subscription_id, [])) for lr in self.learners}
-        ready = [lr for lr in self.learners if sum(liked for liked, _ in chosen[lr.subscription_id].values())
-                 >= MIN_POSITIVE]
+        chosen, ready = self._ready()
         if not ready:
             return matches
         space = self.space()
