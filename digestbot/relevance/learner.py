@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ..matching import PaperMatcher
 from ..models import Hit, Match, Paper
 from ..store import Vote
-from .model import MIN_POSITIVE, Example, Taste, Verdict, judge_all
+from .model import MIN_POSITIVE, Example, Taste, Verdicts, judge_all
 from .space import Space
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,11 @@ class LearningMatcher:
         return kept + [m for sub in changed.values() for m in sub]
 
     def _apply(self, sub: str, papers: Sequence[Paper], own: dict[str, Match],
-               verdicts: list[Verdict]) -> list[Match]:
+               verdicts: Verdicts) -> list[Match]:
         """The subscription's matches after its verdicts, scored by predicted relevance."""
         result = []
-        for paper, verdict in zip(papers, verdicts, strict=True):
+        for index in verdicts.considered():
+            paper, verdict = papers[index], verdicts[index]
             match = own.get(paper.key)
             if match is not None and not verdict.keep:
                 assert verdict.because is not None

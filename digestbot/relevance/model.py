@@ -39,10 +39,37 @@ class Example:
     how: str  # "you marked more like this" / "an example of topic X" / "you marked not for me"
 
 
-class Verdict(NamedTuple):  # a tuple: scoring makes one per (subscription, paper), 200,000 for 1,000 x 200
+class Verdict(NamedTuple):
     keep: bool
     relevance: float  # similarity to the liked minus to the rejected centroid
     because: Example | None  # the rated paper most like it (for a learned choice); None: the query decided
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """One subscription's verdicts on a judging's papers, as arrays: scoring 1,000 subscriptions x 200
+    papers makes no 200,000 objects, and a caller looks only at the papers it `considers`."""
+    keep: NDArray[np.bool_]
+    relevance: NDArray[np.float64]
+    matched: NDArray[np.bool_]  # what the query (or a topic) selected
+    because: dict[int, Example]  # paper index -> the rated paper most like it, for each learned choice
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def __getitem__(self, index: int) -> Verdict:
+        return Verdict(bool(self.keep[index]), float(self.relevance[index]), self.because.get(index))
+
+    def considered(self) -> list[int]:
+        """The papers the query selected or the verdict keeps: every other one is simply not sent."""
+        found: list[int] = np.flatnonzero(self.keep | self.matched).tolist()
+        return found
+
+
+def query_decides(matched: Sequence[bool]) -> Verdicts:
+    """Verdicts of a subscription that learns nothing: the query's selection, as it is."""
+    selected = np.asarray(matched, dtype=bool)
+    return Verdicts(selected, np.zeros(len(selected)), selected, {})
 
 
 @dataclass(frozen=True)
@@ -90,13 +117,13 @@ class Taste:
         sims = similarities.astype(np.float64)
         return sims[:, 0] - sims[:, 1] if self.holds else sims[:, 0]
 
-    def judge(self, vectors: Sequence[Any], matched: Sequence[bool]) -> list[Verdict]:
+    def judge(self, vectors: Sequence[Any], matched: Sequence[bool]) -> Verdicts:
         """A verdict per paper (`matched`: the query or a topic selected it)."""
         if not self.learns or not len(vectors):
-            return [Verdict(m, 0.0, None) for m in matched]
+            return query_decides(matched)
         return self.decide(self.space.batch(vectors), self.space.similarities(vectors, self.centroids), matched)
 
-    def decide(self, batch: Any, similarities: Matrix, matched: Sequence[bool]) -> list[Verdict]:
+    def decide(self, batch: Any, similarities: Matrix, matched: Sequence[bool]) -> Verdicts:
         """`judge` given the papers (`Space.batch`) and their similarities to `centroids` (judge_all
         makes both once for many tastes)."""
         relevance = self.scores(similarities)
@@ -110,15 +137,11 @@ class Taste:
                 side = self.liked if liked else self.rejected
                 nearest = self.space.dots(batch, rows, self.packed(liked)).argmax(axis=1).tolist()
                 because.update((k, side[j][0]) for k, j in zip(rows, nearest, strict=True))
-        keep = ((was_matched & ~held) | added).tolist()
-        verdicts = list(map(Verdict, keep, relevance.tolist(), [None] * len(keep)))
-        for i, example in because.items():
-            verdicts[i] = Verdict(keep[i], verdicts[i].relevance, example)
-        return verdicts
+        return Verdicts((was_matched & ~held) | added, relevance, was_matched, because)
 
 
 def judge_all(space: Space, tastes: Sequence[Taste], vectors: Sequence[Any],
-              matched: Sequence[Sequence[bool]]) -> list[list[Verdict]]:
+              matched: Sequence[Sequence[bool]]) -> list[Verdicts]:
     """Each taste's verdicts on the same papers, from one product of the papers with every centroid."""
     centroids = [c for t in tastes for c in t.centroids]
     similarities = space.similarities(vectors, centroids) if centroids and len(vectors) else None
@@ -126,7 +149,7 @@ def judge_all(space: Space, tastes: Sequence[Taste], vectors: Sequence[Any],
     result, column = [], 0
     for taste, own in zip(tastes, matched, strict=True):
         if not taste.learns or similarities is None:
-            result.append([Verdict(m, 0.0, None) for m in own])
+            result.append(query_decides(own))
             continue
         width = len(taste.centroids)
         result.append(taste.decide(batch, similarities[:, column:column + width], own))
