@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 from email import message_from_bytes, policy
 from pathlib import Path
+
+from digestbot.relevance import embed
 
 
 def digestbot(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -36,6 +39,12 @@ def test_the_playground_keeps_working_after_the_demo(tmp_path):
     assert "Alice's votes ranked her new digest" in demo.stdout and "that you marked not for me" in demo.stdout
     with sqlite3.connect(folder / "demo.db") as db:  # her votes, recorded as `digestbot feedback` records them
         assert db.execute("SELECT count(*) FROM vote WHERE subscription = 'alice-llm-inference'").fetchone() == (13,)
+    if embed.available():  # the semantic extra (the test command installs it): exercised on the same papers
+        found = re.search(r"With the semantic extra installed: (\d+) papers embedded once", demo.stdout)
+        assert found, demo.stdout
+        with sqlite3.connect(folder / "demo.db") as db:  # each paper once, kept
+            assert db.execute("SELECT count(*), count(DISTINCT paper) FROM embedding").fetchone() == (
+                int(found.group(1)),) * 2
     alice = [message_from_bytes(p.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
              for p in sorted((folder / "outbox").glob("*alice*.eml"))]
     assert len(alice) == 2 and "that you marked" not in alice[0]
