@@ -34,7 +34,8 @@ if not (CHROMIUM and DRIVER):
     pytest.skip("chromium and chromium-driver are not installed (Debian: apt-get install chromium "
                 "chromium-driver; .ci/run does it as root)", allow_module_level=True)
 
-from selenium.webdriver.common.by import By  # noqa: E402  (only once we know selenium is there)
+from selenium.common.exceptions import WebDriverException  # noqa: E402  (only once we know selenium is there)
+from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
@@ -71,7 +72,9 @@ def follow(driver: webdriver.Chrome, element: WebElement) -> None:
     """Click a link or a form's button, and wait for the page it leads to (a click does not wait)."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    # While the old document is being replaced, chromedriver may answer "Node with given id does not belong
+    # to the document" (a WebDriverException) instead of a stale element: that too means "not yet", ask again.
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(expected_conditions.staleness_of(page))
 
 
 def submit(driver: webdriver.Chrome, card: str, action: str, **fields: str) -> None:
