@@ -53,8 +53,8 @@ from ..errors import StoreError
 from .database import Store
 from .ledger_sql import CANDIDATES, CLAIM, SENT_DELIVERIES, SENT_DIGEST, Claim, Prepared, SentValues, core, due
 from .tables import DeliveryRow, DigestRow
-from .writer import Writer
 from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, as_utc, utcnow
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
