@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from ..errors import StoreError
 from ..models import Hit, Match, Paper, SourceMemory
 from . import schema, upkeep
+from .leader import Leader
 from .tables import (
     ConfirmationRow,
     DeliveryRow,
@@ -98,6 +100,8 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine, busy_timeout)
         self._installation: str | None = None
+        self._leader: Leader | None = None
+        self._leader_made = threading.Lock()
 
     def create_tables(self) -> None:
         """The whole schema at once: a process killed meanwhile leaves no half-made database (schema.py).
@@ -205,7 +209,17 @@ class Store:
             checkpoint_wal(self.engine, self.busy_timeout)
 
     def close(self) -> None:
+        if self._leader is not None:
+            self._leader.close()
         self.engine.dispose()
+
+    def leadership(self) -> Leader:
+        """This database's poll leader lock (leader.py), one per Store: whoever holds it polls and opens
+        digests; every process sends."""
+        with self._leader_made:
+            if self._leader is None:
+                self._leader = Leader(self.url)
+            return self._leader
 
     @contextmanager
     def guarded(self, doing: str) -> Iterator[None]:
