@@ -16,13 +16,14 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import alerts, pipeline
@@ -146,6 +147,10 @@ class Lead:
             for job in self.scheduler.get_jobs():
                 if job.id.startswith("poll:") and job.id != f"poll:{source}":
                     job.modify(next_run_time=now())
+            if self.live.send:  # the digests the stopped leader had claimed are due again once their lease ends
+                lease = timedelta(seconds=self.live.ctx.config.bot.send_lease + 1)
+                self.scheduler.add_job(send_job, DateTrigger(now() + lease), args=(self.live,), id="lead:send",
+                                       name="send what the stopped leader had claimed", replace_existing=True)
             return True
 
     def stop(self) -> None:
