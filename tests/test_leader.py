@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from digestbot.errors import StoreError
 from digestbot.store import Leader, Store
 
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 HOLD = textwrap.dedent("""
     import sys
     from digestbot.store import Store
@@ -80,3 +82,28 @@ def _refusal(leader: Leader) -> str:
     except StoreError as exc:
         return str(exc)
     raise AssertionError("the lock was free")
+
+
+def test_a_busy_sqlite_database_names_the_process_that_polls_or_says_plainly_another_one_writes(tmp_path):
+    from delivery_world import hold_write_lock
+
+    path = tmp_path / "digestbot.db"
+    url = f"sqlite:///{path}"
+    Store(url).create_tables()
+    store = Store(url, busy_timeout=0.2)
+    releasing = hold_write_lock(path, 1.0)
+    with pytest.raises(StoreError) as nobody:
+        store.beat("here", 1, NOW, NOW)
+    releasing.join()
+    assert "another digestbot process (sending or polling), or another program using the database," in str(nobody.value)
+    other = holder_process(url)
+    try:
+        releasing = hold_write_lock(path, 1.0)
+        with pytest.raises(StoreError) as polling:
+            store.beat("here", 1, NOW, NOW)
+        releasing.join()
+    finally:
+        other.kill()
+        other.wait(10)
+    assert f"database busy: another digestbot process (digestbot daemon, pid {other.pid} on " in str(polling.value)
+    assert "restore" not in str(polling.value) and "backup" not in str(polling.value)
