@@ -9,6 +9,7 @@ the poll leader is a session advisory lock (store/leader.py).
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -112,6 +113,9 @@ def test_two_daemons_one_killed_mid_pass_nothing_lost_and_the_other_takes_over_p
                 assert time.monotonic() < deadline, f"{len(smtp.received)} messages:\n{follower.log}"
                 time.sleep(0.2)
             time.sleep(1)  # a duplicate beyond the one in flight would come now
+            status = json.loads(digestbot(path, "status", "--json").stdout)
+            leading = {(d["pid"], d["leader"]) for d in status["daemons"]}
+            assert (follower.process.pid, True) in leading and (leader.process.pid, False) in leading
             follower.process.send_signal(signal.SIGTERM)
             code, _, log = follower.finish(timeout=60)
         finally:
