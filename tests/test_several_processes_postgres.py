@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from delivery_world import HookedSmtpServer
@@ -35,6 +36,10 @@ from test_several_processes import (
     two_runs_together,
     write_config,
 )
+
+from digestbot.errors import StoreError
+from digestbot.models import Paper
+from digestbot.store import Store
 
 pytest.importorskip("psycopg")
 
@@ -138,3 +143,36 @@ def test_two_daemons_one_killed_mid_pass_nothing_lost_and_the_other_takes_over_p
         bodies = [m.get_body(preferencelist=("plain",)).get_content() for m in messages]
         assert len({m["Message-ID"] for m in messages}) == 2, reader  # the digest of each poll: none lost
         assert sum(any(t in " ".join(b.split()) for t in later) for b in bodies) >= 1, reader
+
+
+def test_two_uncoordinated_writers_of_the_same_papers_get_a_plain_conflict_not_a_damaged_database(database):
+    """What two pollers that do not take turns (a digestbot of an older version beside this one) meet on
+    PostgreSQL: the second insert of the same paper fails on the unique key. It is explained as such."""
+    first, second = Store(database), Store(database)
+    first.create_tables()
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    paper = Paper(title="One paper", abstract="", arxiv_id="2411.00001")
+    failures: list[str] = []
+    inserted = threading.Event()
+
+    def later_writer() -> None:
+        inserted.wait(30)
+        try:
+            with second.write() as w:  # waits on the first transaction's uncommitted row, then conflicts
+                w.record_papers("hf", [Paper(title="One paper", abstract="", arxiv_id="2411.00001")], now)
+        except StoreError as exc:
+            failures.append(str(exc))
+
+    thread = threading.Thread(target=later_writer)
+    thread.start()
+    with first.write() as w:
+        assert len(w.record_papers("hf", [paper], now)) == 1
+        inserted.set()
+        time.sleep(1.0)  # the other transaction is now waiting on this row
+    thread.join(30)
+    [message] = failures
+    assert "another process wrote the same rows at the same moment" in message and "nothing is lost" in message
+    assert "backup" not in message and "not a digestbot database" not in message and "damaged" not in message
+    assert first.count_papers() == 1
+    first.close()
+    second.close()
