@@ -90,15 +90,23 @@ class Running:
         self.process = subprocess.Popen([sys.executable, "-m", "digestbot", "-c", str(path), *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
+        self.out: list[str] = []
         self.on_line = on_line
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        # Both pipes read by threads of ours (communicate() would take stderr's lines from under `on_line`).
+        self.readers = [threading.Thread(target=self._read, daemon=True),
+                        threading.Thread(target=self._read_out, daemon=True)]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self.lines.append(line)
             self.on_line(line)
+
+    def _read_out(self) -> None:
+        assert self.process.stdout is not None
+        self.out.extend(self.process.stdout)
 
     @property
     def log(self) -> str:
@@ -112,9 +120,10 @@ class Running:
             time.sleep(0.1)
 
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
-        out, _ = self.process.communicate(timeout=timeout)
-        self.reader.join(10)
-        return self.process.returncode, out, self.log
+        self.process.wait(timeout)
+        for reader in self.readers:
+            reader.join(10)
+        return self.process.returncode, "".join(self.out), self.log
 
     def kill(self) -> None:
         if self.process.poll() is None:
