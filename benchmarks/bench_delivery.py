@@ -73,7 +73,8 @@ def seed(config: config_module.Config, now: datetime) -> pipeline.Context:
         matches = [(pid, Match(sub.id, p, 1.0)) for n, sub in enumerate(config.subscriptions)
                    for pid, p in new[(n * PAPERS) % 195:(n * PAPERS) % 195 + PAPERS]]
         w.record_matches(matches, pipeline._all_targets(config), now)
-    pipeline.open_due_digests(ctx, now)
+    with ctx.store.leadership().holding():  # digests are opened under the poll leader lock (store/leader.py)
+        pipeline.open_due_digests(ctx, now)
     return ctx
 
 

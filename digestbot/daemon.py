@@ -16,13 +16,14 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import alerts, pipeline
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 JOB_DEFAULTS = {"misfire_grace_time": 6 * 3600, "coalesce": True, "max_instances": 1}
 WATCH_SECONDS = 5
 HEARTBEAT_SECONDS = 30  # /healthz and `digestbot status` show the newest beat's age: well over this is a dead daemon
+# A daemon that does not lead tries to take the poll leader lock this often (and at each of its poll jobs):
+# a leader that stopped is replaced within LEAD_SECONDS of its lock being freed (at once when it is killed,
+# ~25 s of TCP keepalives when its machine vanishes: store/leader.py).
+LEAD_SECONDS = 20
 
 
 def now() -> datetime:
@@ -52,6 +57,7 @@ class Live:
         # Sources whose latest poll found this machine's clock wrong: no send job acts on that clock
         # (it would open digests of periods that have not come) until a poll of each agrees again.
         self.clock_wrong: set[str] = set()
+        self.lead: Lead | None = None  # set by `serve`: whether this daemon polls (None: it always does)
 
     def reload_if_changed(self, scheduler: BaseScheduler) -> bool:
         fingerprint = _fingerprint(self.ctx.config.path)
@@ -107,7 +113,56 @@ class Pulse:
                 log.warning("heartbeat row of pid %d on %s not removed (it will age): %s", self.pid, self.host, exc)
 
 
+class Lead:
+    """This daemon's part when several share a database (store/leader.py): the first to take the poll leader
+    lock leads, keeps it while it runs, and is the only one whose poll jobs poll and whose send passes open
+    digests. The others (followers) only claim and send, and try to take the lock at each poll job and every
+    LEAD_SECONDS; the one that gets it takes over, and polls every source at once."""
+
+    def __init__(self, live: Live, scheduler: BaseScheduler):
+        self.live, self.scheduler = live, scheduler
+        self.leader = live.ctx.store.leadership()
+        self.leader.managed, self.leader.role = True, "daemon"  # its send passes never take the lock themselves
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.leader.try_acquire():
+            log.info("this daemon leads: it polls the sources and opens the digests (other digestbot processes on "
+                     "this database only send)")
+            return
+        holder = self.leader.holder()
+        log.info("another digestbot process leads%s: it polls; this daemon only sends, and takes over polling if "
+                 "that process stops (checked every %d s)", f" ({holder})" if holder else "", LEAD_SECONDS)
+
+    def polls(self, source: str | None = None) -> bool:
+        """Whether this daemon leads now: if it does not, it tries to take the lock (and, when it gets it,
+        runs every poll job but `source`'s at once: `source`'s own job is the one asking)."""
+        with self.lock:
+            if self.leader.held:
+                return self.leader.check()  # a broken lock connection: it steps down (logged by check)
+            if not self.leader.try_acquire():
+                return False
+            log.warning("took over polling from a stopped leader: this daemon now polls the sources and opens the "
+                        "digests; polling every source now")
+            for job in self.scheduler.get_jobs():
+                if job.id.startswith("poll:") and job.id != f"poll:{source}":
+                    job.modify(next_run_time=now())
+            if self.live.send:  # the digests the stopped leader had claimed are due again once their lease ends
+                lease = timedelta(seconds=self.live.ctx.config.bot.send_lease + 1)
+                self.scheduler.add_job(send_job, DateTrigger(now() + lease), args=(self.live,), id="lead:send",
+                                       name="send what the stopped leader had claimed", replace_existing=True)
+            return True
+
+    def stop(self) -> None:
+        self.leader.release()
+
+
 def poll_job(live: Live, name: str) -> None:
+    if live.lead is not None and not live.lead.polls(name):
+        log.debug("%s: not polled here: another digestbot process leads and polls it", name)
+        if live.send:
+            send_job(live)  # claim and send what the leader opened; this process never opens
+        return
     result = pipeline.poll(live.ctx, name, now(), send=live.send)
     if not live.send:
         return
@@ -160,6 +215,15 @@ def build(live: Live, pulse: Pulse | None = None) -> BlockingScheduler:
     return scheduler
 
 
+def lead(live: Live, scheduler: BaseScheduler) -> Lead:
+    """Take part in the poll lead (see Lead): try to lead now, and keep trying every LEAD_SECONDS."""
+    live.lead = Lead(live, scheduler)
+    live.lead.start()
+    scheduler.add_job(live.lead.polls, IntervalTrigger(seconds=LEAD_SECONDS), id="lead",
+                      name="take over polling when the leader stops")
+    return live.lead
+
+
 def _on_job_event(event: JobExecutionEvent) -> None:
     if event.exception is not None:
         log.error("job %s failed: %s", event.job_id, event.exception, exc_info=event.exception)
@@ -176,6 +240,7 @@ def serve(live: Live) -> None:
                                                                      pulse.started_at))
     pulse.beat()
     scheduler = build(live, pulse)
+    leading = lead(live, scheduler)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping after the running jobs", signal.Signals(signum).name)
@@ -192,4 +257,5 @@ def serve(live: Live) -> None:
     except KeyboardInterrupt:
         log.info("interrupted; stopping")
     finally:
+        leading.stop()
         pulse.stop()

@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -39,7 +39,7 @@ from .models import Paper
 from .render import Renderer
 from .render.shared import Contents
 from .sending import Outgoing, Senders
-from .store import ALERTS, Claim, DigestRecord, Ledger, Store
+from .store import ALERTS, Claim, DigestRecord, Leader, Ledger, Store
 
 log = logging.getLogger(__name__)
 LATER = timedelta(minutes=1)
@@ -48,6 +48,9 @@ BATCH = 100  # digests claimed at a time
 # Papers matched and recorded at a time by a poll (PaperMatcher.per_paper): at 50,000 subscriptions a
 # paper has ~2,000 matches of ~650 bytes each, so a slice holds ~30 MB instead of a whole listing's.
 MATCH_SLICE = 20  # a digest of a subscription not in the config while the file is being edited
+# How long `run --once` waits for another process that polls (it holds the poll leader lock, store/leader.py)
+# before it gives up polling: a large poll takes minutes, a hung one should not hold every later run.
+LEADER_WAIT = 600.0
 
 
 class Context(Protocol):
@@ -78,6 +81,9 @@ class PollResult:
     error: str | None = None
     clock_wrong: bool = False  # the error is this machine's clock: nothing may be acted on (run_once)
     backlog: bool = False  # the first poll of a new database: recorded, nothing queued (`matched` would have been)
+    # Not polled here: another digestbot process polled it while this one waited for the poll leader lock
+    # (or a daemon that leads polls it on its schedule): nothing to do, not an error (run_once).
+    polled_by_another: bool = False
     seconds: dict[str, float] = field(default_factory=dict)  # wall time by phase: collect, match, record
 
 
@@ -200,6 +206,8 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
     can neither repeat a period (its key already has a row) nor lose one (it opens on the next call).
     A send pass opens the same digests a chunk at a time (`_Openings`).
     """
+    if not may_open(ctx):  # only the poll leader opens: two processes never open at once (store/leader.py)
+        return
     ctx.store.open_many(due_digests(ctx, now), now)
 
 
@@ -228,10 +236,35 @@ def due_digests(ctx: Context, now: datetime) -> list[tuple[str, str, str, str, b
     return wanted
 
 
+def may_open(ctx: Context) -> bool:
+    """Whether this process may open digests now: only while it holds the poll leader lock (checked with
+    the database: a leader whose lock connection broke has lost it), so that two processes never open at
+    once. run_once opens under the lock before it sends; a daemon opens while it leads (daemon.py)."""
+    leader = ctx.store.leadership()
+    if leader.held and leader.check():
+        return True
+    log.debug("not opening digests: another digestbot process leads (it opens them); this one only sends")
+    return False
+
+
+@contextmanager
+def _opening_lock(leader: Leader) -> Iterator[None]:
+    """A send pass of a program that does not coordinate with others (a script or the demo calling
+    send_due; nobody set `Leader.managed`) takes the poll leader lock for its pass when it is free, so
+    that its opening is under the lock too; when another process holds it, that one opens the digests
+    and this pass only sends. The daemon and run_once take and give the lock up themselves."""
+    took = not leader.managed and not leader.held and leader.try_acquire()
+    try:
+        yield
+    finally:
+        if took:
+            leader.release()
+
+
 _ONE_PASS = threading.Lock()  # the daemon's jobs run in threads (daemon.py): one send pass at a time
 
 
-def send_due(ctx: Context, now: datetime) -> SendResult:
+def send_due(ctx: Context, now: datetime, *, opened: Callable[[], None] | None = None) -> SendResult:
     """Open the digests whose period has come, then claim and send every due one, batch by batch.
 
     A second caller in this process waits for the running pass instead of skipping its own: it may
@@ -240,9 +273,9 @@ def send_due(ctx: Context, now: datetime) -> SendResult:
     Alerts (alerts.py, with `[alerts]`) are checked first, so that a problem a poll saw goes out with
     this pass, and after a pass with failures again, with one more pass for what that queued (the
     digests that failed are not due again at this `now`: it sends only the new alerts)."""
-    with _ONE_PASS:
+    with _ONE_PASS, _opening_lock(ctx.store.leadership()):
         alerts.check(ctx.config, ctx.store, now)
-        result = _send_pass(ctx, now)
+        result = _send_pass(ctx, now, opened)
         if result.failed and alerts.check(ctx.config, ctx.store, now):
             more = _send_pass(ctx, now)
             result.sent += more.sent
@@ -279,11 +312,11 @@ def config_is_current(config: Config) -> bool:
         return False
 
 
-def _send_pass(ctx: Context, now: datetime) -> SendResult:
+def _send_pass(ctx: Context, now: datetime, opened: Callable[[], None] | None = None) -> SendResult:
     started = time.perf_counter()
     cancelled = cancel_departed(ctx, now)
     result = SendResult(cancelled=cancelled or [])
-    openings = _Openings(ctx, now, result)  # the due digests, opened a chunk at a time below
+    openings = _Openings(ctx, now, result, opened)  # the due digests, opened a chunk at a time below
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
     connections = ctx.config.email.connections if ctx.config.email else 1
@@ -338,15 +371,16 @@ class _Openings:
     first claim, the next whenever fewer than two batches' worth opened are left to claim, so the
     senders are busy while it opens. The last claims find every digest opened."""
 
-    def __init__(self, ctx: Context, now: datetime, result: SendResult):
-        self.ctx, self.now, self.result = ctx, now, result
-        self.wanted = due_digests(ctx, now)
+    def __init__(self, ctx: Context, now: datetime, result: SendResult, opened: Callable[[], None] | None = None):
+        self.ctx, self.now, self.result, self.opened = ctx, now, result, opened
+        self.wanted = due_digests(ctx, now) if may_open(ctx) else []  # only the poll leader opens (may_open)
         self.opened_upto = 0
         self.unclaimed = 0  # opened in this pass and not claimed yet (a guess: retries are claimed too)
 
     def open_next(self) -> bool:
         """Open the next chunk; False when every due digest is open."""
-        if self.opened_upto >= len(self.wanted):
+        if self.opened_upto >= len(self.wanted) or (self.opened_upto and not may_open(self.ctx)):
+            self.done()
             return False
         clock = time.perf_counter()
         chunk = self.wanted[self.opened_upto:self.opened_upto + OPEN_CHUNK]
@@ -362,6 +396,12 @@ class _Openings:
             self.unclaimed = max(0, self.unclaimed - len(batch))
             if batch or not self.open_next():
                 return batch
+
+    def done(self) -> None:
+        """Every due digest is open (or this process stopped leading): say so once (`send_due`'s `opened`)."""
+        if self.opened is not None:
+            opened, self.opened = self.opened, None
+            opened()
 
     def keep_ahead(self) -> None:
         if self.unclaimed < 2 * BATCH:
@@ -385,7 +425,8 @@ def _prepare(ctx: Context, row: Claim, sub: SubscriptionConfig | None, contents:
         return Outgoing(row, name, error=exc)
 
 
-__all__ = ["Context", "PollResult", "SendResult", "due_digests", "open_due_digests", "poll", "rank", "run_once",
+__all__ = ["Context", "PollResult", "SendResult", "due_digests", "may_open", "open_due_digests", "poll", "rank",
+           "run_once",
            "send_due"]
 
 
@@ -407,15 +448,107 @@ def _domain(sender: str) -> str:
 
 
 def run_once(ctx: Context, now: datetime, *, send: bool = True) -> tuple[list[PollResult], SendResult]:
-    taken = time.monotonic()
-    polls = [poll(ctx, options.name, now, send=send, taken=taken) for options in ctx.config.sources]
-    if not send:
-        return polls, SendResult()
-    if any(p.clock_wrong for p in polls):  # it would open digests of periods that have not come
-        log.error("not sending: this machine's clock is wrong (see above); fix it and run again")
-        return polls, SendResult()
+    """Poll every source, open the digests that are due, send them.
+
+    Several processes may run this on one database at once (store/leader.py): the one that takes the poll
+    leader lock polls and opens the due digests, then gives the lock up and sends. One that finds the lock
+    taken waits for it, then polls only the sources nobody polled meanwhile (their `PollResult` say
+    `polled_by_another`), opens (nothing, usually) and sends too: the ledger's claims split the sending, each
+    digest goes once. While a daemon leads, polling is its job: this only sends."""
+    leader = ctx.store.leadership()
+    managed, role = leader.managed, leader.role
+    leader.managed, leader.role = True, "run --once"  # the send pass below must not take the lock itself
+    release = False
     try:
-        return polls, send_due(ctx, now)
-    except (StoreError, DigestbotError) as exc:
-        log.error("%s", exc)
-        return polls, SendResult(failed=[("*", "*", str(exc))])
+        polls, cancelled, opening, release = _poll_and_open(ctx, leader, now, send=send)
+        if not send:
+            return polls, SendResult()
+        if any(p.clock_wrong for p in polls):  # it would open digests of periods that have not come
+            log.error("not sending: this machine's clock is wrong (see above); fix it and run again")
+            return polls, SendResult()
+        try:
+            # Holding the lock, the pass opens the due digests a chunk at a time while its senders send, and
+            # gives the lock up as soon as every one is open (`opened`): a waiting process may then go on.
+            result = send_due(ctx, now, opened=leader.release if release else None)
+        except (StoreError, DigestbotError) as exc:
+            log.error("%s", exc)
+            return polls, SendResult(failed=[("*", "*", str(exc))], cancelled=cancelled)
+        result.cancelled[:0] = cancelled
+        result.seconds["open"] = result.seconds.get("open", 0.0) + opening
+        return polls, result
+    finally:
+        if release and leader.held:
+            leader.release()
+        leader.managed, leader.role = managed, role
+
+
+def _poll_and_open(ctx: Context, leader: Leader, now: datetime, *,
+                   send: bool) -> tuple[list[PollResult], list[tuple[str, str, str, int]], float, bool]:
+    """run_once's part under the poll leader lock: (polls, what cancel_departed cancelled, seconds it took,
+    whether the lock is still held for the send pass's opening and must be given up after it)."""
+    taken = time.monotonic()
+    before = _poll_counts(ctx)
+    already = leader.held
+    if not leader.try_acquire():
+        holder = leader.holder()
+        if holder is not None and holder.role == "daemon":
+            log.warning("a digestbot daemon leads polling (%s): it polls on its schedule; this run polls nothing "
+                        "and only sends", holder)
+            return [PollResult(o.name, polled_by_another=True) for o in ctx.config.sources], [], 0.0, False
+        log.warning("another digestbot process is polling%s; waiting for it", f" ({holder})" if holder else "")
+        if not leader.acquire(LEADER_WAIT):
+            error = (f"not polled: another digestbot process{f' ({holder})' if holder else ''} has been polling "
+                     f"for over {LEADER_WAIT / 60:.0f} minutes (it holds the poll leader lock); is it stuck? "
+                     f"This run only sent what was due")
+            log.error("%s", error)
+            return [PollResult(o.name, error=error) for o in ctx.config.sources], [], 0.0, False
+        return _as_leader(ctx, leader, now, send=send, taken=taken, unchanged=_unchanged(before, _poll_counts(ctx)),
+                          release=True)
+    return _as_leader(ctx, leader, now, send=send, taken=taken, unchanged=None, release=not already)
+
+
+def _as_leader(ctx: Context, leader: Leader, now: datetime, *, send: bool, taken: float,
+               unchanged: Callable[[str], bool] | None,
+               release: bool) -> tuple[list[PollResult], list[tuple[str, str, str, int]], float, bool]:
+    """Poll (with `unchanged`: only the sources it accepts), then cancel what left the config, holding the
+    lock. With `release`, the lock is given up here when nothing is to be sent, else kept for the send pass
+    to open the due digests under it (the last item says so: run_once gives it up after the opening)."""
+    keep = False
+    try:
+        polls = []
+        for options in ctx.config.sources:
+            if unchanged is not None and not unchanged(options.name):
+                log.info("%s: polled by another digestbot process while this one waited; not polled again",
+                         options.name)
+                polls.append(PollResult(options.name, polled_by_another=True))
+            else:
+                polls.append(poll(ctx, options.name, now, send=send, taken=taken))
+        if not send or any(p.clock_wrong for p in polls):
+            return polls, [], 0.0, False
+        clock = time.perf_counter()
+        try:
+            cancelled = cancel_departed(ctx, now)
+        except (StoreError, DigestbotError) as exc:
+            log.error("%s", exc)
+            return polls, [], time.perf_counter() - clock, False
+        keep = release
+        return polls, cancelled or [], time.perf_counter() - clock, keep
+    finally:
+        if release and not keep:
+            leader.release()
+
+
+def _poll_counts(ctx: Context) -> dict[str, tuple[int, int]] | None:
+    """Each source's (polls, failed polls) counters: a change says another process polled it."""
+    try:
+        return {name: (s.polls, s.failed_polls) for name, s in ctx.store.source_states().items()}
+    except StoreError as exc:
+        log.warning("could not read the sources' poll counters (%s): polling every source", exc)
+        return None
+
+
+def _unchanged(before: dict[str, tuple[int, int]] | None,
+               after: dict[str, tuple[int, int]] | None) -> Callable[[str], bool]:
+    if before is None or after is None:
+        return lambda name: True
+    return lambda name: before.get(name) == after.get(name)

@@ -178,7 +178,9 @@ def test_run_once_json_says_what_was_polled_sent_and_failed(tmp_path, served, sm
     code, out, err = run_main(capsys, "run", "--once", "--json", "--send-backlog", "-c", str(path))
     assert code == 1  # a source and a digest failed
     report = json.loads(out)
-    assert set(report) == {"sources", "sent", "failed", "deferred", "no_send", "backlog", "cancelled", "seconds"}
+    assert set(report) == {"sources", "sent", "failed", "deferred", "no_send", "backlog", "cancelled", "seconds",
+                           "polled_by_another"}
+    assert report["polled_by_another"] == []
     assert set(report["seconds"]) == {"collect", "match", "record", "open", "send"}
     assert report["seconds"]["send"] > 0 and report["seconds"]["collect"] > 0  # timed, not left at zero
     hf, broken = report["sources"]

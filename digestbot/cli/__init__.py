@@ -80,8 +80,13 @@ def report_run(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *, 
     for p in polls:
         if p.error:
             print(f"{p.source}: FAILED: {p.error}")
+        elif p.polled_by_another:
+            print(f"{p.source}: polled by another digestbot process (it holds the poll lead); not polled again here")
         else:
             print(f"{p.source}: {p.seen} papers listed, {p.new} new, {p.matched} matches")
+    if polls and all(p.polled_by_another for p in polls):
+        print("every source was polled by another digestbot process sharing this database: this run only sent "
+              "(nothing is wrong)")
     backlog = [p for p in polls if p.backlog]
     if backlog:
         print(f"first poll of a new database: recorded {sum(p.new for p in backlog)} papers as already seen and "
@@ -125,6 +130,8 @@ def run_document(polls: list[pipeline.PollResult], sends: pipeline.SendResult, *
                       for sub_id, channel, target, count in sends.cancelled],
         "no_send": not sent_anything,
         "backlog": [p.source for p in polls if p.backlog],  # first polls of a new database: recorded, not sent
+        # Sources another process polled (it held the poll leader lock, or is a daemon that leads): not errors
+        "polled_by_another": [p.source for p in polls if p.polled_by_another],
         "seconds": _phases(polls, sends),
     }
 

@@ -114,7 +114,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     states = store.source_states()
     print(f"database: {store_module.sqlite_path(store.url) or dbstate.shown(store.url)}  "
           f"papers: {store.count_papers()}")
-    print_daemons(store.heartbeats(), now())
+    print_daemons(store.heartbeats(), now(), store.leadership().holder())
     print("\nsources:")
     for options in config.sources:
         print_source_status(options, states.get(options.name), store.papers_from(options.name), now())
@@ -174,8 +174,10 @@ def status_document(app: App) -> dict[str, object]:
 
     beats = store.heartbeats()
     problems = health_problems(app)
+    leader = store.leadership().holder()
     daemons = [{"host": b.host, "pid": b.pid, "started_at": iso(b.started_at), "last_heartbeat": iso(b.beat_at),
-                "age_s": _age(b.beat_at, at), "alive": _alive(b.beat_at, at)} for b in beats]
+                "age_s": _age(b.beat_at, at), "alive": _alive(b.beat_at, at), "leader": _leads(b, leader)}
+               for b in beats]
     return {"database": store_module.sqlite_path(store.url) or dbstate.shown(store.url),
             "healthy": not problems, "problems": problems, "papers": store.count_papers(),
             "daemon_heartbeat_age_s": _age(beats[0].beat_at, at) if beats else None, "daemons": daemons,
@@ -197,12 +199,19 @@ def _alive(beat_at: datetime, at: datetime) -> bool:
     return _age(beat_at, at) <= 3 * HEARTBEAT_SECONDS
 
 
-def print_daemons(beats: list[store_module.Heartbeat], at: datetime) -> None:
+def print_daemons(beats: list[store_module.Heartbeat], at: datetime,
+                  leader: store_module.LeaderInfo | None = None) -> None:
     if not beats:
         print("daemon: no daemon heartbeat (`digestbot run` is not running, or never ran on this database)")
     for b in beats:
         state = "alive" if _alive(b.beat_at, at) else "silent (stopped without cleaning up?)"
-        print(f"daemon: {state} on {b.host} (pid {b.pid}), last heartbeat {_age(b.beat_at, at):.0f}s ago")
+        leads = ", the poll leader" if _leads(b, leader) else ""
+        print(f"daemon: {state} on {b.host} (pid {b.pid}{leads}), last heartbeat {_age(b.beat_at, at):.0f}s ago")
+
+
+def _leads(beat: store_module.Heartbeat, leader: store_module.LeaderInfo | None) -> bool:
+    """Whether this daemon holds the poll leader lock (store/leader.py): it polls and opens digests."""
+    return leader is not None and (leader.host, leader.pid) == (beat.host, beat.pid)
 
 
 def print_deliveries(store: Store) -> None:

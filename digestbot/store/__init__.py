@@ -14,6 +14,7 @@ Session that `Store.read()` yields to tests. The modules:
     identity.py    which stored paper a sighting is
     opening.py     an installation's database: created when new, refused when lost (dbstate.py)
     schema.py      making a new database whole at once; the installation id
+    leader.py      the poll leader lock: one process at a time polls and opens digests (advisory lock, flock)
     upkeep.py      schema upgrades (migrations/, Alembic) and SQLite's write-ahead log
 
 Only these modules import SQLAlchemy or SQLModel.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from .alerting import AlertBook
 from .database import WAL_LIMIT, Store, is_blank, set_aside, sqlite_path
+from .leader import Leader, LeaderInfo
 from .ledger import ChannelCounts, Ledger
 from .ledger_sql import Claim
 from .opening import Initialised, create_store, init_database, never_used, open_store
@@ -47,6 +49,7 @@ from .writer import Writer
 __all__ = [
     "ALERTS", "ANY_TARGET", "AlertBook", "AlertMessage", "AlertRecord", "ChannelCounts", "Claim",
     "ConfirmationRecord", "ConfirmationStatus", "DeliveryStatus", "DigestRecord", "DigestStatus", "Heartbeat",
-    "Initialised", "Ledger", "Revision", "SourceRecord", "Store", "Upgraded", "VOTES", "Vote", "WAL_LIMIT", "Writer",
+    "Initialised", "Leader", "LeaderInfo", "Ledger",
+    "Revision", "SourceRecord", "Store", "Upgraded", "VOTES", "Vote", "WAL_LIMIT", "Writer",
     "create_store", "init_database", "is_blank", "never_used", "open_store", "set_aside", "sqlite_path", "utcnow",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from ..errors import StoreError
 from ..models import Hit, Match, Paper, SourceMemory
 from . import schema, upkeep
+from .leader import Leader
 from .tables import (
     ConfirmationRow,
     DeliveryRow,
@@ -98,6 +100,8 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine, busy_timeout)
         self._installation: str | None = None
+        self._leader: Leader | None = None
+        self._leader_made = threading.Lock()
 
     def create_tables(self) -> None:
         """The whole schema at once: a process killed meanwhile leaves no half-made database (schema.py).
@@ -205,7 +209,17 @@ class Store:
             checkpoint_wal(self.engine, self.busy_timeout)
 
     def close(self) -> None:
+        if self._leader is not None:
+            self._leader.close()
         self.engine.dispose()
+
+    def leadership(self) -> Leader:
+        """This database's poll leader lock (leader.py), one per Store: whoever holds it polls and opens
+        digests; every process sends."""
+        with self._leader_made:
+            if self._leader is None:
+                self._leader = Leader(self.url)
+            return self._leader
 
     @contextmanager
     def guarded(self, doing: str) -> Iterator[None]:
@@ -213,9 +227,9 @@ class Store:
             yield
         except OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreError(f"database busy: another process held {self._where()} longer than the busy "
-                                 f"timeout while this one tried to {doing}, so that was not done: stop the other "
-                                 f"process (or raise bot.busy_timeout) and try again") from None
+                raise StoreError(f"database busy: {self._writer()} held {self._where()} longer than the busy "
+                                 f"timeout ({self.busy_timeout:g} s) while this one tried to {doing}, so that was "
+                                 f"not done: wait for it (or raise bot.busy_timeout) and try again") from None
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig}") from None
         except IntegrityError as exc:
             # Not damage: on PostgreSQL two processes polling the same source at once both insert its new
@@ -226,6 +240,14 @@ class Store:
         except DatabaseError as exc:
             raise StoreError(f"cannot {doing} in {self._where()}: {exc.orig} (is it a digestbot database? "
                              f"restore a backup, or `digestbot init` a new one)") from None
+
+    def _writer(self) -> str:
+        """Who is likely writing, for a busy database: the process polling (it holds the poll leader lock,
+        and says who it is) when that is another one; otherwise a process that sends (every one does)."""
+        holder = self._leader.holder() if self._leader is not None else Leader(self.url).holder()
+        if holder is not None and (self._leader is None or not self._leader.held):
+            return f"another digestbot process ({holder}, which is polling)"
+        return "another digestbot process (sending or polling), or another program using the database,"
 
     def _where(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
