@@ -7,7 +7,7 @@ loopback HTTP server through the `hf_daily` source (its real paging, 100 a page)
 titles and abstracts are real ones re-mixed (bench_matching.corpus). Each subscription is a 2-6 term query
 of the corpus's topical words and phrases (`query`: about 9 matches of 200 papers, and every subscription
 gets a digest), with one recipient and an instant schedule. Mail goes to an aiosmtpd sink in its own
-process, which logs each message's size.
+process (smtp_sink.py), which logs each message's size and arrival time.
 
 The floor, in the same run, against the same sink: a raw smtplib loop sending the same number of messages
 of the same mean size over one connection, records nothing. `cycle_vs_floor` is the cycle's wall time
@@ -21,8 +21,8 @@ its peak RSS (os.wait4's rusage of that child alone), digests sent per second of
 `pg_vs_sqlite`: 10k x 200 on a throwaway PostgreSQL (Debian's binaries, as tests/test_ledger_postgres.py
 starts one; `synchronous_commit = off`, the durability of SQLite's WAL with synchronous=NORMAL) over the same
 size on SQLite. `links`: 1k x 200 with readers' personal links on (bot.public_url and [web] secret_env), so
-each email body is rendered per recipient. `workers2_speedup` and `connections4_speedup` need issue 21's
-point 5 (several processes sharing the work, `[email] connections`): printed `na` until it exists.
+each email body is rendered per recipient. `workers2_speedup` and `connections4_speedup` come from
+bench_parallel.py (a sink answering each DATA after 50 ms; `na` with --quick).
 
     python benchmarks/run.py cycle [--quick]        (--quick: 1k x 200 only)
     python benchmarks/bench_cycle.py --one SUBS PAPERS [--links] [--pg]     (one size: A/B runs of two checkouts)
@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_matching import corpus, vocabulary  # noqa: E402
+from smtp_sink import Sink  # noqa: E402
 
 SENDER = "digest@example.org"
 FULL = [(1_000, 200), (10_000, 200), (50_000, 200), (10_000, 1_000)]
@@ -55,49 +56,9 @@ QUICK = [(1_000, 200)]
 SECRET = "cycle-benchmark-link-secret-0123456789abcdef"
 
 
-def serve(port: int, log_path: str, sample_path: str) -> None:
-    """The sink process: accepts everything, logs one size per message, keeps the first message."""
-    from aiosmtpd.controller import Controller
-
-    log = open(log_path, "a", buffering=1, encoding="utf-8")
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            if not os.path.exists(sample_path):
-                Path(sample_path).write_bytes(envelope.original_content)
-            log.write(f"{len(envelope.original_content)}\n")
-            return "250 OK"
-
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=0)
-    controller.start()
-    print("ready", flush=True)
-    sys.stdin.read()  # until the parent closes our stdin
-    controller.stop()
-    log.close()
-
-
-class Sink:
-    def __init__(self, workdir: Path):
-        from servers import free_port
-
-        self.port = free_port()
-        self.log, self.sample = workdir / "sink.log", workdir / "sample.eml"
-        self.process = subprocess.Popen([sys.executable, __file__, "--serve", str(self.port), str(self.log),
-                                         str(self.sample)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None and self.process.stdout.readline().strip() == "ready"
-
-    def sizes(self) -> list[int]:
-        return [int(line) for line in self.log.read_text().split()] if self.log.exists() else []
-
-    def reset(self) -> int:
-        """Forget the sample (the next message becomes it); how many messages were logged so far."""
-        self.sample.unlink(missing_ok=True)
-        return len(self.sizes())
-
-    def stop(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
+def sink(workdir: Path, delay_ms: float = 0) -> Sink:
+    """The aiosmtpd sink (smtp_sink.py), keeping its first message for the floor's messages."""
+    return Sink(workdir, delay_ms=delay_ms, sample=True)
 
 
 def listing(papers: int, seed: int) -> tuple[list[dict], list[str], list[str]]:
@@ -123,13 +84,15 @@ def query(rng: random.Random, words: list[str], phrases: list[str]) -> str:
 
 
 def write_config(workdir: Path, name: str, database: str, http_url: str, smtp_port: int, subs: int,
-                 words: list[str], phrases: list[str], *, links: bool) -> Path:
+                 words: list[str], phrases: list[str], *, links: bool, connections: int = 1) -> Path:
     rng = random.Random(subs)
     bot = f'[bot]\ndatabase = "{database}"\n'
     if links:
         bot += 'public_url = "https://digest.example.org"\n\n[web]\nsecret_env = "CYCLE_BENCH_SECRET"\n'
+    # `connections` only when not the default: an older checkout (A/B runs) does not know the key
+    more = f"connections = {connections}\n" if connections != 1 else ""
     text = [bot, f'\n[email]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\n'
-                 f'sender = "Digest <{SENDER}>"\n\n[[sources]]\nname = "hf"\nkind = "hf_daily"\n'
+                 f'sender = "Digest <{SENDER}>"\n{more}\n[[sources]]\nname = "hf"\nkind = "hf_daily"\n'
                  f'url = "{http_url}/api/daily_papers"\n']
     for s in range(subs):
         q = query(rng, words, phrases).replace("\\", "\\\\").replace('"', '\\"')
@@ -247,11 +210,11 @@ def one(subs: int, papers: int, *, links: bool, postgres: bool) -> None:
     size = f"{subs // 1000}k" if subs >= 1000 else str(subs)
     label = f"{size} x {papers}{' links' if links else ''}{' pg' if postgres else ''}"
     with tempfile.TemporaryDirectory() as tmp:
-        sink, pg = Sink(Path(tmp)), Postgres() if postgres else None
+        sink_, pg = sink(Path(tmp)), Postgres() if postgres else None
         try:
-            row = measure(label, subs, papers, Path(tmp), sink, links=links, database=pg.url if pg else None)
+            row = measure(label, subs, papers, Path(tmp), sink_, links=links, database=pg.url if pg else None)
         finally:
-            sink.stop()
+            sink_.stop()
             if pg is not None:
                 pg.stop()
     table([row])
@@ -261,11 +224,11 @@ def run(quick: bool) -> str:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        sink = Sink(workdir)
+        sink_ = sink(workdir)
         try:
             for subs, papers in QUICK if quick else FULL:
-                rows.append(measure(f"{subs // 1000}k x {papers}", subs, papers, workdir, sink))
-            rows.append(measure("1k x 200 links", 1_000, 200, workdir, sink, links=True))
+                rows.append(measure(f"{subs // 1000}k x {papers}", subs, papers, workdir, sink_))
+            rows.append(measure("1k x 200 links", 1_000, 200, workdir, sink_, links=True))
             if not quick:
                 try:
                     pg = Postgres()
@@ -273,12 +236,17 @@ def run(quick: bool) -> str:
                     print(f"PostgreSQL: not measured ({exc})")
                 else:
                     try:
-                        rows.append(measure("10k x 200 pg", 10_000, 200, workdir, sink, database=pg.url))
+                        rows.append(measure("10k x 200 pg", 10_000, 200, workdir, sink_, database=pg.url))
                     finally:
                         pg.stop()
         finally:
-            sink.stop()
+            sink_.stop()
     table(rows)
+    parallel = "connections4_speedup=na workers2_speedup=na"  # --quick: not measured (minutes of 50-ms replies)
+    if not quick:
+        import bench_parallel
+
+        parallel = bench_parallel.run(quick=False)
     by = {r["label"]: r for r in rows}
     ten, fifty, one = by.get("10k x 200"), by.get("50k x 200"), by["1k x 200"]
     per_1k = (fifty["rss"] - one["rss"]) / 49 if fifty else float("nan")
@@ -286,14 +254,21 @@ def run(quick: bool) -> str:
     fig = lambda value: "na" if value is None or value != value else f"{value:.2f}"  # noqa: E731 (nan: na)
     return (f"cycle_vs_floor_10k={fig(ten and ten['wall'] / ten['floor'])} "
             f"rss_mb_50k={fig(fifty and fifty['rss'])} rss_mb_per_1k_subs={fig(per_1k)} "
-            f"pg_vs_sqlite={fig(pg and ten and pg['wall'] / ten['wall'])} workers2_speedup=na connections4_speedup=na"
-            f" cycle_vs_floor_1k={fig(one['wall'] / one['floor'])}")
+            f"pg_vs_sqlite={fig(pg and ten and pg['wall'] / ten['wall'])} {_figures(parallel, 'workers2_speedup')} "
+            f"{_figures(parallel, 'connections4_speedup')} cycle_vs_floor_1k={fig(one['wall'] / one['floor'])}")
+
+
+def _figures(line: str, key: str) -> str:
+    """`key=value` from bench_parallel's last line, with its reason when it has one (`na (why)`)."""
+    after = line.partition(f"{key}=")[2]
+    value = after.split(" ", 1)[0]
+    if value == "na" and after.startswith("na ("):
+        value = after[:after.index(")") + 1].replace(" ", "_")
+    return f"{key}={value or 'na'}"
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--serve"]:
-        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
-    elif sys.argv[1:2] == ["--one"]:
+    if sys.argv[1:2] == ["--one"]:
         one(int(sys.argv[2]), int(sys.argv[3]), links="--links" in sys.argv, postgres="--pg" in sys.argv)
     else:
         print(run("--quick" in sys.argv))

@@ -1,4 +1,6 @@
-"""Run benchmarks: `python benchmarks/run.py NAME [--quick]` (NAME: store, matching, render, delivery, cycle, all).
+"""Run benchmarks: `python benchmarks/run.py NAME [--quick]` (NAME: a bench_NAME.py of this folder, or all).
+
+NAME: store, matching, render, delivery, cycle, parallel.
 
 Each benchmark is `benchmarks/bench_NAME.py` with `run(quick: bool) -> str`: it prints a table and
 returns its key figures as `key=value` pairs, which this script prints as the last line.

@@ -1,11 +1,17 @@
 """The stages wired together: poll(source) and send_due(now), each with its error boundaries.
 
     poll:  source.collect -> store.record_papers -> matcher.match -> store.record_matches   (one transaction)
-    send:  due periods -> store.open_digest -> claim -> rank -> render -> channel.send -> record (ledger)
+    send:  due periods -> store.open_many -> claim -> rank -> render -> channel.send -> record (ledger)
            (rank and render once per distinct content, shared by its recipients: render/shared.py)
 
-The send protocol (claim -> send -> record) is `_send_pass` and `_send_one`, top to bottom; the
-ledger (ledger.py) makes each step safe against other senders and crashes.
+The send protocol (claim -> send -> record) is `_send_pass`, top to bottom, and sending.py. The
+pass's thread opens the due digests a chunk at a time (OPEN_CHUNK subscriptions' worth) between its
+claims, so that the first digests go out while later subscriptions are still being opened; it claims a
+batch, drops what left the config or was unsubscribed meanwhile, loads and renders, and hands each
+digest to the sender threads (sending.py: one per SMTP connection, `[email] connections`), which send
+and record while it prepares the next. The ledger (ledger.py) makes each step safe against other
+senders and crashes: every digest is claimed once, and each connection leaves at most one accepted
+message unrecorded.
 
 One source failing never stops the others; one recipient failing never stops the others.
 """
@@ -19,24 +25,26 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Protocol
 
 from . import alerts, sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
 from .digest import rank, unsubscribe_urls
-from .errors import DeliveryError, DigestbotError, SourceError, StoreError
+from .errors import DigestbotError, SourceError, StoreError
 from .http import ClockError, Http
 from .matching import PaperMatcher
 from .models import Paper
 from .render import Renderer
 from .render.shared import Contents
+from .sending import Outgoing, Senders
 from .store import ALERTS, Claim, DigestRecord, Ledger, Store
 
 log = logging.getLogger(__name__)
-NEXT_RUN = timedelta(seconds=1)  # "due again, but not in this pass" (a pass uses one fixed `now`)
 LATER = timedelta(minutes=1)
+OPEN_CHUNK = 1_000  # due digests opened at a time by a send pass, between its claims
+BATCH = 100  # digests claimed at a time
 # Papers matched and recorded at a time by a poll (PaperMatcher.per_paper): at 50,000 subscriptions a
 # paper has ~2,000 matches of ~650 bytes each, so a slice holds ~30 MB instead of a whole listing's.
 MATCH_SLICE = 20  # a digest of a subscription not in the config while the file is being edited
@@ -190,10 +198,17 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
     A digest takes every delivery not yet in a digest; it opens when the latest period (keyed by local
     wall-clock time, see schedule.py) has begun after the oldest of them, so a restart or a DST switch
     can neither repeat a period (its key already has a row) nor lose one (it opens on the next call).
+    A send pass opens the same digests a chunk at a time (`_Openings`).
     """
+    ctx.store.open_many(due_digests(ctx, now), now)
+
+
+def due_digests(ctx: Context, now: datetime) -> list[tuple[str, str, str, str, bool]]:
+    """The digests `open_due_digests` opens: (subscription, channel, target, period, allow_empty) of each
+    subscription not paused whose period has come, but for targets that left by a one-click link."""
     suppressed = ctx.store.suppressions()
     waiting = ctx.store.waiting_targets()  # one query for every subscription, not one each
-    wanted: list[tuple[str, str, str, str, bool]] = []  # (subscription, channel, target, period, allow_empty)
+    wanted: list[tuple[str, str, str, str, bool]] = []
     instant = f"instant:{now.isoformat()}"
     for sub in ctx.config.subscriptions:
         if sub.paused:  # its matches keep waiting: the first digest after the resume has them
@@ -210,7 +225,7 @@ def open_due_digests(ctx: Context, now: datetime) -> None:
         ready = {(c, t) for c, t, oldest in pending if oldest <= period.start}
         wanted.extend((sub.id, c, t, period.key, sub.send_empty) for c, t in targets(sub)
                       if ((c, t) in ready or sub.send_empty) and t not in left)
-    ctx.store.open_many(wanted, now)
+    return wanted
 
 
 _ONE_PASS = threading.Lock()  # the daemon's jobs run in threads (daemon.py): one send pass at a time
@@ -265,19 +280,22 @@ def config_is_current(config: Config) -> bool:
 
 
 def _send_pass(ctx: Context, now: datetime) -> SendResult:
-    clock = time.perf_counter()
+    started = time.perf_counter()
     cancelled = cancel_departed(ctx, now)
-    open_due_digests(ctx, now)
+    result = SendResult(cancelled=cancelled or [])
+    openings = _Openings(ctx, now, result)  # the due digests, opened a chunk at a time below
     ledger = Ledger(ctx.store, timedelta(seconds=ctx.config.bot.send_lease))
     subscriptions = {s.id: s for s in ctx.config.subscriptions}
-    result, sent_ids = SendResult(cancelled=cancelled or []), []
-    clock = result.took("open", clock)
+    connections = ctx.config.email.connections if ctx.config.email else 1
+    result.took("open", started)
     with ExitStack() as stack:
         stack.callback(ledger.close)
         stack.enter_context(ledger.kept_alive())
-        channels = _Channels(ctx, stack)  # closed before ledger.close: records they hold back are written first
+        # Left before ledger.close: the senders' held-back records are written first (sending.py).
+        senders = stack.enter_context(Senders(ctx.open_channel, ledger, now, email_connections=connections))
         contents = Contents(ctx.config, ctx.store, ctx.renderer, now)
-        while batch := _claim_next(ledger, channels, now):
+        openings.open_next()
+        while batch := openings.claim(ledger):
             # Read per batch: a reader may leave while a long pass runs (their queued digests are then
             # cancelled by Store.suppress, but one claimed already is only stopped here).
             suppressed = ctx.store.suppressions()
@@ -297,100 +315,77 @@ def _send_pass(ctx: Context, now: datetime) -> SendResult:
                         log.warning("digest %d for %r to %s is cancelled: no longer in the config", row.id,
                                     row.subscription_id, row.target)
                         ledger.cancel([row.id])
-                elif row.channel in channels.down:
-                    ledger.release([row.id], next_try=now + NEXT_RUN)  # not attempted: no backoff
-                    result.deferred += 1
-                elif _send_one(ctx, ledger, row, sub, channels, contents, now, result):
-                    sent_ids.append(row.id)
-    if ledger.lost:  # another sender took these over: theirs to count
-        result.sent = [sent for sent, digest_id in zip(result.sent, sent_ids, strict=True)
-                       if digest_id not in ledger.lost]
+                elif row.channel in senders.down:  # not rendered: the sender gives it back (`deferred`)
+                    senders.put(Outgoing(row, sub.name if sub else "alerts"))
+                else:
+                    senders.put(_prepare(ctx, row, sub, contents))
+            openings.keep_ahead()
+    for outcome in senders.outcomes:  # the senders' own tallies, now that they have ended
+        # another sender took the lost ones over: theirs to count
+        result.sent += [sent for sent, digest_id in outcome.sent if digest_id not in ledger.lost]
+        result.failed += outcome.failed
+        result.deferred += outcome.deferred
     ctx.store.checkpoint()
-    result.took("send", clock)
+    result.seconds["send"] = time.perf_counter() - started - result.seconds.get("open", 0.0)
     if result.deferred:
         log.error("%d digests were not attempted because their channel is down (%s); they stay pending for "
-                  "the next run", result.deferred, ", ".join(sorted(channels.down)))
+                  "the next run", result.deferred, ", ".join(sorted(senders.down)))
     return result
 
 
-def _claim_next(ledger: Ledger, channels: _Channels, now: datetime) -> list[Claim]:
-    """The next batch, once every record of the last one is written: a record a channel still holds
-    back (Channel.record) leaves its row `sending`, due again to a pass whose `now` is past its lease."""
-    channels.flush()
-    return ledger.claim_batch(now)
+class _Openings:
+    """The due digests of one pass (`due_digests`), opened OPEN_CHUNK at a time: the first before the
+    first claim, the next whenever fewer than two batches' worth opened are left to claim, so the
+    senders are busy while it opens. The last claims find every digest opened."""
+
+    def __init__(self, ctx: Context, now: datetime, result: SendResult):
+        self.ctx, self.now, self.result = ctx, now, result
+        self.wanted = due_digests(ctx, now)
+        self.opened_upto = 0
+        self.unclaimed = 0  # opened in this pass and not claimed yet (a guess: retries are claimed too)
+
+    def open_next(self) -> bool:
+        """Open the next chunk; False when every due digest is open."""
+        if self.opened_upto >= len(self.wanted):
+            return False
+        clock = time.perf_counter()
+        chunk = self.wanted[self.opened_upto:self.opened_upto + OPEN_CHUNK]
+        self.opened_upto += len(chunk)
+        self.unclaimed += self.ctx.store.open_many(chunk, self.now)
+        self.result.took("open", clock)
+        return True
+
+    def claim(self, ledger: Ledger) -> list[Claim]:
+        """The next batch of due digests (opening more when none is left); [] when all are claimed."""
+        while True:
+            batch = ledger.claim_batch(self.now, limit=BATCH)
+            self.unclaimed = max(0, self.unclaimed - len(batch))
+            if batch or not self.open_next():
+                return batch
+
+    def keep_ahead(self) -> None:
+        if self.unclaimed < 2 * BATCH:
+            self.open_next()
 
 
-class _Channels:
-    """The open channels of one send pass (one SMTP connection for the batch), by ledger channel,
-    and which are down."""
-
-    def __init__(self, ctx: Context, stack: ExitStack):
-        self.ctx, self.stack = ctx, stack
-        self.open: dict[str, Channel] = {}
-        self.down: set[str] = set()
-
-    def get(self, ledger_channel: str) -> Channel:
-        """The channel to send with; the others first write any record they hold back (Channel.record):
-        only the channel about to hand a message over may hold one, so at most one is unrecorded."""
-        for other, channel in self.open.items():
-            if other != ledger_channel:
-                channel.flush()
-        if ledger_channel not in self.open:
-            self.open[ledger_channel] = self.stack.enter_context(self.ctx.open_channel(ledger_channel))
-        return self.open[ledger_channel]
-
-    def flush(self) -> None:
-        for channel in self.open.values():
-            channel.flush()
-
-
-def _send_one(ctx: Context, ledger: Ledger, row: Claim, sub: SubscriptionConfig | None, channels: _Channels,
-              contents: Contents, now: datetime, result: SendResult) -> bool:
-    """Send one claimed digest (`sub` None: an alert message), then record the outcome; True when the
-    server accepted it."""
+def _prepare(ctx: Context, row: Claim, sub: SubscriptionConfig | None, contents: Contents) -> Outgoing:
+    """A claimed digest's message and envelope (`sub` None: an alert message). A failure is the
+    digest's (the sender records it), but for a StoreError, which stops the pass."""
     name = sub.name if sub is not None else "alerts"
     try:
         if sub is None:
             message, to = alerts.delivery(ctx.config, ctx.store, row)
-            papers = 0
-        else:
-            content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
-            message, papers = content.message, content.papers
-            to = envelope(ctx.config, row, sub, ctx.store.installation, unsubscribe=content.unsubscribe)
-        channel = channels.get(row.channel)
-        sent_id = channel.send(message, to)
+            return Outgoing(row, name, message, to)
+        content = contents.get(row, sub)  # shared by the subscription's recipients; the envelope is theirs
+        to = envelope(ctx.config, row, sub, ctx.store.installation, unsubscribe=content.unsubscribe)
+        return Outgoing(row, name, content.message, to, content.papers)
     except StoreError:
-        raise  # the ledger itself is unusable: stop the pass (run_once reports it)
-    except DeliveryError as exc:
-        if exc.unreachable:
-            channels.down.add(row.channel)
-        _failed(ledger, row, name, str(exc), now, result, permanent=exc.permanent)
-        return False
-    except DigestbotError as exc:  # e.g. a secret variable missing when opening the channel
-        channels.down.add(row.channel)
-        _failed(ledger, row, name, str(exc), now, result, permanent=False)
-        return False
-    except Exception as exc:  # a template or data bug must not stop the other digests
-        log.exception("digest %d for %r failed unexpectedly (a bug: please report it)", row.id, name)
-        _failed(ledger, row, name, f"{type(exc).__name__}: {exc}", now, result, permanent=False)
-        return False
-    # The channel runs the record now, or holds it back to overlap it with its next exchange (SMTP).
-    channel.record(partial(ledger.sent, row.id, sent_id, now, target=row.target))
-    log.info("sent %r (%d papers) to %s by %s as %s", name, papers, row.target, row.channel, sent_id)
-    result.sent.append((name, row.channel, row.target, papers))
-    return True
+        raise
+    except Exception as exc:  # handled where the send would have been (sending.py): logged, the digest failed
+        return Outgoing(row, name, error=exc)
 
 
-def _failed(ledger: Ledger, row: Claim, name: str, error: str, now: datetime,
-            result: SendResult, *, permanent: bool) -> None:
-    retry_at = ledger.failed(row, error, now, permanent=permanent)
-    when = "not retried: fix the cause, then `digestbot retry --failed`" if retry_at is None \
-        else f"retried after {retry_at:%Y-%m-%d %H:%M} UTC (or now: `digestbot retry`)"
-    log.error("digest for %r to %s (%s) failed: %s; %s", name, row.target, row.channel, error, when)
-    result.failed.append((name, row.target, error))
-
-
-__all__ = ["Context", "PollResult", "SendResult", "open_due_digests", "poll", "rank", "run_once",
+__all__ = ["Context", "PollResult", "SendResult", "due_digests", "open_due_digests", "poll", "rank", "run_once",
            "send_due"]
 
 

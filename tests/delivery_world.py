@@ -166,6 +166,7 @@ class HookedSmtpServer(SmtpServer):
         super().__init__()
         self.delay, self.after_accept = delay, after_accept
         self.data_started = 0  # DATA commands the server has begun to answer
+        self.answering = self.most_at_once = 0  # DATA commands being answered now, and the most at one time
 
     def start(self) -> HookedSmtpServer:
         self._controller = Controller(_HookedHandler(self), hostname=self.host, port=self.port)
@@ -185,8 +186,13 @@ class _HookedHandler(_SmtpHandler):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         owner = self.owner
         owner.data_started += 1
-        if owner.delay:
-            await asyncio.sleep(owner.delay)
+        owner.answering += 1
+        owner.most_at_once = max(owner.most_at_once, owner.answering)
+        try:
+            if owner.delay:
+                await asyncio.sleep(owner.delay)
+        finally:
+            owner.answering -= 1
         reply = await super().handle_DATA(server, session, envelope)
         if owner.after_accept is not None:
             owner.after_accept(len(owner.received))

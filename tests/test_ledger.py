@@ -69,9 +69,22 @@ def test_a_digest_left_sending_by_a_crash_is_due_again_after_its_lease(url):
     [digest_id] = seed(store, 1)
     ledger = Ledger(store, lease=timedelta(minutes=10), clock=lambda: NOW)  # a lease runs from the claim
     assert [r.id for r in ledger.claim_batch(NOW)] == [digest_id]
-    # the sender dies here: nobody marks it sent or failed
-    assert ledger.claim_batch(NOW + timedelta(minutes=9)) == []
-    assert [r.id for r in ledger.claim_batch(NOW + timedelta(minutes=11))] == [digest_id]
+    # the sender dies here: nobody marks it sent or failed; the next run's sender has a ledger of its own
+    later = Ledger(store, lease=timedelta(minutes=10), clock=lambda: NOW)
+    assert later.claim_batch(NOW + timedelta(minutes=9)) == []
+    assert [r.id for r in later.claim_batch(NOW + timedelta(minutes=11))] == [digest_id]
+
+
+def test_a_ledger_never_claims_again_what_it_still_holds_even_past_the_lease(url):
+    """A pass whose `now` is past the lease sees its own claims in flight as due: they are not taken twice."""
+    store = Store(url)
+    first, second = seed(store, 2)
+    ledger = Ledger(store, lease=timedelta(minutes=10), clock=lambda: NOW)
+    assert [r.id for r in ledger.claim_batch(NOW, limit=1)] == [first]
+    assert [r.id for r in ledger.claim_batch(NOW + timedelta(hours=1))] == [second]  # not `first` again
+    assert ledger.claim_batch(NOW + timedelta(hours=1)) == []
+    ledger.release([first], next_try=NOW)
+    assert [r.id for r in ledger.claim_batch(NOW + timedelta(hours=1))] == [first]  # given back: due again
 
 
 def test_a_transient_failure_stays_pending_with_backoff_and_a_permanent_one_fails(url):

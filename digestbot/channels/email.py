@@ -1,4 +1,4 @@
-"""Email over SMTP: one connection per batch, multipart/alternative text + HTML."""
+"""Email over SMTP: one connection per sender thread, multipart/alternative text + HTML."""
 from __future__ import annotations
 
 import logging
@@ -54,9 +54,9 @@ def build_email(message: Message, envelope: Envelope, sender: Address) -> EmailM
 class SmtpChannel(Channel):
     """Sends email through the `[email]` SMTP server (security none | starttls | ssl).
 
-    One connection serves a whole batch. Each message goes to one recipient, so a refusal maps to
-    exactly one ledger row: 4xx is retried later, 5xx is permanent. The password is only ever sent
-    inside TLS (or to a server on this machine).
+    One connection serves a sender thread's whole pass (sending.py). Each message goes to one
+    recipient, so a refusal maps to exactly one ledger row: 4xx is retried later, 5xx is permanent.
+    The password is only ever sent inside TLS (or to a server on this machine).
 
     Where a failure happens decides what it means (RFC 5321 6.1): before the final "." of DATA
     nothing was handed over, so the connection is re-opened once and then the digest waits for a

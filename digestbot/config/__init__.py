@@ -67,6 +67,9 @@ class BotConfig(Strict):
     _public_url = field_validator("public_url")(_no_newlines)
 
 
+MAX_CONNECTIONS = 32  # [email] connections: more would look like an attack to most relays
+
+
 class EmailConfig(Strict):
     host: str = "localhost"
     port: int = Field(default=587, ge=1, le=65535)
@@ -75,6 +78,17 @@ class EmailConfig(Strict):
     password_env: str | None = None
     sender: str
     timeout: float = Field(default=30.0, gt=0)
+    # SMTP connections (and sender threads) of one process sending at once: a relay answers each message
+    # in tens of milliseconds, and one connection carries one message at a time (sending.py)
+    connections: int = 1
+
+    @field_validator("connections")
+    @classmethod
+    def _connections(cls, value: int) -> int:
+        if not 1 <= value <= MAX_CONNECTIONS:
+            raise ValueError(f"connections must be between 1 and {MAX_CONNECTIONS} (SMTP connections sending at "
+                             f"once from one process; got {value})")
+        return value
 
     @field_validator("sender")
     @classmethod

@@ -18,9 +18,17 @@ A digest row moves  pending -> sending -> sent | pending (retry later) | failed 
 - `sent` is written, one digest per transaction, only after the server accepted the message: batching
   these commits would widen the duplicate window after a crash from one message to the batch. (The
   SMTP channel runs it while the next message's MAIL command is with the server, and hands that
-  message over only afterwards: still one message, see Channel.record.) A `sent` record that
+  message over only afterwards: still one message per connection, see Channel.record.) A `sent` record that
   fails (database busy, disk full) is tried again for a while (`record_budget`): the message is
   already with the server, and an unrecorded digest is sent again by the next run.
+
+- One Ledger serves one send pass and all of its threads (sending.py: the pass's thread claims, a
+  sender thread per connection records): each thread writes its `sent` records on a connection of its
+  own, the set of held claims is shared under a lock, and on SQLite the ledger's writes take turns on
+  a lock of this process (SQLite has one writer at a time anyway; waiting on a lock hands over at once,
+  where SQLite's busy handler sleeps 1, 2, 5... ms). A claim never takes a row this ledger still holds
+  (`sending` with its token): a pass whose `now` is past the lease would otherwise claim its own
+  digests in flight again.
 
 Like the other modules of digestbot.store, this one imports SQLAlchemy; nothing outside the package does.
 """
@@ -32,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -46,6 +54,7 @@ from .database import Store
 from .ledger_sql import CANDIDATES, CLAIM, SENT_DELIVERIES, SENT_DIGEST, Claim, Prepared, SentValues, core, due
 from .tables import DeliveryRow, DigestRow
 from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, as_utc, utcnow
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -88,44 +97,70 @@ class Ledger:
         self.lost: set[int] = set()  # digests another sender took over from this one
         self._held: set[int] = set()  # claimed, not yet recorded: renewed together
         self._expires: datetime | None = None  # when the earliest of their leases runs out
-        self._conn: Connection | None = None
+        self._state = threading.Lock()  # guards lost, _held and _expires: the pass's threads share them
+        self._writer = threading.Lock() if store.engine.dialect.name == "sqlite" else None  # see `_turn`
+        self._local = threading.local()  # each thread's connection for `sent` (`_hot`)
+        self._conns: list[Connection] = []  # every thread's, closed by `close`
         self._sent: list[Prepared] | None = None
+
+    def _turn(self) -> AbstractContextManager[object]:
+        """On SQLite, this ledger's threads take turns before they ask for the write lock (module notes)."""
+        return self._writer if self._writer is not None else nullcontext()
+
+    @contextmanager
+    def _write(self) -> Iterator[Writer]:
+        """Store.write, after this ledger's other threads' writes (`_turn`)."""
+        with self._turn(), self.store.write() as w:
+            yield w
 
     @contextmanager
     def _hot(self, doing: str) -> Iterator[Connection]:
-        """A write transaction (BEGIN IMMEDIATE) on one connection kept for the whole send pass: a
-        Session and a pool checkout per sent digest cost more than the SQLite commit itself."""
-        if self._conn is None:
-            self._conn = self.store.engine.connect()
-            self._conn.info["write"] = True
-        with self.store.guarded(doing), self._conn.begin():
-            yield self._conn
+        """A write transaction (BEGIN IMMEDIATE) on a connection this thread keeps for the whole send
+        pass: a Session and a pool checkout per sent digest cost more than the SQLite commit itself."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.store.engine.connect()
+            conn.info["write"] = True
+            with self._state:
+                self._conns.append(conn)
+        with self._turn(), self.store.guarded(doing), conn.begin():
+            yield conn
 
     def close(self) -> None:
         try:
             self._give_back_unfinished()
         finally:
-            self._close_connection()
+            with self._state:
+                conns, self._conns = self._conns, []
+            for conn in conns:
+                _close(conn)
 
     def _give_back_unfinished(self) -> None:
         """Claims a pass that stopped early (an error) never finished are due again at once, instead
         of waiting `sending` until their lease runs out; a database too broken to say so leaves that
         to the lease."""
-        if not self._held:
+        held = self.held()
+        if not held:
             return
         try:
-            self.release(sorted(self._held), next_try=self.clock())
+            self.release(sorted(held), next_try=self.clock())
         except StoreError as exc:
-            log.warning("%d claimed digests stay `sending` until their lease runs out: %s", len(self._held), exc)
+            log.warning("%d claimed digests stay `sending` until their lease runs out: %s", len(held), exc)
 
     def _close_connection(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.info.pop("write", None)  # the pool hands this connection out again
-            try:
-                conn.close()
-            except DBAPIError:  # a connection broken by the error being handled: the pool drops it
-                pass
+        """Drop this thread's `sent` connection (a fresh one for the next try)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._state:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            _close(conn)
+
+    def held(self) -> set[int]:
+        """The digests this ledger has claimed and not yet recorded (a copy)."""
+        with self._state:
+            return set(self._held)
 
     def _mine(self) -> ColumnElement[bool]:
         """The rows this sender may write: its own claims (and rows nobody ever claimed)."""
@@ -134,8 +169,8 @@ class Ledger:
     def claim_batch(self, now: datetime, limit: int = 100) -> list[Claim]:
         """Take up to `limit` digests due at `now` (oldest first); nobody else gets them while this
         sender renews their lease (`hold`)."""
-        with self.store.write() as w:
-            ids = list(core(w, CANDIDATES, {"now": now, "limit": limit}).scalars())
+        with self._write() as w:  # never a row this ledger holds (the SQL's `token`): see the module's notes
+            ids = list(core(w, CANDIDATES, {"now": now, "limit": limit, "token": self.token}).scalars())
             if not ids:
                 return []
             until = self.clock() + self.lease  # from now, not from the pass's start: never born expired
@@ -145,7 +180,7 @@ class Ledger:
 
     def claim(self, digest_id: int, now: datetime) -> bool:
         """Take one digest; False when another sender has it or it is not due."""
-        with self.store.write() as w:
+        with self._write() as w:
             until = self.clock() + self.lease
             result = core(w, update(DigestRow).where(col(DigestRow.id) == digest_id, due(now))
                                        .values(status=DigestStatus.SENDING, lease_until=until, claimed_by=self.token))
@@ -155,29 +190,41 @@ class Ledger:
         return True
 
     def _hold_new(self, ids: list[int], until: datetime) -> None:
-        self._expires = until if not self._held or self._expires is None else min(self._expires, until)
-        self._held.update(ids)
+        with self._state:
+            self._expires = until if not self._held or self._expires is None else min(self._expires, until)
+            self._held.update(ids)
+
+    def _drop(self, ids: list[int] | set[int]) -> None:
+        with self._state:
+            self._held.difference_update(ids)
 
     def hold(self, digest_id: int) -> bool:
         """Call before sending a claimed digest: renews the claims when less than half their lease
         remains; False when another sender has taken this digest over (do not send it)."""
-        if digest_id in self._held and self._expires is not None and \
-                self._expires - self.clock() < self.lease / 2:
+        with self._state:
+            due = digest_id in self._held and self._expires is not None and \
+                self._expires - self.clock() < self.lease / 2
+        if due:
             self.renew()
-        return digest_id in self._held
+        with self._state:
+            return digest_id in self._held
 
     def renew(self) -> None:
         """Extend the lease of every digest this sender still holds, in one fenced UPDATE."""
-        if not self._held:
+        held = self.held()
+        if not held:
             return
-        with self.store.write() as w:
+        with self._write() as w:
             until = self.clock() + self.lease
-            renewed = core(w, self._renewal(self._held).values(lease_until=until).returning(col(DigestRow.id)))
+            renewed = core(w, self._renewal(held).values(lease_until=until).returning(col(DigestRow.id)))
             kept = cast(set[int], set(renewed.scalars()))  # ids of rows in the table: never None
-        for digest_id in sorted(self._held - kept):
+        gone = held - kept  # of those renewed; a claim made meanwhile is the claim's own
+        for digest_id in sorted(gone):
             log.warning("digest %d was taken over by another sender after its lease ran out; not sending it "
                         "here (%s)", digest_id, STALLED)
-        self._held, self._expires = kept, until
+        with self._state:
+            self._held -= gone
+            self._expires = until if self._expires is None else max(self._expires, until)
 
     @contextmanager
     def kept_alive(self) -> Iterator[None]:
@@ -195,14 +242,15 @@ class Ledger:
 
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(self.lease.total_seconds() / 3):
-            held = self._held.copy()  # the send pass changes the set meanwhile
+            held = self.held()  # the send pass changes the set meanwhile
             if not held:
                 continue
             try:  # its own connection: the pass's connection and its pending record are the pass's
-                with self.store.write() as w:
+                with self._write() as w:
                     until = self.clock() + self.lease
                     core(w, self._renewal(held).values(lease_until=until))
-                self._expires = until
+                with self._state:
+                    self._expires = until
             except StoreError as exc:
                 log.warning("could not renew the claims of this send pass (%s); trying again", exc)
 
@@ -214,23 +262,23 @@ class Ledger:
     def release(self, ids: list[int], next_try: datetime) -> None:
         """Give back claimed digests that were not attempted (their channel went down first)."""
         if ids:
-            with self.store.write() as w:
+            with self._write() as w:
                 core(w, update(DigestRow)
                      .where(col(DigestRow.id).in_(ids), col(DigestRow.status) == DigestStatus.SENDING, self._mine())
                      .values(status=DigestStatus.PENDING, lease_until=None, next_try=next_try))
-            self._held.difference_update(ids)
+            self._drop(ids)
 
     def cancel(self, ids: list[int]) -> None:
         """Claimed digests whose reader left meanwhile (Store.suppress): never sent, nor their deliveries."""
         if ids:
-            with self.store.write() as w:
+            with self._write() as w:
                 mine = [digest_id for (digest_id,) in core(w, update(DigestRow).where(
                     col(DigestRow.id).in_(ids), col(DigestRow.status) == DigestStatus.SENDING, self._mine())
                     .values(status=DigestStatus.CANCELLED, lease_until=None).returning(col(DigestRow.id)))]
                 if mine:
                     core(w, update(DeliveryRow).where(col(DeliveryRow.digest_id).in_(mine))
                          .values(status=DeliveryStatus.CANCELLED))
-            self._held.difference_update(ids)
+            self._drop(ids)
 
     def sent(self, digest_id: int, server_id: str, now: datetime, *, target: str = "") -> None:
         """The server accepted it: `server_id` is the Message-ID or the Slack ts; `target` names the
@@ -272,12 +320,13 @@ class Ledger:
                     self._taken_over(values["digest"], "it may arrive twice, with the same Message-ID")
             finally:
                 cursor.close()
-        self._held.discard(values["digest"])
+        self._drop([values["digest"]])
 
     def _taken_over(self, digest_id: int, consequence: str) -> None:
         log.warning("digest %d was taken over by another sender after its lease ran out; %s (%s)",
                     digest_id, consequence, STALLED)
-        self.lost.add(digest_id)
+        with self._state:
+            self.lost.add(digest_id)
 
     def failed(self, row: Claim, error: str, now: datetime, *, permanent: bool) -> datetime | None:
         """Record a failed attempt; the next try time, or None when it will not be retried."""
@@ -287,7 +336,7 @@ class Ledger:
             self._finish_failed(row.id, last_error=reason, attempts=attempts)
             return None
         retry_at = now + backoff(attempts)
-        with self.store.write() as w:
+        with self._write() as w:
             n = core(w, update(DigestRow).where(col(DigestRow.id) == row.id, self._mine()).values(
                 status=DigestStatus.PENDING, next_try=retry_at, last_error=error, lease_until=None,
                 attempts=attempts)).rowcount
@@ -296,7 +345,7 @@ class Ledger:
 
     def _finish_failed(self, digest_id: int, *, last_error: str, attempts: int) -> None:
         """The digest and its deliveries are `failed`: never retried but by `digestbot retry --failed`."""
-        with self.store.write() as w:
+        with self._write() as w:
             n = core(w, update(DigestRow).where(col(DigestRow.id) == digest_id, self._mine()).values(
                 status=DigestStatus.FAILED, lease_until=None, last_error=last_error, attempts=attempts)).rowcount
             if n:
@@ -305,7 +354,7 @@ class Ledger:
         self._written(digest_id, n)
 
     def _written(self, digest_id: int, rowcount: int) -> None:
-        self._held.discard(digest_id)
+        self._drop([digest_id])
         if rowcount == 0:
             self._taken_over(digest_id, "its failure is left to that sender")
 
@@ -374,6 +423,14 @@ def _unrecorded(values: SentValues, target: str, budget: float, exc: StoreError)
             f"{values['server_id']}), but it could not be recorded as sent within {budget:.3g} s: {exc}. A later "
             f"run will send it again, so it may arrive twice (with the same Message-ID). Free disk space, or "
             f"stop the process holding the database; this pass stopped here")
+
+
+def _close(conn: Connection) -> None:
+    conn.info.pop("write", None)  # the pool hands this connection out again
+    try:
+        conn.close()
+    except DBAPIError:  # a connection broken by the error being handled: the pool drops it
+        pass
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -53,10 +53,18 @@ DIGEST_TABLE = SQLModel.metadata.tables[DigestRow.__tablename__]  # what DigestR
 CLAIM_COLUMNS = [DIGEST_TABLE.c[COLUMN_OF_FIELD.get(name, name)] for name in Claim.__slots__]
 
 
+def not_held_by(token: BindParameter[str]) -> ColumnElement[bool]:
+    """Not a digest the sender with this token still holds: a pass whose `now` is past the lease would see
+    its own claims in flight (sent by its sender threads, or a record held back) as due again."""
+    return or_(col(DigestRow.status) != DigestStatus.SENDING, col(DigestRow.claimed_by).is_(None),
+               col(DigestRow.claimed_by) != token)
+
+
 # Built once (the send pass claims a batch every hundred digests; building them cost more than the SQL).
-CANDIDATES = (select(col(DigestRow.id)).where(due(bindparam("now"))).order_by(col(DigestRow.id))
-              .limit(bindparam("limit")).with_for_update(skip_locked=True))
-CLAIM = (update(DigestRow).where(col(DigestRow.id).in_(bindparam("ids", expanding=True)), due(bindparam("now")))
+CANDIDATES = (select(col(DigestRow.id)).where(due(bindparam("now")), not_held_by(bindparam("token")))
+              .order_by(col(DigestRow.id)).limit(bindparam("limit")).with_for_update(skip_locked=True))
+CLAIM = (update(DigestRow).where(col(DigestRow.id).in_(bindparam("ids", expanding=True)), due(bindparam("now")),
+                                 not_held_by(bindparam("token")))
          .values(status=DigestStatus.SENDING, lease_until=bindparam("lease_until"), claimed_by=bindparam("token"))
          .returning(*CLAIM_COLUMNS))
 
