@@ -305,7 +305,7 @@ def test_compiled_functions_agree_with_the_ast(q, p):
         reference: list = []
         node.hits(doc, reference)
         expected = {Hit(text, field, "t"): weight for text, field, weight in reference}
-        pairs = [(Hit("t", "topic", "t"), 0.0), *expected.items()]
+        pairs = ((Hit("t", "topic", "t"), 0.0), *expected.items())
         assert compile_explain(node, "t")(doc) == (tuple(h for h, _ in pairs), sum(w for _, w in pairs), pairs)
 
 

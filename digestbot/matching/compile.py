@@ -11,7 +11,9 @@ tuple fastest. The property tests hold the functions to the nodes.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from digestbot.matching.nodes import (
@@ -43,7 +45,7 @@ from digestbot.models import Hit, Paper
 Pred = Callable[[Doc], bool]
 Probe = tuple[int, str]  # (where, what): the paper has it when `what in doc[where]` (index.py adds places)
 Needle = tuple[StringAt, str]  # a probe of a string: a substring search
-Hits = list[tuple[Hit, float]]  # (hit, weight) pairs, each hit once
+Hits = tuple[tuple[Hit, float], ...]  # (hit, weight) pairs, each hit once
 Explanation = tuple[tuple[Hit, ...], float, Hits]  # the hits, the sum of their weights, both
 Explain = Callable[[Doc], Explanation]
 Item = TypeVar("Item")
@@ -66,8 +68,9 @@ class LambdaCode:
         return f"t{self._locals - 1}"
 
     def __call__(self, value: object) -> str:
-        """The name under which the function will see `value`."""
-        self.values.append(value)
+        """The name under which the function will see `value`. A word or needle is interned: 50,000
+        queries over one vocabulary then hold each word once, not once per query (issue 21: memory)."""
+        self.values.append(sys.intern(value) if type(value) is str else value)
         return f"v{len(self.values) - 1}"
 
     def function(self, params: str, body: str) -> Callable[..., Any]:
@@ -75,8 +78,11 @@ class LambdaCode:
         key = (params, body, len(self.values))
         factory = self._factories.get(key)
         if factory is None:  # the source holds only names, operators and our own constants
-            names = ", ".join(f"v{i}" for i in range(len(self.values)))
-            factory = self._factories[key] = eval(f"lambda {names}: lambda {params}: {body}", {})
+            # The values become the inner lambda's defaults, not its closure: a default costs a slot of
+            # one tuple, a closure cell 40 bytes more each (100,000 queries hold millions), and reads faster.
+            names = [f"v{i}" for i in range(len(self.values))]
+            defaults = "".join(f", {name}={name}" for name in names)
+            factory = self._factories[key] = eval(f"lambda {', '.join(names)}: lambda {params}{defaults}: {body}", {})
         return factory(*self.values)
 
 
@@ -188,7 +194,7 @@ def compile_explain(node: Node | None, topic: str | None) -> Explain:
     """
     src = LambdaCode()
     probes = list(_probes(node, topic, None, src))
-    table = src(_Explanations(topic, [(hit, weight) for _, hit, weight in probes]))
+    table = src(_Explanations(topic, tuple(_pair(hit, weight) for _, hit, weight in probes)))
     mask = balanced_join("|", [f"({test}) << {j}" for j, (test, _, _) in enumerate(probes)]) or "0"
     return src.function("d", f"{table}[{mask}]")
 
@@ -198,27 +204,42 @@ class _Explanations(dict[int, Explanation]):
 
     def __init__(self, topic: str | None, probes: Hits):
         super().__init__()
-        self.head: Hits = [(Hit(topic, "topic", topic), 0.0)] if topic is not None else []
+        self.head: Hits = ((shared_hit(topic, "topic", topic), 0.0),) if topic is not None else ()
         self.probes = probes
 
     def __missing__(self, mask: int) -> Explanation:
-        found = unique(self.head + [p for j, p in enumerate(self.probes) if mask >> j & 1],
-                       lambda p: p[0])
+        found = unique([*self.head, *(p for j, p in enumerate(self.probes) if mask >> j & 1)], lambda p: p[0])
         value = self[mask] = explanation(found)
         return value
 
 
 def explanation(found: Hits) -> Explanation:
+    """The explanation of these (hit, weight) pairs; one object for every clause that explains a paper
+    the same way (the common words of a vocabulary are the hits of thousands of queries)."""
+    return _explanation(found)
+
+
+@lru_cache(maxsize=65536)
+def _explanation(found: Hits) -> Explanation:
     return tuple(hit for hit, _ in found), sum(weight for _, weight in found), found
 
 
-def unique(items: list[Item], hit_of: Callable[[Item], Hit]) -> list[Item]:
+@lru_cache(maxsize=65536)
+def _pair(hit: Hit, weight: float) -> tuple[Hit, float]:
+    return hit, weight
+
+
+# One Hit object per (text, field, topic) across every compiled query (as `explanation`).
+shared_hit = lru_cache(maxsize=65536)(Hit)
+
+
+def unique(items: list[Item], hit_of: Callable[[Item], Hit]) -> tuple[Item, ...]:
     """The first item for each distinct hit. (A Hit's own hash runs Python code: use a tuple.)"""
     first: dict[tuple[str, str, str | None], Item] = {}
     for item in items:
         hit = hit_of(item)
         first.setdefault((hit.text, hit.field, hit.topic), item)
-    return list(first.values())
+    return tuple(first.values())
 
 
 def _probes(node: Node | None, topic: str | None, gate: _Gate | None, src: LambdaCode,
@@ -244,7 +265,7 @@ def _probes(node: Node | None, topic: str | None, gate: _Gate | None, src: Lambd
     fields = SEARCHED[node.group]
     in_title = src.local() if certain and fields == ("title", "abstract") else None
     for field in fields:
-        hit = Hit(node.label, field, topic)
+        hit = shared_hit(sys.intern(node.label), field, topic)
         if in_title is None:
             test = _present(node, field, src)
         elif field == "title":  # kept: the abstract's test below reads it

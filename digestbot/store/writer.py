@@ -79,9 +79,9 @@ class Writer:
                      "next_try": now} for sub, channel, target, period, _ in wanted])]
         if not made:
             return []  # another sender, or an earlier run, made these periods' digests
-        conn.execute(_TAKE_WAITING, [{"sub": sub, "chan": channel, "tgt": target, "digest": digest_id}
-                                     for digest_id, sub, channel, target, _ in made])
         ids = [digest_id for digest_id, *_ in made]
+        for start in range(0, len(ids), CHUNK):  # one joined UPDATE per chunk, not a statement per digest
+            conn.execute(_TAKE_WAITING_FOR, {"ids": ids[start:start + CHUNK]})
         may_be_empty = [digest_id for digest_id, sub, channel, target, period in made
                         if not allow_empty[(sub, channel, target, period)]]
         empty: set[int] = set()
@@ -478,6 +478,13 @@ _TAKE_WAITING = update(DeliveryRow).where(
     col(DeliveryRow.subscription) == bindparam("sub"), col(DeliveryRow.channel) == bindparam("chan"),
     col(DeliveryRow.target) == bindparam("tgt"), col(DeliveryRow.digest_id).is_(None),
     col(DeliveryRow.status) == DeliveryStatus.PENDING).values(digest_id=bindparam("digest"))
+# The deliveries waiting for each of the digests `ids`, taken by them in one statement (UPDATE ... FROM:
+# PostgreSQL, and SQLite since 3.33). On PostgreSQL a statement per digest cost a round trip each.
+_TAKE_WAITING_FOR = update(DeliveryRow).where(
+    col(DigestRow.id).in_(bindparam("ids", expanding=True)),
+    col(DeliveryRow.subscription) == col(DigestRow.subscription), col(DeliveryRow.channel) == col(DigestRow.channel),
+    col(DeliveryRow.target) == col(DigestRow.target), col(DeliveryRow.digest_id).is_(None),
+    col(DeliveryRow.status) == DeliveryStatus.PENDING).values(digest_id=col(DigestRow.id))
 _SIZE_DIGESTS = update(DigestRow).where(col(DigestRow.id).in_(bindparam("ids", expanding=True))).values(
     papers=select(func.count()).select_from(DeliveryRow).where(col(DeliveryRow.digest_id) == col(DigestRow.id))
     .scalar_subquery())
