@@ -25,7 +25,7 @@ each email body is rendered per recipient. `workers2_speedup` and `connections4_
 bench_parallel.py (a sink answering each DATA after 50 ms; `na` with --quick).
 
     python benchmarks/run.py cycle [--quick]        (--quick: 1k x 200 only)
-    python benchmarks/bench_cycle.py --one SUBS PAPERS [--links] [--pg]     (one size: A/B runs of two checkouts)
+    python benchmarks/bench_cycle.py --one SUBS PAPERS [--links] [--pg] [--connections N]   (one size: A/B runs)
     CYCLE_PROFILE=/tmp/cycle.prof python benchmarks/run.py cycle --quick     (each run under cProfile)
 """
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _binary(name: str) -> str | None:
 
 
 def measure(label: str, subs: int, papers: int, workdir: Path, sink: Sink, *, database: str | None = None,
-            links: bool = False) -> dict:
+            links: bool = False, connections: int = 1) -> dict:
     from servers import HttpServer
 
     items, words, phrases = listing(papers, seed=papers)
@@ -179,7 +179,7 @@ def measure(label: str, subs: int, papers: int, workdir: Path, sink: Sink, *, da
     with HttpServer() as http:
         http.daily_papers({datetime.now(UTC).date().isoformat(): items})
         config = write_config(run_dir, "config", database or f"sqlite:///{run_dir}/digestbot.db", http.url,
-                              sink.port, subs, words, phrases, links=links)
+                              sink.port, subs, words, phrases, links=links, connections=connections)
         wall, rss, report = run_once(config, run_dir)
     sizes = sink.sizes()[before:]
     digests = len(report["sent"])
@@ -205,14 +205,16 @@ def table(rows: list[dict]) -> None:
               f"{r['size'] / 1024:>6.1f}")
 
 
-def one(subs: int, papers: int, *, links: bool, postgres: bool) -> None:
+def one(subs: int, papers: int, *, links: bool, postgres: bool, connections: int = 1) -> None:
     """One size alone (for A/B runs of two checkouts: `python benchmarks/bench_cycle.py --one 10000 200`)."""
     size = f"{subs // 1000}k" if subs >= 1000 else str(subs)
-    label = f"{size} x {papers}{' links' if links else ''}{' pg' if postgres else ''}"
+    label = f"{size} x {papers}{' links' if links else ''}{' pg' if postgres else ''}" + \
+        (f" c{connections}" if connections != 1 else "")
     with tempfile.TemporaryDirectory() as tmp:
         sink_, pg = sink(Path(tmp)), Postgres() if postgres else None
         try:
-            row = measure(label, subs, papers, Path(tmp), sink_, links=links, database=pg.url if pg else None)
+            row = measure(label, subs, papers, Path(tmp), sink_, links=links, database=pg.url if pg else None,
+                          connections=connections)
         finally:
             sink_.stop()
             if pg is not None:
@@ -269,6 +271,7 @@ def _figures(line: str, key: str) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--one"]:
-        one(int(sys.argv[2]), int(sys.argv[3]), links="--links" in sys.argv, postgres="--pg" in sys.argv)
+        one(int(sys.argv[2]), int(sys.argv[3]), links="--links" in sys.argv, postgres="--pg" in sys.argv,
+            connections=int(sys.argv[sys.argv.index("--connections") + 1]) if "--connections" in sys.argv else 1)
     else:
         print(run("--quick" in sys.argv))

@@ -96,10 +96,17 @@ def personal_links(config: Config, secret: bytes, sub: SubscriptionConfig, targe
 
 def period_start(period_key: str, zone: str, now: datetime) -> datetime:
     """The local start of a period from its key ("2026-11-22T08:00"); `now` for instant digests."""
+    start = _period_start(period_key, zone)
+    return now.astimezone(ZoneInfo(zone)) if start is None else start
+
+
+@lru_cache(maxsize=1024)
+def _period_start(period_key: str, zone: str) -> datetime | None:
+    """Parsed once per key and zone (strptime cost more than the rest of making a digest)."""
     try:
         return datetime.strptime(period_key, KEY_FORMAT).replace(tzinfo=ZoneInfo(zone))
     except ValueError:
-        return now.astimezone(ZoneInfo(zone))
+        return None
 
 
 def digest_list_url(config: Config, secret: bytes, sub: SubscriptionConfig, target: str, digest_id: int) -> str:

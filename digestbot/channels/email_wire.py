@@ -25,10 +25,12 @@ import binascii
 import re
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 from email import policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.policy import Policy
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 from typing import Any
 
 from ..models import Message
@@ -171,7 +173,7 @@ def shared_part(message: Message, list_id: str, sender: Address) -> bytes:
     parts = [_text_part("plain", message.text)]
     if message.html:
         parts.append(_text_part("html", message.html))
-    head = b"".join([header_line("From", sender), header_line("Subject", message.subject),
+    head = b"".join([_from_line(sender.display_name, sender.addr_spec), header_line("Subject", message.subject),
                      header_line("List-Id", list_id), b"Auto-Submitted: auto-generated\r\n",
                      b"MIME-Version: 1.0\r\n"])
     if len(parts) == 1:
@@ -179,6 +181,12 @@ def shared_part(message: Message, list_id: str, sender: Address) -> bytes:
     boundary = _boundary(parts)
     return b"".join([head, b'Content-Type: multipart/alternative;\r\n boundary="', boundary, b'"\r\n\r\n',
                      *(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts), b"--", boundary, b"--\r\n"])
+
+
+@lru_cache(maxsize=8)
+def _from_line(display_name: str, addr_spec: str) -> bytes:
+    """The From field, the same in every message of a pass: parsed and folded once, not once a digest."""
+    return header_line("From", Address(display_name=display_name, addr_spec=addr_spec))
 
 
 def _text_part(subtype: str, text: str) -> bytes:
@@ -211,4 +219,9 @@ def stuffed(data: bytes) -> bytes:
 def date_value() -> str:
     from ..store import utcnow  # looked up at call time, like build_email (tests may pin the clock)
 
-    return format_datetime(utcnow())
+    return _date_of(utcnow().replace(microsecond=0))
+
+
+@lru_cache(maxsize=4)
+def _date_of(second: datetime) -> str:
+    return format_datetime(second)  # a pass sends hundreds of messages a second: formatted once each second
