@@ -387,6 +387,8 @@ class _Openings:
         self.opened_upto += len(chunk)
         self.unclaimed += self.ctx.store.open_many(chunk, self.now)
         self.result.took("open", clock)
+        if self.opened_upto >= len(self.wanted):
+            self.done()  # at once: a process waiting for the lock sends along while this pass still sends
         return True
 
     def claim(self, ledger: Ledger) -> list[Claim]:
