@@ -179,9 +179,10 @@ class RecordCheckingSlack(SlackServer):
 
 
 def test_no_channel_posts_while_another_holds_back_a_record(tmp_path, http_server, smtp_server):
-    """SMTP holds each record back to its next exchange; a Slack post in between would leave two
-    accepted messages unrecorded if the process died then. The send pass has the SMTP channel write
-    its record before any other channel sends."""
+    """SMTP holds each record back to its next exchange. Email and Slack digests now go through sender
+    threads of their own (sending.py), each its own connection, so the promise is one unrecorded message
+    per connection (README, "Reliability"): while Slack posts, the SMTP connection holds back at most its
+    one record, never two."""
     world = make_world(tmp_path, http_server, smtp_port=smtp_server.port, emails=["a@example.org", "b@example.org"],
                        slack_url="-", slack=["#one", "#two"])
     with RecordCheckingSlack(smtp_server, world.db) as slack:
@@ -189,8 +190,9 @@ def test_no_channel_posts_while_another_holds_back_a_record(tmp_path, http_serve
         result = world.run("run", "--once")
         assert result.returncode == 0, result.stdout + result.stderr
     assert len(slack.posts) == 2 and len(smtp_server.received) == 2
-    assert slack.emails_at_post[-1] > 0  # a post came after emails: the case this test is about
-    assert slack.unrecorded_at_post == [[], []]
+    # (Whether a post comes after an email is up to the two threads; tests/test_send_parallel.py's kill
+    # test holds the same promise with a process killed mid-pass.)
+    assert len(slack.unrecorded_at_post) == 2 and all(len(held) <= 1 for held in slack.unrecorded_at_post)
     assert {r["status"] for r in world.rows()} == {"sent"}
 
 
