@@ -374,6 +374,8 @@ class _Openings:
     def __init__(self, ctx: Context, now: datetime, result: SendResult, opened: Callable[[], None] | None = None):
         self.ctx, self.now, self.result, self.opened = ctx, now, result, opened
         self.wanted = due_digests(ctx, now) if may_open(ctx) else []  # only the poll leader opens (may_open)
+        if len(self.wanted) >= OPEN_CHUNK:
+            ctx.store.refresh_statistics()
         self.opened_upto = 0
         self.unclaimed = 0  # opened in this pass and not claimed yet (a guess: retries are claimed too)
 

@@ -208,6 +208,15 @@ class Store:
         if wal is not None and wal.exists() and wal.stat().st_size > self.wal_limit:
             checkpoint_wal(self.engine, self.busy_timeout)
 
+    def refresh_statistics(self) -> None:
+        """Before set-based work over rows a poll just wrote (opening thousands of digests): PostgreSQL's
+        planner otherwise plans the joined UPDATE with the statistics of nearly empty tables, and
+        autovacuum's ANALYZE comes minutes later. Measured at 10k subscriptions: opening took 3.0 s
+        instead of 1.6 s; the ANALYZE, 70 ms. SQLite plans by its indexes: nothing to do."""
+        if self.engine.dialect.name == "postgresql":
+            with self.guarded("refresh the planner's statistics"), self.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE delivery, digest")
+
     def close(self) -> None:
         if self._leader is not None:
             self._leader.close()

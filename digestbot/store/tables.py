@@ -126,7 +126,8 @@ class DeliveryRow(SQLModel, table=True):
                       Index("ix_delivery_waiting", "subscription", "channel", "target", sqlite_where=text(WAITING),
                             postgresql_where=text(WAITING)))
     id: int | None = Field(default=None, primary_key=True)
-    subscription: str = Field(index=True)
+    # Not indexed alone: the unique constraint above starts with it (migration 0009 dropped that index).
+    subscription: str
     paper_id: int = Field(foreign_key="paper.id")
     channel: str  # email | slack (the transport is chosen when sending)
     target: str  # an address, a channel name

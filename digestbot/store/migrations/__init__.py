@@ -24,5 +24,6 @@ REVISIONS = {  # oldest first: id -> what it holds
     "0006": "the confirmation table (subscribe requests waiting for their reader's click)",
     "0007": "alerts: source_state.failures, the source_news, alert and alert_message tables",
     "0008": "the embedding table (papers' sentence embeddings, for relevance learned over them)",
+    "0009": "no separate index on delivery.subscription (the unique constraint's first column serves it)",
 }
 HEAD = list(REVISIONS)[-1]
