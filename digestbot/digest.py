@@ -63,10 +63,17 @@ def footer_unsubscribe_url(config: Config, sub: SubscriptionConfig) -> str:
     `digestbot serve` that tells how to leave (the mail client's Unsubscribe button carries the
     recipient's own signed link), else a mailto that names the subscription (the sender's own address
     says who). A recipient's personal one-click URL is only ever in their List-Unsubscribe header."""
-    if config.bot.public_url and config.web.secret_env:
-        return f"{config.bot.public_url.rstrip('/')}/unsubscribe"
-    sender = _addr_spec(config.email.sender) if config.email else "digestbot@localhost"
-    return f"mailto:{sender}?subject={quote(f'unsubscribe {sub.id}')}"
+    return _footer_url(config.bot.public_url if config.web.secret_env else None,
+                       config.email.sender if config.email else None, sub.id)
+
+
+@lru_cache(maxsize=4096)
+def _footer_url(public_url: str | None, sender: str | None, subscription_id: str) -> str:
+    """Made once per subscription, not once per digest (quoting cost more than the rest of a Digest)."""
+    if public_url:
+        return f"{public_url.rstrip('/')}/unsubscribe"
+    return f"mailto:{_addr_spec(sender) if sender else 'digestbot@localhost'}?subject=" \
+           f"{quote(f'unsubscribe {subscription_id}')}"
 
 
 def personal_links_secret(config: Config) -> bytes | None:

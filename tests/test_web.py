@@ -283,7 +283,9 @@ def test_the_daemon_heartbeat_shows_in_healthz_and_status_and_goes_when_it_stops
         assert 0 <= status["daemon_heartbeat_age_s"] < 60
         assert [(d["host"], d["pid"], d["alive"]) for d in status["daemons"]] == [(host, daemon.pid, True)]
         text = world.cli("status").stdout
-        assert re.search(rf"daemon: alive on {re.escape(host)} \(pid {daemon.pid}\), last heartbeat \d+s ago", text)
+        # the only daemon polls: it is the poll leader (store/leader.py)
+        assert re.search(rf"daemon: alive on {re.escape(host)} \(pid {daemon.pid}, the poll leader\), "
+                         rf"last heartbeat \d+s ago", text)
     finally:
         daemon.terminate()
         _, daemon_err = daemon.communicate(timeout=30)
