@@ -464,32 +464,29 @@ def run_once(ctx: Context, now: datetime, *, send: bool = True) -> tuple[list[Po
     leader.managed, leader.role = True, "run --once"  # the send pass below must not take the lock itself
     release = False
     try:
-        polls, cancelled, opening, release = _poll_and_open(ctx, leader, now, send=send)
+        polls, release = _poll_and_open(ctx, leader, now, send=send)
         if not send:
             return polls, SendResult()
         if any(p.clock_wrong for p in polls):  # it would open digests of periods that have not come
             log.error("not sending: this machine's clock is wrong (see above); fix it and run again")
             return polls, SendResult()
         try:
-            # Holding the lock, the pass opens the due digests a chunk at a time while its senders send, and
-            # gives the lock up as soon as every one is open (`opened`): a waiting process may then go on.
-            result = send_due(ctx, now, opened=leader.release if release else None)
+            # Holding the lock, the pass cancels what left the config and opens the due digests a chunk at a
+            # time while its senders send, and gives the lock up as soon as every one is open (`opened`): a
+            # waiting process may then go on.
+            return polls, send_due(ctx, now, opened=leader.release if release else None)
         except (StoreError, DigestbotError) as exc:
             log.error("%s", exc)
-            return polls, SendResult(failed=[("*", "*", str(exc))], cancelled=cancelled)
-        result.cancelled[:0] = cancelled
-        result.seconds["open"] = result.seconds.get("open", 0.0) + opening
-        return polls, result
+            return polls, SendResult(failed=[("*", "*", str(exc))])
     finally:
         if release and leader.held:
             leader.release()
         leader.managed, leader.role = managed, role
 
 
-def _poll_and_open(ctx: Context, leader: Leader, now: datetime, *,
-                   send: bool) -> tuple[list[PollResult], list[tuple[str, str, str, int]], float, bool]:
-    """run_once's part under the poll leader lock: (polls, what cancel_departed cancelled, seconds it took,
-    whether the lock is still held for the send pass's opening and must be given up after it)."""
+def _poll_and_open(ctx: Context, leader: Leader, now: datetime, *, send: bool) -> tuple[list[PollResult], bool]:
+    """run_once's part under the poll leader lock: the polls, and whether the lock is still held for the send
+    pass's opening (run_once gives it up after it)."""
     taken = time.monotonic()
     before = _poll_counts(ctx)
     already = leader.held
@@ -498,25 +495,24 @@ def _poll_and_open(ctx: Context, leader: Leader, now: datetime, *,
         if holder is not None and holder.role == "daemon":
             log.warning("a digestbot daemon leads polling (%s): it polls on its schedule; this run polls nothing "
                         "and only sends", holder)
-            return [PollResult(o.name, polled_by_another=True) for o in ctx.config.sources], [], 0.0, False
+            return [PollResult(o.name, polled_by_another=True) for o in ctx.config.sources], False
         log.warning("another digestbot process is polling%s; waiting for it", f" ({holder})" if holder else "")
         if not leader.acquire(LEADER_WAIT):
             error = (f"not polled: another digestbot process{f' ({holder})' if holder else ''} has been polling "
                      f"for over {LEADER_WAIT / 60:.0f} minutes (it holds the poll leader lock); is it stuck? "
                      f"This run only sent what was due")
             log.error("%s", error)
-            return [PollResult(o.name, error=error) for o in ctx.config.sources], [], 0.0, False
+            return [PollResult(o.name, error=error) for o in ctx.config.sources], False
         return _as_leader(ctx, leader, now, send=send, taken=taken, unchanged=_unchanged(before, _poll_counts(ctx)),
                           release=True)
     return _as_leader(ctx, leader, now, send=send, taken=taken, unchanged=None, release=not already)
 
 
 def _as_leader(ctx: Context, leader: Leader, now: datetime, *, send: bool, taken: float,
-               unchanged: Callable[[str], bool] | None,
-               release: bool) -> tuple[list[PollResult], list[tuple[str, str, str, int]], float, bool]:
-    """Poll (with `unchanged`: only the sources it accepts), then cancel what left the config, holding the
-    lock. With `release`, the lock is given up here when nothing is to be sent, else kept for the send pass
-    to open the due digests under it (the last item says so: run_once gives it up after the opening)."""
+               unchanged: Callable[[str], bool] | None, release: bool) -> tuple[list[PollResult], bool]:
+    """Poll (with `unchanged`: only the sources it accepts), holding the lock. With `release`, the lock is
+    given up here when nothing is to be sent, else kept for the send pass to open the due digests under it
+    (the second item says so: run_once gives it up after the opening)."""
     keep = False
     try:
         polls = []
@@ -527,16 +523,8 @@ def _as_leader(ctx: Context, leader: Leader, now: datetime, *, send: bool, taken
                 polls.append(PollResult(options.name, polled_by_another=True))
             else:
                 polls.append(poll(ctx, options.name, now, send=send, taken=taken))
-        if not send or any(p.clock_wrong for p in polls):
-            return polls, [], 0.0, False
-        clock = time.perf_counter()
-        try:
-            cancelled = cancel_departed(ctx, now)
-        except (StoreError, DigestbotError) as exc:
-            log.error("%s", exc)
-            return polls, [], time.perf_counter() - clock, False
-        keep = release
-        return polls, cancelled or [], time.perf_counter() - clock, keep
+        keep = release and send and not any(p.clock_wrong for p in polls)
+        return polls, keep
     finally:
         if release and not keep:
             leader.release()
