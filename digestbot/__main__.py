@@ -1,3 +1,4 @@
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a `spawn`ed child process (render/apart.py) imports this module again
+    raise SystemExit(main())

@@ -129,6 +129,22 @@ def slack_buttons(config: Config, channel: str) -> bool:
     return channel == "slack" and config.slack is not None and bool(config.slack.signing_secret_env)
 
 
+
+def mail_domain(config: Config) -> str:
+    """The domain of the sender's address: Message-IDs and List-Ids are made under it."""
+    return _sender_domain(config.email.sender) if config.email else "digestbot.localhost"
+
+
+@lru_cache(maxsize=8)
+def _sender_domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2]
+
+
+def list_id(config: Config, sub: SubscriptionConfig) -> str:
+    """A subscription's List-Id: mail clients group and filter its digests by it."""
+    return f"{sub.name} <{sub.id}.{mail_domain(config)}>"
+
+
 def make_digest(config: Config, sub: SubscriptionConfig, matches: list[Match], *, channel: str,
                 period_key: str, now: datetime, target: str | None = None,
                 secret: bytes | None = None, digest_id: int | None = None) -> Digest:

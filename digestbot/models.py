@@ -315,6 +315,9 @@ class Message:
     text: str
     html: str = ""
     slack_posts: list[SlackPost] = field(default_factory=list)  # the first is top-level, the rest its thread
+    # (list id, sender, the email's shared part as email_wire.shared_part makes it, stuffed): made with the
+    # rendering when that runs in a process of its own (render/apart.py), else None (the channel makes it)
+    email_part: tuple[str, str, bytes] | None = None
 
 
 @dataclass(slots=True)

@@ -24,14 +24,12 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
-from functools import lru_cache
 from typing import Protocol
 
 from . import alerts, sources
 from .channels import Channel, Envelope
 from .config import Config, SubscriptionConfig
-from .digest import rank, unsubscribe_urls
+from .digest import list_id, mail_domain, rank, unsubscribe_urls
 from .errors import DigestbotError, SourceError, StoreError
 from .http import ClockError, Http
 from .matching import PaperMatcher
@@ -326,7 +324,8 @@ def _send_pass(ctx: Context, now: datetime, opened: Callable[[], None] | None = 
         stack.enter_context(ledger.kept_alive())
         # Left before ledger.close: the senders' held-back records are written first (sending.py).
         senders = stack.enter_context(Senders(ctx.open_channel, ledger, now, email_connections=connections))
-        contents = Contents(ctx.config, ctx.store, ctx.renderer, now)
+        contents = stack.enter_context(Contents(ctx.config, ctx.store, ctx.renderer, now, subscriptions=subscriptions,
+                                                expected=len(openings.wanted)))
         openings.open_next()
         while batch := openings.claim(ledger):
             # Read per batch: a reader may leave while a long pass runs (their queued digests are then
@@ -439,16 +438,11 @@ def envelope(config: Config, row: Claim | DigestRecord, sub: SubscriptionConfig,
     """The Message-ID is unique for ever: row ids restart at 1 in a new database, so the database's
     installation id goes with them; a re-send of the same digest keeps it (a duplicate is recognisable).
     `unsubscribe`: the List-Unsubscribe URLs already in a personal body's footer (the same token)."""
-    domain = _domain(config.email.sender) if config.email else "digestbot.localhost"
+    domain = mail_domain(config)
     return Envelope(target=row.target, subscription=sub.name, subscription_id=sub.id,
                     message_id=f"<digest-{row.id}.{installation}.{sub.id}@{domain}>",
-                    list_id=f"{sub.name} <{sub.id}.{domain}>",
+                    list_id=list_id(config, sub),
                     unsubscribe=unsubscribe or unsubscribe_urls(config, sub, row.target))
-
-
-@lru_cache(maxsize=8)
-def _domain(sender: str) -> str:
-    return parseaddr(sender)[1].rpartition("@")[2]
 
 
 def run_once(ctx: Context, now: datetime, *, send: bool = True) -> tuple[list[PollResult], SendResult]:

@@ -234,6 +234,9 @@ class SmtpChannel(Channel):
         return Wire(to, own + self._shared(message, envelope))
 
     def _shared(self, message: Message, envelope: Envelope) -> bytes:
+        made = email_wire.premade(message, envelope.list_id, self.sender)
+        if made is not None:
+            return made
         key = (id(message), envelope.list_id)
         cached = self._shared_parts.get(key)
         if cached is not None and cached[0] is message:  # identity, not just id(): ids are reused

@@ -183,6 +183,18 @@ def shared_part(message: Message, list_id: str, sender: Address) -> bytes:
                      *(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts), b"--", boundary, b"--\r\n"])
 
 
+def premake(message: Message, list_id: str, sender: Address) -> None:
+    """Make the message's shared part where it is rendered (render/apart.py: in a process of its own);
+    `premade` gives it to the SMTP channel, which then only adds the recipient's header lines."""
+    message.email_part = (list_id, str(sender), stuffed(shared_part(message, list_id, sender)))
+
+
+def premade(message: Message, list_id: str, sender: Address) -> bytes | None:
+    """The stuffed shared part `premake` made for this list and sender, or None."""
+    made = message.email_part
+    return made[2] if made is not None and made[0] == list_id and made[1] == str(sender) else None
+
+
 @lru_cache(maxsize=8)
 def _from_line(display_name: str, addr_spec: str) -> bytes:
     """The From field, the same in every message of a pass: parsed and folded once, not once a digest."""

@@ -135,6 +135,7 @@ def item(match: Match) -> Item:
 
 class Renderer:
     def __init__(self, templates: Path | None = None):
+        self.folder = templates  # the user's templates folder (render/apart.py makes a Renderer like this one)
         loaders = [FileSystemLoader(str(templates_folder()))]  # the top-level templates/ (see bundled.py)
         if templates is not None:
             loaders.insert(0, FileSystemLoader(str(templates)))
