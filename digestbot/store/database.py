@@ -82,11 +82,12 @@ _MATCHES_OF = (sa_select(*_PAPER_TABLE.columns, col(MatchRow.score), col(MatchRo
                .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
                .where(col(MatchRow.subscription) == bindparam("subscription"),
                       col(PaperRow.id).in_(bindparam("ids", expanding=True))))
-_MATCHES_OF_MANY = (sa_select(*_PAPER_TABLE.columns, col(MatchRow.subscription), col(MatchRow.score),
-                           col(MatchRow.hits))
-                    .join(MatchRow, col(MatchRow.paper_id) == col(PaperRow.id))
-                    .where(col(MatchRow.subscription).in_(bindparam("subs", expanding=True)),
-                           col(PaperRow.id).in_(bindparam("ids", expanding=True))))
+# A batch's contents: its matches alone, and the papers not built yet (a paper's columns per match row,
+# with two dates parsed each, cost more than the rest of loading).
+_MATCH_ROWS = (sa_select(col(MatchRow.subscription), col(MatchRow.paper_id), col(MatchRow.score), col(MatchRow.hits))
+               .where(col(MatchRow.subscription).in_(bindparam("subs", expanding=True)),
+                      col(MatchRow.paper_id).in_(bindparam("ids", expanding=True))))
+_PAPERS = sa_select(*_PAPER_TABLE.columns).where(col(PaperRow.id).in_(bindparam("ids", expanding=True)))
 
 
 class Store:
@@ -383,21 +384,28 @@ class Store:
         papers = {} if papers is None else papers
         subs = sorted({sub for sub, _ in wanted})
         ids = sorted({paper_id for _, paper_ids in wanted for paper_id in paper_ids})
+        missing = [paper_id for paper_id in ids if paper_id not in papers]
         found: dict[tuple[str, int], tuple[float, str]] = {}
         with self.read() as s:
             conn = s.connection()
+            for start in range(0, len(missing), CHUNK):
+                for row in conn.execute(_PAPERS, {"ids": missing[start:start + CHUNK]}):
+                    papers[row.id] = paper_from_row(row)
             for start in range(0, len(subs), CHUNK):
-                for row in conn.execute(_MATCHES_OF_MANY, {"subs": subs[start:start + CHUNK], "ids": ids}):
-                    found[(row.subscription, row.id)] = (row.score, row.hits)
-                    if row.id not in papers:
-                        papers[row.id] = paper_from_row(row)
+                for sub, paper_id, score, hits in conn.execute(_MATCH_ROWS, {"subs": subs[start:start + CHUNK],
+                                                                              "ids": ids}):
+                    found[(sub, paper_id)] = (score, hits)
+        parsed: dict[str, tuple[Hit, ...]] = {}  # the same reasons recur across subscriptions
         result: dict[tuple[str, tuple[int, ...]], list[Match]] = {}
         for sub, paper_ids in wanted:
             matches = []
             for paper_id in paper_ids:
                 if (sub, paper_id) in found:
                     score, hits = found[(sub, paper_id)]
-                    matches.append(Match(sub, papers[paper_id], score, tuple(Hit(*h) for h in json.loads(hits))))
+                    reasons = parsed.get(hits)
+                    if reasons is None:
+                        reasons = parsed[hits] = tuple(Hit(*h) for h in json.loads(hits))
+                    matches.append(Match(sub, papers[paper_id], score, reasons))
             result[(sub, paper_ids)] = matches
         return result
 

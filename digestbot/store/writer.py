@@ -9,15 +9,17 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, text, update
+from sqlalchemy import Connection, Dialect, and_, bindparam, delete, func, insert, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import ReturningInsert
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from ..errors import StoreError
-from ..models import Match, Paper
+from ..models import Hit, Match, Paper
 from .identity import PaperIndex, merge_into
 from .tables import (
     ConfirmationRow,
@@ -362,17 +364,15 @@ class Writer:
         Set-based: one executemany per batch of rows, never an ORM object per row (at 80,000 matches
         those cost 0.2 ms and 6 KB each, inside the write transaction)."""
         conn = self.session.connection()
+        hits_json: dict[tuple[Hit, ...], str] = {}  # the matcher shares hit tuples between queries
         for start in range(0, len(matches), ROWS_PER_INSERT):
             chunk = matches[start:start + ROWS_PER_INSERT]
-            conn.execute(_INSERT_MATCH, [
-                {"subscription": match.subscription_id, "paper_id": paper_id, "score": match.score,
-                 "hits": json.dumps([[h.text, h.field, h.topic] for h in match.hits]), "created": now}
+            _INSERT_MATCH.run(conn, [
+                (match.subscription_id, paper_id, match.score, _hits_json(match.hits, hits_json), now)
                 for paper_id, match in chunk])
-            deliveries = [{"subscription": match.subscription_id, "paper_id": paper_id, "channel": channel,
-                           "target": target, "status": DeliveryStatus.PENDING, "digest_id": None, "created": now}
-                          for paper_id, match in chunk for channel, target in targets.get(match.subscription_id, [])]
-            if deliveries:
-                conn.execute(_INSERT_DELIVERY, deliveries)
+            _INSERT_DELIVERY.run(conn, [
+                (match.subscription_id, paper_id, channel, target, DeliveryStatus.PENDING.value, now)
+                for paper_id, match in chunk for channel, target in targets.get(match.subscription_id, [])])
         return len(matches)
 
     def source_polled(self, name: str, now: datetime, *, seen: int = 0, new: int = 0,
@@ -459,8 +459,58 @@ def _upsert_heartbeat(dialect: str) -> sqlite.Insert | postgresql.Insert:
                                               "beat_at": insert.excluded.beat_at})
 
 
-_INSERT_MATCH = insert(MatchRow)
-_INSERT_DELIVERY = insert(DeliveryRow)
+def _hits_json(hits: tuple[Hit, ...], made: dict[tuple[Hit, ...], str]) -> str:
+    found = made.get(hits)
+    if found is None:
+        found = made[hits] = json.dumps([[h.text, h.field, h.topic] for h in hits])
+    return found
+
+
+class _BulkInsert:
+    """An INSERT of some columns, compiled once per dialect and run with the driver's own executemany,
+    each column's values converted as SQLAlchemy would (a datetime on SQLite). Its per-row parameter
+    handling cost more than SQLite's insert itself: ~60% of recording 180,000 rows at 10,000 subscriptions."""
+
+    def __init__(self, table: type[SQLModel], columns: tuple[str, ...]):
+        self.statement, self.columns = insert(table), columns
+        self._compiled: dict[str, tuple[SQLCompiler, list[Callable[[Any], Any] | None]]] = {}
+
+    def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert `rows` (values in `columns` order)."""
+        if not rows:
+            return
+        dialect = conn.dialect
+        compiled, processors = self._compile(dialect)
+        if any(processors):
+            rows = [tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True)) for row in rows]
+        if compiled.positional:
+            order = [self.columns.index(name) for name in compiled.positiontup or ()]
+            params: list[Any] = [tuple(row[k] for k in order) for row in rows]
+        else:
+            params = [dict(zip(self.columns, row, strict=True)) for row in rows]
+        driver = conn.connection.dbapi_connection
+        assert driver is not None  # a connection inside a transaction holds its driver's connection
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(compiled.string, params)
+        except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it, so Store.guarded explains it
+            raise DBAPIError.instance(compiled.string, params[:1], exc, dialect.loaded_dbapi.Error) from exc
+        finally:
+            cursor.close()
+
+    def _compile(self, dialect: Dialect) -> tuple[SQLCompiler, list[Callable[[Any], Any] | None]]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect, column_keys=list(self.columns))
+            assert isinstance(compiled, SQLCompiler)  # an INSERT compiles with the dialect's SQL compiler
+            types = {name: bind.type for name, bind in compiled.binds.items()}
+            found = self._compiled[dialect.name] = (compiled, [
+                types[name].dialect_impl(dialect).bind_processor(dialect) for name in self.columns])
+        return found
+
+
+_INSERT_MATCH = _BulkInsert(MatchRow, ("subscription", "paper_id", "score", "hits", "created"))
+_INSERT_DELIVERY = _BulkInsert(DeliveryRow, ("subscription", "paper_id", "channel", "target", "status", "created"))
 _PRUNE_NEWS = delete(SourceNewsRow).where(col(SourceNewsRow.source) == bindparam("source"),
                                           col(SourceNewsRow.at) < bindparam("before"))
 _CANCEL_DIGESTS = update(DigestRow).where(
