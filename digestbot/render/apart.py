@@ -24,6 +24,7 @@ import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
+from email.headerregistry import Address
 from pathlib import Path
 
 from ..channels import email_wire
@@ -61,7 +62,7 @@ class RenderProcess:
 
 
 # The child's side: its Renderer and the pass's fixed arguments, set once by `_start`.
-_child: tuple[Config, Renderer, datetime, bytes | None] | None = None
+_child: tuple[Config, Renderer, datetime, bytes | None, Address | None] | None = None
 _papers: dict[str, Paper] = {}
 
 
@@ -71,20 +72,20 @@ def _start(config: Config, templates: Path | None, now: datetime, secret: bytes 
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler])
-    _child = (config, Renderer(templates), now, secret)
+    _child = (config, Renderer(templates), now, secret, config.email.sender_address if config.email else None)
 
 
 def _render_chunk(jobs: list[RenderJob]) -> list[Content | str]:
     """Each job's Content, or the text of the error that made it fail (an exception may not pickle)."""
     assert _child is not None  # set by the pool's initializer
-    config, renderer, now, secret = _child
+    config, renderer, now, secret, sender = _child
     out: list[Content | str] = []
     for job in jobs:
         matches = [_same_paper(m) for m in job.matches]
         try:
             content = render_content(config, renderer, now, secret, _with(job, matches))
-            if job.channel == "email" and config.email is not None:  # the email's body too (module notes)
-                email_wire.premake(content.message, list_id(config, job.sub), config.email.sender_address)
+            if job.channel == "email" and sender is not None:  # the email's body too (module notes)
+                email_wire.premake(content.message, list_id(config, job.sub), sender)
             out.append(content)
         except Exception as exc:  # the digest's own failure, reported where it is sent (sending.py)
             out.append(f"{type(exc).__name__}: {exc}")
