@@ -35,6 +35,7 @@ from .content import Content, RenderJob, render_content
 log = logging.getLogger(__name__)
 # subscription id, ledger channel, period key, paper ids, and the target when the content is personal ("" if not)
 ContentKey = tuple[str, str, str, tuple[int, ...], str]
+STOPPED = "rendering apart stopped (%s: %s); this pass renders in its own thread from now on"
 PAPERS_KEPT = 20_000  # Papers held across the batches of a pass (a day's new papers; more are built again)
 
 
@@ -83,7 +84,10 @@ class Contents:
         self.loaded += len(batch)
         if not self._apart_tried and worth_it(max(self.expected, self.loaded)):
             self._apart_tried = True
-            self.apart = RenderProcess(self.config, self.renderer.folder, self.now, self.secret)
+            try:
+                self.apart = RenderProcess(self.config, self.renderer.folder, self.now, self.secret)
+            except Exception as exc:  # none to be had (its Python gone: the resource tracker cannot start)
+                log.warning(STOPPED, type(exc).__name__, exc)
         if self.apart is not None:
             self._hand_over(batch)
 
@@ -130,7 +134,11 @@ class Contents:
                 keys.append(key)
                 jobs.append(self._job(row, sub, papers))
         for start in range(0, len(jobs), CHUNK):
-            future = self.apart.submit(jobs[start:start + CHUNK])
+            try:
+                future = self.apart.submit(jobs[start:start + CHUNK])
+            except Exception as exc:  # the child died since the last batch (BrokenProcessPool) or cannot start
+                self._stop_apart(exc)
+                return  # the jobs not handed over are rendered here, by `get` (and those handed over: `_received`)
             for k, key in enumerate(keys[start:start + CHUNK]):
                 self._pending[key] = (future, k, jobs[start + k])
 
@@ -140,12 +148,15 @@ class Contents:
         try:
             result = future.result()[index]
         except Exception as exc:  # the child died or never started (BrokenProcessPool, a pickling error)
-            if self.apart is not None:
-                log.warning("rendering apart stopped (%s: %s); this pass renders in its own thread from now on",
-                            type(exc).__name__, exc)
-                self.apart.close()
-                self.apart = None
+            self._stop_apart(exc)
             return render_content(self.config, self.renderer, self.now, self.secret, job)
         if isinstance(result, str):
             raise RenderFailed(result)
         return result
+
+    def _stop_apart(self, exc: Exception) -> None:
+        """The child is gone (or never came): the rest of the pass renders in its own thread."""
+        if self.apart is not None:
+            log.warning(STOPPED, type(exc).__name__, exc)
+            self.apart.close()
+            self.apart = None
