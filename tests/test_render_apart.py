@@ -290,6 +290,7 @@ def test_a_template_error_in_the_child_fails_that_digest_alone(tmp_path, monkeyp
     for row in failed:
         assert row.subscription_id == "bad" and row.attempts == 1
         assert "'no_such_variable' is undefined" in (row.last_error or ""), row.last_error
+        assert "digest.txt.j2:" in (row.last_error or ""), row.last_error  # where, though only text came back
 
 
 def _render_children(pid: int) -> set[int]:

@@ -60,10 +60,12 @@ class Contents:
         self._matches: dict[tuple[str, tuple[int, ...]], list[Match]] = {}  # of the loaded batch
         self._paper_objects: dict[int, Paper] = {}  # each paper built once per pass (PAPERS_KEPT at most)
         self._rendered: OrderedDict[ContentKey, Content] = OrderedDict()
+        self._failed: dict[ContentKey, str] = {}  # contents whose rendering failed in the child
         self._pending: dict[ContentKey, tuple[Future[list[Content | str]], int, RenderJob]] = {}  # handed apart
         self.secret = personal_links_secret(config)  # None: every content is shared
 
     def __enter__(self) -> Contents:
+        self._start_apart()  # now, when the pass expects enough: the child starts while the first chunk opens
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -82,14 +84,18 @@ class Contents:
         wanted = {(row.subscription_id, self._papers[row.id]) for row in batch if row.id in self._papers}
         self._matches = self.store.matches_of_many(sorted(wanted), self._paper_objects)
         self.loaded += len(batch)
+        self._start_apart()
+        if self.apart is not None:
+            self._hand_over(batch)
+
+    def _start_apart(self) -> None:
+        """Render apart from now on if the pass is large enough (once: not again after the child stopped)."""
         if not self._apart_tried and worth_it(max(self.expected, self.loaded)):
             self._apart_tried = True
             try:
                 self.apart = RenderProcess(self.config, self.renderer.folder, self.now, self.secret)
             except Exception as exc:  # none to be had (its Python gone: the resource tracker cannot start)
                 log.warning(STOPPED, type(exc).__name__, exc)
-        if self.apart is not None:
-            self._hand_over(batch)
 
     def get(self, row: Claim, sub: SubscriptionConfig) -> Content:
         papers = self._papers.get(row.id)
@@ -100,9 +106,15 @@ class Contents:
         if content is not None:
             self._rendered.move_to_end(key)
             return content
+        if key in self._failed:  # the child's error for this content: the same for each of its recipients
+            raise RenderFailed(self._failed[key])
         pending = self._pending.pop(key, None)
-        content = self._received(*pending) if pending is not None else \
-            render_content(self.config, self.renderer, self.now, self.secret, self._job(row, sub, papers))
+        try:
+            content = self._received(*pending) if pending is not None else \
+                render_content(self.config, self.renderer, self.now, self.secret, self._job(row, sub, papers))
+        except RenderFailed as exc:
+            self._failed[key] = str(exc)
+            raise
         self._rendered[key] = content
         if len(self._rendered) > self.keep:
             self._rendered.popitem(last=False)

@@ -481,13 +481,18 @@ class _BulkInsert:
             return
         dialect = conn.dialect
         compiled, processors = self._compile(dialect)
-        if any(processors):
-            rows = [tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True)) for row in rows]
-        if compiled.positional:
-            order = [self.columns.index(name) for name in compiled.positiontup or ()]
-            params: list[Any] = [tuple(row[k] for k in order) for row in rows]
-        else:
+        for k, process in enumerate(processors):
+            if process is not None:  # each distinct value converted once (`created` is one `now` per poll)
+                converted = {value: process(value) for value in {row[k] for row in rows}}
+                rows = [(*row[:k], converted[row[k]], *row[k + 1:]) for row in rows]
+        params: list[Any]
+        if not compiled.positional:
             params = [dict(zip(self.columns, row, strict=True)) for row in rows]
+        elif list(compiled.positiontup or ()) == list(self.columns):
+            params = rows
+        else:
+            order = [self.columns.index(name) for name in compiled.positiontup or ()]
+            params = [tuple(row[k] for k in order) for row in rows]
         driver = conn.connection.dbapi_connection
         assert driver is not None  # a connection inside a transaction holds its driver's connection
         cursor = driver.cursor()
