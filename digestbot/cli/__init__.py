@@ -17,6 +17,7 @@ from .. import config as config_module
 from ..app import App
 from ..channels import outbox_channels
 from ..errors import ConfigError, DigestbotError
+from ..logformat import log_formatter
 from . import feedback, ops, subs
 from .common import (
     EXIT_CLOSED_PIPE,
@@ -31,7 +32,6 @@ from .common import (
     add_json_option,
     emit_json,
     examples_text,
-    log_formatter,
     print_help_of,
     silence_stdout,
 )

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ..logformat import LOG_FORMATS
 
 # What add_subparsers() returns: argparse names it privately, and only its stubs make it generic.
 if TYPE_CHECKING:
@@ -36,39 +37,6 @@ exit codes:
   141  stdout was closed before all was written (e.g. `| head -1`): the rest is dropped quietly"""
 
 
-LOG_FORMATS = ("text", "json")
-
-
-class IsoFormatter(logging.Formatter):
-    """`2026-11-20T09:30:00.123+01:00 INFO    digestbot.daemon: message`: the date and the offset
-    too, so that a line means one moment wherever it is read (journald, a shipped file, a bug report)."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
-        return iso_local(record.created)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line (`--log-format json`): {"time", "level", "logger", "message"}, plus
-    "exception" (the traceback as text) when there is one. A message's line breaks stay inside its string,
-    so a log shipper never splits one record in two."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {"time": iso_local(record.created), "level": record.levelname,
-                                    "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def iso_local(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
-
-
-def log_formatter(log_format: str) -> logging.Formatter:
-    return JsonFormatter() if log_format == "json" else IsoFormatter()
 
 
 class UsageError(Exception):
