@@ -8,7 +8,7 @@ each email's shared part, in a child process. What each test guards:
   digest is sent exactly once, none fails, and the fallback is logged;
 - a child that cannot start (its Python gone) is said once, and the pass renders in its own thread;
 - a template error in the child is that digest's failure alone (recorded, retried later); the rest go;
-- the real CLI at the real threshold (1,000 digests): `python -m digestbot run --once` exits 0, renders
+- the real CLI at the real threshold (APART_FROM digests): `python -m digestbot run --once` exits 0, renders
   apart, each recipient gets one email, no traceback (the spawned child, started from that command,
   neither runs the CLI a second time nor fails to start).
 
@@ -171,6 +171,7 @@ def _send(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, apart_from
                                                                                                   set[int]]:
     """One pass over two connections to a relay answering each DATA after 30 ms (so both carry messages)."""
     monkeypatch.setattr(apart, "APART_FROM", apart_from)
+    monkeypatch.setattr(apart, "READY_WAIT", 60)  # every batch apart: no batch rendered here while it starts
     with HookedSmtpServer(delay=0.03) as smtp:
         ctx = _world(tmp_path / name, smtp.port, SUBSCRIPTIONS, connections=2)
         with RenderChild() as child:
@@ -227,6 +228,7 @@ def test_the_render_child_killed_mid_pass_loses_no_digest_and_sends_none_twice(t
     after six messages: the pass is a few claims further on (BATCH lowered to 8: several claims in a
     48-digest pass, as in a real one of thousands) and hands the next claim to a dead child."""
     monkeypatch.setattr(apart, "APART_FROM", 1)
+    monkeypatch.setattr(apart, "READY_WAIT", 60)
     monkeypatch.setattr(pipeline, "BATCH", 8)
     subscriptions = {f"Inference {n}": ("inference", [f"i{n}-{k}@example.org" for k in range(2)]) for n in range(24)}
     recipients = [r for _, targets in subscriptions.values() for r in targets]
@@ -248,6 +250,7 @@ def test_a_render_child_that_cannot_start_leaves_the_pass_to_render_in_its_own_t
     chunks handed to it come back broken, and the pass renders everything itself. (Were the resource
     tracker not running yet, its start could fail instead, in Contents.load: the same fallback.)"""
     monkeypatch.setattr(apart, "APART_FROM", 1)
+    monkeypatch.setattr(apart, "READY_WAIT", 60)
     caplog.set_level(logging.WARNING, logger="digestbot")
     python = multiprocessing.spawn.get_executable()
     resource_tracker.ensure_running()  # already running, with this Python: only the child cannot start
@@ -276,6 +279,7 @@ def test_a_template_error_in_the_child_fails_that_digest_alone(tmp_path, monkeyp
                      **{name: SUBSCRIPTIONS[name] for name in ("LLM inference", "Membership", "Sparse", "Learning")}}
     good = sorted(_address(r) for name, (_, targets) in subscriptions.items() if name != "bad" for r in targets)
     monkeypatch.setattr(apart, "APART_FROM", 1)
+    monkeypatch.setattr(apart, "READY_WAIT", 60)
     with SmtpServer() as smtp:
         ctx = _world(tmp_path / "world", smtp.port, subscriptions, templates=templates)
         with RenderChild() as child:
@@ -309,7 +313,7 @@ def _render_children(pid: int) -> set[int]:
     return found
 
 
-def test_the_cli_renders_a_thousand_digests_apart_and_sends_each_once(tmp_path, http_server: HttpServer):
+def test_the_cli_renders_a_large_pass_apart_and_sends_each_digest_once(tmp_path, http_server: HttpServer):
     """The real threshold (nothing lowered) through the real command, its child spawned from it: were the
     CLI to run again in the child, it would poll and send a second time, or fail with a traceback.
     (`spawn` does not re-import a main module named `*.__main__`, multiprocessing.spawn._fixup_main_from_name,

@@ -85,7 +85,7 @@ class Contents:
         self._matches = self.store.matches_of_many(sorted(wanted), self._paper_objects)
         self.loaded += len(batch)
         self._start_apart()
-        if self.apart is not None:
+        if self.apart is not None and self.apart.started():  # until then, rendered here (apart.py)
             self._hand_over(batch)
 
     def _start_apart(self) -> None:
