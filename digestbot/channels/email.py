@@ -6,7 +6,6 @@ import smtplib
 import ssl
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -69,9 +68,8 @@ class SmtpChannel(Channel):
     as a server may check the message before answering; `timeout` is for everything else.
 
     Its ledger record costs no time of its own (`record`): the send pass's commit of one message
-    runs in the channel's recording thread while the next message's MAIL and RCPT commands are with
-    the server, and that message's DATA goes out only after the commit succeeded, so still at most
-    one accepted message is unrecorded."""
+    runs while the next message's MAIL command is with the server, and that message is handed over
+    only after the commit succeeded, so still at most one accepted message is unrecorded."""
 
     kind = "smtp"
 
@@ -84,8 +82,6 @@ class SmtpChannel(Channel):
         self._mail_from = smtplib.quoteaddr(sender.addr_spec)
         self._shared_parts: OrderedDict[tuple[int, str], tuple[Message, bytes]] = OrderedDict()
         self._unrecorded: Callable[[], None] | None = None  # the record `record` held back
-        self._recording: Future[None] | None = None  # that record, running in `_recorder`
-        self._recorder: ThreadPoolExecutor | None = None  # one thread: its records in order, one at a time
 
     @classmethod
     def from_config(cls, config: Config, ledger_channel: str) -> SmtpChannel:
@@ -139,29 +135,14 @@ class SmtpChannel(Channel):
         smtp.login(self.username, self.password or "")  # only now: never AUTH before TLS
 
     def record(self, commit: Callable[[], None]) -> None:
-        """Held back until the next transaction has sent its MAIL command (`_settle`), or `flush`/`close`."""
+        """Held back until the next transaction has sent its MAIL command, or `flush`/`close`."""
         self.flush()
         self._unrecorded = commit
 
     def flush(self) -> None:
-        self._settle()
-        self._recorded()
-
-    def _settle(self) -> Callable[[], None]:
-        """Start the held-back record in the recording thread; the function returned waits for it and
-        raises what it raised (a StoreError: the message must not go out, see `transaction`)."""
-        self._recorded()  # an earlier one first: at most one record is ever outstanding
         commit, self._unrecorded = self._unrecorded, None
         if commit is not None:
-            if self._recorder is None:
-                self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digestbot-record")
-            self._recording = self._recorder.submit(commit)
-        return self._recorded
-
-    def _recorded(self) -> None:
-        recording, self._recording = self._recording, None
-        if recording is not None:
-            recording.result()
+            commit()
 
     def send(self, message: Message, envelope: Envelope) -> str:
         """Send; a held-back record runs while the MAIL command is with the server, and in any case
@@ -220,8 +201,8 @@ class SmtpChannel(Channel):
         if self._smtp is None:
             self._smtp = self._connect()
         try:
-            self.last_reply = transaction(self._smtp, self._mail_from, mail, self._settle,
-                                          self.data_timeout)  # _settle: see `record`
+            self.last_reply = transaction(self._smtp, self._mail_from, mail, self.flush,
+                                          self.data_timeout)  # flush: see `record`
         except (smtplib.SMTPServerDisconnected, OutcomeUnknown):
             self._smtp = None
             raise
@@ -271,9 +252,6 @@ class SmtpChannel(Channel):
         try:
             self.flush()
         finally:
-            if self._recorder is not None:
-                self._recorder.shutdown()
-                self._recorder = None
             if self._smtp is not None:
                 try:
                     self._smtp.quit()

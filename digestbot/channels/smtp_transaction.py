@@ -1,8 +1,7 @@
 """One SMTP mail transaction for one recipient, knowing where it broke (SmtpChannel decides what
 that means). smtplib's sendmail, with three differences:
 
-- the message arrives dot-stuffed (email_wire.stuffed); `settle()` starts local work once MAIL has gone
-  out, and the function it returns waits for that work before DATA (both commands' answers overlap it);
+- the message arrives dot-stuffed (email_wire.stuffed) and MAIL goes out before `settle()` runs;
 - a reply smtplib cannot read — it makes up "500 Line too long." for a line over 8 KB and code -1
   for a line without a number — is a broken connection (SMTPServerDisconnected), never an answer;
 - once the final "." of DATA went out, a missing or unreadable reply raises OutcomeUnknown: the
@@ -30,13 +29,12 @@ class OutcomeUnknown(Exception):
     message (RFC 5321 6.1 allows it to deliver what it never acknowledged)."""
 
 
-def transaction(smtp: smtplib.SMTP, mail_from: str, mail: Wire, settle: Callable[[], Callable[[], None]],
+def transaction(smtp: smtplib.SMTP, mail_from: str, mail: Wire, settle: Callable[[], None],
                 data_timeout: float) -> str:
     """smtplib's sendmail for one recipient (same commands and exceptions, see the module's notes);
-    `settle()` runs once MAIL is sent and returns a wait, called before DATA: local work overlapping
-    the server's, which must be done before the message can be handed over. The caller has said EHLO
-    (SmtpChannel._connect). Returns the server's reply to the final "." ("250 2.0.0 Ok: queued as
-    4F2A1"), which `digestbot send-test` shows."""
+    `settle()` runs between sending MAIL and reading its reply (local work overlapping the
+    server's). The caller has said EHLO (SmtpChannel._connect). Returns the server's reply to the
+    final "." ("250 2.0.0 Ok: queued as 4F2A1"), which `digestbot send-test` shows."""
     options = f" SIZE={len(mail.data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
     if mail.utf8:
         if not (smtp.does_esmtp and smtp.has_extn("smtputf8")):
@@ -45,7 +43,7 @@ def transaction(smtp: smtplib.SMTP, mail_from: str, mail: Wire, settle: Callable
         options += " SMTPUTF8 BODY=8BITMIME"
     smtp.putcmd("mail", f"FROM:{mail_from}{options}")
     try:
-        settled = settle()
+        settle()
     except BaseException:
         _reset(smtp, read_reply=True)  # leave the session clean: nothing was handed over
         raise
@@ -58,11 +56,6 @@ def transaction(smtp: smtplib.SMTP, mail_from: str, mail: Wire, settle: Callable
     if code not in (250, 251):
         smtp.close() if code == 421 else _reset(smtp)
         raise smtplib.SMTPRecipientsRefused({mail.to: (code, reply)})
-    try:
-        settled()
-    except BaseException:
-        _reset(smtp)  # leave the session clean: nothing was handed over
-        raise
     smtp.putcmd("data")
     code, reply = _reply(smtp)
     if code != 354:
