@@ -351,6 +351,7 @@ def _send_pass(ctx: Context, now: datetime, opened: Callable[[], None] | None = 
                     senders.put(Outgoing(row, sub.name if sub else "alerts"))
                 else:
                     senders.put(_prepare(ctx, row, sub, contents))
+            senders.flush()  # before the next claim and opening
             openings.keep_ahead()
     for outcome in senders.outcomes:  # the senders' own tallies, now that they have ended
         # another sender took the lost ones over: theirs to count
