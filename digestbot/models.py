@@ -8,6 +8,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.headerregistry import Address
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -317,7 +318,7 @@ class Message:
     slack_posts: list[SlackPost] = field(default_factory=list)  # the first is top-level, the rest its thread
     # (list id, sender, the email's shared part as email_wire.shared_part makes it, stuffed): made with the
     # rendering when that runs in a process of its own (render/apart.py), else None (the channel makes it)
-    email_part: tuple[str, str, bytes] | None = None
+    email_part: tuple[str, Address, bytes] | None = None
 
 
 @dataclass(slots=True)

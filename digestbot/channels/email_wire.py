@@ -186,13 +186,13 @@ def shared_part(message: Message, list_id: str, sender: Address) -> bytes:
 def premake(message: Message, list_id: str, sender: Address) -> None:
     """Make the message's shared part where it is rendered (render/apart.py: in a process of its own);
     `premade` gives it to the SMTP channel, which then only adds the recipient's header lines."""
-    message.email_part = (list_id, str(sender), stuffed(shared_part(message, list_id, sender)))
+    message.email_part = (list_id, sender, stuffed(shared_part(message, list_id, sender)))
 
 
 def premade(message: Message, list_id: str, sender: Address) -> bytes | None:
     """The stuffed shared part `premake` made for this list and sender, or None."""
     made = message.email_part
-    return made[2] if made is not None and made[0] == list_id and made[1] == str(sender) else None
+    return made[2] if made is not None and made[0] == list_id and made[1] == sender else None
 
 
 @lru_cache(maxsize=8)

@@ -9,7 +9,7 @@ rendering runs on another core and the senders have the interpreter nearly to th
 
 What crosses: chunks of RenderJobs (the subscription, its matches and what make_digest needs, pickled
 once per chunk) one way, a Content or an error text per job the other. The child builds its own Renderer
-from the same templates folder, keeps one Paper per paper id (so its item cache works as the pass's
+from the same templates folder, keeps one Paper per paper key (so its item cache works as the pass's
 does, render/__init__.py `_item`), and renders exactly what Contents would have rendered in-process
 (`render_content`). For an email it also builds the part every recipient shares (email_wire.premake):
 with one recipient per subscription that was the senders' largest piece of CPU work.
@@ -106,7 +106,7 @@ def _render_chunk(jobs: list[RenderJob]) -> list[Content | str]:
     for job in jobs:
         matches = [_same_paper(m) for m in job.matches]
         try:
-            content = render_content(config, renderer, now, secret, _with(job, matches))
+            content = render_content(config, renderer, now, secret, replace(job, matches=matches))
             if job.channel == "email" and sender is not None:  # the email's body too (module notes)
                 email_wire.premake(content.message, list_id(config, job.sub), sender)
             out.append(content)
@@ -124,10 +124,7 @@ def _failure(exc: Exception) -> str:
 
 
 def _same_paper(match: Match) -> Match:
-    """The match with the child's one Paper of that id (the item cache is keyed by the paper object)."""
+    """The match with the child's one Paper of that key (the item cache is keyed by the paper object)."""
     paper = _papers.setdefault(match.paper.key, match.paper)
     return match if paper is match.paper else Match(match.subscription_id, paper, match.score, match.hits)
 
-
-def _with(job: RenderJob, matches: list[Match]) -> RenderJob:
-    return RenderJob(job.sub, matches, job.channel, job.period, job.target, job.digest_id)

@@ -134,17 +134,16 @@ class Contents:
 
     def _hand_over(self, batch: list[Claim]) -> None:
         assert self.apart is not None
-        keys: list[ContentKey] = []
-        jobs: list[RenderJob] = []
+        new: dict[ContentKey, RenderJob] = {}  # in the batch's order
         for row in batch:
             sub = self.subscriptions.get(row.subscription_id)
             papers = self._papers.get(row.id)
             if sub is None or papers is None:
                 continue  # an alert, or a subscription that left the config: the pass's thread decides
             key = self._key(row, sub, papers)
-            if key not in self._rendered and key not in self._pending and key not in keys:
-                keys.append(key)
-                jobs.append(self._job(row, sub, papers))
+            if key not in self._rendered and key not in self._pending and key not in new:
+                new[key] = self._job(row, sub, papers)
+        keys, jobs = list(new), list(new.values())
         for start in range(0, len(jobs), CHUNK):
             try:
                 future = self.apart.submit(jobs[start:start + CHUNK])
