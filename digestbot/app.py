@@ -149,6 +149,12 @@ class App:
         if papers and self.config.relevance.representation == "semantic":
             semantic_space(self.config, self.store).store_new(papers)
 
+    def polled(self) -> None:
+        """Let the matcher go (pipeline.run_once, before its send pass): at 50,000 subscriptions its compiled
+        queries are ~120 MB, and that room is what the send pass then fills instead of growing the process.
+        A daemon keeps its matcher from poll to poll (compiled once, not once a poll)."""
+        self.__dict__.pop("matcher", None)
+
     def held_back(self, name: str, days: float) -> tuple[list[HeldBack], int]:
         """The papers of the last `days` days that the subscription's query matches but its readers' votes
         hold back, each with its reason, and how many papers were looked at."""

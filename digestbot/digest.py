@@ -28,8 +28,7 @@ from zoneinfo import ZoneInfo
 
 from .config import Config, SubscriptionConfig
 from .errors import ConfigError
-from .models import Digest, Match, VoteLinks
-from .schedule import KEY_FORMAT
+from .models import KEY_FORMAT, Digest, Match, VoteLinks
 from .web import tokens
 
 DEFAULT_LISTING = "https://huggingface.co/papers"

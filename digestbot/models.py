@@ -14,6 +14,7 @@ from typing import Any
 
 from slugify import slugify
 
+KEY_FORMAT = "%Y-%m-%dT%H:%M"  # a scheduled digest's period: the local wall-clock time it fires (schedule.py)
 _ARXIV_VERSION = re.compile(r"v\d+$")
 _SPACE = re.compile(r"\s+")
 

@@ -69,6 +69,10 @@ class Context(Protocol):
     def embed_new(self, papers: list[Paper]) -> None:
         """Represent the papers a poll just stored, once (app.App: sentence embeddings, when configured)."""
 
+    def polled(self) -> None:
+        """run_once's polls are over: what only polling needs may go (app.App: the matcher, built again if
+        this context polls again)."""
+
 
 @dataclass
 class PollResult:
@@ -460,6 +464,7 @@ def run_once(ctx: Context, now: datetime, *, send: bool = True) -> tuple[list[Po
     release = False
     try:
         polls, release = _poll_and_open(ctx, leader, now, send=send)
+        ctx.polled()  # the send pass reuses what only the polls needed
         if not send:
             return polls, SendResult()
         if any(p.clock_wrong for p in polls):  # it would open digests of periods that have not come

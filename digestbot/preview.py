@@ -13,9 +13,8 @@ from pathlib import Path
 from . import private
 from .config import Config, SubscriptionConfig
 from .digest import make_digest
-from .models import Match, Message
+from .models import KEY_FORMAT, Match, Message
 from .render import Renderer
-from .schedule import KEY_FORMAT
 
 FILES = ("digest.html", "digest.txt", "slack.json")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from fixtures import daily_items
 
 from digestbot import config as config_module
 from digestbot.app import App
@@ -60,3 +61,23 @@ def test_a_reconfigured_app_keeps_its_database_and_http_client(tmp_path):
     again = app.reconfigured(edited)
     assert again.store is app.store and again.http is app.http and again.config is edited
     assert again.matcher is not app.matcher  # rebuilt from the edited config
+
+
+def test_run_once_lets_its_matcher_go_before_sending_and_the_next_run_matches_with_a_new_one(tmp_path, http_server):
+    """run_once drops the matcher once its polls are over (its room is what the send pass fills: issue 21's
+    memory), so the same App polling again must build one again and match that poll's new papers."""
+    items = daily_items(6)
+    today = datetime.now(UTC).date().isoformat()
+    http_server.daily_papers({today: items[:3]})
+    path = tmp_path / "config.toml"
+    path.write_text(f'[bot]\noutbox = "outbox"\n\n[[sources]]\nname = "hf"\nkind = "hf_daily"\n'
+                    f'url = "{http_server.url}/api/daily_papers"\n\n[[subscriptions]]\nname = "Everything"\n'
+                    f'email = ["all@example.org"]\nschedule = "instant"\nmax_papers = 100\n')
+    with App.from_config(path) as app:
+        [first], sent = app.run_once()
+        assert first.matched == 3 and len(sent.sent) == 1
+        assert "matcher" not in app.__dict__  # let go: the send pass ran without it
+        http_server.daily_papers({today: items})
+        [second], sent_again = app.run_once()
+    assert second.new == 3 and second.matched == 3 and len(sent_again.sent) == 1  # matched by a matcher built again
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2

@@ -6,10 +6,11 @@ each email's shared part, in a child process. What each test guards:
   really did render apart (its child process was seen);
 - the child SIGKILLed mid-pass (as the OOM killer would): the pass renders on in its own thread, every
   digest is sent exactly once, none fails, and the fallback is logged;
-- a child that cannot start (its Python gone) is said once, and the pass renders in its own thread;
+- a child that cannot start (its Python gone), or exits at once, is said once, and the pass renders in its
+  own thread;
 - a template error in the child is that digest's failure alone (recorded, retried later); the rest go;
 - the real CLI at the real threshold (APART_FROM digests): `python -m digestbot run --once` exits 0, renders
-  apart, each recipient gets one email, no traceback (the spawned child, started from that command,
+  apart, each recipient gets one email, no traceback (the child, started from that command,
   neither runs the CLI a second time nor fails to start).
 
 Real aiosmtpd on loopback, real SQLite files, the hf_daily source over loopback HTTP for the CLI.
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
-import multiprocessing.spawn
 import os
 import re
 import shutil
@@ -32,7 +31,6 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
@@ -110,9 +108,9 @@ def _world(folder: Path, port: int, subscriptions: dict[str, tuple[str, list[str
 
 
 class RenderChild:
-    """Watches this process's multiprocessing children from a thread while a pass runs (the pass's
-    render child is the only one the tests start) and, with `kill_after`, SIGKILLs it once the SMTP sink
-    holds that many messages (0: as soon as it exists, while it is still starting)."""
+    """Watches this process's render children (/proc) from a thread while a pass runs and, with
+    `kill_after`, SIGKILLs one once the SMTP sink holds that many messages (0: as soon as it exists,
+    while it is still starting)."""
 
     def __init__(self, smtp: SmtpServer | None = None, kill_after: int | None = None) -> None:
         self.smtp, self.kill_after = smtp, kill_after
@@ -122,7 +120,7 @@ class RenderChild:
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def __enter__(self) -> RenderChild:
-        assert not multiprocessing.active_children(), "a child process of an earlier test is still running"
+        assert not _render_children(os.getpid()), "a render child of an earlier test is still running"
         self._thread.start()
         return self
 
@@ -137,13 +135,11 @@ class RenderChild:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            for child in multiprocessing.active_children():
-                if child.pid is None:
-                    continue
-                self.seen.add(child.pid)
+            for pid in _render_children(os.getpid()):
+                self.seen.add(pid)
                 if self._due():
-                    os.kill(child.pid, signal.SIGKILL)
-                    self.killed.append(child.pid)
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
             time.sleep(0.005)
 
 
@@ -245,27 +241,25 @@ def test_the_render_child_killed_mid_pass_loses_no_digest_and_sends_none_twice(t
     assert len(stopped) == 1 and stopped[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
 
 
-def test_a_render_child_that_cannot_start_leaves_the_pass_to_render_in_its_own_thread(tmp_path, monkeypatch, caplog):
-    """Its Python is gone (a virtualenv upgraded under a running daemon): the child's exec fails, the
-    chunks handed to it come back broken, and the pass renders everything itself. (Were the resource
-    tracker not running yet, its start could fail instead, in Contents.load: the same fallback.)"""
+@pytest.mark.parametrize(("python", "error"), [("no-such-python", "FileNotFoundError"),
+                                               ("/bin/true", "exited (status 0)")], ids=["missing", "exits-at-once"])
+def test_a_render_child_that_cannot_start_leaves_the_pass_to_render_in_its_own_thread(tmp_path, monkeypatch, caplog,
+                                                                                      python, error):
+    """Its Python is gone (a virtualenv upgraded under a running daemon): the child cannot start, and the
+    pass renders everything itself. A child that starts and exits at once: the chunks handed to it come
+    back broken, and the pass renders them, and the rest, itself."""
     monkeypatch.setattr(apart, "APART_FROM", 1)
     monkeypatch.setattr(apart, "READY_WAIT", 60)
+    monkeypatch.setattr(apart, "PYTHON", str(tmp_path / python) if "/" not in python else python)
     caplog.set_level(logging.WARNING, logger="digestbot")
-    python = multiprocessing.spawn.get_executable()
-    resource_tracker.ensure_running()  # already running, with this Python: only the child cannot start
     with SmtpServer() as smtp:
         ctx = _world(tmp_path, smtp.port, SUBSCRIPTIONS)
-        multiprocessing.set_executable(str(tmp_path / "no-such-python"))
-        try:
-            result = pipeline.send_due(ctx, NOW)
-        finally:
-            multiprocessing.set_executable(python)
+        result = pipeline.send_due(ctx, NOW)
     recipients = sorted(_address(r) for _, targets in SUBSCRIPTIONS.values() for r in targets)
     assert sorted(_by_recipient(smtp)) == recipients and not result.failed
     assert _statuses(ctx) == Counter(sent=len(recipients))
     stopped = [r.getMessage() for r in caplog.records if "rendering apart stopped" in r.getMessage()]
-    assert len(stopped) == 1 and "BrokenProcessPool" in stopped[0], stopped  # said once, not once a chunk
+    assert len(stopped) == 1 and error in stopped[0], stopped  # said once, not once a chunk
 
 
 def test_a_template_error_in_the_child_fails_that_digest_alone(tmp_path, monkeypatch):
@@ -298,7 +292,7 @@ def test_a_template_error_in_the_child_fails_that_digest_alone(tmp_path, monkeyp
 
 
 def _render_children(pid: int) -> set[int]:
-    """The multiprocessing workers (`spawn_main`) among the children of process `pid`, from /proc."""
+    """The render children (apart.PROGRAM) among the children of process `pid`, from /proc."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -308,16 +302,15 @@ def _render_children(pid: int) -> set[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:  # gone meanwhile
             continue
-        if re.search(rf"(?m)^PPid:\s*{pid}$", status) and b"spawn_main" in cmdline:
+        if re.search(rf"(?m)^PPid:\s*{pid}$", status) and b"digestbot.render.apart" in cmdline:
             found.add(int(entry.name))
     return found
 
 
 def test_the_cli_renders_a_large_pass_apart_and_sends_each_digest_once(tmp_path, http_server: HttpServer):
-    """The real threshold (nothing lowered) through the real command, its child spawned from it: were the
-    CLI to run again in the child, it would poll and send a second time, or fail with a traceback.
-    (`spawn` does not re-import a main module named `*.__main__`, multiprocessing.spawn._fixup_main_from_name,
-    so for `-m digestbot` this holds with or without the guard in digestbot/__main__.py.)"""
+    """The real threshold (nothing lowered) through the real command and its child: were the CLI to run
+    again in the child, it would poll and send a second time, or fail with a traceback; were its output
+    the command's, `--json` would not parse."""
     subs = apart.APART_FROM
     http_server.daily_papers({datetime.now(UTC).date().isoformat(): daily_items(12)})
     with SmtpServer() as smtp:
@@ -355,3 +348,13 @@ def test_the_cli_renders_a_large_pass_apart_and_sends_each_digest_once(tmp_path,
     assert sorted(sent["target"] for sent in document["sent"]) == sorted(recipients)
     assert Counter(r for received in smtp.received for r in received.rcpt_tos) == Counter(recipients)
     assert took < 60, took  # a hang guard, not a benchmark
+
+
+def test_the_render_child_imports_neither_the_http_client_nor_the_scheduler():
+    """What the child imports is its baseline memory, paid on every large pass (issue 21: 50,000
+    subscriptions under 400 MB): httpx and APScheduler were 10 MB of it, for code it never runs."""
+    probe = ("import sys; import digestbot.render.apart; "
+             "print(sorted(m for m in ('httpx', 'apscheduler', 'sqlalchemy', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout
+    assert out.strip() == "[]"

@@ -16,7 +16,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,13 +25,15 @@ from slugify import slugify
 from .. import sources
 from ..errors import ConfigError
 from ..models import paper_key_of
-from ..schedule import Schedule, parse_schedule
 from ..sources import SourceOptions
 from ..sources.text import TextOptions
 from . import alerts as alerts_section
 from . import sendable
 from .problems import Model, Problems, toml_syntax_error, unknown_section
 from .tomlpos import Loc
+
+if TYPE_CHECKING:
+    from ..schedule import Schedule
 
 
 class Strict(BaseModel):
@@ -456,8 +458,11 @@ def _interval_advice(every: str) -> str:
 
 
 def _cross_check(config: Config, problems: Problems, places: Places) -> None:
+    # Imported here, not at the top: a render child (render/apart.py) unpickles a Config and never checks
+    # one, and would carry their imports for nothing (APScheduler's are 10 MB).
     from ..matching import QuerySyntaxError
     from ..matching import parse_query as parse
+    from ..schedule import parse_schedule
 
     valid: set[str] = set()  # a query many subscriptions share is parsed once per load
 
@@ -465,6 +470,13 @@ def _cross_check(config: Config, problems: Problems, places: Places) -> None:
         if query not in valid:
             parse(query)
             valid.add(query)
+
+    made: dict[tuple[str, str], Schedule] = {}  # one Schedule per schedule and zone: 50,000 "instant" share one
+
+    def schedule(text: str, zone: str) -> Schedule:
+        if (text, zone) not in made:
+            made[text, zone] = parse_schedule(text, zone)
+        return made[text, zone]
 
     if config.bot.database_env and "database" in config.bot.model_fields_set:
         problems.add(("bot", "database_env"), "give database or database_env, not both")
@@ -489,11 +501,12 @@ def _cross_check(config: Config, problems: Problems, places: Places) -> None:
         except QuerySyntaxError as exc:
             problems.add(("topics", name, "query"), "invalid query:\n" + str(exc))
     for i, sub in zip(places.subscriptions, config.subscriptions, strict=True):
-        _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError)
+        _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError, schedule)
 
 
 def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problems: Problems,
-                        parse_query: Callable[[str], None], QuerySyntaxError: type[Exception]) -> None:
+                        parse_query: Callable[[str], None], QuerySyntaxError: type[Exception],
+                        schedule: Callable[[str, str], Schedule]) -> None:
     if not sub.id:  # the id keys the subscription's history in the database and its readers' links
         problems.add(("subscriptions", i, "name"), f"the name {sub.name!r} makes an empty id (the id is the name's "
                      f"letters and digits, e.g. 'Alice LLM' -> 'alice-llm'): use a name with letters or digits")
@@ -506,7 +519,7 @@ def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problem
             known = ", ".join(config.topics) or "none defined"
             problems.add(("subscriptions", i, "topics"), f"no topic {topic!r} (defined: {known})")
     try:
-        config.schedules[sub.id] = parse_schedule(sub.schedule, sub.timezone or config.bot.timezone)
+        config.schedules[sub.id] = schedule(sub.schedule, sub.timezone or config.bot.timezone)
     except ValueError as exc:
         problems.add(("subscriptions", i, "schedule"), str(exc))
     if sub.slack_webhook and sub.slack_webhook_env:

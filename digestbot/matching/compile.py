@@ -202,6 +202,8 @@ def compile_explain(node: Node | None, topic: str | None) -> Explain:
 class _Explanations(dict[int, Explanation]):
     """mask -> Explanation: the hits of the probes whose bits are set, the topic's first."""
 
+    __slots__ = ("head", "probes")  # one table per clause: without slots each also had a __dict__ (50,000: 16 MB)
+
     def __init__(self, topic: str | None, probes: Hits):
         super().__init__()
         self.head: Hits = ((shared_hit(topic, "topic", topic), 0.0),) if topic is not None else ()

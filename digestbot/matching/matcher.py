@@ -73,6 +73,7 @@ class Matcher:
         self._names: list[str] = []
         self._plans = [self._plan(i) for i in interests]
         self._index.freeze()
+        del self._ids, self._parsed  # building's alone: 50,000 queries' texts and canonical forms (~10 MB)
         # why a clause holds, per (clause, topic) "slot": a clause's own is its id, a topic's after
         self._slots: dict[tuple[int, str], int] = {}
         self._slot_of: list[tuple[int, str]] = []

@@ -94,7 +94,7 @@ class Contents:
             self._apart_tried = True
             try:
                 self.apart = RenderProcess(self.config, self.renderer.folder, self.now, self.secret)
-            except Exception as exc:  # none to be had (its Python gone: the resource tracker cannot start)
+            except Exception as exc:  # none to be had (its Python gone)
                 log.warning(STOPPED, type(exc).__name__, exc)
 
     def get(self, row: Claim, sub: SubscriptionConfig) -> Content:
@@ -147,7 +147,7 @@ class Contents:
         for start in range(0, len(jobs), CHUNK):
             try:
                 future = self.apart.submit(jobs[start:start + CHUNK])
-            except Exception as exc:  # the child died since the last batch (BrokenProcessPool) or cannot start
+            except Exception as exc:  # the child died since the last batch, or never started (apart.ChildGone)
                 self._stop_apart(exc)
                 return  # the jobs not handed over are rendered here, by `get` (and those handed over: `_received`)
             for k, key in enumerate(keys[start:start + CHUNK]):
@@ -158,7 +158,7 @@ class Contents:
         rendered here instead."""
         try:
             result = future.result()[index]
-        except Exception as exc:  # the child died or never started (BrokenProcessPool, a pickling error)
+        except Exception as exc:  # the child died or never started (apart.ChildGone), a pickling error
             self._stop_apart(exc)
             return render_content(self.config, self.renderer, self.now, self.secret, job)
         if isinstance(result, str):

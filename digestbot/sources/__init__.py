@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import FetchError, ParseError
@@ -147,7 +146,10 @@ class Source:
         pipeline saves them in the same transaction as the papers, so a body that failed to parse is
         fetched in full again next time instead of hiding behind a 304 forever.
         """
-        key = str(httpx.URL(url, params=params)) if params else url
+        # httpx here, not at the top: a render child (render/apart.py) imports this module through the
+        # config, never fetches, and would carry httpx's 16 MB of imports for nothing
+        from httpx import URL
+        key = str(URL(url, params=params)) if params else url
         response = self.client().get(url, params, source=self.name, validators=memory.validators.get(key))
         if response.not_modified:
             if key in memory.validators:  # still current: carried over (the store keeps only these)
