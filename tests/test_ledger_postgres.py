@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import test_ledger
 from servers import free_port
 from test_ledger import NOW, seed
 
@@ -126,3 +127,9 @@ def test_heartbeats_on_postgresql_one_row_per_daemon(store):
         ("host-a", 7, NOW + timedelta(seconds=30)), ("host-b", 7, NOW + timedelta(seconds=1))]
     assert store.forget_heartbeat("host-a", 7)
     assert [b.host for b in store.heartbeats()] == ["host-b"]
+
+
+def test_open_many_on_postgresql_opens_as_on_sqlite(store, pg_url):
+    """PostgreSQL's own INSERT of new digests (their columns as arrays, unnested: writer.open_many): the
+    same digests, sizes and empty ones as SQLite's, and a period already open is not opened again."""
+    test_ledger.test_open_many_opens_every_subscriptions_digests_set_based_as_open_digests_does(pg_url)

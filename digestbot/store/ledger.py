@@ -51,7 +51,7 @@ from sqlmodel import col
 
 from ..errors import StoreError
 from .database import Store
-from .ledger_sql import CANDIDATES, CLAIM, SENT_DELIVERIES, SENT_DIGEST, Claim, Prepared, SentValues, core, due
+from .ledger_sql import CANDIDATES, CLAIM, Claim, SentRecord, SentValues, core, due
 from .tables import DeliveryRow, DigestRow
 from .values import ACTIVE_DIGESTS, DeliveryStatus, DigestRecord, DigestStatus, as_utc, utcnow
 from .writer import Writer
@@ -101,7 +101,7 @@ class Ledger:
         self._writer = threading.Lock() if store.engine.dialect.name == "sqlite" else None  # see `_turn`
         self._local = threading.local()  # each thread's connection for `sent` (`_hot`)
         self._conns: list[Connection] = []  # every thread's, closed by `close`
-        self._sent: list[Prepared] | None = None
+        self._sent: SentRecord | None = None
 
     def _turn(self) -> AbstractContextManager[object]:
         """On SQLite, this ledger's threads take turns before they ask for the write lock (module notes)."""
@@ -116,11 +116,14 @@ class Ledger:
     @contextmanager
     def _hot(self, doing: str) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE) on a connection this thread keeps for the whole send
-        pass: a Session and a pool checkout per sent digest cost more than the SQLite commit itself."""
+        pass: a Session and a pool checkout per sent digest cost more than the SQLite commit itself. On
+        PostgreSQL the connection autocommits: the `sent` record is one statement (SentRecord)."""
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.store.engine.connect()
             conn.info["write"] = True
+            if conn.dialect.name == "postgresql":  # its one statement is its own transaction (SentRecord)
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             with self._state:
                 self._conns.append(conn)
         with self._turn(), self.store.guarded(doing), conn.begin():
@@ -308,15 +311,12 @@ class Ledger:
         (SQLAlchemy's per-statement bookkeeping cost more than the SQLite commit); one commit."""
         with self._hot("record a sent digest") as conn:
             if self._sent is None:
-                self._sent = [Prepared(statement, conn.dialect) for statement in (SENT_DIGEST, SENT_DELIVERIES)]
+                self._sent = SentRecord(conn.dialect)
             driver = conn.connection.dbapi_connection
             assert driver is not None  # a connection inside a transaction holds its driver's connection
             cursor = driver.cursor()
             try:
-                digest, deliveries = self._sent
-                if digest.run(cursor, values, conn.dialect) == 1:
-                    deliveries.run(cursor, values, conn.dialect)
-                else:
+                if not self._sent.run(cursor, values):
                     self._taken_over(values["digest"], "it may arrive twice, with the same Message-ID")
             finally:
                 cursor.close()

@@ -10,12 +10,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, TypeVarTuple, overload
 
-from sqlalchemy import BindParameter, ColumnElement, CursorResult, Dialect, and_, bindparam, or_, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CursorResult,
+    Dialect,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlmodel import SQLModel, col
 
@@ -85,15 +97,21 @@ SENT_DIGEST = update(DigestRow).where(
     lease_until=None, attempts=col(DigestRow.attempts) + 1)
 SENT_DELIVERIES = (update(DeliveryRow).where(col(DeliveryRow.digest_id) == bindparam("digest"))
                    .values(status=DeliveryStatus.SENT))
+# On PostgreSQL both in one statement (each data-modifying CTE runs once), so that it is its own
+# transaction: the digest's row if it is still ours, then its deliveries; how many digests that was.
+_SENT_DIGEST_ID = SENT_DIGEST.returning(col(DigestRow.id)).cte("sent_digest")
+SENT_ONCE = (select(func.count()).select_from(_SENT_DIGEST_ID)
+             .add_cte(update(DeliveryRow).where(col(DeliveryRow.digest_id).in_(select(_SENT_DIGEST_ID.c.id)))
+                      .values(status=DeliveryStatus.SENT).cte("sent_deliveries")))
 
 
 class Prepared:
     """A statement compiled once for one dialect, run on a DBAPI cursor with SQLAlchemy's own bind
     processing (datetimes stored exactly as the ORM stores them) and its error classes."""
 
-    def __init__(self, statement: UpdateBase, dialect: Dialect):
+    def __init__(self, statement: ClauseElement, dialect: Dialect):
         compiled = statement.compile(dialect=dialect)
-        assert isinstance(compiled, SQLCompiler)  # a DML statement compiles with the dialect's SQL compiler
+        assert isinstance(compiled, SQLCompiler)  # DML and SELECT compile with the dialect's SQL compiler
         self.compiled = compiled
         self.order = compiled.positiontup if compiled.positional else None
         processors = ((name, bind.type.dialect_impl(dialect).bind_processor(dialect))
@@ -112,6 +130,31 @@ class Prepared:
         except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it, so Store.guarded explains it
             raise DBAPIError.instance(self.compiled.string, args, exc, dialect.loaded_dbapi.Error) from exc
         return cursor.rowcount
+
+
+class SentRecord:
+    """The `sent` record of one digest on the driver's cursor: True if the digest was still this sender's.
+
+    PostgreSQL runs SENT_ONCE on a connection in autocommit (ledger.py `_hot`): one round trip, where
+    BEGIN, two UPDATEs and COMMIT were four (0.54 ms a digest against 0.19 ms, and a sender waits for
+    it before its next message). SQLite, in-process, runs the two UPDATEs in its BEGIN IMMEDIATE."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        self.once = dialect.name == "postgresql"
+        statements: list[ClauseElement] = [SENT_ONCE] if self.once else [SENT_DIGEST, SENT_DELIVERIES]
+        self.statements = [Prepared(statement, dialect) for statement in statements]
+
+    def run(self, cursor: DBAPICursor, values: Mapping[str, object]) -> bool:
+        if self.once:
+            self.statements[0].run(cursor, values, self.dialect)
+            row = cursor.fetchone()
+            return row is not None and row[0] == 1
+        digest, deliveries = self.statements
+        if digest.run(cursor, values, self.dialect) != 1:
+            return False
+        deliveries.run(cursor, values, self.dialect)
+        return True
 
 
 @overload
