@@ -180,10 +180,12 @@ class RenderProcess:
                 with self._lock:
                     future = self._waiting.popleft()
                 future.set_result(answer)
-        except EOFError:  # the child closed its end: it exited
-            self._fail(ChildGone(f"the render child exited ({_exit(self.process.wait())})"))
-        except OSError as exc:
-            self._fail(ChildGone(f"the render child's socket broke ({exc})"))
+        except (EOFError, OSError) as exc:  # its end closed: it exited (a reset when it left data unread)
+            try:
+                gone = ChildGone(f"the render child exited ({_exit(self.process.wait(timeout=STOP_WAIT))})")
+            except subprocess.TimeoutExpired:  # alive, but its socket is not: it is stopped by `close`
+                gone = ChildGone(f"the render child's socket broke ({exc})")
+            self._fail(gone)
 
     def _fail(self, gone: ChildGone) -> None:
         with self._lock:
