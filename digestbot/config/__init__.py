@@ -471,13 +471,6 @@ def _cross_check(config: Config, problems: Problems, places: Places) -> None:
             parse(query)
             valid.add(query)
 
-    made: dict[tuple[str, str], Schedule] = {}  # one Schedule per schedule and zone: 50,000 "instant" share one
-
-    def schedule(text: str, zone: str) -> Schedule:
-        if (text, zone) not in made:
-            made[text, zone] = parse_schedule(text, zone)
-        return made[text, zone]
-
     if config.bot.database_env and "database" in config.bot.model_fields_set:
         problems.add(("bot", "database_env"), "give database or database_env, not both")
     _unique([s.name for s in config.sources], places.sources, "sources", "name", "source", problems)
@@ -501,7 +494,7 @@ def _cross_check(config: Config, problems: Problems, places: Places) -> None:
         except QuerySyntaxError as exc:
             problems.add(("topics", name, "query"), "invalid query:\n" + str(exc))
     for i, sub in zip(places.subscriptions, config.subscriptions, strict=True):
-        _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError, schedule)
+        _check_subscription(config, i, sub, problems, parse_query, QuerySyntaxError, parse_schedule)
 
 
 def _check_subscription(config: Config, i: int, sub: SubscriptionConfig, problems: Problems,
